@@ -1,0 +1,1 @@
+"""cnnkern benchmark suite."""

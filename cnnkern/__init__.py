@@ -1,0 +1,40 @@
+"""cnnkern: hand-written C++/CUDA convolution and pooling kernels as PyTorch custom ops.
+
+    import cnnkern
+    y = cnnkern.conv2d(x, w, b, stride=1, padding="same", algo="auto")
+    layer = cnnkern.nn.Conv2d(3, 64, 3, padding=1)      # drop-in for torch.nn.Conv2d
+"""
+
+import torch
+
+from . import _C  # noqa: F401  (loads the library: registers the ops' schemas and kernels)
+from . import _ops  # noqa: F401  (fake kernels and autograd)
+from . import nn
+from .algo import KNOWN_ALGORITHMS, algorithms, can_implement, explain, select
+from .functional import adaptive_avg_pool2d, avg_pool2d, conv2d, max_pool2d
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "nn", "algorithms",
+    "can_implement", "explain", "select", "KNOWN_ALGORITHMS", "cuda_built", "cuda_available",
+]
+
+
+def cuda_built() -> bool:
+    """Whether this build of cnnkern contains the CUDA kernels."""
+    return bool(_C.cuda_built)
+
+
+def cuda_available() -> bool:
+    """Whether the CUDA kernels are built and a GPU is visible."""
+    return cuda_built() and torch.cuda.is_available()
+
+
+def __getattr__(name):
+    # `cnnkern.models` (the top-level models/ directory) loads on first use.
+    if name == "models":
+        import importlib
+
+        return importlib.import_module(".models", __name__)
+    raise AttributeError(f"module 'cnnkern' has no attribute {name!r}")

@@ -1,0 +1,202 @@
+"""Fake (meta) kernels and autograd for the ops declared in csrc/cnnkern.cpp.
+
+The backward formulas call registered cnnkern ops (never Python loops), so torch.compile
+traces forward and backward without graph breaks.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import _meta
+
+ops = torch.ops.cnnkern
+_CONV = "cnnkern.conv2d"
+
+
+def _is_concrete(*values) -> bool:
+    return all(isinstance(v, int) for v in values)
+
+
+# --- conv2d -------------------------------------------------------------------------------
+
+def _check_conv_algo(input, weight, stride, padding, dilation, groups, algo):
+    """The algorithm checks the C++ op makes, when the sizes are concrete."""
+    _meta.check_floating_dtype(_CONV, "input", input)
+    sizes = list(input.shape) + list(weight.shape)
+    if _is_concrete(*sizes):
+        reason = ops.conv2d_why_not(list(input.shape), list(weight.shape), stride, padding,
+                                    dilation, groups, input.dtype, input.device.type, algo)
+        if reason:
+            raise RuntimeError(f"{_CONV}: {reason}")
+
+
+@torch.library.register_fake("cnnkern::conv2d")
+def _conv2d_fake(input, weight, bias, stride, padding, dilation, groups, algo):
+    _meta.check_conv2d_tensors(_CONV, input, weight, bias)
+    shape = _meta.conv2d_output_shape(_CONV, input.shape, weight.shape, stride, padding,
+                                      dilation, groups)
+    _check_conv_algo(input, weight, stride, padding, dilation, groups, algo)
+    return input.new_empty(shape)
+
+
+@torch.library.register_fake("cnnkern::conv2d_backward_input")
+def _conv2d_backward_input_fake(grad_output, weight, input_size, stride, padding, dilation,
+                                groups, algo):
+    _meta.check_same_device_dtype(_CONV, "grad_output", grad_output, "weight", weight)
+    shape = _meta.conv2d_output_shape(_CONV, input_size, weight.shape, stride, padding,
+                                      dilation, groups)
+    _meta.check_grad_output(_CONV, grad_output, shape)
+    return grad_output.new_empty(input_size)
+
+
+@torch.library.register_fake("cnnkern::conv2d_backward_weight")
+def _conv2d_backward_weight_fake(grad_output, input, weight_size, stride, padding, dilation,
+                                 groups, algo):
+    _meta.check_same_device_dtype(_CONV, "grad_output", grad_output, "input", input)
+    shape = _meta.conv2d_output_shape(_CONV, input.shape, weight_size, stride, padding,
+                                      dilation, groups)
+    _meta.check_grad_output(_CONV, grad_output, shape)
+    return grad_output.new_empty(weight_size)
+
+
+def _conv2d_setup_context(ctx, inputs, output):
+    input, weight, bias, stride, padding, dilation, groups, algo = inputs
+    ctx.save_for_backward(input, weight)
+    ctx.conv_args = (stride, padding, dilation, groups, algo)
+    ctx.has_bias = bias is not None
+
+
+def _conv2d_backward(ctx, grad_output):
+    input, weight = ctx.saved_tensors
+    grad_input = grad_weight = grad_bias = None
+    if ctx.needs_input_grad[0]:
+        grad_input = ops.conv2d_backward_input(grad_output, weight, input.shape, *ctx.conv_args)
+    if ctx.needs_input_grad[1]:
+        grad_weight = ops.conv2d_backward_weight(grad_output, input, weight.shape,
+                                                 *ctx.conv_args)
+    if ctx.has_bias and ctx.needs_input_grad[2]:
+        grad_bias = grad_output.sum((0, 2, 3))
+    return grad_input, grad_weight, grad_bias, None, None, None, None, None
+
+
+torch.library.register_autograd("cnnkern::conv2d", _conv2d_backward,
+                                setup_context=_conv2d_setup_context)
+
+
+# --- max_pool2d ---------------------------------------------------------------------------
+
+_MAX = "cnnkern.max_pool2d"
+
+
+@torch.library.register_fake("cnnkern::max_pool2d_with_indices")
+def _max_pool2d_fake(input, kernel_size, stride, padding, dilation, ceil_mode):
+    shape = _meta.pool2d_output_shape(_MAX, input.shape, kernel_size, stride, padding, dilation,
+                                      ceil_mode)
+    _meta.check_floating_dtype(_MAX, "input", input)
+    return input.new_empty(shape), input.new_empty(shape, dtype=torch.int64)
+
+
+@torch.library.register_fake("cnnkern::max_pool2d_backward")
+def _max_pool2d_backward_fake(grad_output, indices, input_size, kernel_size, stride, padding,
+                              dilation, ceil_mode):
+    op = "cnnkern.max_pool2d_backward"
+    shape = _meta.pool2d_output_shape(op, input_size, kernel_size, stride, padding, dilation,
+                                      ceil_mode)
+    _meta.check_floating_dtype(op, "grad_output", grad_output)
+    _meta.check_grad_output(op, grad_output, shape)
+    return grad_output.new_empty(input_size)
+
+
+def _max_pool2d_setup_context(ctx, inputs, output):
+    input, kernel_size, stride, padding, dilation, ceil_mode = inputs
+    ctx.save_for_backward(output[1])
+    ctx.input_size = input.shape
+    ctx.pool_args = (kernel_size, stride, padding, dilation, ceil_mode)
+
+
+def _max_pool2d_backward(ctx, grad_output, _grad_indices):
+    (indices,) = ctx.saved_tensors
+    grad_input = ops.max_pool2d_backward(grad_output, indices, ctx.input_size, *ctx.pool_args)
+    return grad_input, None, None, None, None, None
+
+
+torch.library.register_autograd("cnnkern::max_pool2d_with_indices", _max_pool2d_backward,
+                                setup_context=_max_pool2d_setup_context)
+
+
+# --- avg_pool2d ---------------------------------------------------------------------------
+
+_AVG = "cnnkern.avg_pool2d"
+
+
+@torch.library.register_fake("cnnkern::avg_pool2d")
+def _avg_pool2d_fake(input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                     divisor_override):
+    shape = _meta.pool2d_output_shape(_AVG, input.shape, kernel_size, stride, padding, [1, 1],
+                                      ceil_mode)
+    _meta.check_divisor_override(_AVG, divisor_override)
+    _meta.check_floating_dtype(_AVG, "input", input)
+    return input.new_empty(shape)
+
+
+@torch.library.register_fake("cnnkern::avg_pool2d_backward")
+def _avg_pool2d_backward_fake(grad_output, input_size, kernel_size, stride, padding, ceil_mode,
+                              count_include_pad, divisor_override):
+    op = "cnnkern.avg_pool2d_backward"
+    shape = _meta.pool2d_output_shape(op, input_size, kernel_size, stride, padding, [1, 1],
+                                      ceil_mode)
+    _meta.check_divisor_override(op, divisor_override)
+    _meta.check_floating_dtype(op, "grad_output", grad_output)
+    _meta.check_grad_output(op, grad_output, shape)
+    return grad_output.new_empty(input_size)
+
+
+def _avg_pool2d_setup_context(ctx, inputs, output):
+    ctx.input_size = inputs[0].shape
+    ctx.pool_args = inputs[1:]
+
+
+def _avg_pool2d_backward(ctx, grad_output):
+    grad_input = ops.avg_pool2d_backward(grad_output, ctx.input_size, *ctx.pool_args)
+    return grad_input, None, None, None, None, None, None
+
+
+torch.library.register_autograd("cnnkern::avg_pool2d", _avg_pool2d_backward,
+                                setup_context=_avg_pool2d_setup_context)
+
+
+# --- adaptive_avg_pool2d ------------------------------------------------------------------
+
+_ADAPTIVE = "cnnkern.adaptive_avg_pool2d"
+
+
+@torch.library.register_fake("cnnkern::adaptive_avg_pool2d")
+def _adaptive_avg_pool2d_fake(input, output_size):
+    shape = _meta.adaptive_output_shape(_ADAPTIVE, input.shape, output_size)
+    _meta.check_floating_dtype(_ADAPTIVE, "input", input)
+    return input.new_empty(shape)
+
+
+@torch.library.register_fake("cnnkern::adaptive_avg_pool2d_backward")
+def _adaptive_avg_pool2d_backward_fake(grad_output, input_size):
+    op = "cnnkern.adaptive_avg_pool2d_backward"
+    _meta._check(grad_output.dim() == 4,
+                 lambda: f"{op}: expected a 4-D grad_output; got size "
+                         f"{_meta.sizes_str(grad_output.shape)}")
+    shape = _meta.adaptive_output_shape(op, input_size, grad_output.shape[2:])
+    _meta.check_floating_dtype(op, "grad_output", grad_output)
+    _meta.check_grad_output(op, grad_output, shape)
+    return grad_output.new_empty(input_size)
+
+
+def _adaptive_avg_pool2d_setup_context(ctx, inputs, output):
+    ctx.input_size = inputs[0].shape
+
+
+def _adaptive_avg_pool2d_backward(ctx, grad_output):
+    return ops.adaptive_avg_pool2d_backward(grad_output, ctx.input_size), None
+
+
+torch.library.register_autograd("cnnkern::adaptive_avg_pool2d", _adaptive_avg_pool2d_backward,
+                                setup_context=_adaptive_avg_pool2d_setup_context)

@@ -1,0 +1,76 @@
+"""Which convolution algorithms exist, which can run a problem, and what "auto" picks.
+
+The rules live in C++ (each algorithm's can-implement check, csrc/common/conv2d_algo.cpp);
+this module asks them through introspection ops, so Python and the kernels never disagree.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+import torch
+
+from .functional import _pair, conv_padding
+
+_ops = torch.ops.cnnkern
+
+KNOWN_ALGORITHMS = ("direct", "im2col", "winograd", "winograd_f2")
+
+
+def algorithms(device: str = "cpu") -> List[str]:
+    """The convolution algorithms built for `device` ("cpu" or "cuda")."""
+    return list(_ops.conv2d_algorithms(str(torch.device(device).type)))
+
+
+def _problem(input, weight, stride, padding, dilation):
+    """(input size, weight size, stride, padding, dilation) as the op sees them."""
+    in_size = list(input.shape)
+    if len(in_size) == 3:
+        in_size = [1] + in_size
+    stride = _pair(stride, "stride", "cnnkern.conv2d")
+    dilation = _pair(dilation, "dilation", "cnnkern.conv2d")
+    pad, extra = conv_padding(padding, weight.shape, stride, dilation)
+    if extra is not None:  # "same" with an odd total padding: the explicit pad grows the input
+        in_size[2] += extra[3]
+        in_size[3] += extra[1]
+    return in_size, list(weight.shape), stride, pad, dilation
+
+
+def can_implement(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
+                  stride=1, padding=0, dilation=1, groups: int = 1, *,
+                  algo: str) -> Tuple[bool, str]:
+    """(True, "") if `algo` can run this convolution on the input's device, else (False, why)."""
+    try:
+        args = _problem(input, weight, stride, padding, dilation)
+        reason = _ops.conv2d_why_not(*args, groups, input.dtype, input.device.type, algo)
+    except (RuntimeError, ValueError) as e:
+        reason = str(e).splitlines()[0]
+    return (not reason, reason)
+
+
+def select(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
+           stride=1, padding=0, dilation=1, groups: int = 1, *, algo: str = "auto") -> str:
+    """The algorithm a call with these arguments runs (raises if none can)."""
+    args = _problem(input, weight, stride, padding, dilation)
+    return _ops.conv2d_select(*args, groups, input.dtype, input.device.type, algo)
+
+
+def explain(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
+            stride=1, padding=0, dilation=1, groups: int = 1, *, algo: str = "auto") -> str:
+    """A few lines: what `algo` runs for this convolution, and each algorithm's status."""
+    device = input.device.type
+    lines = []
+    try:
+        chosen = select(input, weight, bias, stride, padding, dilation, groups, algo=algo)
+        how = "picked by auto" if algo == "auto" else "as requested"
+        lines.append(f"runs: {chosen} ({how}) on {device}")
+    except (RuntimeError, ValueError) as e:
+        lines.append(f"cannot run: {str(e).splitlines()[0]}")
+    built = algorithms(device)
+    for name in KNOWN_ALGORITHMS:
+        if name not in built:
+            lines.append(f"  {name}: not built for {device}")
+            continue
+        ok, why = can_implement(input, weight, bias, stride, padding, dilation, groups, algo=name)
+        lines.append(f"  {name}: {'can run' if ok else why}")
+    return "\n".join(lines)

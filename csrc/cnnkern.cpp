@@ -1,0 +1,96 @@
+// Every cnnkern op's schema, in one place. Backends register implementations per dispatch
+// key in csrc/cpu/ and csrc/cuda/; autograd and fake (meta) kernels are bound in Python
+// (cnnkern/_ops.py). The module init is minimal: importing cnnkern._C runs the static
+// registrations below and in the backend files.
+
+#include <Python.h>
+
+#include <torch/library.h>
+
+#include <string>
+#include <vector>
+
+#include "common/checks.h"
+#include "common/conv2d_algo.h"
+
+namespace cnnkern {
+namespace {
+
+// Introspection (no tensors): which algorithms a backend has, why one cannot run a shape.
+std::vector<std::string> conv2d_algorithms(const std::string& device) {
+  return conv2d_algos(parse_backend(device));
+}
+
+std::string conv2d_why_not_op(c10::IntArrayRef input_size, c10::IntArrayRef weight_size,
+                              c10::IntArrayRef stride, c10::IntArrayRef padding,
+                              c10::IntArrayRef dilation, int64_t groups,
+                              c10::ScalarType dtype, const std::string& device,
+                              const std::string& algo) {
+  const Conv2dProblem p = make_conv2d_problem("cnnkern.conv2d", input_size, weight_size, stride,
+                                              padding, dilation, groups);
+  return conv2d_why_not(parse_backend(device), p, dtype, algo);
+}
+
+std::string conv2d_select_op(c10::IntArrayRef input_size, c10::IntArrayRef weight_size,
+                             c10::IntArrayRef stride, c10::IntArrayRef padding,
+                             c10::IntArrayRef dilation, int64_t groups, c10::ScalarType dtype,
+                             const std::string& device, const std::string& algo) {
+  const Conv2dProblem p = make_conv2d_problem("cnnkern.conv2d", input_size, weight_size, stride,
+                                              padding, dilation, groups);
+  return select_conv2d_algo("cnnkern.conv2d", parse_backend(device), p, dtype, algo).name;
+}
+
+}  // namespace
+}  // namespace cnnkern
+
+TORCH_LIBRARY(cnnkern, m) {
+  // Convolution. `algo` is "auto" or a name from conv2d_algorithms(device).
+  m.def(
+      "conv2d(Tensor input, Tensor weight, Tensor? bias, int[2] stride, int[2] padding, "
+      "int[2] dilation, int groups, str algo) -> Tensor");
+  m.def(
+      "conv2d_backward_input(Tensor grad_output, Tensor weight, SymInt[4] input_size, "
+      "int[2] stride, int[2] padding, int[2] dilation, int groups, str algo) -> Tensor");
+  m.def(
+      "conv2d_backward_weight(Tensor grad_output, Tensor input, SymInt[4] weight_size, "
+      "int[2] stride, int[2] padding, int[2] dilation, int groups, str algo) -> Tensor");
+
+  // Pooling. Indices are flat positions within each H x W plane, as torch returns them.
+  m.def(
+      "max_pool2d_with_indices(Tensor input, int[2] kernel_size, int[2] stride, "
+      "int[2] padding, int[2] dilation, bool ceil_mode) -> (Tensor, Tensor)");
+  m.def(
+      "max_pool2d_backward(Tensor grad_output, Tensor indices, SymInt[4] input_size, "
+      "int[2] kernel_size, int[2] stride, int[2] padding, int[2] dilation, bool ceil_mode) "
+      "-> Tensor");
+  m.def(
+      "avg_pool2d(Tensor input, int[2] kernel_size, int[2] stride, int[2] padding, "
+      "bool ceil_mode, bool count_include_pad, int? divisor_override) -> Tensor");
+  m.def(
+      "avg_pool2d_backward(Tensor grad_output, SymInt[4] input_size, int[2] kernel_size, "
+      "int[2] stride, int[2] padding, bool ceil_mode, bool count_include_pad, "
+      "int? divisor_override) -> Tensor");
+  m.def("adaptive_avg_pool2d(Tensor input, int[2] output_size) -> Tensor");
+  m.def("adaptive_avg_pool2d_backward(Tensor grad_output, SymInt[4] input_size) -> Tensor");
+
+  // Introspection for cnnkern.algo (device: "cpu" or "cuda").
+  m.def("conv2d_algorithms(str device) -> str[]", &cnnkern::conv2d_algorithms);
+  m.def(
+      "conv2d_why_not(int[] input_size, int[] weight_size, int[2] stride, int[2] padding, "
+      "int[2] dilation, int groups, ScalarType dtype, str device, str algo) -> str",
+      &cnnkern::conv2d_why_not_op);
+  m.def(
+      "conv2d_select(int[] input_size, int[] weight_size, int[2] stride, int[2] padding, "
+      "int[2] dilation, int groups, ScalarType dtype, str device, str algo) -> str",
+      &cnnkern::conv2d_select_op);
+}
+
+// A bare extension module: `import cnnkern._C` loads this library, and with it the
+// registrations. `cuda_built` tells Python whether the CUDA kernels were compiled in.
+static struct PyModuleDef cnnkern_module = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+
+PyMODINIT_FUNC PyInit__C(void) {
+  PyObject* m = PyModule_Create(&cnnkern_module);
+  if (m != nullptr) PyModule_AddIntConstant(m, "cuda_built", CNNKERN_WITH_CUDA);
+  return m;
+}

@@ -1,0 +1,72 @@
+#pragma once
+// The convolution-algorithm registry.
+//
+// Every algorithm file registers itself for one backend (CONV2D_REGISTER_ALGO at file scope),
+// so adding an algorithm touches no central list. The op entry points resolve the user's
+// `algo` string here: "auto" picks the highest-priority algorithm that can run the problem;
+// a named one that is unknown, not built for this backend, or unable to run the problem is
+// a clear error, never a silent fallback.
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/Optional.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "common/conv2d_problem.h"
+
+namespace cnnkern {
+
+enum class Backend { CPU, CUDA };
+const char* backend_name(Backend b);
+Backend parse_backend(const std::string& device);  // "cpu" / "cuda"
+
+// Every algorithm name cnnkern knows, built or not (the `algo=` values besides "auto").
+const std::vector<std::string>& known_conv2d_algos();
+
+struct Conv2dAlgo {
+  std::string name;
+  // Higher wins under "auto" among the algorithms that can run a problem.
+  int auto_priority = 0;
+  // "" when the algorithm can run the problem in this dtype, else the reason it cannot.
+  std::function<std::string(const Conv2dProblem&, at::ScalarType)> why_not;
+  // Inputs arrive contiguous (NCHW) on the right device; outputs are contiguous NCHW.
+  std::function<at::Tensor(const at::Tensor& input, const at::Tensor& weight,
+                           const c10::optional<at::Tensor>& bias, const Conv2dProblem&)>
+      forward;
+  // May be empty: then the op fails clearly for this algorithm's backward.
+  std::function<at::Tensor(const at::Tensor& grad_output, const at::Tensor& weight,
+                           const Conv2dProblem&)>
+      backward_input;
+  std::function<at::Tensor(const at::Tensor& grad_output, const at::Tensor& input,
+                           const Conv2dProblem&)>
+      backward_weight;
+};
+
+void register_conv2d_algo(Backend backend, Conv2dAlgo algo);
+
+// The algorithms built for a backend, in registration order.
+std::vector<std::string> conv2d_algos(Backend backend);
+
+// "" when `algo` ("auto" included) can run the problem, else the full reason.
+std::string conv2d_why_not(Backend backend, const Conv2dProblem& p, at::ScalarType dtype,
+                           const std::string& algo);
+
+// Resolves `algo` or throws (c10::Error) with the reason, prefixed by `op`.
+const Conv2dAlgo& select_conv2d_algo(const char* op, Backend backend, const Conv2dProblem& p,
+                                     at::ScalarType dtype, const std::string& algo);
+
+struct Conv2dAlgoRegistrar {
+  Conv2dAlgoRegistrar(Backend backend, Conv2dAlgo algo) {
+    register_conv2d_algo(backend, std::move(algo));
+  }
+};
+
+}  // namespace cnnkern
+
+#define CNNKERN_CONCAT_INNER(a, b) a##b
+#define CNNKERN_CONCAT(a, b) CNNKERN_CONCAT_INNER(a, b)
+#define CONV2D_REGISTER_ALGO(backend, ...)                                   \
+  static ::cnnkern::Conv2dAlgoRegistrar CNNKERN_CONCAT(conv2d_algo_reg_, __LINE__)( \
+      backend, __VA_ARGS__)

@@ -1,0 +1,1 @@
+"""cnnkern reference models."""
