@@ -1,0 +1,5 @@
+import sys
+
+from cnnkern.cli import main
+
+sys.exit(main())

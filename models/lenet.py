@@ -1,0 +1,39 @@
+"""LeNet-5 (LeCun et al., 1998) from cnnkern layers."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from cnnkern import nn as cnn
+
+
+class LeNet5(nn.Module):
+    """C1 6@5x5 -> S2 avg 2x2 -> C3 16@5x5 -> S4 avg 2x2 -> C5 120@5x5 -> F6 84 -> classes.
+
+    The paper's layout with tanh and average-pool subsampling, on 32x32 grey input. For 28x28
+    digits (MNIST as distributed) C1 pads by 2, which gives the same 28x28 C1 maps.
+    """
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, input_size: int = 32,
+                 algo: str = "auto"):
+        super().__init__()
+        if input_size not in (28, 32):
+            raise ValueError(f"lenet5: input_size must be 28 or 32; got {input_size}")
+        pad = (32 - input_size) // 2
+        self.features = nn.Sequential(
+            cnn.Conv2d(in_channels, 6, 5, padding=pad, algo=algo), nn.Tanh(),
+            cnn.AvgPool2d(2),
+            cnn.Conv2d(6, 16, 5, algo=algo), nn.Tanh(),
+            cnn.AvgPool2d(2),
+            cnn.Conv2d(16, 120, 5, algo=algo), nn.Tanh(),
+        )
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(120, 84), nn.Tanh(),
+                                        nn.Linear(84, num_classes))
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+def lenet5(num_classes: int = 10, in_channels: int = 1, input_size: int = 32,
+           algo: str = "auto") -> LeNet5:
+    return LeNet5(num_classes, in_channels, input_size, algo)

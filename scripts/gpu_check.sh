@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole GPU check in one command, for a lent GPU machine: build (for the GPU that is
+# there), the full test suite (GPU tests against cuDNN included), then the benchmark on CUDA.
+# Logs and results go to $OUT when set (the device tool brings that folder back), else to
+# bench/results/. Commit the results JSON as it came back.
+set -uo pipefail
+DEST="${OUT:-$(cd "$(dirname "$0")/.." && pwd)/bench/results}"
+mkdir -p "$DEST"
+export PYTHONUNBUFFERED=1
+{
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true
+  nvcc --version | tail -2 || true
+} 2>&1 | tee "$DEST/gpu_env.txt"
+
+source "$(dirname "$0")/env.sh"   # sets -e: a failed build stops here
+set +e
+"$PY" -c "import torch, cnnkern; assert cnnkern.cuda_available(), 'CUDA kernels not usable'; print(torch.cuda.get_device_name())"
+
+stamp="$(date -u +%Y%m%dT%H%M%SZ)"
+"$PY" -m pytest -q -rs tests 2>&1 | tee "$DEST/tests_$stamp.log"
+tests_rc=${PIPESTATUS[0]}
+"$PY" -m cnnkern --device cuda --passes all --json "$DEST/bench_h100_$stamp.json" 2>&1 \
+  | tee "$DEST/bench_$stamp.txt"
+echo "[gpu_check] tests exit code: $tests_rc; results in $DEST"
+exit "$tests_rc"
