@@ -10,15 +10,40 @@ Environment:
 
 import glob
 import os
+import shutil
 import site
 import sys
 
 from setuptools import setup
 
-import torch
-from torch.utils import cpp_extension
-
 ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def _locate_cuda_home():
+    """Sets CUDA_HOME to a real toolkit when it is unset.
+
+    torch guesses CUDA_HOME as the parent of the `nvcc` on PATH; where that nvcc is a wrapper
+    script (/usr/local/bin/nvcc here) the guess has no headers or libraries. Must run before
+    torch.utils.cpp_extension is imported, which reads CUDA_HOME once.
+    """
+    if os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH"):
+        return
+    candidates = []
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        candidates.append(os.path.dirname(os.path.dirname(os.path.realpath(nvcc))))
+    candidates += ["/usr/local/cuda"] + sorted(glob.glob("/usr/local/cuda-*"), reverse=True)
+    for home in candidates:
+        if (os.path.exists(os.path.join(home, "include", "cuda_runtime_api.h"))
+                and os.path.exists(os.path.join(home, "bin", "nvcc"))):
+            os.environ["CUDA_HOME"] = home
+            return
+
+
+_locate_cuda_home()
+
+import torch  # noqa: E402
+from torch.utils import cpp_extension  # noqa: E402
 
 
 def _cuda_wanted():

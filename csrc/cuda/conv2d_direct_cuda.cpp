@@ -1,0 +1,69 @@
+// Registers the direct convolution for CUDA and glues at::Tensor to the torch-free launchers
+// in conv2d_direct.cu. Inputs arrive contiguous NCHW on the current (guarded) device.
+
+#include <ATen/cuda/CUDAContext.h>
+#include <ATen/ops/empty.h>
+#include <c10/cuda/CUDAException.h>
+
+#include <algorithm>
+#include <string>
+
+#include "common/conv2d_algo.h"
+#include "cuda/conv2d_direct.h"
+#include "cuda/cuda_glue.h"
+
+namespace cnnkern {
+namespace {
+
+std::string direct_why_not(const Conv2dProblem&, at::ScalarType dtype) {
+  const auto dtypes = cuda_kernel_dtypes();
+  if (std::find(dtypes.begin(), dtypes.end(), dtype) != dtypes.end()) return "";
+  return std::string("direct (CUDA) supports float32, float64, float16 and bfloat16; got ") +
+         c10::toString(dtype);
+}
+
+at::Tensor direct_forward(const at::Tensor& input, const at::Tensor& weight,
+                          const c10::optional<at::Tensor>& bias, const Conv2dProblem& p) {
+  at::Tensor output = at::empty({p.N, p.K, p.P, p.Q}, input.options());
+  if (output.numel() == 0) return output;
+  at::Tensor b;
+  if (bias.has_value() && bias->defined()) {
+    TORCH_CHECK(bias->scalar_type() == input.scalar_type() && bias->numel() == p.K,
+                "conv2d (direct, CUDA): bias must have ", p.K, " elements of dtype ",
+                input.scalar_type(), "; got ", bias->numel(), " of ", bias->scalar_type());
+    b = bias->contiguous();
+  }
+  C10_CUDA_CHECK(launch_conv2d_direct_forward(
+      cuda_dtype_of(input), p, input.const_data_ptr(), weight.const_data_ptr(),
+      b.defined() ? b.const_data_ptr() : nullptr, output.mutable_data_ptr(),
+      at::cuda::getCurrentCUDAStream()));
+  return output;
+}
+
+at::Tensor direct_backward_input(const at::Tensor& grad_output, const at::Tensor& weight,
+                                 const Conv2dProblem& p) {
+  at::Tensor grad_input = at::empty({p.N, p.C, p.H, p.W}, grad_output.options());
+  if (grad_input.numel() == 0) return grad_input;
+  C10_CUDA_CHECK(launch_conv2d_direct_backward_input(
+      cuda_dtype_of(grad_output), p, grad_output.const_data_ptr(), weight.const_data_ptr(),
+      grad_input.mutable_data_ptr(), at::cuda::getCurrentCUDAStream()));
+  return grad_input;
+}
+
+at::Tensor direct_backward_weight(const at::Tensor& grad_output, const at::Tensor& input,
+                                  const Conv2dProblem& p) {
+  at::Tensor grad_weight =
+      at::empty({p.K, p.C_per_group(), p.R, p.S}, grad_output.options());
+  if (grad_weight.numel() == 0) return grad_weight;
+  C10_CUDA_CHECK(launch_conv2d_direct_backward_weight(
+      cuda_dtype_of(grad_output), p, grad_output.const_data_ptr(), input.const_data_ptr(),
+      grad_weight.mutable_data_ptr(), at::cuda::getCurrentCUDAStream()));
+  return grad_weight;
+}
+
+}  // namespace
+
+CONV2D_REGISTER_ALGO(Backend::CUDA, Conv2dAlgo{"direct", 10, direct_why_not, direct_forward,
+                                               direct_backward_input, direct_backward_weight});
+
+}  // namespace cnnkern

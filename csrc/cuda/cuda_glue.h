@@ -1,0 +1,36 @@
+#pragma once
+// Host-side glue between at::Tensor and the torch-free CUDA launchers (used by the .cpp files).
+
+#include <ATen/core/Tensor.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/util/Exception.h>
+
+#include "cuda/cuda_dtype.h"
+
+namespace cnnkern {
+
+// Makes the tensor's device current for the duration of an op call.
+struct CudaDeviceGuard {
+  explicit CudaDeviceGuard(const at::Tensor& t) : guard(t.device()) {}
+  c10::cuda::CUDAGuard guard;
+};
+
+// The dtypes every CUDA kernel here is instantiated for (what CudaDType can name).
+inline c10::ArrayRef<at::ScalarType> cuda_kernel_dtypes() {
+  static const at::ScalarType kDtypes[] = {at::kFloat, at::kDouble, at::kHalf, at::kBFloat16};
+  return kDtypes;
+}
+
+inline CudaDType cuda_dtype_of(const at::Tensor& t) {
+  switch (t.scalar_type()) {
+    case at::kFloat: return CudaDType::Float;
+    case at::kDouble: return CudaDType::Double;
+    case at::kHalf: return CudaDType::Half;
+    case at::kBFloat16: return CudaDType::BFloat16;
+    default:
+      TORCH_CHECK(false, "cnnkern CUDA kernels support float32, float64, float16 and bfloat16; got ",
+                  t.scalar_type());
+  }
+}
+
+}  // namespace cnnkern

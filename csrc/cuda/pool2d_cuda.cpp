@@ -1,0 +1,84 @@
+// Thin glue from the shared pooling op bodies to the torch-free CUDA launchers: the op bodies
+// have already checked the arguments, made the inputs contiguous NCHW and allocated the
+// outputs on the current (guarded) device.
+
+#include "cuda/pool2d_cuda.h"
+
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
+
+#include "cuda/cuda_glue.h"
+#include "cuda/pool2d_kernels.h"
+
+namespace cnnkern {
+namespace {
+
+void max_forward(const Pool2dProblem& p, const at::Tensor& input, at::Tensor& output,
+                 at::Tensor& indices) {
+  if (output.numel() == 0) return;
+  C10_CUDA_CHECK(launch_max_pool2d_forward(cuda_dtype_of(input), p, input.const_data_ptr(),
+                                           output.mutable_data_ptr(),
+                                           indices.mutable_data_ptr<int64_t>(),
+                                           at::cuda::getCurrentCUDAStream()));
+}
+
+void max_backward(const Pool2dProblem& p, const at::Tensor& grad_output,
+                  const at::Tensor& indices, at::Tensor& grad_input) {
+  if (grad_input.numel() == 0 || grad_output.numel() == 0) return;  // grad_input is zero-filled
+  C10_CUDA_CHECK(launch_max_pool2d_backward(cuda_dtype_of(grad_output), p,
+                                            grad_output.const_data_ptr(),
+                                            indices.const_data_ptr<int64_t>(),
+                                            grad_input.mutable_data_ptr(),
+                                            at::cuda::getCurrentCUDAStream()));
+}
+
+void avg_forward(const Pool2dProblem& p, const at::Tensor& input, at::Tensor& output) {
+  if (output.numel() == 0) return;
+  C10_CUDA_CHECK(launch_avg_pool2d_forward(cuda_dtype_of(input), p, input.const_data_ptr(),
+                                           output.mutable_data_ptr(),
+                                           at::cuda::getCurrentCUDAStream()));
+}
+
+void avg_backward(const Pool2dProblem& p, const at::Tensor& grad_output,
+                  at::Tensor& grad_input) {
+  if (grad_input.numel() == 0 || grad_output.numel() == 0) return;
+  C10_CUDA_CHECK(launch_avg_pool2d_backward(cuda_dtype_of(grad_output), p,
+                                            grad_output.const_data_ptr(),
+                                            grad_input.mutable_data_ptr(),
+                                            at::cuda::getCurrentCUDAStream()));
+}
+
+void adaptive_avg_forward(const Pool2dProblem& p, const at::Tensor& input, at::Tensor& output) {
+  if (output.numel() == 0) return;
+  C10_CUDA_CHECK(launch_adaptive_avg_pool2d_forward(cuda_dtype_of(input), p,
+                                                    input.const_data_ptr(),
+                                                    output.mutable_data_ptr(),
+                                                    at::cuda::getCurrentCUDAStream()));
+}
+
+void adaptive_avg_backward(const Pool2dProblem& p, const at::Tensor& grad_output,
+                           at::Tensor& grad_input) {
+  if (grad_input.numel() == 0 || grad_output.numel() == 0) return;
+  C10_CUDA_CHECK(launch_adaptive_avg_pool2d_backward(cuda_dtype_of(grad_output), p,
+                                                     grad_output.const_data_ptr(),
+                                                     grad_input.mutable_data_ptr(),
+                                                     at::cuda::getCurrentCUDAStream()));
+}
+
+}  // namespace
+
+const Pool2dKernels& pool2d_cuda_kernels() {
+  static const Pool2dKernels kernels{
+      "cuda",
+      cuda_kernel_dtypes(),
+      &max_forward,
+      &max_backward,
+      &avg_forward,
+      &avg_backward,
+      &adaptive_avg_forward,
+      &adaptive_avg_backward,
+  };
+  return kernels;
+}
+
+}  // namespace cnnkern

@@ -1,0 +1,14 @@
+// Registers the CUDA implementations of every cnnkern op. The CUDA conv algorithms register
+// themselves in their own files (CONV2D_REGISTER_ALGO); the pooling kernels are listed in
+// pool2d_cuda.cpp.
+
+#include <torch/library.h>
+
+#include "common/register_backend.h"
+#include "cuda/cuda_glue.h"
+#include "cuda/pool2d_cuda.h"
+
+TORCH_LIBRARY_IMPL(cnnkern, CUDA, m) {
+  using namespace cnnkern;
+  register_backend_ops<BackendOps<Backend::CUDA, pool2d_cuda_kernels, CudaDeviceGuard>>(m);
+}
