@@ -168,5 +168,5 @@ def check_divisor_override(op, divisor_override):
 
 def adaptive_output_shape(op, input_size, output_size):
     _check_input_sizes(op, input_size)
-    _check_positive(op, "output_size", output_size)
+    _check_non_negative(op, "output_size", output_size)
     return input_size[0], input_size[1], output_size[0], output_size[1]

@@ -21,14 +21,16 @@ def _is_concrete(*values) -> bool:
 # --- conv2d -------------------------------------------------------------------------------
 
 def _check_conv_algo(input, weight, stride, padding, dilation, groups, algo):
-    """The algorithm checks the C++ op makes, when the sizes are concrete."""
-    _meta.check_floating_dtype(_CONV, "input", input)
+    """The algorithm checks the C++ op makes (the dtype among them), asked of the C++ rules
+    when the sizes are concrete; with symbolic sizes only the dtype can be checked here."""
     sizes = list(input.shape) + list(weight.shape)
-    if _is_concrete(*sizes):
-        reason = ops.conv2d_why_not(list(input.shape), list(weight.shape), stride, padding,
-                                    dilation, groups, input.dtype, input.device.type, algo)
-        if reason:
-            raise RuntimeError(f"{_CONV}: {reason}")
+    if not _is_concrete(*sizes):
+        _meta.check_floating_dtype(_CONV, "input", input)
+        return
+    reason = ops.conv2d_why_not(list(input.shape), list(weight.shape), stride, padding,
+                                dilation, groups, input.dtype, input.device.type, algo)
+    if reason:
+        raise RuntimeError(f"{_CONV}: {reason}")
 
 
 @torch.library.register_fake("cnnkern::conv2d")

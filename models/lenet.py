@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import nn
 
 from cnnkern import nn as cnn
@@ -10,18 +11,15 @@ from cnnkern import nn as cnn
 class LeNet5(nn.Module):
     """C1 6@5x5 -> S2 avg 2x2 -> C3 16@5x5 -> S4 avg 2x2 -> C5 120@5x5 -> F6 84 -> classes.
 
-    The paper's layout with tanh and average-pool subsampling, on 32x32 grey input. For 28x28
-    digits (MNIST as distributed) C1 pads by 2, which gives the same 28x28 C1 maps.
+    The paper's layout with tanh and average-pool subsampling, on 32x32 grey input. 28x28
+    digits (MNIST as distributed) are zero-padded by 2 on each side, as the paper did to keep
+    strokes away from the border, which gives the same 28x28 C1 maps.
     """
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, input_size: int = 32,
-                 algo: str = "auto"):
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, algo: str = "auto"):
         super().__init__()
-        if input_size not in (28, 32):
-            raise ValueError(f"lenet5: input_size must be 28 or 32; got {input_size}")
-        pad = (32 - input_size) // 2
         self.features = nn.Sequential(
-            cnn.Conv2d(in_channels, 6, 5, padding=pad, algo=algo), nn.Tanh(),
+            cnn.Conv2d(in_channels, 6, 5, algo=algo), nn.Tanh(),
             cnn.AvgPool2d(2),
             cnn.Conv2d(6, 16, 5, algo=algo), nn.Tanh(),
             cnn.AvgPool2d(2),
@@ -31,9 +29,12 @@ class LeNet5(nn.Module):
                                         nn.Linear(84, num_classes))
 
     def forward(self, x):
+        if x.shape[-2:] == (28, 28):
+            x = F.pad(x, (2, 2, 2, 2))
+        elif x.shape[-2:] != (32, 32):
+            raise ValueError(f"lenet5: expected 32x32 or 28x28 input; got {tuple(x.shape)}")
         return self.classifier(self.features(x))
 
 
-def lenet5(num_classes: int = 10, in_channels: int = 1, input_size: int = 32,
-           algo: str = "auto") -> LeNet5:
-    return LeNet5(num_classes, in_channels, input_size, algo)
+def lenet5(num_classes: int = 10, in_channels: int = 1, algo: str = "auto") -> LeNet5:
+    return LeNet5(num_classes, in_channels, algo)

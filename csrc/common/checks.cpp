@@ -217,7 +217,7 @@ Pool2dProblem make_avg_pool2d_problem(const char* op, c10::IntArrayRef input_siz
 Pool2dProblem make_adaptive_avg_pool2d_problem(const char* op, c10::IntArrayRef input_size,
                                                c10::IntArrayRef output_size) {
   check_input_sizes(op, input_size);
-  check_positive(op, "output_size", output_size);
+  check_non_negative(op, "output_size", output_size);  // torch allows 0: an empty output
   Pool2dProblem p;
   p.N = input_size[0];
   p.C = input_size[1];

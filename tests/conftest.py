@@ -1,0 +1,154 @@
+"""Shared test helpers for cnnkern.
+
+Test modules import the helpers below directly (``from conftest import ...``); pytest puts
+this directory on sys.path (rootdir-relative "prepend" import mode, no __init__.py here).
+
+- ``seed`` (autouse): every test starts from the same RNG state.
+- ``requires_cuda``: skip marker for GPU tests (CUDA visible to torch AND built into cnnkern).
+- ``tol`` / ``assert_close`` / ``assert_exact``: tolerances keyed by dtype.
+- ``int_tensor``: integer-valued float tensors, which make fp32 results exact.
+- ``OpRecorder``: a TorchDispatchMode that records which ops ran, to prove the cnnkern
+  kernels (and not aten's) did the work.
+"""
+
+import logging
+import math
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import cnnkern
+
+
+def pytest_configure(config):
+    # Also declared in pyproject.toml; registering here keeps --strict-markers happy when the
+    # tests are run from another rootdir.
+    config.addinivalue_line("markers", "cuda: needs a CUDA device (skipped without one)")
+    config.addinivalue_line("markers", "slow: longer tests (torch.compile with inductor)")
+
+
+# torch.compile's structured-trace logger can propagate into pytest's log capture and flood the
+# report of a failing compile test with DEBUG lines; it is not ours to show.
+logging.getLogger("torch.__trace").propagate = False
+
+# ---------------------------------------------------------------------------------------------
+# Devices
+# ---------------------------------------------------------------------------------------------
+
+# torch.cuda.is_available() first: cnnkern.cuda_available() is only asked when torch sees a GPU.
+CUDA_OK = bool(torch.cuda.is_available() and cnnkern.cuda_available())
+
+requires_cuda = pytest.mark.skipif(
+    not CUDA_OK, reason="needs a CUDA GPU and cnnkern built with its CUDA kernels"
+)
+
+
+@pytest.fixture(autouse=True)
+def seed():
+    torch.manual_seed(0)
+    yield 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Tolerances
+# ---------------------------------------------------------------------------------------------
+
+# (rtol, atol) per dtype; atol is multiplied by the scale of the reference (see assert_close).
+_TOL = {
+    torch.float64: (1e-10, 1e-10),
+    torch.float32: (1e-4, 1e-5),
+    torch.float16: (1e-2, 1e-3),
+    torch.bfloat16: (1.6e-2, 1e-2),
+}
+
+
+def tol(dtype):
+    """(rtol, atol) for results computed in `dtype`."""
+    return _TOL[dtype]
+
+
+def _scale(t):
+    if t.numel() == 0:
+        return 1.0
+    finite = t[torch.isfinite(t)]
+    if finite.numel() == 0:
+        return 1.0
+    return max(1.0, float(finite.abs().max()))
+
+
+def assert_close(actual, expected, dtype=None, scale=None, equal_nan=False, msg=None):
+    """Compare `actual` with a reference, tolerances keyed by `dtype` (default: actual's).
+
+    `expected` may be computed in a wider dtype (e.g. float64); it is cast to actual's dtype.
+    The absolute tolerance is scaled by max(1, max|expected|) unless `scale` is given.
+    """
+    assert isinstance(actual, torch.Tensor), f"expected a tensor, got {type(actual)}"
+    assert actual.shape == expected.shape, f"shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    dtype = dtype or actual.dtype
+    rtol, atol = tol(dtype)
+    if scale is None:
+        scale = _scale(expected.detach().double().cpu())
+    torch.testing.assert_close(
+        actual.detach(),
+        expected.detach().to(actual.dtype).to(actual.device),
+        rtol=rtol,
+        atol=atol * scale,
+        equal_nan=equal_nan,
+        check_stride=False,
+        msg=msg,
+    )
+
+
+def assert_exact(actual, expected, equal_nan=False):
+    """Bit-for-bit equal values (and same shape and dtype); strides are not compared."""
+    assert actual.shape == expected.shape, f"shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    torch.testing.assert_close(
+        actual.detach(),
+        expected.detach().to(actual.device),
+        rtol=0,
+        atol=0,
+        equal_nan=equal_nan,
+        check_stride=False,
+    )
+
+
+def int_tensor(*shape, lo=-3, hi=4, dtype=torch.float32, device="cpu"):
+    """Integer-valued floats in [lo, hi): sums of their products are exact in fp32."""
+    return torch.randint(lo, hi, shape).to(dtype=dtype, device=device)
+
+
+def fp64_error_ratio(result, reference64, torch_result):
+    """max|result - ref64| / max(max|torch_result - ref64|, tiny): the flash-attention rule."""
+    err = (result.double() - reference64).abs().max().item()
+    torch_err = (torch_result.double() - reference64).abs().max().item()
+    return err, torch_err
+
+
+# ---------------------------------------------------------------------------------------------
+# Which ops ran
+# ---------------------------------------------------------------------------------------------
+
+
+class OpRecorder(TorchDispatchMode):
+    """Records the qualified name ("ns::op") and arguments of every op dispatched under it."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        self.calls.append((f"{func.namespace}::{func._opname}", args, kwargs))
+        return func(*args, **kwargs)
+
+    @property
+    def names(self):
+        return [name for name, _, _ in self.calls]
+
+    def args_of(self, name):
+        return [args for n, args, _ in self.calls if n == name]
+
+
+def numel(shape):
+    return math.prod(shape)

@@ -1,0 +1,384 @@
+"""cnnkern.conv2d forward and backward against torch.nn.functional.conv2d.
+
+Two comparisons over the shape matrix (tests/shapes.py):
+- integer-valued inputs and grad_output, algo="direct": results must be *exactly* the float64
+  reference (every partial sum is an integer well below 2**24);
+- standard-normal inputs, default algo: within the dtype's tolerance of the float64 reference.
+"""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import cnnkern
+from conftest import OpRecorder, assert_close, assert_exact, int_tensor
+from shapes import CONV_CASES, conv_params
+
+DTYPES = [pytest.param(torch.float32, id="f32"), pytest.param(torch.float64, id="f64")]
+
+
+def _leaf(t):
+    return t.detach().clone().requires_grad_(True)
+
+
+def conv_and_grads(fn, x, w, b, grad_out, **kwargs):
+    """Runs fn(x, w, b, **kwargs), backpropagates grad_out; returns (out, gx, gw, gb)."""
+    x, w = _leaf(x), _leaf(w)
+    b = _leaf(b) if b is not None else None
+    out = fn(x, w, b, **kwargs)
+    out.backward(grad_out)
+    return out, x.grad, w.grad, (b.grad if b is not None else None)
+
+
+def reference(x, w, b, grad_out, **kwargs):
+    """F.conv2d in float64 (exact for integer-valued data)."""
+    return conv_and_grads(
+        F.conv2d, x.double(), w.double(), None if b is None else b.double(),
+        grad_out.double(), **kwargs)
+
+
+def check_all(got, ref, exact):
+    names = ("output", "grad_input", "grad_weight", "grad_bias")
+    for name, g, r in zip(names, got, ref):
+        if r is None:
+            assert g is None, name
+            continue
+        assert g is not None, f"{name} is None"
+        assert g.dtype == got[0].dtype, f"{name} dtype {g.dtype}"
+        if exact:
+            assert_exact(g, r.to(g.dtype))
+        else:
+            assert_close(g, r, msg=lambda m, name=name: f"{name}: {m}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The shape matrix
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", conv_params())
+def test_matrix_exact_integer_inputs(case, dtype, bias):
+    x = int_tensor(*case.input_shape, dtype=dtype)
+    w = int_tensor(*case.weight_shape, dtype=dtype)
+    b = int_tensor(case.K, dtype=dtype) if bias else None
+    g = int_tensor(*case.output_shape, dtype=dtype)
+    got = conv_and_grads(cnnkern.conv2d, x, w, b, g, algo="direct", **case.kwargs())
+    ref = reference(x, w, b, g, **case.kwargs())
+    assert tuple(got[0].shape) == case.output_shape
+    check_all(got, ref, exact=True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", conv_params())
+def test_matrix_random_normal(case, dtype):
+    x = torch.randn(case.input_shape, dtype=dtype)
+    w = torch.randn(case.weight_shape, dtype=dtype)
+    b = torch.randn(case.K, dtype=dtype)
+    g = torch.randn(case.output_shape, dtype=dtype)
+    got = conv_and_grads(cnnkern.conv2d, x, w, b, g, **case.kwargs())
+    ref = reference(x, w, b, g, **case.kwargs())
+    check_all(got, ref, exact=False)
+
+
+@pytest.mark.parametrize("case", conv_params([c for c in CONV_CASES if c.N > 0][:12]))
+def test_matrix_raw_backward_ops(case):
+    """The registered backward ops themselves, against aten.convolution_backward."""
+    x = int_tensor(*case.input_shape, dtype=torch.float32)
+    w = int_tensor(*case.weight_shape, dtype=torch.float32)
+    g = int_tensor(*case.output_shape, dtype=torch.float32)
+    pair = lambda v: list(v) if isinstance(v, tuple) else [v, v]  # noqa: E731
+    st, pd, dl = pair(case.stride), pair(case.padding), pair(case.dilation)
+    gi_ref, gw_ref, _ = torch.ops.aten.convolution_backward(
+        g.double(), x.double(), w.double(), None, st, pd, dl, False, [0, 0], case.groups,
+        [True, True, False])
+    gi = torch.ops.cnnkern.conv2d_backward_input(g, w, list(x.shape), st, pd, dl, case.groups,
+                                                 "direct")
+    gw = torch.ops.cnnkern.conv2d_backward_weight(g, x, list(w.shape), st, pd, dl, case.groups,
+                                                  "direct")
+    assert_exact(gi, gi_ref.float())
+    assert_exact(gw, gw_ref.float())
+
+
+def test_empty_batch_grads_are_zero():
+    x = torch.randn(0, 3, 6, 6)
+    w = torch.randn(4, 3, 3, 3)
+    b = torch.randn(4)
+    g = torch.randn(0, 4, 6, 6)
+    out, gx, gw, gb = conv_and_grads(cnnkern.conv2d, x, w, b, g, padding=1)
+    assert out.shape == (0, 4, 6, 6)
+    assert gx.shape == (0, 3, 6, 6)
+    assert_exact(gw, torch.zeros(4, 3, 3, 3))
+    assert_exact(gb, torch.zeros(4))
+
+
+# ---------------------------------------------------------------------------------------------
+# It really is cnnkern doing the work
+# ---------------------------------------------------------------------------------------------
+
+
+def test_dispatches_to_cnnkern_ops_not_aten():
+    x = torch.randn(1, 3, 6, 6, requires_grad=True)
+    w = torch.randn(4, 3, 3, 3, requires_grad=True)
+    b = torch.randn(4, requires_grad=True)
+    with OpRecorder() as rec:
+        out = cnnkern.conv2d(x, w, b, padding=1)
+        out.sum().backward()
+    names = rec.names
+    assert "cnnkern::conv2d" in names
+    assert "cnnkern::conv2d_backward_input" in names
+    assert "cnnkern::conv2d_backward_weight" in names
+    aten_convs = [n for n in names if n.startswith("aten::") and "conv" in n]
+    assert not aten_convs, f"aten convolution ran: {aten_convs}"
+
+
+def test_algo_string_reaches_the_op():
+    x = torch.randn(1, 2, 5, 5)
+    w = torch.randn(3, 2, 3, 3)
+    with OpRecorder() as rec:
+        cnnkern.conv2d(x, w, algo="direct")
+    calls = rec.args_of("cnnkern::conv2d")
+    assert len(calls) == 1
+    assert "direct" in calls[0], calls[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Argument forms, output dtype
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stride, padding, dilation", [
+    (2, 1, 1), ((2, 2), (1, 1), (1, 1)), ([2, 1], [0, 2], [1, 2]), ((1, 2), (2, 1), (2, 1)),
+])
+def test_int_tuple_list_arguments(stride, padding, dilation):
+    x = int_tensor(2, 3, 9, 10)
+    w = int_tensor(4, 3, 3, 3)
+    out = cnnkern.conv2d(x, w, None, stride, padding, dilation)
+    ref = F.conv2d(x.double(), w.double(), None, stride, padding, dilation)
+    assert_exact(out, ref.float())
+
+
+def test_keyword_arguments_and_output_dtype():
+    x = int_tensor(1, 4, 7, 7, dtype=torch.float64)
+    w = int_tensor(6, 2, 3, 3, dtype=torch.float64)
+    b = int_tensor(6, dtype=torch.float64)
+    out = cnnkern.conv2d(input=x, weight=w, bias=b, stride=2, padding=1, dilation=1, groups=2,
+                         algo="auto")
+    assert out.dtype == torch.float64 and out.device.type == "cpu"
+    assert_exact(out, F.conv2d(x, w, b, stride=2, padding=1, groups=2))
+
+
+def test_no_grad_and_requires_grad_flags():
+    x = torch.randn(1, 2, 5, 5)
+    w = torch.randn(3, 2, 3, 3)
+    assert not cnnkern.conv2d(x, w).requires_grad
+    assert cnnkern.conv2d(x, w.requires_grad_()).requires_grad
+    with torch.no_grad():
+        assert not cnnkern.conv2d(x, w).requires_grad
+
+
+@pytest.mark.parametrize("which", ["input", "weight", "bias", "input+bias"])
+def test_partial_requires_grad(which):
+    x = int_tensor(2, 3, 6, 7)
+    w = int_tensor(4, 3, 3, 3)
+    b = int_tensor(4)
+    g = int_tensor(2, 4, 6, 7)
+    xs, ws, bs = (t.clone().requires_grad_(name in which) for t, name in
+                  ((x, "input"), (w, "weight"), (b, "bias")))
+    cnnkern.conv2d(xs, ws, bs, padding=1).backward(g)
+    xr, wr, br = (t.double().requires_grad_(True) for t in (x, w, b))
+    F.conv2d(xr, wr, br, padding=1).backward(g.double())
+    for t, r, name in ((xs, xr, "input"), (ws, wr, "weight"), (bs, br, "bias")):
+        if name in which:
+            assert_exact(t.grad, r.grad.float())
+        else:
+            assert t.grad is None
+
+
+def test_second_backward_accumulates():
+    x = int_tensor(1, 2, 5, 5).requires_grad_()
+    w = int_tensor(3, 2, 3, 3).requires_grad_()
+    g = int_tensor(1, 3, 3, 3)
+    for _ in range(2):
+        cnnkern.conv2d(x, w).backward(g)
+    xr = x.detach().double().requires_grad_()
+    wr = w.detach().double().requires_grad_()
+    F.conv2d(xr, wr).backward(2 * g.double())
+    assert_exact(x.grad, xr.grad.float())
+    assert_exact(w.grad, wr.grad.float())
+
+
+# ---------------------------------------------------------------------------------------------
+# Layouts
+# ---------------------------------------------------------------------------------------------
+
+def _channel_strided(t):
+    big = torch.zeros(t.shape[0], 2 * t.shape[1], *t.shape[2:], dtype=t.dtype)
+    big[:, ::2] = t
+    return big[:, ::2]
+
+
+# Each maps a contiguous tensor to a tensor with the same values in another layout.
+LAYOUTS = {
+    "transposed_hw": lambda t: t.transpose(2, 3).contiguous().transpose(2, 3),
+    "batch_transposed": lambda t: t.transpose(0, 1).contiguous().transpose(0, 1),
+    "channel_stride_2": _channel_strided,
+    "padded_storage_slice": lambda t: F.pad(t, (1, 2, 2, 1), value=99.0)[:, :, 2:-1, 1:-2],
+    "channels_last": lambda t: t.contiguous(memory_format=torch.channels_last),
+}
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_non_contiguous_input(layout, dtype):
+    x0 = int_tensor(2, 3, 7, 8, dtype=dtype)
+    x = LAYOUTS[layout](x0)
+    assert torch.equal(x, x0)
+    if layout != "channels_last":
+        assert not x.is_contiguous()
+    w = int_tensor(4, 3, 3, 3, dtype=dtype)
+    b = int_tensor(4, dtype=dtype)
+    g = int_tensor(2, 4, 4, 8, dtype=dtype)
+    kw = dict(stride=(2, 1), padding=(1, 1), algo="direct")
+    xl = x.detach().requires_grad_()  # the non-contiguous tensor itself is the leaf
+    wl = w.clone().requires_grad_()
+    out = cnnkern.conv2d(xl, wl, b, **kw)
+    out.backward(g)
+    ref = reference(x0, w, b, g, stride=(2, 1), padding=(1, 1))
+    assert_exact(out, ref[0].to(dtype))
+    assert_exact(xl.grad, ref[1].to(dtype))
+    assert_exact(wl.grad, ref[2].to(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_channels_last_input_and_weight(dtype):
+    x = int_tensor(2, 5, 6, 7, dtype=dtype)
+    w = int_tensor(6, 5, 3, 3, dtype=dtype)
+    b = int_tensor(6, dtype=dtype)
+    g = int_tensor(2, 6, 6, 7, dtype=dtype)
+    xc = x.contiguous(memory_format=torch.channels_last)
+    wc = w.contiguous(memory_format=torch.channels_last)
+    got = conv_and_grads(cnnkern.conv2d, xc, wc, b, g.contiguous(memory_format=torch.channels_last),
+                         padding=1)
+    check_all(got, reference(x, w, b, g, padding=1), exact=True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_non_contiguous_weight_and_bias(dtype):
+    x = int_tensor(1, 4, 6, 6, dtype=dtype)
+    w = int_tensor(4, 6, 3, 3, dtype=dtype).transpose(0, 1)  # (6, 4, 3, 3), not contiguous
+    b = int_tensor(12, dtype=dtype)[::2]  # stride-2 bias
+    assert not w.is_contiguous() and not b.is_contiguous()
+    out = cnnkern.conv2d(x, w, b, padding=1)
+    assert_exact(out, F.conv2d(x.double(), w.double(), b.double(), padding=1).to(dtype))
+
+
+def test_expanded_input_zero_stride():
+    x = int_tensor(1, 3, 5, 5).expand(3, 3, 5, 5)  # batch stride 0
+    w = int_tensor(2, 3, 3, 3)
+    out = cnnkern.conv2d(x, w)
+    ref = F.conv2d(x.double(), w.double()).float()
+    assert_exact(out, ref)
+
+
+def test_non_contiguous_grad_output():
+    x = int_tensor(2, 3, 6, 6).requires_grad_()
+    w = int_tensor(4, 3, 3, 3).requires_grad_()
+    g = int_tensor(2, 4, 4, 4).transpose(2, 3)  # values of g.T, non-contiguous
+    cnnkern.conv2d(x, w).backward(g)
+    ref = reference(x.detach(), w.detach(), None, g.contiguous())
+    assert_exact(x.grad, ref[1].float())
+    assert_exact(w.grad, ref[2].float())
+
+
+# ---------------------------------------------------------------------------------------------
+# Unbatched input
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kwargs", [
+    pytest.param(dict(), id="default"),
+    pytest.param(dict(padding=1, stride=2), id="pad1_stride2"),
+    pytest.param(dict(groups=3, padding=(0, 1)), id="groups3_asym_pad"),
+    pytest.param(dict(padding="same", dilation=2), id="same_dil2"),
+])
+def test_unbatched_input(kwargs, dtype):
+    x = int_tensor(3, 7, 8, dtype=dtype)
+    w = int_tensor(6, 3 // kwargs.get("groups", 1), 3, 3, dtype=dtype)
+    b = int_tensor(6, dtype=dtype)
+    ref_out = F.conv2d(x.double(), w.double(), b.double(), **kwargs)
+    g = int_tensor(*ref_out.shape, dtype=dtype)
+    got = conv_and_grads(cnnkern.conv2d, x, w, b, g, **kwargs)
+    assert got[0].dim() == 3 and got[1].shape == x.shape
+    check_all(got, reference(x, w, b, g, **kwargs), exact=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# padding="same" / "valid"
+# ---------------------------------------------------------------------------------------------
+
+SAME_CASES = [
+    # (R, S, dilation, groups): odd kernels pad symmetrically; even kernels and odd total
+    # padding d*(k-1) pad one more on the right/bottom, like torch.
+    ((3, 3), 1, 1),
+    ((5, 5), 1, 1),
+    ((1, 1), 1, 1),
+    ((2, 2), 1, 1),
+    ((4, 4), 1, 1),
+    ((2, 3), 1, 1),
+    ((4, 1), 1, 1),
+    ((3, 3), 2, 1),
+    ((2, 2), 3, 1),
+    ((4, 3), (2, 1), 1),
+    ((3, 2), (1, 3), 2),
+    ((7, 7), 1, 1),  # kernel larger than the 5x6 input
+]
+
+
+# torch's own "same" with even kernels warns about a padded copy; that is the reference's business.
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kernel, dilation, groups", SAME_CASES, ids=str)
+def test_padding_same(kernel, dilation, groups, dtype):
+    x = int_tensor(2, 4, 5, 6, dtype=dtype)
+    w = int_tensor(4, 4 // groups, *kernel, dtype=dtype)
+    b = int_tensor(4, dtype=dtype)
+    g = int_tensor(2, 4, 5, 6, dtype=dtype)
+    kw = dict(padding="same", dilation=dilation, groups=groups)
+    got = conv_and_grads(cnnkern.conv2d, x, w, b, g, **kw)
+    assert got[0].shape == (2, 4, 5, 6)
+    check_all(got, reference(x, w, b, g, **kw), exact=True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_padding_same_with_explicit_stride_one(dtype):
+    x = int_tensor(1, 2, 6, 6, dtype=dtype)
+    w = int_tensor(3, 2, 2, 4, dtype=dtype)
+    out = cnnkern.conv2d(x, w, padding="same", stride=(1, 1))
+    assert_exact(out, F.conv2d(x.double(), w.double(), padding="same").to(dtype))
+
+
+def test_padding_same_even_kernel_is_asymmetric():
+    # A 2x2 kernel of ones on a one-hot image: "same" pads 0 on top/left and 1 on the
+    # bottom/right (torch's convention), so out[i, j] = x[i, j] + x[i, j+1] + x[i+1, j] + x[i+1, j+1].
+    x = torch.zeros(1, 1, 4, 4)
+    x[0, 0, 1, 1] = 1.0
+    w = torch.ones(1, 1, 2, 2)
+    out = cnnkern.conv2d(x, w, padding="same")
+    expected = torch.zeros(1, 1, 4, 4)
+    expected[0, 0, 0:2, 0:2] = 1.0
+    assert_exact(out, expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kernel, dilation", [((3, 3), 1), ((2, 5), 1), ((3, 3), 2)], ids=str)
+def test_padding_valid(kernel, dilation, dtype):
+    x = int_tensor(2, 3, 7, 8, dtype=dtype)
+    w = int_tensor(4, 3, *kernel, dtype=dtype)
+    b = int_tensor(4, dtype=dtype)
+    ref_out = F.conv2d(x.double(), w.double(), padding="valid", dilation=dilation)
+    g = int_tensor(*ref_out.shape, dtype=dtype)
+    got = conv_and_grads(cnnkern.conv2d, x, w, b, g, padding="valid", dilation=dilation)
+    check_all(got, reference(x, w, b, g, padding=0, dilation=dilation), exact=True)

@@ -1,0 +1,215 @@
+"""GPU tests: cnnkern's CUDA kernels against torch (cuDNN) and float64 references.
+
+Skipped cleanly unless torch sees a GPU and cnnkern was built with its CUDA kernels.
+fp32 comparisons run with TF32 off. For fp16/bf16 the rule is flash-attention's: the error
+against a float64 reference may be at most K_LOWP times torch's own error in that dtype (plus
+a tiny floor for results torch happens to get exactly right).
+"""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import cnnkern
+from conftest import assert_close, assert_exact, fp64_error_ratio, int_tensor, requires_cuda
+from shapes import AVG_POOL_CASES, CONV_CASES, conv_params, pool_params
+
+pytestmark = [pytest.mark.cuda, requires_cuda]
+
+K_LOWP = 3.0
+DEV = "cuda"
+
+
+@pytest.fixture(autouse=True)
+def no_tf32():
+    old_cudnn, old_mm = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old_cudnn, old_mm
+
+
+def _grads(fn, x, w, b, g, **kw):
+    x, w = x.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
+    b = b.detach().clone().requires_grad_() if b is not None else None
+    out = fn(x, w, b, **kw)
+    out.backward(g)
+    return out, x.grad, w.grad, (b.grad if b is not None else None)
+
+
+def test_cuda_algorithms():
+    algos = cnnkern.algorithms("cuda")
+    assert "direct" in algos
+    assert cnnkern.cuda_built() and cnnkern.cuda_available()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("case", conv_params())
+def test_conv_direct_forward_backward_vs_torch(case, dtype):
+    x = torch.randn(case.input_shape, dtype=dtype, device=DEV)
+    w = torch.randn(case.weight_shape, dtype=dtype, device=DEV)
+    b = torch.randn(case.K, dtype=dtype, device=DEV)
+    g = torch.randn(case.output_shape, dtype=dtype, device=DEV)
+    got = _grads(cnnkern.conv2d, x, w, b, g, algo="direct", **case.kwargs())
+    ref = _grads(F.conv2d, x.double(), w.double(), b.double(), g.double(), **case.kwargs())
+    for name, a, r in zip(("out", "grad_input", "grad_weight", "grad_bias"), got, ref):
+        assert a.device.type == "cuda"
+        assert_close(a, r, msg=lambda m, n=name: f"{n}: {m}")
+
+
+@pytest.mark.parametrize("case", conv_params([c for c in CONV_CASES if c.N > 0][::3]))
+def test_conv_direct_exact_integer_inputs(case):
+    x = int_tensor(*case.input_shape, device=DEV)
+    w = int_tensor(*case.weight_shape, device=DEV)
+    b = int_tensor(case.K, device=DEV)
+    g = int_tensor(*case.output_shape, device=DEV)
+    got = _grads(cnnkern.conv2d, x, w, b, g, algo="direct", **case.kwargs())
+    ref = _grads(F.conv2d, x.double(), w.double(), b.double(), g.double(), **case.kwargs())
+    for a, r in zip(got, ref):
+        assert_exact(a, r.float())
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["f16", "bf16"])
+@pytest.mark.parametrize("case", conv_params([c for c in CONV_CASES if c.N > 0][::2]))
+def test_conv_low_precision_error_vs_torch(case, dtype):
+    x = torch.randn(case.input_shape, device=DEV)
+    w = torch.randn(case.weight_shape, device=DEV) / (case.C // case.groups * case.R * case.S) ** 0.5
+    b = torch.randn(case.K, device=DEV)
+    xl, wl, bl = x.to(dtype), w.to(dtype), b.to(dtype)
+    ref64 = F.conv2d(xl.double(), wl.double(), bl.double(), **case.kwargs())
+    ours = cnnkern.conv2d(xl, wl, bl, algo="direct", **case.kwargs())
+    theirs = F.conv2d(xl, wl, bl, **case.kwargs())
+    assert ours.dtype == dtype
+    err, torch_err = fp64_error_ratio(ours, ref64, theirs)
+    floor = torch.finfo(dtype).eps * max(1.0, ref64.abs().max().item())
+    assert err <= K_LOWP * torch_err + floor, (err, torch_err)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["f16", "bf16"])
+def test_conv_low_precision_backward_error_vs_torch(dtype):
+    x = torch.randn(2, 8, 12, 12, device=DEV).to(dtype)
+    w = (torch.randn(16, 8, 3, 3, device=DEV) / 8.5).to(dtype)
+    g = torch.randn(2, 16, 6, 6, device=DEV).to(dtype)
+    kw = dict(stride=2, padding=1)
+    ours = _grads(cnnkern.conv2d, x, w, None, g, algo="direct", **kw)
+    theirs = _grads(F.conv2d, x, w, None, g, **kw)
+    ref = _grads(F.conv2d, x.double(), w.double(), None, g.double(), **kw)
+    for i in (0, 1, 2):
+        err, torch_err = fp64_error_ratio(ours[i], ref[i], theirs[i])
+        floor = torch.finfo(dtype).eps * max(1.0, ref[i].abs().max().item())
+        assert err <= K_LOWP * torch_err + floor, (i, err, torch_err)
+
+
+@pytest.mark.parametrize("algo", ["auto", "direct", "im2col", "winograd", "winograd_f2"])
+def test_each_built_cuda_algorithm_matches_torch(algo):
+    if algo != "auto" and algo not in cnnkern.algorithms("cuda"):
+        pytest.skip(f"{algo} not built for CUDA")
+    x = torch.randn(2, 16, 14, 14, device=DEV)
+    w = torch.randn(32, 16, 3, 3, device=DEV)
+    b = torch.randn(32, device=DEV)
+    ref = F.conv2d(x.double(), w.double(), b.double(), padding=1)
+    out = cnnkern.conv2d(x, w, b, padding=1, algo=algo)
+    scale = 10.0 if algo.startswith("winograd") or algo == "auto" else 1.0
+    assert_close(out, ref, scale=scale * ref.abs().max().item())
+
+
+def test_cuda_channels_last_unbatched_and_empty():
+    w = torch.randn(4, 3, 3, 3, device=DEV)
+    x = torch.randn(2, 3, 7, 6, device=DEV)
+    ref = F.conv2d(x.double(), w.double(), padding=1)
+    assert_close(cnnkern.conv2d(x.contiguous(memory_format=torch.channels_last),
+                                w.contiguous(memory_format=torch.channels_last), padding=1), ref)
+    assert_close(cnnkern.conv2d(x[0], w, padding=1), ref[0])
+    assert cnnkern.conv2d(x[:0], w, padding=1).shape == (0, 4, 7, 6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("case", pool_params())
+def test_max_pool_cuda(case, dtype):
+    x = torch.randn(case.input_shape, dtype=dtype, device=DEV)
+    x[torch.rand(case.input_shape, device=DEV) < 0.05] = float("nan")
+    kw = case.max_kwargs()
+    xl, xr = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out, idx = cnnkern.max_pool2d(xl, **kw, return_indices=True)
+    ref, ref_idx = F.max_pool2d(xr, **kw, return_indices=True)
+    assert_exact(out, ref, equal_nan=True)
+    assert_exact(idx, ref_idx)
+    g = int_tensor(*out.shape, dtype=dtype, device=DEV)
+    out.backward(g)
+    ref.backward(g)
+    assert_exact(xl.grad, xr.grad)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("case", pool_params(AVG_POOL_CASES))
+@pytest.mark.parametrize("cip, div", [(True, None), (False, None), (True, 3)],
+                         ids=["include_pad", "exclude_pad", "divisor3"])
+def test_avg_pool_cuda(case, dtype, cip, div):
+    x = torch.randn(case.input_shape, dtype=dtype, device=DEV)
+    kw = dict(case.avg_kwargs(), count_include_pad=cip, divisor_override=div)
+    xl, xr = x.clone().requires_grad_(), x.double().requires_grad_()
+    out, ref = cnnkern.avg_pool2d(xl, **kw), F.avg_pool2d(xr, **kw)
+    assert_close(out, ref)
+    g = torch.randn(out.shape, dtype=dtype, device=DEV)
+    out.backward(g)
+    ref.backward(g.double())
+    assert_close(xl.grad, xr.grad)
+
+
+@pytest.mark.parametrize("output_size", [1, 3, (2, 5), (None, 4), (9, 11)], ids=str)
+def test_adaptive_avg_pool_cuda(output_size):
+    x = torch.randn(2, 3, 7, 9, device=DEV)
+    xl, xr = x.clone().requires_grad_(), x.double().requires_grad_()
+    out, ref = cnnkern.adaptive_avg_pool2d(xl, output_size), F.adaptive_avg_pool2d(xr, output_size)
+    assert_close(out, ref)
+    g = torch.randn(out.shape, device=DEV)
+    out.backward(g)
+    ref.backward(g.double())
+    assert_close(xl.grad, xr.grad)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["f16", "bf16"])
+def test_pools_low_precision_cuda(dtype):
+    x = torch.randn(2, 3, 9, 8, device=DEV).to(dtype)
+    out, idx = cnnkern.max_pool2d(x, 3, 2, 1, return_indices=True)
+    ref, ref_idx = F.max_pool2d(x, 3, 2, 1, return_indices=True)
+    assert_exact(out, ref)
+    assert_exact(idx, ref_idx)
+    ours = cnnkern.avg_pool2d(x, 3, 2, 1)
+    ref64 = F.avg_pool2d(x.double(), 3, 2, 1)
+    err, torch_err = fp64_error_ratio(ours, ref64, F.avg_pool2d(x, 3, 2, 1))
+    assert err <= K_LOWP * torch_err + torch.finfo(dtype).eps * 4, (err, torch_err)
+
+
+@pytest.mark.parametrize("which", ["weight", "input", "bias"])
+def test_device_mismatch_error(which):
+    x = torch.randn(1, 2, 5, 5, device=DEV)
+    w = torch.randn(3, 2, 3, 3, device=DEV)
+    b = torch.randn(3, device=DEV)
+    if which == "weight":
+        w = w.cpu()
+    elif which == "input":
+        x = x.cpu()
+    else:
+        b = b.cpu()
+    with pytest.raises((RuntimeError, ValueError), match="(?i)device"):
+        cnnkern.conv2d(x, w, b)
+
+
+def test_cuda_gradcheck_tiny():
+    x = torch.randn(1, 2, 5, 5, dtype=torch.float64, device=DEV, requires_grad=True)
+    w = torch.randn(2, 1, 3, 3, dtype=torch.float64, device=DEV, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, w: cnnkern.conv2d(x, w, padding=1, groups=2), (x, w))
+    y = (torch.randperm(50, device=DEV).double().reshape(1, 2, 5, 5)).requires_grad_()
+    assert torch.autograd.gradcheck(lambda y: cnnkern.max_pool2d(y, 2, 1), (y,))
+
+
+def test_cuda_opcheck():
+    x = torch.randn(1, 2, 6, 6, device=DEV, requires_grad=True)
+    w = torch.randn(3, 2, 3, 3, device=DEV, requires_grad=True)
+    res = torch.library.opcheck(torch.ops.cnnkern.conv2d.default,
+                                (x, w, None, [1, 1], [1, 1], [1, 1], 1, "auto"))
+    assert all(v == "SUCCESS" for v in res.values()), res
+    res = torch.library.opcheck(torch.ops.cnnkern.max_pool2d_with_indices.default,
+                                (x, [2, 2], [2, 2], [0, 0], [1, 1], False))
+    assert all(v == "SUCCESS" for v in res.values()), res

@@ -1,0 +1,134 @@
+"""torch.library.opcheck on every cnnkern tensor op: schema, autograd registration, fake
+kernels (incl. dynamic shapes) and AOT dispatch."""
+
+import pytest
+import torch
+
+import cnnkern  # noqa: F401  (loads the ops)
+
+OPS = torch.ops.cnnkern
+DTYPES = [pytest.param(torch.float32, id="f32"), pytest.param(torch.float64, id="f64")]
+
+
+def _rg(t, requires_grad):
+    return t.requires_grad_(requires_grad) if t is not None else None
+
+
+def _opcheck(op, args):
+    result = torch.library.opcheck(op, args)
+    assert result, result
+    assert all(v == "SUCCESS" for v in result.values()), result
+
+
+# (input shape, weight shape, bias?, stride, padding, dilation, groups)
+CONV_ARGS = [
+    pytest.param((2, 3, 6, 6), (4, 3, 3, 3), True, [1, 1], [1, 1], [1, 1], 1, id="3x3_pad1"),
+    pytest.param((1, 4, 7, 6), (6, 2, 3, 2), False, [2, 1], [0, 1], [1, 2], 2, id="groups2_asym"),
+    pytest.param((2, 3, 5, 5), (3, 1, 3, 3), True, [2, 2], [1, 1], [1, 1], 3, id="depthwise_s2"),
+    pytest.param((1, 2, 3, 3), (2, 2, 5, 5), True, [1, 1], [2, 2], [1, 1], 1, id="kernel_gt_input"),
+    pytest.param((0, 2, 4, 4), (3, 2, 3, 3), True, [1, 1], [0, 0], [1, 1], 1, id="empty_batch"),
+]
+
+
+@pytest.mark.parametrize("requires_grad", [True, False], ids=["grad", "nograd"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs, ws, bias, stride, padding, dilation, groups", CONV_ARGS)
+def test_conv2d(xs, ws, bias, stride, padding, dilation, groups, dtype, requires_grad):
+    x = _rg(torch.randn(xs, dtype=dtype), requires_grad)
+    w = _rg(torch.randn(ws, dtype=dtype), requires_grad)
+    b = _rg(torch.randn(ws[0], dtype=dtype), requires_grad) if bias else None
+    _opcheck(OPS.conv2d.default, (x, w, b, stride, padding, dilation, groups, "auto"))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs, ws, bias, stride, padding, dilation, groups", CONV_ARGS)
+def test_conv2d_backward_ops(xs, ws, bias, stride, padding, dilation, groups, dtype):
+    x = torch.randn(xs, dtype=dtype)
+    w = torch.randn(ws, dtype=dtype)
+    out_shape = torch.nn.functional.conv2d(x, w, None, stride, padding, dilation, groups).shape
+    g = torch.randn(out_shape, dtype=dtype)
+    _opcheck(OPS.conv2d_backward_input.default,
+             (g, w, list(xs), stride, padding, dilation, groups, "auto"))
+    _opcheck(OPS.conv2d_backward_weight.default,
+             (g, x, list(ws), stride, padding, dilation, groups, "auto"))
+
+
+def test_conv2d_direct_algo():
+    x = torch.randn(1, 2, 5, 5, requires_grad=True)
+    w = torch.randn(3, 2, 3, 3, requires_grad=True)
+    _opcheck(OPS.conv2d.default, (x, w, None, [1, 1], [1, 1], [1, 1], 1, "direct"))
+
+
+# (input shape, kernel, stride, padding, dilation, ceil_mode)
+MAX_ARGS = [
+    pytest.param((2, 3, 6, 6), [2, 2], [2, 2], [0, 0], [1, 1], False, id="k2s2"),
+    pytest.param((1, 2, 7, 8), [3, 2], [2, 1], [1, 1], [1, 2], True, id="asym_ceil_dil"),
+    pytest.param((1, 2, 5, 5), [2, 2], [2, 2], [1, 1], [1, 1], True, id="ceil_drop_last"),
+    pytest.param((0, 2, 4, 4), [2, 2], [2, 2], [0, 0], [1, 1], False, id="empty_batch"),
+]
+
+
+@pytest.mark.parametrize("requires_grad", [True, False], ids=["grad", "nograd"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs, k, s, p, d, ceil", MAX_ARGS)
+def test_max_pool2d_with_indices(xs, k, s, p, d, ceil, dtype, requires_grad):
+    x = _rg(torch.randn(xs, dtype=dtype), requires_grad)
+    _opcheck(OPS.max_pool2d_with_indices.default, (x, k, s, p, d, ceil))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs, k, s, p, d, ceil", MAX_ARGS)
+def test_max_pool2d_backward(xs, k, s, p, d, ceil, dtype):
+    x = torch.randn(xs, dtype=dtype)
+    out, idx = torch.ops.aten.max_pool2d_with_indices(x, k, s, p, d, ceil)
+    g = torch.randn(out.shape, dtype=dtype)
+    _opcheck(OPS.max_pool2d_backward.default, (g, idx, list(xs), k, s, p, d, ceil))
+
+
+# (input shape, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override)
+AVG_ARGS = [
+    pytest.param((2, 3, 6, 6), [2, 2], [2, 2], [0, 0], False, True, None, id="k2s2"),
+    pytest.param((1, 2, 7, 8), [3, 2], [2, 1], [1, 1], True, False, None, id="asym_ceil_excl"),
+    pytest.param((1, 2, 5, 5), [3, 3], [1, 1], [1, 1], False, True, 4, id="divisor4"),
+    pytest.param((0, 2, 4, 4), [2, 2], [2, 2], [0, 0], False, True, None, id="empty_batch"),
+]
+
+
+@pytest.mark.parametrize("requires_grad", [True, False], ids=["grad", "nograd"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs, k, s, p, ceil, cip, div", AVG_ARGS)
+def test_avg_pool2d(xs, k, s, p, ceil, cip, div, dtype, requires_grad):
+    x = _rg(torch.randn(xs, dtype=dtype), requires_grad)
+    _opcheck(OPS.avg_pool2d.default, (x, k, s, p, ceil, cip, div))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs, k, s, p, ceil, cip, div", AVG_ARGS)
+def test_avg_pool2d_backward(xs, k, s, p, ceil, cip, div, dtype):
+    x = torch.randn(xs, dtype=dtype)
+    out = torch.ops.aten.avg_pool2d(x, k, s, p, ceil, cip, div)
+    g = torch.randn(out.shape, dtype=dtype)
+    _opcheck(OPS.avg_pool2d_backward.default, (g, list(xs), k, s, p, ceil, cip, div))
+
+
+ADAPTIVE_ARGS = [
+    pytest.param((2, 3, 8, 8), [4, 4], id="divisible"),
+    pytest.param((1, 2, 7, 9), [3, 4], id="non_divisible"),
+    pytest.param((2, 2, 5, 6), [1, 1], id="global"),
+    pytest.param((1, 2, 3, 2), [5, 4], id="upsample"),
+]
+
+
+@pytest.mark.parametrize("requires_grad", [True, False], ids=["grad", "nograd"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs, out_size", ADAPTIVE_ARGS)
+def test_adaptive_avg_pool2d(xs, out_size, dtype, requires_grad):
+    x = _rg(torch.randn(xs, dtype=dtype), requires_grad)
+    _opcheck(OPS.adaptive_avg_pool2d.default, (x, out_size))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs, out_size", ADAPTIVE_ARGS)
+def test_adaptive_avg_pool2d_backward(xs, out_size, dtype):
+    g = torch.randn(xs[0], xs[1], *out_size, dtype=dtype)
+    _opcheck(OPS.adaptive_avg_pool2d_backward.default, (g, list(xs)))
