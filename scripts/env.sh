@@ -21,9 +21,16 @@ else
   PY="$ROOT/.venv/bin/python"
 fi
 
+# pip's output goes to a log (its index warnings are noise), shown only if it fails.
+quiet() {
+  local log; log="$(mktemp)"
+  if ! "$@" >"$log" 2>&1; then cat "$log" >&2; rm -f "$log"; return 1; fi
+  rm -f "$log"
+}
+
 if ! "$PY" -c "import torch, ninja, pytest" 2>/dev/null; then
   echo "[cnnkern] installing requirements.txt into $PY" >&2
-  "$PY" -m pip install -q -r requirements.txt
+  quiet "$PY" -m pip install -r requirements.txt
 fi
 
 # Rebuild only when a source or the build script changed since the last build.
@@ -33,7 +40,7 @@ stamp="$stamp $("$PY" -c 'import torch; print(torch.__version__)') ${CNNKERN_CUD
 if [ "$(cat "$stamp_file" 2>/dev/null || true)" != "$stamp" ] || ! "$PY" -c "import cnnkern" 2>/dev/null; then
   echo "[cnnkern] building the extension (a few minutes; CUDA sources add more)" >&2
   start=$(date +%s)
-  MAX_JOBS="${MAX_JOBS:-$(nproc)}" "$PY" -m pip install -q --no-build-isolation --no-deps -e . >&2
+  MAX_JOBS="${MAX_JOBS:-$(nproc)}" quiet "$PY" -m pip install --no-build-isolation --no-deps -e .
   echo "[cnnkern] built in $(( $(date +%s) - start )) s" >&2
   echo "$stamp" > "$stamp_file"
 fi
