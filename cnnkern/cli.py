@@ -1,4 +1,10 @@
-"""The `cnnkern` command: the benchmark + correctness table on the device that is here."""
+"""The `cnnkern` command.
+
+    cnnkern [bench options]      the benchmark + correctness table on the device that is here
+    cnnkern check MODEL ...      a reference model against its plain-torch twin
+    cnnkern summary MODEL        per-layer shapes, weights, MACs and conv algorithms
+    cnnkern train-digits ...     LeNet-5 on scikit-learn's handwritten digits
+"""
 
 from __future__ import annotations
 
@@ -36,6 +42,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in _COMMANDS:
+        return _COMMANDS[argv[0]](argv[1:])
+    return bench_main(argv)
+
+
+def bench_main(argv) -> int:
     import cnnkern
     from cnnkern.bench import runner
 
@@ -72,6 +85,92 @@ def main(argv=None) -> int:
     if args.json:
         runner.write(args.json, runner.to_json(rows, env))
     return 0
+
+
+def _model_arg(p: argparse.ArgumentParser):
+    import cnnkern
+
+    p.add_argument("model", choices=sorted(cnnkern.models.MODELS))
+
+
+def check_main(argv) -> int:
+    import cnnkern
+    from cnnkern import check
+
+    p = argparse.ArgumentParser(prog="cnnkern check", description=check.__doc__.split("\n\n")[0])
+    _model_arg(p)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--algos", default=None,
+                   help="comma-separated (default: auto and every algorithm built)")
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--size", type=int, default=None, help="input height/width (default: model's)")
+    p.add_argument("--no-layers", action="store_true", help="only the model-level lines")
+    p.add_argument("--bench", action="store_true",
+                   help="also time forward and a training step against the torch twin")
+    args = p.parse_args(argv)
+    device = ("cuda" if cnnkern.cuda_available() else "cpu") if args.device == "auto" else args.device
+    algos = args.algos.split(",") if args.algos else ["auto"] + cnnkern.algorithms(device)
+    for algo in algos:
+        results = check.check_model(args.model, algo, device, args.batch, args.size)
+        print(check.format_results(results, per_layer=not args.no_layers), flush=True)
+    if args.bench:
+        print(f"\n{args.model} timing on {device}, batch {args.batch} (median of 3):")
+        ref = {t: check.time_model(args.model, "auto", "torch", device, args.batch, args.size, t)
+               for t in (False, True)}
+        for algo in algos:
+            for train in (False, True):
+                s = check.time_model(args.model, algo, "cnnkern", device, args.batch, args.size,
+                                     train)
+                what = "train step" if train else "forward"
+                print(f"  {algo:12s} {what:10s} {args.batch / s:9.1f} images/s  torch "
+                      f"{args.batch / ref[train]:9.1f} images/s  ratio {ref[train] / s:.2f}x")
+    return 0
+
+
+def summary_main(argv) -> int:
+    import cnnkern
+    from cnnkern import check, summary
+
+    p = argparse.ArgumentParser(prog="cnnkern summary", description=summary.__doc__.split("\n\n")[0])
+    _model_arg(p)
+    p.add_argument("--size", type=int, default=None)
+    p.add_argument("--algo", default="auto")
+    args = p.parse_args(argv)
+    model = cnnkern.models.MODELS[args.model](algo=args.algo)
+    shape = check.input_shape(args.model, args.size)
+    print(summary.format_summary(summary.summarize(model, shape),
+                                 f"{args.model}, input {'x'.join(map(str, shape))}"))
+    return 0
+
+
+def train_digits_main(argv) -> int:
+    from cnnkern.models import digits
+
+    p = argparse.ArgumentParser(prog="cnnkern train-digits", description=digits.__doc__.split("\n\n")[0])
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--algo", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plot", default="digits_training.png", help="PNG of loss and accuracy")
+    p.add_argument("--no-torch", action="store_true", help="skip the plain-torch comparison run")
+    args = p.parse_args(argv)
+    runs = [digits.train_lenet_digits("cnnkern", args.algo, args.epochs, seed=args.seed,
+                                      progress=True)]
+    if not args.no_torch:
+        runs.append(digits.train_lenet_digits("torch", epochs=args.epochs, seed=args.seed,
+                                              progress=True))
+    for r in runs:
+        print(f"{r.backend:8s} held-out accuracy {r.test_accuracy:.4f} in {r.seconds:.1f} s; "
+              f"final loss {r.train_loss[-1]:.4f}")
+    if len(runs) == 2:
+        gap = max(abs(a - b) / b for a, b in zip(runs[0].train_loss, runs[1].train_loss))
+        print(f"largest relative gap between the two loss curves: {gap:.2e}")
+    digits.plot_training(runs, args.plot)
+    print(f"plot: {args.plot}")
+    return 0
+
+
+_COMMANDS = {"bench": bench_main, "check": check_main, "summary": summary_main,
+             "train-digits": train_digits_main}
 
 
 if __name__ == "__main__":
