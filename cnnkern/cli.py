@@ -14,30 +14,36 @@ import time
 
 import torch
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64,
-           "float16": torch.float16, "bfloat16": torch.bfloat16}
-
 
 def _parser() -> argparse.ArgumentParser:
     from cnnkern.bench import runner
 
     p = argparse.ArgumentParser(
         prog="cnnkern",
-        description="Time every cnnkern algorithm against PyTorch's own op (cuDNN on the GPU "
-                    "with TF32 off, oneDNN on the CPU) on a layer set, with the error against it.")
+        description="Time every cnnkern algorithm against PyTorch's own op (cuDNN on the GPU, "
+                    "TF32 off unless --tf32; oneDNN on the CPU) on a layer set, with the error "
+                    "against it and against a float64 reference. Subcommands: check, summary, "
+                    "train-digits (each with --help).")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: cuda if usable)")
     p.add_argument("--layers", default="default",
                    help=f"a layer set ({', '.join(runner.layer_sets())}) or a JSON file")
     p.add_argument("--batch", type=int, default=None, help="override every layer's batch size")
-    p.add_argument("--dtype", default="float32", choices=sorted(_DTYPES))
+    p.add_argument("--dtypes", "--dtype", default="float32",
+                   help=f"comma-separated: {', '.join(runner.DTYPES)} (default: float32)")
+    p.add_argument("--layouts", default="nchw",
+                   help="comma-separated: nchw, channels_last (default: nchw)")
     p.add_argument("--passes", default="fwd",
                    help="comma-separated: fwd, bwd_input, bwd_weight, or 'all' (default: fwd)")
     p.add_argument("--algos", default=None,
                    help="comma-separated algorithms (default: every one built for the device)")
     p.add_argument("--min-time", type=float, default=0.2,
                    help="seconds of timed runs per measurement (default: 0.2)")
-    p.add_argument("--json", metavar="PATH", help="also write the rows and environment as JSON")
+    p.add_argument("--tf32", action="store_true", help="let cuDNN use TF32 for float32")
+    p.add_argument("--json", metavar="PATH", help="also write rows, peaks and environment as JSON")
+    p.add_argument("--markdown", metavar="PATH", help="also write the table as Markdown")
+    p.add_argument("--plot", metavar="DIR", help="write speedup and roofline PNGs to DIR")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for the run")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
@@ -48,7 +54,17 @@ def main(argv=None) -> int:
     return bench_main(argv)
 
 
+def _choices(text: str, allowed, what: str):
+    values = list(allowed) if text == "all" else text.split(",")
+    bad = [v for v in values if v not in allowed]
+    if bad:
+        raise ValueError(f"unknown {what} {bad[0]!r}; choose from {', '.join(allowed)}")
+    return values
+
+
 def bench_main(argv) -> int:
+    import os
+
     import cnnkern
     from cnnkern.bench import runner
 
@@ -61,29 +77,44 @@ def bench_main(argv) -> int:
               + ("no GPU is visible" if cnnkern.cuda_built() else
                  "this build has no CUDA kernels (rebuild with a CUDA toolkit)"), file=sys.stderr)
         return 2
-    passes = runner.PASSES if args.passes == "all" else tuple(args.passes.split(","))
-    bad = [p for p in passes if p not in runner.PASSES]
-    if bad:
-        print(f"cnnkern: unknown pass {bad[0]!r}; choose from {', '.join(runner.PASSES)}",
-              file=sys.stderr)
+    try:
+        passes = _choices(args.passes, runner.PASSES, "pass")
+        dtypes = [runner.DTYPES[d] for d in _choices(args.dtypes, runner.DTYPES, "dtype")]
+        layouts = _choices(args.layouts, runner.LAYOUTS, "layout")
+    except ValueError as e:
+        print(f"cnnkern: {e}", file=sys.stderr)
         return 2
     algos = args.algos.split(",") if args.algos else cnnkern.algorithms(device.type)
     layers = runner.load_layers(args.layers)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = args.tf32
     env = runner.environment(device)
     ref_name = "cuDNN" if device.type == "cuda" else "torch"
 
     print(f"cnnkern {env['cnnkern']} | torch {env['torch']} | device {env.get('gpu', device)} | "
-          f"threads {env['threads']} | {args.dtype} | layers: {args.layers}", flush=True)
+          f"threads {env['threads']} | {args.dtypes} | {args.layouts} | layers: {args.layers} | "
+          f"{env['date']}", flush=True)
     start = time.time()
-    rows = runner.run(layers, device, _DTYPES[args.dtype], passes, algos, args.batch,
-                      args.min_time,
-                      progress=lambda name: print(f"  ... {name}", file=sys.stderr, flush=True))
+    rows, peaks = runner.run(layers, device, dtypes, layouts, passes, algos, args.batch,
+                             args.min_time, progress=not args.no_progress)
     print(runner.format_table(rows, ref_name))
-    print(f"speedup = {ref_name} time / cnnkern time (>1: cnnkern faster); GFLOP/s on the "
-          f"direct-conv count 2*N*K*C/g*R*S*P*Q; max rel err = max|ours - {ref_name}| / "
-          f"max|{ref_name}|. {time.time() - start:.0f} s.")
+    peak_text = ", ".join(f"{k} {v / 1e9:.0f} G{'B' if k == 'bandwidth' else 'FLOP'}/s"
+                          for k, v in peaks.items())
+    print(f"speedup = {ref_name} time / cnnkern time (>1: cnnkern faster). GFLOP/s on the "
+          f"direct-conv count 2*N*K*C/g*R*S*P*Q (effective for Winograd). %peak of: {peak_text}. "
+          f"err = max|ours - ref| / max|ref|; vs fp64, {ref_name}'s own error in brackets. "
+          f"{time.time() - start:.0f} s.")
     if args.json:
-        runner.write(args.json, runner.to_json(rows, env))
+        runner.write(args.json, runner.to_json(rows, env, peaks))
+    if args.markdown:
+        runner.write(args.markdown, runner.format_markdown(rows, ref_name))
+    if args.plot:
+        from cnnkern.bench import plots
+
+        os.makedirs(args.plot, exist_ok=True)
+        name = os.path.splitext(os.path.basename(args.layers))[0]
+        title = f"{name} on {env.get('gpu', device)} ({args.dtypes})"
+        plots.speedup_chart(rows, os.path.join(args.plot, f"speedup_{name}.png"), title, ref_name)
+        plots.roofline_chart(rows, peaks, os.path.join(args.plot, f"roofline_{name}.png"), title)
     return 0
 
 

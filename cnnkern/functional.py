@@ -12,6 +12,8 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 
+from . import tuning as _tuning
+
 IntOrPair = Union[int, Sequence[int]]
 
 _ops = torch.ops.cnnkern
@@ -81,6 +83,8 @@ def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tenso
     pad, extra = conv_padding(padding, weight.shape, stride, dilation, op)
     if extra is not None:
         x = F.pad(x, extra)
+    if algo == "auto" and _tuning.enabled():
+        algo = _tuning.choose(x, weight, bias, stride, pad, dilation, groups)
     out = _ops.conv2d(x, weight, bias, stride, pad, dilation, groups, algo)
     return out.squeeze(0) if unbatched else out
 
