@@ -2,7 +2,7 @@
 the fastest (like torch.backends.cudnn.benchmark).
 
     cnnkern.autotune(True)            # on for the process (False turns it off)
-    with cnnkern.autotune():          # on inside the block only
+    with cnnkern.autotuning():        # on inside the block only, for this thread
         model(x)
     cnnkern.autotune_save("tune.json"); cnnkern.autotune_load("tune.json")
     cnnkern.tuning.cache(), cnnkern.tuning.clear()
@@ -10,7 +10,8 @@ the fastest (like torch.backends.cudnn.benchmark).
 Only calls with algo="auto" are tuned. The key holds everything the choice depends on: the
 device model, the CPU thread count, torch and cnnkern versions, dtype, memory layout, shapes
 and convolution parameters; so a cache loaded on another GPU or torch version re-tunes instead
-of reusing a stale choice. The cache is shared by all threads behind a lock. While
+of reusing a stale choice. The cache is shared by all threads behind a lock; the on/off switch
+is process-wide, and `autotuning()` blocks override it per thread. While
 torch.compile traces (fake tensors, nothing to time) a cached choice is used, else "auto".
 """
 
@@ -27,32 +28,40 @@ import torch
 
 _lock = threading.RLock()
 _cache: Dict[str, str] = {}
-_enabled = False
+_enabled = False                 # process-wide, like torch.backends.cudnn.benchmark
+_local = threading.local()       # per-thread overrides from `with autotuning():` blocks
 
 Timer = Callable[[Callable[[], object]], float]
 
 
-class autotune:
-    """Turns autotuning on (or off); as a context manager, restores the previous state."""
+def autotune(enabled: bool = True) -> None:
+    """Turns autotuning on (or off) for the whole process."""
+    global _enabled
+    _enabled = bool(enabled)
+
+
+class autotuning:
+    """`with cnnkern.autotuning():` turns autotuning on (or off) for this thread inside the
+    block; other threads, and this one after the block, keep their setting."""
 
     def __init__(self, enabled: bool = True):
-        global _enabled
-        with _lock:
-            self._previous = _enabled
-            _enabled = bool(enabled)
+        self.enabled = bool(enabled)
 
     def __enter__(self):
+        stack = getattr(_local, "stack", None)
+        if stack is None:
+            stack = _local.stack = []
+        stack.append(self.enabled)
         return self
 
     def __exit__(self, *exc):
-        global _enabled
-        with _lock:
-            _enabled = self._previous
+        _local.stack.pop()
         return False
 
 
 def enabled() -> bool:
-    return _enabled
+    stack = getattr(_local, "stack", None)
+    return stack[-1] if stack else _enabled
 
 
 def _cpu_model() -> str:

@@ -115,7 +115,7 @@ def test_autotune_picks_the_fastest_stubbed_timing_deterministically(clean_cache
 def test_autotune_context_manager_and_cache_round_trip(clean_cache, tmp_path):
     x, w = torch.randn(2, 3, 10, 10), torch.randn(5, 3, 3, 3)
     assert not cnnkern.tuning.enabled()
-    with cnnkern.autotune():
+    with cnnkern.autotuning():
         assert cnnkern.tuning.enabled()
         y = cnnkern.conv2d(x, w, padding=1)
     assert not cnnkern.tuning.enabled()
@@ -148,3 +148,21 @@ def test_explain_names_the_reason_for_each_refused_algorithm():
             assert "not built" in line
         else:
             assert ("can run" in line) if ok else (why in line)
+
+
+def test_autotune_switch_is_process_wide_and_blocks_are_per_thread(clean_cache):
+    import threading
+
+    try:
+        cnnkern.autotune(True)
+        assert cnnkern.tuning.enabled()
+        seen = []
+        with cnnkern.autotuning(False):
+            assert not cnnkern.tuning.enabled()
+            t = threading.Thread(target=lambda: seen.append(cnnkern.tuning.enabled()))
+            t.start()
+            t.join()
+        assert seen == [True] and cnnkern.tuning.enabled()
+    finally:
+        cnnkern.autotune(False)
+    assert not cnnkern.tuning.enabled()
