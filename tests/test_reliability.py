@@ -209,3 +209,50 @@ def test_ddp_two_processes_match_one_process_on_the_combined_batch(tmp_path):
     ddp_state = torch.load(out_path)
     for name, p in single.state_dict().items():
         torch.testing.assert_close(ddp_state[name], p, rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_nan_and_inf_propagate_like_torch(algo):
+    x = torch.randn(2, 3, 9, 9)
+    x[0, 1, 4, 4] = float("nan")
+    x[1, 2, 0, 0] = float("inf")
+    x[1, 0, 8, 8] = -float("inf")
+    w = torch.randn(4, 3, 3, 3)
+    if not cnnkern.can_implement(x, w, padding=1, algo=algo)[0]:
+        pytest.skip(f"{algo} cannot run this shape")
+    got, want = cnnkern.conv2d(x, w, padding=1, algo=algo), F.conv2d(x, w, padding=1)
+    assert torch.equal(got.isnan(), want.isnan())
+    assert torch.equal(got.isinf(), want.isinf())
+    finite = want.isfinite()
+    torch.testing.assert_close(got[finite], want[finite])
+    for pool in ((cnnkern.max_pool2d, F.max_pool2d), (cnnkern.avg_pool2d, F.avg_pool2d)):
+        torch.testing.assert_close(pool[0](x, 3, 2, 1), pool[1](x, 3, 2, 1), equal_nan=True)
+
+
+@pytest.mark.parametrize("kw", [
+    dict(padding=6),                  # padding far larger than the (1x1) input
+    dict(padding=(1, 7), stride=(1, 5)),
+    dict(padding=3, dilation=3),
+])
+def test_edge_sizes_one_pixel_one_channel_huge_padding(kw):
+    x = torch.randn(2, 1, 1, 1, dtype=torch.float64)  # 1x1 images, one channel
+    w = torch.randn(3, 1, 3, 3, dtype=torch.float64)
+    for algo in ALGOS:
+        if cnnkern.can_implement(x, w, **kw, algo=algo)[0]:
+            torch.testing.assert_close(cnnkern.conv2d(x, w, algo=algo, **kw), F.conv2d(x, w, **kw))
+    assert torch.autograd.gradcheck(lambda a, b: cnnkern.conv2d(a, b, **kw),
+                                    (x.requires_grad_(), w.requires_grad_()))
+
+
+@pytest.mark.skipif(os.environ.get("CNNKERN_LARGE_TESTS") != "1",
+                    reason="needs ~20 GB and minutes; run with CNNKERN_LARGE_TESTS=1")
+def test_tensors_past_2_pow_31_elements():
+    # 2^31 + 2^20 elements: any 32-bit index in the kernels would wrap and read out of bounds
+    x = torch.empty(1, 2**11 + 1, 2**10, 2**10)
+    x.normal_()
+    got = cnnkern.max_pool2d(x, 2)
+    assert torch.equal(got, F.max_pool2d(x, 2))
+    last = x[:, -1:].clone()  # the plane past 2^31 elements, pooled on its own
+    assert torch.equal(got[:, -1:], F.max_pool2d(last, 2))
+    w = torch.randn(1, x.shape[1], 1, 1)
+    torch.testing.assert_close(cnnkern.conv2d(x, w), F.conv2d(x, w), rtol=1e-4, atol=1e-3)
