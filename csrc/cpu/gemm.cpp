@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "cpu/gemm_dispatch.h"
+#include "cpu/thread_scratch.h"
 
 namespace cnnkern {
 namespace cpu {
@@ -32,30 +33,6 @@ int64_t k_block(int64_t K, int64_t kc) { return ceil_div(K, ceil_div(K, kc)); }
 // Below this many flops a GEMM runs on one thread: a parallel region costs a few
 // microseconds, the time of ~1 MFLOP here.
 constexpr double kMinParallelFlops = 4.0e6;
-
-// Grow-only, 64-byte aligned scratch owned by the calling thread (at::parallel_for's threads
-// live as long as the process, so the packing buffers are allocated once per thread).
-struct Scratch {
-  void* p = nullptr;
-  size_t bytes = 0;
-  ~Scratch() { std::free(p); }
-  void* get(size_t want) {
-    if (want > bytes) {
-      std::free(p);
-      bytes = round_up(static_cast<int64_t>(want), 64);
-      p = std::aligned_alloc(64, bytes);
-      TORCH_CHECK(p != nullptr, "cnnkern gemm: out of memory allocating ", bytes,
-                  " bytes of packing buffer");
-    }
-    return p;
-  }
-};
-
-template <typename T>
-T* scratch(int slot, int64_t elems) {
-  thread_local Scratch buffers[2];
-  return static_cast<T*>(buffers[slot].get(static_cast<size_t>(elems) * sizeof(T)));
-}
 
 // Where the A blocks come from: a strided matrix packed on the fly, or a pre-packed one
 // (block (pc, rows from i) at packed + pc * Mp + i * kc, see gemm_pack_a_with).
@@ -76,8 +53,8 @@ void gemm_serial(const GemmKernels<T>& kt, int64_t M, int64_t N, int64_t K,
   // Whole micro-tiles: pack_a / pack_b fill the last panel up to mr / nr.
   const int64_t ncb = round_up(min64(kt.nc, N), kt.nr);
   const int64_t mcb = round_up(min64(kt.mc, M), kt.mr);
-  T* pb = scratch<T>(0, kb * ncb);
-  T* pa = a.packed ? nullptr : scratch<T>(1, mcb * kb);
+  T* pb = thread_scratch<T>(ScratchSlot::GemmPackB, kb * ncb);
+  T* pa = a.packed ? nullptr : thread_scratch<T>(ScratchSlot::GemmPackA, mcb * kb);
   for (int64_t jc = 0; jc < N; jc += ncb) {
     const int64_t nc = min64(ncb, N - jc);
     for (int64_t pc = 0; pc < K; pc += kb) {

@@ -1,0 +1,269 @@
+// im2col + GEMM convolution on the CPU: forward, grad-input and grad-weight, float32 and
+// float64, for every stride, padding, dilation and group count.
+//
+// Per image n and group g, with the column matrix col (C/g*R*S rows, one per filter tap, and
+// one column per output position; cpu/im2col.h):
+//   forward      out[n, g]  (K/g x PQ)     = W[g] (K/g x C/g*R*S) * col          (+ bias)
+//   grad-input   col                       = W[g]^T * grad_out[n, g], then col2im adds col
+//                                            back into grad_in[n, g]
+//   grad-weight  grad_W[g] (K/g x C/g*R*S) = sum over n of grad_out[n, g] * col^T
+// W[g] and W[g]^T are strided views of the weights, packed once per call for the GEMM
+// (cpu::gemm_pack_a); col^T is a stride swap.
+//
+// Bounded workspace: col is never built for a whole image, only for a tile of at most
+// kColumnBudgetBytes / (C/g*R*S * sizeof(T)) output positions (4 MiB per thread; at least
+// kMinTile positions, so layers with C/g*R*S > 16384 take kMinTile * C/g*R*S elements). On
+// top of it: one packed copy of the weights per call, and the GEMM's packing buffers (at
+// most kc x nc + mc x kc elements per thread, about 2.2 MiB for float32). The per-thread
+// buffers are kept between calls (cpu/thread_scratch.h). Memory does not grow with N*P*Q.
+//
+// A 1x1 convolution with stride 1 and no padding has the input plane as its column matrix:
+// no copy is made, the GEMM reads (and for grad-input writes) the image directly.
+//
+// Threads: independent tasks (an output tile; an (image, group) pair for grad-input, whose
+// tiles overlap in grad_in; a group for grad-weight, which sums over images) run in parallel
+// when there are enough of them; otherwise they run in order and each parallelises inside
+// (im2col / col2im over channels, the GEMM over blocks of its output). Either way every
+// output element is computed by one chain of operations in a fixed order (grad-weight adds
+// the images and tiles in order n, tile), so results do not depend on the thread count.
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+
+#include <string>
+#include <vector>
+
+#include "common/conv2d_algo.h"
+#include "cpu/gemm.h"
+#include "cpu/im2col.h"
+#include "cpu/thread_scratch.h"
+
+namespace cnnkern {
+namespace {
+
+constexpr int64_t kColumnBudgetBytes = int64_t(4) << 20;
+constexpr int64_t kMinTile = 64;
+
+struct Plan {
+  int64_t G, Cg, Kg, CRS, RS, PQ, HW;
+  bool input_is_columns;  // 1x1, stride 1, no padding
+  int64_t tile;           // output positions per tile
+  int64_t tiles;          // tiles per image
+};
+
+Plan make_plan(const Conv2dProblem& p, int64_t elem_bytes) {
+  Plan pl;
+  pl.G = p.groups;
+  pl.Cg = p.C_per_group();
+  pl.Kg = p.K_per_group();
+  pl.RS = p.R * p.S;
+  pl.CRS = pl.Cg * pl.RS;
+  pl.PQ = p.P * p.Q;
+  pl.HW = p.H * p.W;
+  pl.input_is_columns = p.R == 1 && p.S == 1 && p.stride_h == 1 && p.stride_w == 1 &&
+                        p.pad_h == 0 && p.pad_w == 0;
+  if (pl.input_is_columns) {
+    pl.tile = pl.PQ;  // no buffer to bound
+  } else {
+    int64_t tile = kColumnBudgetBytes / (pl.CRS * elem_bytes);
+    tile = tile / 16 * 16;  // whole GEMM micro-tiles (16 columns for AVX2 float32)
+    if (tile < kMinTile) tile = kMinTile;
+    pl.tile = tile < pl.PQ ? tile : pl.PQ;
+  }
+  pl.tiles = pl.PQ == 0 ? 0 : (pl.PQ + pl.tile - 1) / pl.tile;
+  return pl;
+}
+
+// Whether `tasks` independent tasks keep every thread busy when run in parallel (else they
+// run one after another, each parallel inside).
+bool parallel_over_tasks(int64_t tasks) {
+  const int64_t nt = at::in_parallel_region() ? 1 : at::get_num_threads();
+  return nt <= 1 || tasks >= 4 * nt || (tasks >= nt && tasks % nt == 0);
+}
+
+// Channel chunks for the parallel im2col / col2im: at least ~32K elements per chunk.
+int64_t channel_grain(const Plan& pl, int64_t tile) {
+  const int64_t per_channel = pl.RS * tile;
+  return per_channel >= 32768 ? 1 : 32768 / per_channel;
+}
+
+template <typename T>
+void im2col_group(const T* in_g, const Plan& pl, const Conv2dProblem& p, int64_t j0, int64_t j1,
+                  T* col, bool parallel) {
+  const int64_t nj = j1 - j0;
+  auto body = [&](int64_t c0, int64_t c1) {
+    cpu::im2col_tile(in_g + c0 * pl.HW, c1 - c0, p, j0, j1, col + c0 * pl.RS * nj);
+  };
+  if (parallel) {
+    at::parallel_for(0, pl.Cg, channel_grain(pl, nj), body);
+  } else {
+    body(0, pl.Cg);
+  }
+}
+
+template <typename T>
+void col2im_group(const T* col, const Plan& pl, const Conv2dProblem& p, int64_t j0, int64_t j1,
+                  T* grad_in_g, bool parallel) {
+  const int64_t nj = j1 - j0;
+  auto body = [&](int64_t c0, int64_t c1) {
+    cpu::col2im_tile(col + c0 * pl.RS * nj, c1 - c0, p, j0, j1, grad_in_g + c0 * pl.HW);
+  };
+  if (parallel) {
+    at::parallel_for(0, pl.Cg, channel_grain(pl, nj), body);
+  } else {
+    body(0, pl.Cg);
+  }
+}
+
+// Runs run(task, inner_parallel) for every task in [0, tasks).
+template <typename F>
+void for_each_task(int64_t tasks, const F& run) {
+  if (parallel_over_tasks(tasks)) {
+    at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t) run(t, false);
+    });
+  } else {
+    for (int64_t t = 0; t < tasks; ++t) run(t, true);
+  }
+}
+
+template <typename T>
+void forward_kernel(const T* in, const T* w, const T* bias, T* out, const Conv2dProblem& p) {
+  const Plan pl = make_plan(p, sizeof(T));
+  std::vector<cpu::GemmPackedA<T>> wp;  // W[g]: Kg x CRS, row-major
+  for (int64_t g = 0; g < pl.G; ++g)
+    wp.push_back(cpu::gemm_pack_a<T>(pl.Kg, pl.CRS, w + g * pl.Kg * pl.CRS, pl.CRS, 1));
+  for_each_task(p.N * pl.G * pl.tiles, [&](int64_t task, bool inner) {
+    const int64_t t = task % pl.tiles, ng = task / pl.tiles, g = ng % pl.G, n = ng / pl.G;
+    const int64_t j0 = t * pl.tile, j1 = j0 + pl.tile < pl.PQ ? j0 + pl.tile : pl.PQ;
+    const int64_t nj = j1 - j0;
+    const T* in_g = in + (n * p.C + g * pl.Cg) * pl.HW;
+    const T* B = in_g + j0;
+    int64_t rsb = pl.HW;
+    if (!pl.input_is_columns) {
+      T* col = cpu::thread_scratch<T>(cpu::ScratchSlot::ConvColumns, pl.CRS * nj);
+      im2col_group(in_g, pl, p, j0, j1, col, inner);
+      B = col;
+      rsb = nj;
+    }
+    T* C = out + (n * p.K + g * pl.Kg) * pl.PQ + j0;
+    cpu::gemm_packed(wp[g], nj, B, rsb, 1, T(0), C, pl.PQ);
+    if (bias != nullptr) {
+      for (int64_t k = 0; k < pl.Kg; ++k) {
+        const T b = bias[g * pl.Kg + k];
+        T* row = C + k * pl.PQ;
+        for (int64_t j = 0; j < nj; ++j) row[j] += b;
+      }
+    }
+  });
+}
+
+template <typename T>
+void backward_input_kernel(const T* go, const T* w, T* gi, const Conv2dProblem& p) {
+  const Plan pl = make_plan(p, sizeof(T));
+  std::vector<cpu::GemmPackedA<T>> wt;  // W[g]^T: CRS x Kg, a transposed view
+  for (int64_t g = 0; g < pl.G; ++g)
+    wt.push_back(cpu::gemm_pack_a<T>(pl.CRS, pl.Kg, w + g * pl.Kg * pl.CRS, 1, pl.CRS));
+  // One task per (image, group): its tiles overlap in grad_in, so they run in order.
+  for_each_task(p.N * pl.G, [&](int64_t task, bool inner) {
+    const int64_t g = task % pl.G, n = task / pl.G;
+    const T* go_g = go + (n * p.K + g * pl.Kg) * pl.PQ;
+    T* gi_g = gi + (n * p.C + g * pl.Cg) * pl.HW;
+    for (int64_t t = 0; t < pl.tiles; ++t) {
+      const int64_t j0 = t * pl.tile, j1 = j0 + pl.tile < pl.PQ ? j0 + pl.tile : pl.PQ;
+      const int64_t nj = j1 - j0;
+      if (pl.input_is_columns) {  // the GEMM writes grad_in itself
+        cpu::gemm_packed(wt[g], nj, go_g + j0, pl.PQ, 1, T(0), gi_g + j0, pl.HW);
+        continue;
+      }
+      T* col = cpu::thread_scratch<T>(cpu::ScratchSlot::ConvColumns, pl.CRS * nj);
+      cpu::gemm_packed(wt[g], nj, go_g + j0, pl.PQ, 1, T(0), col, nj);
+      col2im_group(col, pl, p, j0, j1, gi_g, inner);
+    }
+  });
+}
+
+template <typename T>
+void backward_weight_kernel(const T* go, const T* in, T* gw, const Conv2dProblem& p) {
+  const Plan pl = make_plan(p, sizeof(T));
+  // One task per group: grad_W[g] sums over images and tiles, in order.
+  for_each_task(pl.G, [&](int64_t g, bool inner) {
+    T* gw_g = gw + g * pl.Kg * pl.CRS;
+    bool first = true;
+    for (int64_t n = 0; n < p.N; ++n) {
+      const T* go_g = go + (n * p.K + g * pl.Kg) * pl.PQ;
+      const T* in_g = in + (n * p.C + g * pl.Cg) * pl.HW;
+      for (int64_t t = 0; t < pl.tiles; ++t) {
+        const int64_t j0 = t * pl.tile, j1 = j0 + pl.tile < pl.PQ ? j0 + pl.tile : pl.PQ;
+        const int64_t nj = j1 - j0;
+        // B = col^T (nj x CRS): element (j, crs) at col[crs * nj + j].
+        const T* B = in_g + j0;
+        int64_t csb = pl.HW;
+        if (!pl.input_is_columns) {
+          T* col = cpu::thread_scratch<T>(cpu::ScratchSlot::ConvColumns, pl.CRS * nj);
+          im2col_group(in_g, pl, p, j0, j1, col, inner);
+          B = col;
+          csb = nj;
+        }
+        cpu::gemm<T>(pl.Kg, pl.CRS, nj, go_g + j0, pl.PQ, 1, B, 1, csb, first ? T(0) : T(1),
+                     gw_g, pl.CRS);
+        first = false;
+      }
+    }
+  });
+}
+
+std::string why_not_im2col(const Conv2dProblem&, at::ScalarType dtype) {
+  if (dtype == at::kFloat || dtype == at::kDouble) return "";
+  return std::string("the CPU im2col kernels support float32 and float64; got ") +
+         c10::toString(dtype);
+}
+
+at::Tensor forward(const at::Tensor& input, const at::Tensor& weight,
+                   const c10::optional<at::Tensor>& bias, const Conv2dProblem& p) {
+  at::Tensor out = at::empty({p.N, p.K, p.P, p.Q}, input.options());
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "cnnkern_conv2d_im2col_cpu", [&] {
+    forward_kernel<scalar_t>(input.const_data_ptr<scalar_t>(), weight.const_data_ptr<scalar_t>(),
+                             bias ? bias->const_data_ptr<scalar_t>() : nullptr,
+                             out.mutable_data_ptr<scalar_t>(), p);
+  });
+  return out;
+}
+
+at::Tensor backward_input(const at::Tensor& grad_output, const at::Tensor& weight,
+                          const Conv2dProblem& p) {
+  const bool overwrites = make_plan(p, 1).input_is_columns;  // else col2im accumulates
+  at::Tensor gi = overwrites ? at::empty({p.N, p.C, p.H, p.W}, grad_output.options())
+                             : at::zeros({p.N, p.C, p.H, p.W}, grad_output.options());
+  AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "cnnkern_conv2d_im2col_bwd_input_cpu",
+                             [&] {
+                               backward_input_kernel<scalar_t>(
+                                   grad_output.const_data_ptr<scalar_t>(),
+                                   weight.const_data_ptr<scalar_t>(),
+                                   gi.mutable_data_ptr<scalar_t>(), p);
+                             });
+  return gi;
+}
+
+at::Tensor backward_weight(const at::Tensor& grad_output, const at::Tensor& input,
+                           const Conv2dProblem& p) {
+  at::Tensor gw = at::empty({p.K, p.C_per_group(), p.R, p.S}, grad_output.options());
+  AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "cnnkern_conv2d_im2col_bwd_weight_cpu",
+                             [&] {
+                               backward_weight_kernel<scalar_t>(
+                                   grad_output.const_data_ptr<scalar_t>(),
+                                   input.const_data_ptr<scalar_t>(),
+                                   gw.mutable_data_ptr<scalar_t>(), p);
+                             });
+  return gw;
+}
+
+}  // namespace
+
+// auto_priority 20 > direct's 10: on every layer measured (3x3 VGG, 1x1, strided) im2col is
+// several times faster than the direct kernels.
+CONV2D_REGISTER_ALGO(Backend::CPU, Conv2dAlgo{"im2col", /*auto_priority=*/20, why_not_im2col,
+                                              forward, backward_input, backward_weight});
+
+}  // namespace cnnkern
