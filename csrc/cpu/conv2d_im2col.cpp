@@ -3,26 +3,29 @@
 //
 // Per image n and group g, with the column matrix col (C/g*R*S rows, one per filter tap, and
 // one column per output position; cpu/im2col.h):
-//   forward      out[n, g]  (K/g x PQ)     = W[g] (K/g x C/g*R*S) * col          (+ bias)
+//   forward      out[n, g]  (K/g x PQ)     = W[g] (K/g x C/g*R*S) * col + bias
 //   grad-input   col                       = W[g]^T * grad_out[n, g], then col2im adds col
 //                                            back into grad_in[n, g]
 //   grad-weight  grad_W[g] (K/g x C/g*R*S) = sum over n of grad_out[n, g] * col^T
 // W[g] and W[g]^T are strided views of the weights, packed once per call for the GEMM
-// (cpu::gemm_pack_a); col^T is a stride swap.
+// (cpu::gemm_pack_a); col^T is a stride swap. The forward never stores col: the GEMM's B
+// panels are packed straight from the image (cpu/im2col_pack.h), and the bias starts each
+// output's accumulation inside the GEMM (no extra pass over the output).
 //
-// Bounded workspace: col is never built for a whole image, only for a tile of at most
-// kColumnBudgetBytes / (C/g*R*S * sizeof(T)) output positions (4 MiB per thread; at least
-// kMinTile positions, so layers with C/g*R*S > 16384 take kMinTile * C/g*R*S elements). On
-// top of it: one packed copy of the weights per call, and the GEMM's packing buffers (at
-// most kc x nc + mc x kc elements per thread, about 2.2 MiB for float32). The per-thread
-// buffers are kept between calls (cpu/thread_scratch.h). Memory does not grow with N*P*Q.
+// Bounded workspace: grad-input and grad-weight build col for a tile of at most
+// kColumnBudgetBytes / (C/g*R*S * sizeof(T)) output positions at a time (4 MiB per thread;
+// at least kMinTile positions, so layers with C/g*R*S > 16384 take kMinTile * C/g*R*S
+// elements); the forward needs no column buffer. On top of that: one packed copy of the
+// weights per call, and the GEMM's packing buffers (at most kc x nc + mc x kc elements per
+// thread, about 2.2 MiB for float32). The per-thread buffers are kept between calls
+// (cpu/thread_scratch.h). Memory does not grow with N*P*Q.
 //
 // A 1x1 convolution with stride 1 and no padding has the input plane as its column matrix:
 // no copy is made, the GEMM reads (and for grad-input writes) the image directly.
 //
-// Threads: independent tasks (an output tile; an (image, group) pair for grad-input, whose
-// tiles overlap in grad_in; a group for grad-weight, which sums over images) run in parallel
-// when there are enough of them; otherwise they run in order and each parallelises inside
+// Threads: independent tasks (an (image, group) pair for forward and grad-input, whose tiles
+// overlap in grad_in; a group for grad-weight, which sums over images) run in parallel when
+// there are enough of them; otherwise they run in order and each parallelises inside
 // (im2col / col2im over channels, the GEMM over blocks of its output). Either way every
 // output element is computed by one chain of operations in a fixed order (grad-weight adds
 // the images and tiles in order n, tile), so results do not depend on the thread count.
@@ -37,6 +40,7 @@
 #include "common/conv2d_algo.h"
 #include "cpu/gemm.h"
 #include "cpu/im2col.h"
+#include "cpu/im2col_pack.h"
 #include "cpu/thread_scratch.h"
 
 namespace cnnkern {
@@ -134,28 +138,21 @@ void forward_kernel(const T* in, const T* w, const T* bias, T* out, const Conv2d
   std::vector<cpu::GemmPackedA<T>> wp;  // W[g]: Kg x CRS, row-major
   for (int64_t g = 0; g < pl.G; ++g)
     wp.push_back(cpu::gemm_pack_a<T>(pl.Kg, pl.CRS, w + g * pl.Kg * pl.CRS, pl.CRS, 1));
-  for_each_task(p.N * pl.G * pl.tiles, [&](int64_t task, bool inner) {
-    const int64_t t = task % pl.tiles, ng = task / pl.tiles, g = ng % pl.G, n = ng / pl.G;
-    const int64_t j0 = t * pl.tile, j1 = j0 + pl.tile < pl.PQ ? j0 + pl.tile : pl.PQ;
-    const int64_t nj = j1 - j0;
+  // One task per (image, group); the bias starts each output's accumulation in the GEMM.
+  for_each_task(p.N * pl.G, [&](int64_t task, bool) {
+    const int64_t g = task % pl.G, n = task / pl.G;
     const T* in_g = in + (n * p.C + g * pl.Cg) * pl.HW;
-    const T* B = in_g + j0;
-    int64_t rsb = pl.HW;
-    if (!pl.input_is_columns) {
-      T* col = cpu::thread_scratch<T>(cpu::ScratchSlot::ConvColumns, pl.CRS * nj);
-      im2col_group(in_g, pl, p, j0, j1, col, inner);
-      B = col;
-      rsb = nj;
+    T* C = out + (n * p.K + g * pl.Kg) * pl.PQ;
+    const T* bias_g = bias ? bias + g * pl.Kg : nullptr;
+    if (pl.input_is_columns) {
+      cpu::gemm_packed(wp[g], pl.PQ, in_g, pl.HW, 1, T(0), C, pl.PQ, bias_g);
+      return;
     }
-    T* C = out + (n * p.K + g * pl.Kg) * pl.PQ + j0;
-    cpu::gemm_packed(wp[g], nj, B, rsb, 1, T(0), C, pl.PQ);
-    if (bias != nullptr) {
-      for (int64_t k = 0; k < pl.Kg; ++k) {
-        const T b = bias[g * pl.Kg + k];
-        T* row = C + k * pl.PQ;
-        for (int64_t j = 0; j < nj; ++j) row[j] += b;
-      }
-    }
+    const cpu::GemmPackB<T> pack = [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc,
+                                       int64_t nr, T* dst) {
+      cpu::pack_columns(in_g, p, k0, kc, j0, nc, nr, dst);
+    };
+    cpu::gemm_packed_custom_b(wp[g], pl.PQ, pack, T(0), C, pl.PQ, bias_g);
   });
 }
 

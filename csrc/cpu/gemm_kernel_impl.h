@@ -24,20 +24,23 @@ namespace CNNKERN_GEMM_ISA {
 
 inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 
-// C[0:MR, 0:NR] = (accumulate ? C : 0) + sum_k a[k*MR + i] * b[k*NR + j], NR = NV * W.
-// The MR x NV accumulators live in registers for the whole k loop; each k step loads NV
-// vectors of B and broadcasts MR scalars of A. Every element is one fma chain in k order.
+// C[0:MR, 0:NR] = (accumulate ? C : 0) + (bias ? bias[i] : 0) + sum_k a[k*MR + i] * b[k*NR + j],
+// NR = NV * W. The MR x NV accumulators live in registers for the whole k loop (starting at
+// the row's bias, if any); each k step loads NV vectors of B and broadcasts MR scalars of A.
+// Every element is one fma chain in k order.
 template <class V, int MR, int NV>
 inline void micro_kernel(int64_t kc, const typename V::T* __restrict a,
                          const typename V::T* __restrict b, typename V::T* __restrict c,
-                         int64_t rsc, bool accumulate) {
+                         int64_t rsc, bool accumulate, const typename V::T* bias) {
   using reg = typename V::reg;
   constexpr int W = V::W;
   reg acc[MR][NV];
 #pragma GCC unroll 32
-  for (int i = 0; i < MR; ++i)
+  for (int i = 0; i < MR; ++i) {
+    const reg init = bias ? V::bcast(bias + i) : V::zero();
 #pragma GCC unroll 4
-    for (int j = 0; j < NV; ++j) acc[i][j] = V::zero();
+    for (int j = 0; j < NV; ++j) acc[i][j] = init;
+  }
 
 #pragma GCC unroll 4
   for (int64_t k = 0; k < kc; ++k) {
@@ -64,14 +67,16 @@ inline void micro_kernel(int64_t kc, const typename V::T* __restrict a,
   }
 }
 
-// C[0:mc, 0:nc] (+)= packed A (ceil(mc/MR) panels) * packed B (ceil(nc/NR) panels).
+// C[0:mc, 0:nc] (+)= packed A (ceil(mc/MR) panels) * packed B (ceil(nc/NR) panels)
+// (+ bias[i] on row i when bias is given; it then holds mc rows rounded up to MR).
 // Loop order jr outer, ir inner: one kc x NR micro-panel of B stays in L1 while the
 // micro-panels of A stream from L2. Edge tiles run the same micro-kernel into a scratch tile
 // (the padding rows/columns of the packed panels are zeros) and copy the valid part, so
 // their arithmetic is bit-identical to a full tile's.
 template <class V, int MR, int NV>
 void macro_kernel(int64_t mc, int64_t nc, int64_t kc, const typename V::T* pa,
-                  const typename V::T* pb, typename V::T* C, int64_t rsc, bool accumulate) {
+                  const typename V::T* pb, typename V::T* C, int64_t rsc, bool accumulate,
+                  const typename V::T* bias) {
   using T = typename V::T;
   constexpr int NR = NV * V::W;
   alignas(64) T tile[MR * NR];
@@ -82,11 +87,12 @@ void macro_kernel(int64_t mc, int64_t nc, int64_t kc, const typename V::T* pa,
       const int64_t mr = imin(MR, mc - ir);
       const T* a = pa + ir * kc;
       T* c = C + ir * rsc + jr;
+      const T* bi = bias ? bias + ir : nullptr;
       if (mr == MR && nr == NR) {
-        micro_kernel<V, MR, NV>(kc, a, b, c, rsc, accumulate);
+        micro_kernel<V, MR, NV>(kc, a, b, c, rsc, accumulate, bi);
         continue;
       }
-      micro_kernel<V, MR, NV>(kc, a, b, tile, NR, false);
+      micro_kernel<V, MR, NV>(kc, a, b, tile, NR, false, bi);
       for (int64_t i = 0; i < mr; ++i) {
         T* ci = c + i * rsc;
         const T* ti = tile + i * NR;
