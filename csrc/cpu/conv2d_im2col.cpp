@@ -23,17 +23,19 @@
 // A 1x1 convolution with stride 1 and no padding has the input plane as its column matrix:
 // no copy is made, the GEMM reads (and for grad-input writes) the image directly.
 //
-// Threads: independent tasks (an (image, group) pair for forward and grad-input, whose tiles
-// overlap in grad_in; a group for grad-weight, which sums over images) run in parallel when
-// there are enough of them; otherwise they run in order and each parallelises inside
-// (im2col / col2im over channels, the GEMM over blocks of its output). Either way every
-// output element is computed by one chain of operations in a fixed order (grad-weight adds
-// the images and tiles in order n, tile), so results do not depend on the thread count.
+// Threads: the forward runs one GEMM per (image, group), in parallel when there are enough,
+// else one by one with the GEMM parallel inside. The backward passes split into tasks that
+// own their outputs, (image, group, channel block) for grad-input and (group, channel block)
+// for grad-weight, run in one parallel region with no synchronisation inside. Every output
+// element is computed by one chain of operations in a fixed order whatever the split
+// (grad-weight adds the images and tiles in order n, tile), so results do not depend on
+// the thread count.
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -79,57 +81,43 @@ Plan make_plan(const Conv2dProblem& p, int64_t elem_bytes) {
   return pl;
 }
 
+int64_t num_threads() { return at::in_parallel_region() ? 1 : at::get_num_threads(); }
+
 // Whether `tasks` independent tasks keep every thread busy when run in parallel (else they
 // run one after another, each parallel inside).
 bool parallel_over_tasks(int64_t tasks) {
-  const int64_t nt = at::in_parallel_region() ? 1 : at::get_num_threads();
+  const int64_t nt = num_threads();
   return nt <= 1 || tasks >= 4 * nt || (tasks >= nt && tasks % nt == 0);
 }
 
-// Channel chunks for the parallel im2col / col2im: at least ~32K elements per chunk.
-int64_t channel_grain(const Plan& pl, int64_t tile) {
-  const int64_t per_channel = pl.RS * tile;
-  return per_channel >= 32768 ? 1 : 32768 / per_channel;
+// How many blocks of input channels to cut each of `tasks` tasks into so that they spread
+// evenly over the threads: nt / gcd(tasks, nt) (1 when the tasks already do), at most Cg.
+// Channel blocks own disjoint grad_in planes / grad_W columns, so the blocks run in
+// parallel with no synchronisation, one parallel region per pass.
+int64_t channel_blocks(int64_t tasks, int64_t Cg) {
+  const int64_t nt = num_threads();
+  if (tasks >= 4 * nt) return 1;
+  const int64_t cb = nt / std::gcd(tasks, nt);
+  return cb < Cg ? cb : Cg;
 }
 
-template <typename T>
-void im2col_group(const T* in_g, const Plan& pl, const Conv2dProblem& p, int64_t j0, int64_t j1,
-                  T* col, bool parallel) {
-  const int64_t nj = j1 - j0;
-  auto body = [&](int64_t c0, int64_t c1) {
-    cpu::im2col_tile(in_g + c0 * pl.HW, c1 - c0, p, j0, j1, col + c0 * pl.RS * nj);
-  };
-  if (parallel) {
-    at::parallel_for(0, pl.Cg, channel_grain(pl, nj), body);
-  } else {
-    body(0, pl.Cg);
-  }
-}
-
-template <typename T>
-void col2im_group(const T* col, const Plan& pl, const Conv2dProblem& p, int64_t j0, int64_t j1,
-                  T* grad_in_g, bool parallel) {
-  const int64_t nj = j1 - j0;
-  auto body = [&](int64_t c0, int64_t c1) {
-    cpu::col2im_tile(col + c0 * pl.RS * nj, c1 - c0, p, j0, j1, grad_in_g + c0 * pl.HW);
-  };
-  if (parallel) {
-    at::parallel_for(0, pl.Cg, channel_grain(pl, nj), body);
-  } else {
-    body(0, pl.Cg);
-  }
-}
-
-// Runs run(task, inner_parallel) for every task in [0, tasks).
+// Runs f(task) for every task: in one parallel region when there are at least as many as
+// threads, else one by one so that the GEMMs inside can use the threads.
 template <typename F>
-void for_each_task(int64_t tasks, const F& run) {
-  if (parallel_over_tasks(tasks)) {
+void run_tasks(int64_t tasks, const F& f) {
+  if (tasks >= num_threads()) {
     at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t t = begin; t < end; ++t) run(t, false);
+      for (int64_t t = begin; t < end; ++t) f(t);
     });
   } else {
-    for (int64_t t = 0; t < tasks; ++t) run(t, true);
+    for (int64_t t = 0; t < tasks; ++t) f(t);
   }
+}
+
+// Channels [c0, c1) of block b out of cb.
+void block_range(int64_t Cg, int64_t cb, int64_t b, int64_t* c0, int64_t* c1) {
+  *c0 = Cg * b / cb;
+  *c1 = Cg * (b + 1) / cb;
 }
 
 template <typename T>
@@ -138,8 +126,9 @@ void forward_kernel(const T* in, const T* w, const T* bias, T* out, const Conv2d
   std::vector<cpu::GemmPackedA<T>> wp;  // W[g]: Kg x CRS, row-major
   for (int64_t g = 0; g < pl.G; ++g)
     wp.push_back(cpu::gemm_pack_a<T>(pl.Kg, pl.CRS, w + g * pl.Kg * pl.CRS, pl.CRS, 1));
-  // One task per (image, group); the bias starts each output's accumulation in the GEMM.
-  for_each_task(p.N * pl.G, [&](int64_t task, bool) {
+  // One GEMM per (image, group), with the bias starting each output's accumulation. Run in
+  // parallel when there are enough of them, else one by one, each GEMM parallel inside.
+  auto run = [&](int64_t task) {
     const int64_t g = task % pl.G, n = task / pl.G;
     const T* in_g = in + (n * p.C + g * pl.Cg) * pl.HW;
     T* C = out + (n * p.K + g * pl.Kg) * pl.PQ;
@@ -153,30 +142,47 @@ void forward_kernel(const T* in, const T* w, const T* bias, T* out, const Conv2d
       cpu::pack_columns(in_g, p, k0, kc, j0, nc, nr, dst);
     };
     cpu::gemm_packed_custom_b(wp[g], pl.PQ, pack, T(0), C, pl.PQ, bias_g);
-  });
+  };
+  const int64_t tasks = p.N * pl.G;
+  if (parallel_over_tasks(tasks)) {
+    run_tasks(tasks, run);
+  } else {
+    for (int64_t t = 0; t < tasks; ++t) run(t);
+  }
 }
 
 template <typename T>
 void backward_input_kernel(const T* go, const T* w, T* gi, const Conv2dProblem& p) {
   const Plan pl = make_plan(p, sizeof(T));
-  std::vector<cpu::GemmPackedA<T>> wt;  // W[g]^T: CRS x Kg, a transposed view
-  for (int64_t g = 0; g < pl.G; ++g)
-    wt.push_back(cpu::gemm_pack_a<T>(pl.CRS, pl.Kg, w + g * pl.Kg * pl.CRS, 1, pl.CRS));
-  // One task per (image, group): its tiles overlap in grad_in, so they run in order.
-  for_each_task(p.N * pl.G, [&](int64_t task, bool inner) {
-    const int64_t g = task % pl.G, n = task / pl.G;
+  // Tasks: (image, group, block of input channels). A task owns its grad_in planes and runs
+  // its tiles in order (their col2im footprints overlap).
+  const int64_t cb = channel_blocks(p.N * pl.G, pl.Cg);
+  std::vector<cpu::GemmPackedA<T>> wt;  // W[g]^T rows of block b: a transposed view
+  for (int64_t g = 0; g < pl.G; ++g) {
+    for (int64_t b = 0; b < cb; ++b) {
+      int64_t c0, c1;
+      block_range(pl.Cg, cb, b, &c0, &c1);
+      wt.push_back(cpu::gemm_pack_a<T>((c1 - c0) * pl.RS, pl.Kg,
+                                       w + g * pl.Kg * pl.CRS + c0 * pl.RS, 1, pl.CRS));
+    }
+  }
+  run_tasks(p.N * pl.G * cb, [&](int64_t task) {
+    const int64_t b = task % cb, ng = task / cb, g = ng % pl.G, n = ng / pl.G;
+    int64_t c0, c1;
+    block_range(pl.Cg, cb, b, &c0, &c1);
+    const cpu::GemmPackedA<T>& a = wt[g * cb + b];
     const T* go_g = go + (n * p.K + g * pl.Kg) * pl.PQ;
-    T* gi_g = gi + (n * p.C + g * pl.Cg) * pl.HW;
+    T* gi_b = gi + (n * p.C + g * pl.Cg + c0) * pl.HW;
     for (int64_t t = 0; t < pl.tiles; ++t) {
       const int64_t j0 = t * pl.tile, j1 = j0 + pl.tile < pl.PQ ? j0 + pl.tile : pl.PQ;
       const int64_t nj = j1 - j0;
       if (pl.input_is_columns) {  // the GEMM writes grad_in itself
-        cpu::gemm_packed(wt[g], nj, go_g + j0, pl.PQ, 1, T(0), gi_g + j0, pl.HW);
+        cpu::gemm_packed(a, nj, go_g + j0, pl.PQ, 1, T(0), gi_b + j0, pl.HW);
         continue;
       }
-      T* col = cpu::thread_scratch<T>(cpu::ScratchSlot::ConvColumns, pl.CRS * nj);
-      cpu::gemm_packed(wt[g], nj, go_g + j0, pl.PQ, 1, T(0), col, nj);
-      col2im_group(col, pl, p, j0, j1, gi_g, inner);
+      T* col = cpu::thread_scratch<T>(cpu::ScratchSlot::ConvColumns, a.M * nj);
+      cpu::gemm_packed(a, nj, go_g + j0, pl.PQ, 1, T(0), col, nj);
+      cpu::col2im_tile(col, c1 - c0, p, j0, j1, gi_b);
     }
   });
 }
@@ -184,27 +190,34 @@ void backward_input_kernel(const T* go, const T* w, T* gi, const Conv2dProblem& 
 template <typename T>
 void backward_weight_kernel(const T* go, const T* in, T* gw, const Conv2dProblem& p) {
   const Plan pl = make_plan(p, sizeof(T));
-  // One task per group: grad_W[g] sums over images and tiles, in order.
-  for_each_task(pl.G, [&](int64_t g, bool inner) {
-    T* gw_g = gw + g * pl.Kg * pl.CRS;
+  // Tasks: (group, block of input channels), each owning its columns of grad_W[g] and
+  // summing over images and tiles in order. The tile size (the GEMM's depth) depends on
+  // the problem only, never on the blocks, so neither do the bits.
+  const int64_t cb = channel_blocks(pl.G, pl.Cg);
+  run_tasks(pl.G * cb, [&](int64_t task) {
+    const int64_t b = task % cb, g = task / cb;
+    int64_t c0, c1;
+    block_range(pl.Cg, cb, b, &c0, &c1);
+    const int64_t rows = (c1 - c0) * pl.RS;  // columns of grad_W[g] owned
+    T* gw_b = gw + g * pl.Kg * pl.CRS + c0 * pl.RS;
     bool first = true;
     for (int64_t n = 0; n < p.N; ++n) {
       const T* go_g = go + (n * p.K + g * pl.Kg) * pl.PQ;
-      const T* in_g = in + (n * p.C + g * pl.Cg) * pl.HW;
+      const T* in_b = in + (n * p.C + g * pl.Cg + c0) * pl.HW;
       for (int64_t t = 0; t < pl.tiles; ++t) {
         const int64_t j0 = t * pl.tile, j1 = j0 + pl.tile < pl.PQ ? j0 + pl.tile : pl.PQ;
         const int64_t nj = j1 - j0;
-        // B = col^T (nj x CRS): element (j, crs) at col[crs * nj + j].
-        const T* B = in_g + j0;
+        // B = col^T (nj x rows): element (j, tap) at col[tap * nj + j].
+        const T* B = in_b + j0;
         int64_t csb = pl.HW;
         if (!pl.input_is_columns) {
-          T* col = cpu::thread_scratch<T>(cpu::ScratchSlot::ConvColumns, pl.CRS * nj);
-          im2col_group(in_g, pl, p, j0, j1, col, inner);
+          T* col = cpu::thread_scratch<T>(cpu::ScratchSlot::ConvColumns, rows * nj);
+          cpu::im2col_tile(in_b, c1 - c0, p, j0, j1, col);
           B = col;
           csb = nj;
         }
-        cpu::gemm<T>(pl.Kg, pl.CRS, nj, go_g + j0, pl.PQ, 1, B, 1, csb, first ? T(0) : T(1),
-                     gw_g, pl.CRS);
+        cpu::gemm<T>(pl.Kg, rows, nj, go_g + j0, pl.PQ, 1, B, 1, csb, first ? T(0) : T(1),
+                     gw_b, pl.CRS);
         first = false;
       }
     }
