@@ -9,7 +9,10 @@
 //
 // A vector-traits type V provides:
 //   using T (element), reg (register type); static constexpr int W (lanes);
-//   zero(), load(const T*), store(T*, reg), bcast(const T*), fma(a, b, c) = a*b + c, add(a, b).
+//   zero(), load(const T*), store(T*, reg), bcast(const T*), fma(a, b, c) = a*b + c, add(a, b);
+//   static constexpr int TB and transpose(src, lds, dst, ldd): dst[i * ldd + j] =
+//   src[j * lds + i] for a TB x TB block (TB = 0: no transpose; packing then goes element
+//   by element).
 //
 // No include guard: each ISA translation unit includes this exactly once.
 
@@ -134,8 +137,11 @@ void pack_a(int64_t mc, int64_t kc, const T* A, int64_t rsa, int64_t csa, T* dst
 }
 
 // B (kc x nc, element (k, j) at B[k*rsb + j*csb]) -> panels of NR columns, k-major.
-template <typename T, int NR>
-void pack_b(int64_t kc, int64_t nc, const T* B, int64_t rsb, int64_t csb, T* dst) {
+template <class V, int NR>
+void pack_b(int64_t kc, int64_t nc, const typename V::T* B, int64_t rsb, int64_t csb,
+            typename V::T* dst) {
+  using T = typename V::T;
+  constexpr int TB = V::TB;
   for (int64_t j0 = 0; j0 < nc; j0 += NR, dst += NR * kc) {
     const int64_t n = imin(NR, nc - j0);
     const T* b = B + j0 * csb;
@@ -146,9 +152,16 @@ void pack_b(int64_t kc, int64_t nc, const T* B, int64_t rsb, int64_t csb, T* dst
         for (int j = 0; j < NR; ++j) dst[k * NR + j] = src[j];
       }
     } else if (n == NR && rsb == 1) {  // columns contiguous (a transposed view): transpose
+      int64_t k = 0;
+      if constexpr (TB > 0 && NR % TB == 0) {  // TB x TB register transposes
+        for (; k + TB <= kc; k += TB) {
+#pragma GCC unroll 8
+          for (int j = 0; j < NR; j += TB) V::transpose(b + j * csb + k, csb, dst + k * NR + j, NR);
+        }
+      }
       for (int j = 0; j < NR; ++j) {
         const T* src = b + j * csb;
-        for (int64_t k = 0; k < kc; ++k) dst[k * NR + j] = src[k];
+        for (int64_t kk = k; kk < kc; ++kk) dst[kk * NR + j] = src[kk];
       }
     } else {
       for (int64_t k = 0; k < kc; ++k) {
@@ -169,7 +182,7 @@ constexpr GemmKernels<typename V::T> make_kernels(const char* isa, int64_t kc, i
                                     mc,
                                     nc,
                                     &pack_a<typename V::T, MR>,
-                                    &pack_b<typename V::T, NV * V::W>,
+                                    &pack_b<V, NV * V::W>,
                                     &macro_kernel<V, MR, NV>};
 }
 
