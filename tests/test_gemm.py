@@ -195,3 +195,37 @@ def test_opcheck():
     result = torch.library.opcheck(ops._gemm.default,
                                    (a, b, c, False, False, True, True, torch.randn(5), ""))
     assert all(v == "SUCCESS" for v in result.values()), result
+
+
+def _run_with_isa(isa, code):
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, CNNKERN_GEMM_ISA=isa)
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+_CONV_UNDER_ENV = """
+import torch, torch.nn.functional as F, cnnkern
+torch.manual_seed(0)
+x = torch.randint(-3, 4, (2, 5, 9, 8)).float().requires_grad_()
+w = torch.randint(-3, 4, (6, 5, 3, 3)).float().requires_grad_()
+out = cnnkern.conv2d(x, w, padding=1, algo="im2col")
+g = torch.randint(-3, 4, out.shape).float()
+gx, gw = torch.autograd.grad(out, (x, w), g)
+xd, wd = x.detach().double().requires_grad_(), w.detach().double().requires_grad_()
+ref = F.conv2d(xd, wd, padding=1)
+rx, rw = torch.autograd.grad(ref, (xd, wd), g.double())
+assert torch.equal(out.double(), ref) and torch.equal(gx.double(), rx) and torch.equal(gw.double(), rw)
+print("ok")
+"""
+
+
+def test_environment_variable_picks_the_kernel_set():
+    # The default kernel set is read once per process, so this runs in a fresh one.
+    result = _run_with_isa("generic", _CONV_UNDER_ENV)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
+    result = _run_with_isa("sse9", _CONV_UNDER_ENV)
+    assert result.returncode != 0
+    assert "kernel set 'sse9' is not available" in result.stderr, result.stderr[-2000:]
