@@ -33,15 +33,44 @@ inline void copy_run(T* dst, const T* src, int64_t n) {
   }
 }
 
+// Group columns [t, t + n) of row k of a panel group (panels of nr columns, panel_stride
+// apart): src[0, n) copied (stride sw), or zeros when src is null. Split at panel boundaries
+// into runs of at most nr columns.
+template <typename T>
+inline void to_panels(const T* src, int64_t sw, int64_t n, int64_t t, T* group, int64_t k,
+                      int64_t nr, int64_t panel_stride) {
+  while (n > 0) {
+    const int64_t lane = t % nr, len = nr - lane < n ? nr - lane : n;
+    T* out = group + (t / nr) * panel_stride + k * nr + lane;
+    if (src == nullptr) {
+      for (int64_t i = 0; i < len; ++i) out[i] = T(0);
+    } else if (sw == 1) {
+      copy_run(out, src, len);
+      src += len;
+    } else {
+      for (int64_t i = 0; i < len; ++i) out[i] = src[i * sw];
+      src += len * sw;
+    }
+    t += len;
+    n -= len;
+  }
+}
+
 }  // namespace im2col_pack_detail
 
 // Writes rows [k0, k0 + kc) and columns [j0, j0 + nc) as ceil(nc / nr) panels of kc x nr,
 // k-major: dst[(j / nr) * kc * nr + k * nr + j % nr], zero past column nc. `in` points at the
-// group's first input channel plane. Panel by panel, so the writes are sequential: the
-// output row pieces a panel spans are found once and reused for all kc taps.
+// group's first input channel plane.
+//
+// Order: groups of kPanelGroup panels, and within a group tap by tap, so each tap reads one
+// contiguous run of an input row (up to kPanelGroup * nr values) while it is in L1. Going
+// panel by panel instead reads 16 values from each of kc rows in turn, and the planes of
+// different channels (a multiple of 4 KiB apart for common sizes) evict each other from L1:
+// measured 1.5x slower. The output row pieces a group spans are found once for all taps.
 template <typename T>
 void pack_columns(const T* in, const Conv2dProblem& p, int64_t k0, int64_t kc, int64_t j0,
                   int64_t nc, int64_t nr, T* dst) {
+  constexpr int64_t kPanelGroup = 8;
   struct Tap {
     const T* plane;
     int64_t h_offset;  // input row = output row * stride_h + h_offset
@@ -54,46 +83,49 @@ void pack_columns(const T* in, const Conv2dProblem& p, int64_t k0, int64_t kc, i
                row_range(p.Q, p.W, p.stride_w, p.pad_w, s * p.dil_w)};
   }
   struct Piece {
-    int64_t row, q0, q1, lane;  // positions (row, q), q in [q0, q1), go to lanes lane + q - q0
+    int64_t row, q0, q1, t0;  // positions (row, q), q in [q0, q1), are group columns t0 + q - q0
   };
-  std::vector<Piece> pieces(nr);
-  const int64_t sw = p.stride_w;
-  for (int64_t j = 0, panel = 0; j < nc; j += nr, ++panel) {
-    const int64_t width = nc - j < nr ? nc - j : nr;
+  const int64_t group = kPanelGroup * nr;
+  std::vector<Piece> pieces(group < nc ? group : nc);
+  const int64_t sw = p.stride_w, panel_stride = kc * nr;
+  for (int64_t jg = 0; jg < nc; jg += group) {  // jg is a multiple of nr
+    const int64_t width = nc - jg < group ? nc - jg : group;
     int64_t n_pieces = 0;
     for (int64_t t = 0; t < width;) {
-      const int64_t pos = j0 + j + t, row = pos / p.Q, q0 = pos % p.Q;
+      const int64_t pos = j0 + jg + t, row = pos / p.Q, q0 = pos % p.Q;
       const int64_t q1 = q0 + (width - t) < p.Q ? q0 + (width - t) : p.Q;
       pieces[n_pieces++] = {row, q0, q1, t};
       t += q1 - q0;
     }
-    T* d = dst + panel * kc * nr;
-    for (int64_t k = 0; k < kc; ++k, d += nr) {
+    T* dg = dst + (jg / nr) * panel_stride;
+    for (int64_t k = 0; k < kc; ++k) {
       const Tap& tap = taps[k];
       for (int64_t i = 0; i < n_pieces; ++i) {
         const Piece& pc = pieces[i];
-        T* out = d + pc.lane;  // out[q - q0] for q in [q0, q1)
         const int64_t h = pc.row * p.stride_h + tap.h_offset;
-        if (h < 0 || h >= p.H) {
-          for (int64_t q = pc.q0; q < pc.q1; ++q) out[q - pc.q0] = T(0);
-          continue;
-        }
+        const bool row_in_bounds = h >= 0 && h < p.H;
         // In-bounds columns [a, b) read row_in[q * stride_w + offset]; the rest is padding.
-        int64_t a = tap.qr.begin > pc.q0 ? tap.qr.begin : pc.q0;
-        if (a > pc.q1) a = pc.q1;
-        int64_t b = tap.qr.end < pc.q1 ? tap.qr.end : pc.q1;
-        if (b < a) b = a;
-        const T* row_in = tap.plane + h * p.W;
-        const int64_t off = tap.qr.offset;
-        for (int64_t q = pc.q0; q < a; ++q) out[q - pc.q0] = T(0);
-        if (sw == 1) {
-          im2col_pack_detail::copy_run(out + (a - pc.q0), row_in + a + off, b - a);
-        } else {
-          for (int64_t q = a; q < b; ++q) out[q - pc.q0] = row_in[q * sw + off];
+        int64_t a = pc.q1, b = pc.q1;
+        if (row_in_bounds) {
+          a = tap.qr.begin > pc.q0 ? tap.qr.begin : pc.q0;
+          if (a > pc.q1) a = pc.q1;
+          b = tap.qr.end < pc.q1 ? tap.qr.end : pc.q1;
+          if (b < a) b = a;
         }
-        for (int64_t q = b; q < pc.q1; ++q) out[q - pc.q0] = T(0);
+        using im2col_pack_detail::to_panels;
+        const int64_t t0 = pc.t0 - pc.q0;  // group column of output column q is t0 + q
+        to_panels<T>(nullptr, 1, a - pc.q0, pc.t0, dg, k, nr, panel_stride);
+        if (b > a) {
+          const T* src = tap.plane + h * p.W + a * sw + tap.qr.offset;
+          to_panels(src, sw, b - a, t0 + a, dg, k, nr, panel_stride);
+        }
+        to_panels<T>(nullptr, 1, pc.q1 - b, t0 + b, dg, k, nr, panel_stride);
       }
-      for (int64_t lane = width; lane < nr; ++lane) d[lane] = T(0);
+    }
+    if (width % nr != 0) {  // the last panel's columns past nc
+      T* last = dg + (width / nr) * panel_stride;
+      for (int64_t k = 0; k < kc; ++k)
+        for (int64_t lane = width % nr; lane < nr; ++lane) last[k * nr + lane] = T(0);
     }
   }
 }
