@@ -145,15 +145,16 @@ def _at_threads(n, fn):
 
 
 # Shapes that take each scheduling path: one image (GEMM parallel inside; backward passes
-# cut into channel blocks), many images, fewer tasks than threads, grouped, 1x1, tiled.
+# cut into channel blocks), many images, fewer tasks than threads, grouped, 1x1, tiled. All
+# above the 2 MFLOP below which a pass stays on one thread.
 THREAD_CASES = [
     ConvCase("one_image_big_c", 1, 96, 20, 20, 40, 3, 3, 1, 1, 1, 1),
     ConvCase("many_images", 8, 16, 12, 12, 24, 3, 3, 1, 1, 1, 1),
     ConvCase("three_images_strided", 3, 24, 19, 17, 20, 3, 3, 2, 1, 1, 1),
-    ConvCase("groups4", 2, 32, 10, 10, 32, 3, 3, 1, 1, 1, 4),
+    ConvCase("groups4", 2, 32, 24, 24, 32, 3, 3, 1, 1, 1, 4),
     ConvCase("1x1_one_image", 1, 128, 24, 24, 64, 1, 1, 1, 0, 1, 1),
     ConvCase("two_tiles", 1, 64, 48, 48, 48, 3, 3, 1, 1, 1, 1),
-    ConvCase("one_channel_fewer_tasks_than_threads", 1, 1, 40, 40, 16, 3, 3, 1, 1, 1, 1),
+    ConvCase("one_channel_fewer_tasks_than_threads", 1, 1, 160, 160, 32, 3, 3, 1, 1, 1, 1),
     ConvCase("three_images_odd_channels", 3, 5, 30, 30, 16, 3, 3, 1, 1, 1, 1),
 ]
 

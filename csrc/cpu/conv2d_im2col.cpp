@@ -81,12 +81,19 @@ Plan make_plan(const Conv2dProblem& p, int64_t elem_bytes) {
   return pl;
 }
 
-int64_t num_threads() { return at::in_parallel_region() ? 1 : at::get_num_threads(); }
+// Below this many flops a pass runs on the calling thread: a parallel region costs several
+// microseconds (far more on a loaded machine, where a sleeping worker must be scheduled).
+constexpr int64_t kMinParallelFlops = 2000000;
 
-// Whether `tasks` independent tasks keep every thread busy when run in parallel (else they
-// run one after another, each parallel inside).
-bool parallel_over_tasks(int64_t tasks) {
-  const int64_t nt = num_threads();
+// The threads a pass may use.
+int64_t threads_for(const Conv2dProblem& p) {
+  if (at::in_parallel_region() || p.flops() < kMinParallelFlops) return 1;
+  return at::get_num_threads();
+}
+
+// Whether `tasks` independent tasks keep every one of nt threads busy when run in parallel
+// (else they run one after another, each parallel inside).
+bool parallel_over_tasks(int64_t tasks, int64_t nt) {
   return nt <= 1 || tasks >= 4 * nt || (tasks >= nt && tasks % nt == 0);
 }
 
@@ -94,18 +101,17 @@ bool parallel_over_tasks(int64_t tasks) {
 // evenly over the threads: nt / gcd(tasks, nt) (1 when the tasks already do), at most Cg.
 // Channel blocks own disjoint grad_in planes / grad_W columns, so the blocks run in
 // parallel with no synchronisation, one parallel region per pass.
-int64_t channel_blocks(int64_t tasks, int64_t Cg) {
-  const int64_t nt = num_threads();
+int64_t channel_blocks(int64_t tasks, int64_t Cg, int64_t nt) {
   if (tasks >= 4 * nt) return 1;
   const int64_t cb = nt / std::gcd(tasks, nt);
   return cb < Cg ? cb : Cg;
 }
 
 // Runs f(task) for every task: in one parallel region when there are at least as many as
-// threads, else one by one so that the GEMMs inside can use the threads.
+// the nt (> 1) threads, else one by one so that the GEMMs inside can use the threads.
 template <typename F>
-void run_tasks(int64_t tasks, const F& f) {
-  if (tasks >= num_threads()) {
+void run_tasks(int64_t tasks, int64_t nt, const F& f) {
+  if (nt > 1 && tasks >= nt) {
     at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
       for (int64_t t = begin; t < end; ++t) f(t);
     });
@@ -144,8 +150,9 @@ void forward_kernel(const T* in, const T* w, const T* bias, T* out, const Conv2d
     cpu::gemm_packed_custom_b(wp[g], pl.PQ, pack, T(0), C, pl.PQ, bias_g);
   };
   const int64_t tasks = p.N * pl.G;
-  if (parallel_over_tasks(tasks)) {
-    run_tasks(tasks, run);
+  const int64_t nt = threads_for(p);
+  if (parallel_over_tasks(tasks, nt)) {
+    run_tasks(tasks, nt, run);
   } else {
     for (int64_t t = 0; t < tasks; ++t) run(t);
   }
@@ -156,7 +163,8 @@ void backward_input_kernel(const T* go, const T* w, T* gi, const Conv2dProblem& 
   const Plan pl = make_plan(p, sizeof(T));
   // Tasks: (image, group, block of input channels). A task owns its grad_in planes and runs
   // its tiles in order (their col2im footprints overlap).
-  const int64_t cb = channel_blocks(p.N * pl.G, pl.Cg);
+  const int64_t nt = threads_for(p);
+  const int64_t cb = channel_blocks(p.N * pl.G, pl.Cg, nt);
   std::vector<cpu::GemmPackedA<T>> wt;  // W[g]^T rows of block b: a transposed view
   for (int64_t g = 0; g < pl.G; ++g) {
     for (int64_t b = 0; b < cb; ++b) {
@@ -166,7 +174,7 @@ void backward_input_kernel(const T* go, const T* w, T* gi, const Conv2dProblem& 
                                        w + g * pl.Kg * pl.CRS + c0 * pl.RS, 1, pl.CRS));
     }
   }
-  run_tasks(p.N * pl.G * cb, [&](int64_t task) {
+  run_tasks(p.N * pl.G * cb, nt, [&](int64_t task) {
     const int64_t b = task % cb, ng = task / cb, g = ng % pl.G, n = ng / pl.G;
     int64_t c0, c1;
     block_range(pl.Cg, cb, b, &c0, &c1);
@@ -193,8 +201,9 @@ void backward_weight_kernel(const T* go, const T* in, T* gw, const Conv2dProblem
   // Tasks: (group, block of input channels), each owning its columns of grad_W[g] and
   // summing over images and tiles in order. The tile size (the GEMM's depth) depends on
   // the problem only, never on the blocks, so neither do the bits.
-  const int64_t cb = channel_blocks(pl.G, pl.Cg);
-  run_tasks(pl.G * cb, [&](int64_t task) {
+  const int64_t nt = threads_for(p);
+  const int64_t cb = channel_blocks(pl.G, pl.Cg, nt);
+  run_tasks(pl.G * cb, nt, [&](int64_t task) {
     const int64_t b = task % cb, g = task / cb;
     int64_t c0, c1;
     block_range(pl.Cg, cb, b, &c0, &c1);
