@@ -218,6 +218,12 @@ xd, wd = x.detach().double().requires_grad_(), w.detach().double().requires_grad
 ref = F.conv2d(xd, wd, padding=1)
 rx, rw = torch.autograd.grad(ref, (xd, wd), g.double())
 assert torch.equal(out.double(), ref) and torch.equal(gx.double(), rx) and torch.equal(gw.double(), rw)
+# the default kernel set is the one named (FMA kernels round differently from generic's)
+a, b = torch.randn(50, 300), torch.randn(300, 40)
+gemm = lambda isa: torch.ops.cnnkern._gemm(a, b, None, False, False, False, False, None, isa)
+assert torch.equal(gemm(""), gemm("generic"))
+if "avx2" in torch.ops.cnnkern._gemm_isas():
+    assert not torch.equal(gemm(""), gemm("avx2"))
 print("ok")
 """
 
