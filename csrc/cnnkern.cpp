@@ -12,6 +12,7 @@
 
 #include "common/checks.h"
 #include "common/conv2d_algo.h"
+#include "cpu/gemm_dispatch.h"
 
 namespace cnnkern {
 namespace {
@@ -83,6 +84,14 @@ TORCH_LIBRARY(cnnkern, m) {
       "conv2d_select(int[] input_size, int[] weight_size, int[2] stride, int[2] padding, "
       "int[2] dilation, int groups, ScalarType dtype, str device, str algo) -> str",
       &cnnkern::conv2d_select_op);
+
+  // INTERNAL, for tests only (tests/test_gemm.py): the CPU GEMM behind im2col and Winograd,
+  // op(a) @ op(b) (+ c), on a named kernel set ("" = the default), A pre-packed or not; and
+  // the kernel sets this CPU can run. Not part of the public API.
+  m.def(
+      "_gemm(Tensor a, Tensor b, Tensor? c, bool trans_a, bool trans_b, bool prepack_a=False, "
+      "str isa=\"\") -> Tensor");
+  m.def("_gemm_isas() -> str[]", &cnnkern::cpu::gemm_detail::available_isas);
 }
 
 // A bare extension module: `import cnnkern._C` loads this library, and with it the

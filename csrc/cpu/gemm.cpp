@@ -1,35 +1,311 @@
-// Reference GEMM: simple, correct, and the baseline the optimised kernel replaces.
-// i-k-j order so the innermost loop runs along rows of B and C (vectorises when csb == 1).
+// The CPU GEMM driver: kernel-set selection, the loops over cache blocks (jc over N, pc over
+// K, ic over M around the ISA's macro-kernel), per-thread packing buffers, and the split of
+// C into independent blocks for threads. See gemm.h for the contract, gemm_kernels.h for the
+// ISA half.
 
 #include "cpu/gemm.h"
 
 #include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "cpu/gemm_dispatch.h"
 
 namespace cnnkern {
 namespace cpu {
+namespace gemm_detail {
+namespace {
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// The depth of the k blocks: K cut into equal pieces of at most kc. A function of K (and the
+// kernel set) only, so the order in which partial sums meet never depends on threads.
+int64_t k_block(int64_t K, int64_t kc) { return ceil_div(K, ceil_div(K, kc)); }
+
+// Below this many flops a GEMM runs on one thread: a parallel region costs a few
+// microseconds, the time of ~1 MFLOP here.
+constexpr double kMinParallelFlops = 4.0e6;
+
+// Grow-only, 64-byte aligned scratch owned by the calling thread (at::parallel_for's threads
+// live as long as the process, so the packing buffers are allocated once per thread).
+struct Scratch {
+  void* p = nullptr;
+  size_t bytes = 0;
+  ~Scratch() { std::free(p); }
+  void* get(size_t want) {
+    if (want > bytes) {
+      std::free(p);
+      bytes = round_up(static_cast<int64_t>(want), 64);
+      p = std::aligned_alloc(64, bytes);
+      TORCH_CHECK(p != nullptr, "cnnkern gemm: out of memory allocating ", bytes,
+                  " bytes of packing buffer");
+    }
+    return p;
+  }
+};
+
+template <typename T>
+T* scratch(int slot, int64_t elems) {
+  thread_local Scratch buffers[2];
+  return static_cast<T*>(buffers[slot].get(static_cast<size_t>(elems) * sizeof(T)));
+}
+
+// Where the A blocks come from: a strided matrix packed on the fly, or a pre-packed one
+// (block (pc, rows from i) at packed + pc * Mp + i * kc, see gemm_pack_a_with).
+template <typename T>
+struct ASource {
+  const T* A = nullptr;
+  int64_t rsa = 0, csa = 0;
+  const T* packed = nullptr;
+  int64_t Mp = 0;
+};
+
+// C[0:M, 0:N] = A[row0 : row0 + M] * B + beta * C on the calling thread.
+template <typename T>
+void gemm_serial(const GemmKernels<T>& kt, int64_t M, int64_t N, int64_t K,
+                 const ASource<T>& a, int64_t row0, const T* B, int64_t rsb, int64_t csb,
+                 T beta, T* C, int64_t rsc) {
+  const int64_t kb = k_block(K, kt.kc);
+  // Whole micro-tiles: pack_a / pack_b fill the last panel up to mr / nr.
+  const int64_t ncb = round_up(min64(kt.nc, N), kt.nr);
+  const int64_t mcb = round_up(min64(kt.mc, M), kt.mr);
+  T* pb = scratch<T>(0, kb * ncb);
+  T* pa = a.packed ? nullptr : scratch<T>(1, mcb * kb);
+  for (int64_t jc = 0; jc < N; jc += ncb) {
+    const int64_t nc = min64(ncb, N - jc);
+    for (int64_t pc = 0; pc < K; pc += kb) {
+      const int64_t kc = min64(kb, K - pc);
+      const bool accumulate = pc > 0 || beta != T(0);
+      kt.pack_b(kc, nc, B + pc * rsb + jc * csb, rsb, csb, pb);
+      for (int64_t ic = 0; ic < M; ic += mcb) {
+        const int64_t mc = min64(mcb, M - ic);
+        const T* blockA;
+        if (a.packed) {
+          blockA = a.packed + pc * a.Mp + (row0 + ic) * kc;
+        } else {
+          kt.pack_a(mc, kc, a.A + (row0 + ic) * a.rsa + pc * a.csa, a.rsa, a.csa, pa);
+          blockA = pa;
+        }
+        kt.macro(mc, nc, kc, blockA, pb, C + ic * rsc + jc, rsc, accumulate);
+      }
+    }
+  }
+}
+
+// Splits C into at most one block per thread, along N when that duplicates less packing
+// (every block packs all of A for its columns, or all of B for its rows; a pre-packed A
+// costs nothing to share), block edges on micro-tile boundaries.
+template <typename T>
+void gemm_driver(const GemmKernels<T>& kt, int64_t M, int64_t N, int64_t K, const ASource<T>& a,
+                 const T* B, int64_t rsb, int64_t csb, T beta, T* C, int64_t rsc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    if (beta == T(0)) {
+      for (int64_t i = 0; i < M; ++i) std::memset(C + i * rsc, 0, sizeof(T) * N);
+    }
+    return;
+  }
+  const int64_t nt = at::in_parallel_region() ? 1 : at::get_num_threads();
+  if (nt <= 1 || 2.0 * M * N * K < kMinParallelFlops) {
+    gemm_serial(kt, M, N, K, a, 0, B, rsb, csb, beta, C, rsc);
+    return;
+  }
+  const int64_t m_units = ceil_div(M, kt.mr), n_units = ceil_div(N, kt.nr);
+  int64_t tm, tn;
+  if ((a.packed != nullptr || N >= M) && n_units >= nt) {
+    tn = nt;
+    tm = 1;
+  } else if (m_units >= nt) {
+    tm = nt;
+    tn = 1;
+  } else {
+    tn = min64(nt, n_units);
+    tm = min64(nt / tn, m_units);
+  }
+  const int64_t m_step = ceil_div(m_units, tm) * kt.mr;
+  const int64_t n_step = ceil_div(n_units, tn) * kt.nr;
+  at::parallel_for(0, tm * tn, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t i0 = (t / tn) * m_step, j0 = (t % tn) * n_step;
+      if (i0 >= M || j0 >= N) continue;
+      const int64_t m = min64(m_step, M - i0), n = min64(n_step, N - j0);
+      gemm_serial(kt, m, n, K, a, i0, B + j0 * csb, rsb, csb, beta, C + i0 * rsc + j0, rsc);
+    }
+  });
+}
+
+bool cpu_has(const char* isa) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  if (std::strcmp(isa, "avx512") == 0) return __builtin_cpu_supports("avx512f");
+  if (std::strcmp(isa, "avx2") == 0 || std::strcmp(isa, "avx512_emulated") == 0)
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+  return std::strcmp(isa, "generic") == 0;
+}
+
+const char* const kIsas[] = {"avx512", "avx2", "avx512_emulated", "generic"};
+
+template <typename T>
+const GemmKernels<T>* table(const std::string& isa);
+
+template <>
+const GemmKernels<float>* table<float>(const std::string& isa) {
+  if (isa == "avx512") return gemm_kernels_avx512_f32();
+  if (isa == "avx2") return gemm_kernels_avx2_f32();
+  if (isa == "avx512_emulated") return gemm_kernels_avx512_emulated_f32();
+  if (isa == "generic") return gemm_kernels_generic_f32();
+  return nullptr;
+}
+
+template <>
+const GemmKernels<double>* table<double>(const std::string& isa) {
+  if (isa == "avx512") return gemm_kernels_avx512_f64();
+  if (isa == "avx2") return gemm_kernels_avx2_f64();
+  if (isa == "avx512_emulated") return gemm_kernels_avx512_emulated_f64();
+  if (isa == "generic") return gemm_kernels_generic_f64();
+  return nullptr;
+}
+
+std::string isa_list() {
+  std::string s;
+  for (const std::string& isa : available_isas()) s += (s.empty() ? "" : ", ") + isa;
+  return s;
+}
+
+// The default: CNNKERN_GEMM_ISA if set, else the best the CPU runs (the emulated AVX-512
+// set is a test vehicle, never a default).
+std::string default_isa() {
+  const char* env = std::getenv("CNNKERN_GEMM_ISA");
+  if (env != nullptr && env[0] != '\0') return env;
+  for (const std::string& isa : available_isas()) {
+    if (isa != "avx512_emulated") return isa;
+  }
+  return "generic";
+}
+
+}  // namespace
+
+std::vector<std::string> available_isas() {
+  std::vector<std::string> out;
+  for (const char* isa : kIsas) {
+    if (table<float>(isa) != nullptr && cpu_has(isa)) out.emplace_back(isa);
+  }
+  return out;
+}
+
+template <typename T>
+const GemmKernels<T>& kernels_for(const std::string& isa) {
+  if (isa.empty()) {
+    static const GemmKernels<T>& best = kernels_for<T>(default_isa());
+    return best;
+  }
+  const GemmKernels<T>* k = table<T>(isa);
+  TORCH_CHECK(k != nullptr && cpu_has(isa.c_str()), "cnnkern gemm: kernel set '", isa,
+              "' is not available on this CPU (CNNKERN_GEMM_ISA or isa=); choose from ",
+              isa_list());
+  return *k;
+}
+
+template <typename T>
+void gemm_with(const GemmKernels<T>& kt, int64_t M, int64_t N, int64_t K, const T* A,
+               int64_t rsa, int64_t csa, const T* B, int64_t rsb, int64_t csb, T beta, T* C,
+               int64_t rsc) {
+  ASource<T> a;
+  a.A = A;
+  a.rsa = rsa;
+  a.csa = csa;
+  gemm_driver(kt, M, N, K, a, B, rsb, csb, beta, C, rsc);
+}
+
+template <typename T>
+GemmPackedA<T> gemm_pack_a_with(const GemmKernels<T>& kt, int64_t M, int64_t K, const T* A,
+                                int64_t rsa, int64_t csa) {
+  GemmPackedA<T> pa;
+  pa.M = M;
+  pa.K = K;
+  pa.kernels = &kt;
+  pa.row_stride_panels = round_up(M, kt.mr);
+  const int64_t elems = pa.row_stride_panels * K;
+  if (elems == 0) return pa;
+  pa.data.reset(static_cast<T*>(std::aligned_alloc(64, round_up(elems * sizeof(T), 64))));
+  TORCH_CHECK(pa.data != nullptr, "cnnkern gemm: out of memory packing a ", M, " x ", K,
+              " matrix");
+  // Block pc (depth kc) holds every panel of rows for k in [pc, pc + kc): the layout
+  // gemm_serial addresses as packed + pc * Mp + row * kc.
+  const int64_t kb = k_block(K, kt.kc);
+  const int64_t n_kblocks = ceil_div(K, kb), n_panels = ceil_div(M, kt.mr);
+  T* out = pa.data.get();
+  at::parallel_for(0, n_kblocks * n_panels, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t pc = (t / n_panels) * kb, i0 = (t % n_panels) * kt.mr;
+      const int64_t kc = min64(kb, K - pc);
+      kt.pack_a(min64(kt.mr, M - i0), kc, A + i0 * rsa + pc * csa, rsa, csa,
+                out + pc * pa.row_stride_panels + i0 * kc);
+    }
+  });
+  return pa;
+}
+
+template const GemmKernels<float>& kernels_for<float>(const std::string&);
+template const GemmKernels<double>& kernels_for<double>(const std::string&);
+template void gemm_with<float>(const GemmKernels<float>&, int64_t, int64_t, int64_t,
+                               const float*, int64_t, int64_t, const float*, int64_t, int64_t,
+                               float, float*, int64_t);
+template void gemm_with<double>(const GemmKernels<double>&, int64_t, int64_t, int64_t,
+                                const double*, int64_t, int64_t, const double*, int64_t,
+                                int64_t, double, double*, int64_t);
+template GemmPackedA<float> gemm_pack_a_with<float>(const GemmKernels<float>&, int64_t, int64_t,
+                                                    const float*, int64_t, int64_t);
+template GemmPackedA<double> gemm_pack_a_with<double>(const GemmKernels<double>&, int64_t,
+                                                      int64_t, const double*, int64_t, int64_t);
+
+}  // namespace gemm_detail
 
 template <typename T>
 void gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int64_t csa, const T* B,
           int64_t rsb, int64_t csb, T beta, T* C, int64_t rsc) {
-  at::parallel_for(0, M, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      T* c = C + i * rsc;
-      if (beta == T(0)) {
-        for (int64_t j = 0; j < N; ++j) c[j] = T(0);
-      }
-      for (int64_t k = 0; k < K; ++k) {
-        const T a = A[i * rsa + k * csa];
-        const T* b = B + k * rsb;
-        for (int64_t j = 0; j < N; ++j) c[j] += a * b[j * csb];
-      }
-    }
-  });
+  gemm_detail::gemm_with(gemm_detail::kernels_for<T>(""), M, N, K, A, rsa, csa, B, rsb, csb,
+                         beta, C, rsc);
+}
+
+template <typename T>
+GemmPackedA<T> gemm_pack_a(int64_t M, int64_t K, const T* A, int64_t rsa, int64_t csa) {
+  return gemm_detail::gemm_pack_a_with(gemm_detail::kernels_for<T>(""), M, K, A, rsa, csa);
+}
+
+template <typename T>
+void gemm_packed(const GemmPackedA<T>& pa, int64_t N, const T* B, int64_t rsb, int64_t csb,
+                 T beta, T* C, int64_t rsc) {
+  const auto& kt = *static_cast<const gemm_detail::GemmKernels<T>*>(pa.kernels);
+  gemm_detail::ASource<T> a;
+  a.packed = pa.data.get();
+  a.Mp = pa.row_stride_panels;
+  if (pa.M > 0 && pa.K > 0) {
+    TORCH_CHECK(a.packed != nullptr, "cnnkern gemm_packed: the packed A holds no data");
+  }
+  gemm_detail::gemm_driver(kt, pa.M, N, pa.K, a, B, rsb, csb, beta, C, rsc);
 }
 
 template void gemm<float>(int64_t, int64_t, int64_t, const float*, int64_t, int64_t,
                           const float*, int64_t, int64_t, float, float*, int64_t);
 template void gemm<double>(int64_t, int64_t, int64_t, const double*, int64_t, int64_t,
                            const double*, int64_t, int64_t, double, double*, int64_t);
+template GemmPackedA<float> gemm_pack_a<float>(int64_t, int64_t, const float*, int64_t,
+                                               int64_t);
+template GemmPackedA<double> gemm_pack_a<double>(int64_t, int64_t, const double*, int64_t,
+                                                 int64_t);
+template void gemm_packed<float>(const GemmPackedA<float>&, int64_t, const float*, int64_t,
+                                 int64_t, float, float*, int64_t);
+template void gemm_packed<double>(const GemmPackedA<double>&, int64_t, const double*, int64_t,
+                                  int64_t, double, double*, int64_t);
 
 }  // namespace cpu
 }  // namespace cnnkern

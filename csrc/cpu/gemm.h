@@ -9,8 +9,19 @@
 //
 // Called from inside an at::parallel_for region it runs on the calling thread; called from
 // outside it may use every thread. Results do not depend on the thread count.
+//
+// How (gemm.cpp, gemm_kernel_impl.h): GotoBLAS/BLIS blocking. B is packed kc x nc at a time
+// into nr-column panels, A mc x kc at a time into mr-row panels (packing reads any strides,
+// so transposes cost nothing extra), and a register-blocked micro-kernel computes mr x nr
+// tiles of C. The kernel set is picked at run time from the CPU: AVX-512, AVX2 + FMA, or a
+// portable one (the environment variable CNNKERN_GEMM_ISA=avx2|generic|... forces one).
+// The depth k is cut into blocks that depend on K only, and each element of C is always
+// computed by the same chain of operations, which is why neither the thread count nor the
+// way a caller tiles its problem changes any bit of the result.
 
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
 
 namespace cnnkern {
 namespace cpu {
@@ -18,6 +29,29 @@ namespace cpu {
 template <typename T>
 void gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int64_t csa, const T* B,
           int64_t rsb, int64_t csb, T beta, T* C, int64_t rsc);
+
+// An A operand packed once for many products (e.g. convolution weights against every tile
+// of an image): gemm_packed(pa, N, B, ...) computes the same bits as gemm(M, N, K, A, ...)
+// without repacking A on every call. Packing runs in parallel when called outside a
+// parallel region. The layout belongs to the kernel set of this CPU; treat it as opaque.
+template <typename T>
+struct GemmPackedA {
+  struct Free {
+    void operator()(T* p) const { std::free(p); }
+  };
+  int64_t M = 0, K = 0;
+  int64_t row_stride_panels = 0;  // M rounded up to the micro-tile height
+  const void* kernels = nullptr;  // the kernel table it was packed for
+  std::unique_ptr<T, Free> data;
+};
+
+template <typename T>
+GemmPackedA<T> gemm_pack_a(int64_t M, int64_t K, const T* A, int64_t rsa, int64_t csa);
+
+// C = A * B + beta * C with A given packed (M = pa.M, K = pa.K).
+template <typename T>
+void gemm_packed(const GemmPackedA<T>& pa, int64_t N, const T* B, int64_t rsb, int64_t csb,
+                 T beta, T* C, int64_t rsc);
 
 }  // namespace cpu
 }  // namespace cnnkern

@@ -1,0 +1,74 @@
+// cnnkern::_gemm: an INTERNAL, tests-only op exposing the CPU GEMM (cpu/gemm.h) so that
+// tests/test_gemm.py can check it against torch.matmul with odd sizes, transposed views,
+// every kernel set this CPU runs, and the pre-packed A path. Not part of the public API.
+//
+//   _gemm(a, b, c, trans_a, trans_b, prepack_a, isa) = op(a) @ op(b) (+ c when given)
+//
+// op(x) is x or x.t(); a and b may be any strided 2-D views (their strides reach the GEMM
+// as they are). The result is computed into a buffer with a padded row stride and an extra
+// row, NaN-filled (so beta = 0 must ignore C's contents), and the op fails if the GEMM
+// wrote outside C.
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <torch/library.h>
+
+#include <limits>
+#include <string>
+
+#include "cpu/gemm_dispatch.h"
+
+namespace cnnkern {
+namespace {
+
+constexpr const char* kOp = "cnnkern._gemm";
+
+at::Tensor gemm_op(const at::Tensor& a, const at::Tensor& b, const c10::optional<at::Tensor>& c,
+                   bool trans_a, bool trans_b, bool prepack_a, c10::string_view isa) {
+  TORCH_CHECK(a.dim() == 2 && b.dim() == 2, kOp, ": a and b must be 2-D; got a of size ",
+              a.sizes(), " and b of size ", b.sizes());
+  TORCH_CHECK(a.scalar_type() == b.scalar_type(), kOp, ": a is ", a.scalar_type(),
+              " but b is ", b.scalar_type());
+  TORCH_CHECK(a.scalar_type() == at::kFloat || a.scalar_type() == at::kDouble, kOp,
+              ": supports float32 and float64; got ", a.scalar_type());
+  const at::Tensor A = trans_a ? a.t() : a;
+  const at::Tensor B = trans_b ? b.t() : b;
+  const int64_t M = A.size(0), K = A.size(1), N = B.size(1);
+  TORCH_CHECK(B.size(0) == K, kOp, ": op(a) is ", M, " x ", K, " but op(b) is ", B.size(0),
+              " x ", N);
+  if (c.has_value()) {
+    TORCH_CHECK(c->sizes() == at::IntArrayRef({M, N}), kOp, ": c must be ", M, " x ", N,
+                "; got ", c->sizes());
+    TORCH_CHECK(c->scalar_type() == a.scalar_type(), kOp, ": c is ", c->scalar_type(),
+                " but a is ", a.scalar_type());
+  }
+  constexpr int64_t kPad = 3;
+  at::Tensor buf = at::full({M + 1, N + kPad}, std::numeric_limits<double>::quiet_NaN(),
+                            a.options());
+  at::Tensor out = buf.narrow(0, 0, M).narrow(1, 0, N);
+  if (c.has_value()) out.copy_(*c);
+  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), kOp, [&] {
+    using namespace cpu::gemm_detail;
+    const GemmKernels<scalar_t>& kt = kernels_for<scalar_t>(std::string(isa));
+    const scalar_t beta = c.has_value() ? scalar_t(1) : scalar_t(0);
+    const scalar_t* pa = A.const_data_ptr<scalar_t>();
+    const scalar_t* pb = B.const_data_ptr<scalar_t>();
+    scalar_t* pc = out.mutable_data_ptr<scalar_t>();
+    if (prepack_a) {
+      const auto packed = gemm_pack_a_with(kt, M, K, pa, A.stride(0), A.stride(1));
+      cpu::gemm_packed(packed, N, pb, B.stride(0), B.stride(1), beta, pc, N + kPad);
+    } else {
+      gemm_with(kt, M, N, K, pa, A.stride(0), A.stride(1), pb, B.stride(0), B.stride(1), beta,
+                pc, N + kPad);
+    }
+  });
+  const bool untouched = buf.narrow(1, N, kPad).isnan().all().item<bool>() &&
+                         buf.narrow(0, M, 1).isnan().all().item<bool>();
+  TORCH_CHECK(untouched, kOp, ": the GEMM wrote outside C (M=", M, ", N=", N, ", K=", K, ")");
+  return out.contiguous();
+}
+
+}  // namespace
+}  // namespace cnnkern
+
+TORCH_LIBRARY_IMPL(cnnkern, CPU, m) { m.impl("_gemm", TORCH_FN(cnnkern::gemm_op)); }

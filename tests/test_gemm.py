@@ -1,0 +1,174 @@
+"""The CPU GEMM behind im2col and Winograd (csrc/cpu/gemm.h), through the internal tests-only
+op cnnkern::_gemm, against torch.matmul in float64.
+
+Integer-valued inputs make every partial sum exact in float32 and float64 alike, so most
+checks are bit-exact; every kernel set this CPU can run is tested (on a CPU without AVX-512,
+"avx512_emulated" runs the AVX-512 tile shapes and block sizes with AVX2 instructions). The
+op computes into a NaN-filled buffer with a padded row stride and fails if the GEMM writes
+outside C, so every call also checks beta = 0 ignores C's contents and rsc != N.
+"""
+
+import itertools
+
+import pytest
+import torch
+
+import cnnkern  # noqa: F401  (loads the ops)
+from conftest import assert_close, assert_exact, int_tensor
+
+ops = torch.ops.cnnkern
+ISAS = list(ops._gemm_isas())
+DTYPES = [pytest.param(torch.float32, id="f32"), pytest.param(torch.float64, id="f64")]
+
+
+def gemm(a, b, c=None, trans_a=False, trans_b=False, prepack_a=False, isa=""):
+    return ops._gemm(a, b, c, trans_a, trans_b, prepack_a, isa)
+
+
+def reference(a, b, c=None, trans_a=False, trans_b=False):
+    a = a.double().t() if trans_a else a.double()
+    b = b.double().t() if trans_b else b.double()
+    out = a @ b
+    return out if c is None else out + c.double()
+
+
+def operands(M, N, K, dtype, trans_a=False, trans_b=False, integer=True):
+    make = (lambda *s: int_tensor(*s, dtype=dtype)) if integer else (
+        lambda *s: torch.randn(*s, dtype=dtype))
+    a = make(K, M) if trans_a else make(M, K)
+    b = make(N, K) if trans_b else make(K, N)
+    return a, b
+
+
+def test_kernel_sets_listed():
+    assert "generic" in ISAS
+    assert len(set(ISAS)) == len(ISAS)
+    assert set(ISAS) <= {"avx512", "avx2", "avx512_emulated", "generic"}
+
+
+ODD = [1, 7, 13, 31, 33, 100, 257]
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_odd_sizes_exact(isa, dtype):
+    for M, N, K in itertools.product(ODD, ODD, [1, 13, 257]):
+        a, b = operands(M, N, K, dtype)
+        assert_exact(gemm(a, b, isa=isa), reference(a, b).to(dtype))
+
+
+@pytest.mark.parametrize("prepack_a", [False, True], ids=["raw", "prepacked"])
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, False), (False, True),
+                                              (True, True)], ids=["nn", "tn", "nt", "tt"])
+def test_transposes_and_beta(trans_a, trans_b, dtype, isa, prepack_a):
+    M, N, K = 37, 45, 70
+    a, b = operands(M, N, K, dtype, trans_a, trans_b)
+    c = int_tensor(M, N, dtype=dtype)
+    kw = dict(trans_a=trans_a, trans_b=trans_b, prepack_a=prepack_a, isa=isa)
+    assert_exact(gemm(a, b, **kw), reference(a, b, None, trans_a, trans_b).to(dtype))
+    assert_exact(gemm(a, b, c, **kw), reference(a, b, c, trans_a, trans_b).to(dtype))
+
+
+# Sizes on both sides of every block edge of every kernel set: the micro-tiles (mr 4/6/12,
+# nr 4/8/16/32), the depth blocks (kc 192/256: K = 192*2 + 1 and 256*2 + 1 cut into unequal
+# block counts), the row blocks (mc 128/144/192/384) and column blocks (nc 1024/2048).
+EDGES = [
+    (5, 15, 191), (6, 16, 192), (7, 17, 193), (11, 31, 255), (12, 32, 256), (13, 33, 257),
+    (143, 9, 385), (144, 10, 384), (145, 11, 383), (191, 3, 513), (192, 5, 512),
+    (193, 7, 511), (383, 2, 20), (385, 3, 9),
+    (3, 1023, 40), (2, 1025, 65), (5, 2047, 17), (4, 2049, 19), (2, 4100, 3),
+]
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_block_edges_exact(isa, dtype):
+    for M, N, K in EDGES:
+        a, b = operands(M, N, K, dtype)
+        c = int_tensor(M, N, dtype=dtype)
+        ref = reference(a, b)
+        assert_exact(gemm(a, b, isa=isa), ref.to(dtype))
+        assert_exact(gemm(a, b, c, isa=isa), (ref + c.double()).to(dtype))
+        assert_exact(gemm(a, b, prepack_a=True, isa=isa), ref.to(dtype))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_k_zero(isa):
+    a, b = torch.empty(5, 0), torch.empty(0, 7)
+    assert_exact(gemm(a, b, isa=isa), torch.zeros(5, 7))
+    c = torch.randn(5, 7)
+    assert_exact(gemm(a, b, c, isa=isa), c)
+    assert_exact(gemm(a, b, c, prepack_a=True, isa=isa), c)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_empty_m_or_n(isa):
+    assert gemm(torch.randn(0, 4), torch.randn(4, 3), isa=isa).shape == (0, 3)
+    assert gemm(torch.randn(3, 4), torch.randn(4, 0), isa=isa).shape == (3, 0)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_strided_and_expanded_views(isa, dtype):
+    base_a = int_tensor(40, 90, dtype=dtype)
+    base_b = int_tensor(70, 60, dtype=dtype)
+    a = base_a[3:35:2, 1:89:3]      # 16 x 30, row stride 180, column stride 3
+    b = base_b[::2, 5:55:2][:30]     # 30 x 25, both strides > 1
+    assert_exact(gemm(a, b, isa=isa), reference(a, b).to(dtype))
+    row = int_tensor(1, 30, dtype=dtype).expand(9, 30)    # zero row stride
+    col = int_tensor(30, 1, dtype=dtype).expand(30, 11)   # zero column stride
+    assert_exact(gemm(row, col, isa=isa), reference(row, col).to(dtype))
+    assert_exact(gemm(row, col, prepack_a=True, isa=isa), reference(row, col).to(dtype))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_random_normal_large(isa, dtype):
+    M, N, K = 300, 2100, 700
+    a, b = operands(M, N, K, dtype, trans_a=True, integer=False)
+    c = torch.randn(M, N, dtype=dtype)
+    ref = reference(a, b, c, trans_a=True)
+    out = gemm(a, b, c, trans_a=True, isa=isa)
+    # A sum of K products: allow sqrt(K) roundings of the largest partial sums.
+    assert_close(out, ref, scale=float(K) ** 0.5 * float(ref.abs().max()))
+
+
+def _at_threads(n, fn):
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        return fn()
+    finally:
+        torch.set_num_threads(old)
+
+
+@pytest.mark.parametrize("prepack_a", [False, True], ids=["raw", "prepacked"])
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("shape", [(90, 700, 600), (700, 90, 600), (7, 3000, 300)],
+                         ids=["wide", "tall", "thin"])
+def test_thread_count_does_not_change_bits(shape, isa, prepack_a):
+    M, N, K = shape
+    a, b = operands(M, N, K, torch.float32, integer=False)
+    c = torch.randn(M, N)
+    run = lambda: gemm(a, b, c, prepack_a=prepack_a, isa=isa)  # noqa: E731
+    one, two = _at_threads(1, run), _at_threads(2, run)
+    assert_exact(two, one)
+    # and the pre-packed path computes the very same bits as the plain one
+    assert_exact(_at_threads(2, lambda: gemm(a, b, c, prepack_a=not prepack_a, isa=isa)), one)
+
+
+def test_errors_name_the_values():
+    with pytest.raises(RuntimeError, match=r"op\(a\) is 3 x 4 but op\(b\) is 5 x 2"):
+        gemm(torch.randn(3, 4), torch.randn(5, 2))
+    with pytest.raises(RuntimeError, match="kernel set 'sse9' is not available.*generic"):
+        gemm(torch.randn(3, 4), torch.randn(4, 2), isa="sse9")
+    with pytest.raises(RuntimeError, match="float32 and float64.*Half"):
+        gemm(torch.randn(3, 4).half(), torch.randn(4, 2).half())
+
+
+def test_opcheck():
+    a, b, c = torch.randn(5, 7), torch.randn(7, 3), torch.randn(5, 3)
+    result = torch.library.opcheck(ops._gemm.default, (a, b, c, False, False, True, ""))
+    assert all(v == "SUCCESS" for v in result.values()), result
