@@ -9,9 +9,11 @@
 // with U[g][xi][k][c] = (G w_{k,c} G^T)[xi] computed once per call. The workspace per block
 // is a*a*(C + K)*NB elements; NB is chosen so that it stays near kBlockBytes (see block_size).
 //
-// The transforms run on L tiles at once (one per lane of a GCC vector of 32 bytes) with the
-// shared host/device code of common/winograd.h: gathering a tile's a x a patch is scalar, the
-// arithmetic and the stores into V (contiguous along t) are vector operations.
+// The input and output transforms run along runs of tiles in one tile row (row kernels,
+// cpu/winograd_rows.h, AVX2 or portable): the rows a run reads are first copied into a
+// zero-padded buffer, so padding (and the crop of a negative padding) costs nothing in the
+// kernels; outputs go through a row buffer and are cropped at the bottom/right edges. The
+// filter transform runs on L filters at once (GCC vectors). All use common/winograd.h.
 //
 // Threads: when there are many blocks, each thread runs whole blocks (workspace private to
 // it); otherwise blocks run one after another and each phase is split over channels, GEMMs
@@ -29,13 +31,14 @@
 
 #include "common/winograd.h"
 #include "cpu/gemm.h"
+#include "cpu/winograd_rows.h"
 
 namespace cnnkern {
 namespace cpu {
 namespace {
 
-// 32-byte GCC vectors: one AVX register, two SSE registers on a CPU without AVX. The
-// arithmetic is portable; the compiler picks the instructions the build targets.
+// 32-byte GCC vectors for the filter transforms: one AVX register, two SSE registers on a
+// CPU without AVX (this file is compiled for the default target).
 template <typename T>
 struct Vec;
 template <>
@@ -57,16 +60,12 @@ constexpr int kLanes = 32 / sizeof(T);
 constexpr int64_t kBlockBytes = int64_t(4) << 20;
 constexpr int64_t kMaxBlock = 256;
 
-// Where one tile sits: its image and the top-left corner of its m x m output patch.
-struct TileGeo {
-  int64_t n, oy, ox;
-  bool interior;  // its a x a input patch lies inside the image (no padding to fill)
-};
-
 template <typename T>
 std::unique_ptr<T[]> alloc(int64_t n) {
   return std::unique_ptr<T[]>(new T[std::max<int64_t>(n, 1)]);
 }
+
+int64_t round_up(int64_t x, int64_t k) { return (x + k - 1) / k * k; }
 
 template <int M, typename T>
 struct Plan {
@@ -74,11 +73,14 @@ struct Plan {
   using V = vec_t<T>;
 
   const Conv2dProblem& p;
+  const WinogradRowKernels<T>& rows;
   int64_t G, Cg, Kg;
   int64_t TH, TW, tiles;  // tile grid per image; tiles in all images
-  int64_t NB, nblocks;    // tiles per block (a multiple of L), number of blocks
+  int64_t NB, nblocks;    // tiles per block, number of blocks
+  int64_t ld;             // row length of the V and M workspaces (NB + room for a lane group)
+  int64_t in_w, out_w;    // row lengths of the per-thread row buffers
 
-  explicit Plan(const Conv2dProblem& prob) : p(prob) {
+  explicit Plan(const Conv2dProblem& prob) : p(prob), rows(winograd_row_kernels<M, T>()) {
     G = p.groups;
     Cg = p.C_per_group();
     Kg = p.K_per_group();
@@ -87,107 +89,51 @@ struct Plan {
     tiles = p.N * TH * TW;
     NB = block_size();
     nblocks = (tiles + NB - 1) / NB;
+    ld = NB + kWinogradRowGroup;
+    const int64_t run = round_up(std::min(TW, NB), kWinogradRowGroup);  // longest run of tiles
+    in_w = run * m + kWinogradRowHalo;
+    out_w = run * m;
   }
 
   // A function of the problem only (never of the thread count), so results are reproducible.
+  // Whole tile rows when a row fits the budget (fewer, longer runs for the row kernels).
   int64_t block_size() const {
     const int64_t per_tile = int64_t(A2) * (p.C + p.K) * int64_t(sizeof(T));
-    int64_t nb = std::min<int64_t>(kMaxBlock, std::max<int64_t>(L, kBlockBytes / per_tile));
-    nb = std::min(nb, (tiles + L - 1) / L * L);
-    return std::max<int64_t>(L, nb / L * L);
+    const int64_t target =
+        std::max<int64_t>(kWinogradRowGroup, std::min(kMaxBlock, kBlockBytes / per_tile));
+    int64_t nb = TW <= target ? target / TW * TW : target / kWinogradRowGroup * kWinogradRowGroup;
+    return std::max<int64_t>(1, std::min(nb, tiles));
   }
 
-  int64_t workspace_elems() const { return int64_t(A2) * (p.C + p.K) * NB; }
+  int64_t workspace_elems() const { return int64_t(A2) * (p.C + p.K) * ld; }
 
-  // Geometry of tiles [t0, t0 + nt).
-  void geometry(int64_t t0, int64_t nt, TileGeo* geo) const {
-    for (int64_t i = 0; i < nt; ++i) {
-      const int64_t t = t0 + i, per_image = TH * TW;
-      const int64_t n = t / per_image, r = t % per_image;
-      const int64_t oy = (r / TW) * m, ox = (r % TW) * m;
-      const int64_t y0 = oy - p.pad_h, x0 = ox - p.pad_w;
-      geo[i] = {n, oy, ox, y0 >= 0 && x0 >= 0 && y0 + a <= p.H && x0 + a <= p.W};
+  // Calls f(row, tx0, n_tiles, t) for each run of tiles of block [t0, t0 + nt) that lies in
+  // one tile row: row = n*TH + ty, tiles tx0 .. tx0 + n_tiles - 1, first column t in the block.
+  template <typename F>
+  void for_each_run(int64_t t0, int64_t nt, F&& f) const {
+    for (int64_t t = 0; t < nt;) {
+      const int64_t g = t0 + t, row = g / TW, tx0 = g % TW;
+      const int64_t n = std::min(TW - tx0, nt - t);
+      f(row, tx0, n, t);
+      t += n;
     }
   }
 
-  // --- transforms on L tiles (lanes) at once ---------------------------------------------
-
-  // V[xi * xi_stride + l] = (B^T d B)[xi] for tile geo[l] of channel plane `c` (lanes past
-  // nvalid get zeros). in_c points at channel c of image 0; images are img_stride apart.
-  void input_tiles(const T* in_c, int64_t img_stride, const TileGeo* geo, int nvalid, T* dst,
-                   int64_t xi_stride) const {
-    alignas(32) T buf[A2 * L];
-    const int64_t H = p.H, W = p.W;
-    for (int l = 0; l < L; ++l) {
-      if (l >= nvalid) {
-        for (int i = 0; i < A2; ++i) buf[i * L + l] = T(0);
+  // buf[r][x] = plane[y0 + r][x0 + x] for r < rows, x < width, zero outside the plane.
+  static void copy_rows(const T* plane, int64_t H, int64_t W, int64_t y0, int64_t x0, int rows,
+                        int64_t width, T* buf) {
+    const int64_t lo = std::clamp<int64_t>(-x0, 0, width), hi = std::clamp<int64_t>(W - x0, lo, width);
+    for (int r = 0; r < rows; ++r) {
+      T* dst = buf + r * width;
+      const int64_t y = y0 + r;
+      if (y < 0 || y >= H) {
+        std::fill(dst, dst + width, T(0));
         continue;
       }
-      const TileGeo& g = geo[l];
-      const T* plane = in_c + g.n * img_stride;
-      const int64_t y0 = g.oy - p.pad_h, x0 = g.ox - p.pad_w;
-      if (g.interior) {
-        const T* src = plane + y0 * W + x0;
-        for (int r = 0; r < a; ++r)
-          for (int s = 0; s < a; ++s) buf[(r * a + s) * L + l] = src[r * W + s];
-      } else {
-        for (int r = 0; r < a; ++r) {
-          const int64_t y = y0 + r;
-          const bool row_in = y >= 0 && y < H;
-          for (int s = 0; s < a; ++s) {
-            const int64_t x = x0 + s;
-            buf[(r * a + s) * L + l] = (row_in && x >= 0 && x < W) ? plane[y * W + x] : T(0);
-          }
-        }
-      }
+      std::fill(dst, dst + lo, T(0));
+      std::memcpy(dst + lo, plane + y * W + x0 + lo, (hi - lo) * sizeof(T));
+      std::fill(dst + hi, dst + width, T(0));
     }
-    V d[A2], v[A2];
-    std::memcpy(d, buf, sizeof(d));
-    winograd::input_transform<M, T>(d, a, 1, v, a, 1);
-    for (int xi = 0; xi < A2; ++xi) std::memcpy(dst + xi * xi_stride, &v[xi], sizeof(V));
-  }
-
-  // out[tile geo[l], channel plane] = A^T x A + b with x[xi] = src[xi * xi_stride + l],
-  // cropped at the bottom/right edges of the output. out_k points at channel k of image 0.
-  void output_tiles(const T* src, int64_t xi_stride, const TileGeo* geo, int nvalid, T b,
-                    T* out_k, int64_t img_stride) const {
-    V x[A2], y[m * m];
-    for (int xi = 0; xi < A2; ++xi) std::memcpy(&x[xi], src + xi * xi_stride, sizeof(V));
-    winograd::output_transform<M, T>(x, a, 1, y, m, 1);
-    alignas(32) T buf[m * m * L];
-    std::memcpy(buf, y, sizeof(y));
-    const int64_t P = p.P, Q = p.Q;
-    for (int l = 0; l < nvalid; ++l) {
-      const TileGeo& g = geo[l];
-      T* dst = out_k + g.n * img_stride + g.oy * Q + g.ox;
-      const int64_t rows = std::min<int64_t>(m, P - g.oy), cols = std::min<int64_t>(m, Q - g.ox);
-      for (int64_t i = 0; i < rows; ++i)
-        for (int64_t j = 0; j < cols; ++j) dst[i * Q + j] = buf[(i * m + j) * L + l] + b;
-    }
-  }
-
-  // dst[xi * xi_stride + l] = (A dy A^T)[xi], dy the m x m grad-output patch of tile geo[l]
-  // (zeros past the output's edges and in lanes past nvalid).
-  void grad_output_tiles(const T* go_k, int64_t img_stride, const TileGeo* geo, int nvalid,
-                         T* dst, int64_t xi_stride) const {
-    alignas(32) T buf[m * m * L];
-    const int64_t P = p.P, Q = p.Q;
-    for (int l = 0; l < L; ++l) {
-      if (l >= nvalid) {
-        for (int i = 0; i < m * m; ++i) buf[i * L + l] = T(0);
-        continue;
-      }
-      const TileGeo& g = geo[l];
-      const T* src = go_k + g.n * img_stride + g.oy * Q + g.ox;
-      const int64_t rows = std::min<int64_t>(m, P - g.oy), cols = std::min<int64_t>(m, Q - g.ox);
-      for (int i = 0; i < m; ++i)
-        for (int j = 0; j < m; ++j)
-          buf[(i * m + j) * L + l] = (i < rows && j < cols) ? src[i * Q + j] : T(0);
-    }
-    V dy[m * m], x[A2];
-    std::memcpy(dy, buf, sizeof(dy));
-    winograd::output_adjoint<M, T>(dy, m, 1, x, a, 1);
-    for (int xi = 0; xi < A2; ++xi) std::memcpy(dst + xi * xi_stride, &x[xi], sizeof(V));
   }
 
   // --- filters ---------------------------------------------------------------------------
@@ -239,16 +185,20 @@ struct Plan {
     });
   }
 
-  // --- phases of one block of nt tiles -----------------------------------------------------
-  // V is [A2][C][NB], Mw is [A2][K][NB] (rows padded to NB elements).
+  // --- phases of one block of nt tiles starting at tile t0 -------------------------------
+  // Vw is [A2][C][ld], Mw is [A2][K][ld]: column t of a row is the block's tile t.
 
-  void input_phase(const T* in, const TileGeo* geo, int64_t nt, T* Vw) const {
-    const int64_t HW = p.H * p.W, img = p.C * HW, xi_stride = p.C * NB;
+  void input_phase(const T* in, int64_t t0, int64_t nt, T* Vw) const {
+    const int64_t HW = p.H * p.W, xi_stride = p.C * ld;
     at::parallel_for(0, p.C, 1, [&](int64_t c0, int64_t c1) {
+      auto buf = alloc<T>(a * in_w);
       for (int64_t c = c0; c < c1; ++c)
-        for (int64_t t = 0; t < nt; t += L)
-          input_tiles(in + c * HW, img, geo + t, static_cast<int>(std::min<int64_t>(L, nt - t)),
-                      Vw + c * NB + t, xi_stride);
+        for_each_run(t0, nt, [&](int64_t row, int64_t tx0, int64_t n, int64_t t) {
+          const int64_t img = row / TH, ty = row % TH;
+          copy_rows(in + (img * p.C + c) * HW, p.H, p.W, ty * m - p.pad_h, tx0 * m - p.pad_w, a,
+                    in_w, buf.get());
+          rows.input_row(buf.get(), in_w, n, Vw + c * ld + t, xi_stride);
+        });
     });
   }
 
@@ -256,32 +206,40 @@ struct Plan {
     at::parallel_for(0, G * A2, 1, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t g = i / A2, xi = i % A2;
-        gemm<T>(Kg, nt, Cg, U + (g * A2 + xi) * Kg * Cg, Cg, 1, Vw + (xi * p.C + g * Cg) * NB,
-                NB, 1, T(0), Mw + (xi * p.K + g * Kg) * NB, NB);
+        gemm<T>(Kg, nt, Cg, U + (g * A2 + xi) * Kg * Cg, Cg, 1, Vw + (xi * p.C + g * Cg) * ld,
+                ld, 1, T(0), Mw + (xi * p.K + g * Kg) * ld, ld);
       }
     });
   }
 
-  void output_phase(const T* Mw, const TileGeo* geo, int64_t nt, const T* bias, T* out) const {
-    const int64_t PQ = p.P * p.Q, img = p.K * PQ, xi_stride = p.K * NB;
+  void output_phase(const T* Mw, int64_t t0, int64_t nt, const T* bias, T* out) const {
+    const int64_t PQ = p.P * p.Q, xi_stride = p.K * ld;
     at::parallel_for(0, p.K, 1, [&](int64_t k0, int64_t k1) {
+      auto buf = alloc<T>(m * out_w);
       for (int64_t k = k0; k < k1; ++k) {
         const T b = bias ? bias[k] : T(0);
-        for (int64_t t = 0; t < nt; t += L)
-          output_tiles(Mw + k * NB + t, xi_stride, geo + t,
-                       static_cast<int>(std::min<int64_t>(L, nt - t)), b, out + k * PQ, img);
+        for_each_run(t0, nt, [&](int64_t row, int64_t tx0, int64_t n, int64_t t) {
+          rows.output_row(Mw + k * ld + t, xi_stride, n, buf.get(), out_w);
+          const int64_t img = row / TH, oy = (row % TH) * m, ox = tx0 * m;
+          const int64_t nrows = std::min<int64_t>(m, p.P - oy), ncols = std::min(n * m, p.Q - ox);
+          T* o = out + (img * p.K + k) * PQ + oy * p.Q + ox;
+          for (int64_t i = 0; i < nrows; ++i)
+            for (int64_t j = 0; j < ncols; ++j) o[i * p.Q + j] = buf[i * out_w + j] + b;
+        });
       }
     });
   }
 
-  void grad_output_phase(const T* go, const TileGeo* geo, int64_t nt, T* Mw) const {
-    const int64_t PQ = p.P * p.Q, img = p.K * PQ, xi_stride = p.K * NB;
+  void grad_output_phase(const T* go, int64_t t0, int64_t nt, T* Mw) const {
+    const int64_t PQ = p.P * p.Q, xi_stride = p.K * ld;
     at::parallel_for(0, p.K, 1, [&](int64_t k0, int64_t k1) {
+      auto buf = alloc<T>(m * in_w);
       for (int64_t k = k0; k < k1; ++k)
-        for (int64_t t = 0; t < nt; t += L)
-          grad_output_tiles(go + k * PQ, img, geo + t,
-                            static_cast<int>(std::min<int64_t>(L, nt - t)), Mw + k * NB + t,
-                            xi_stride);
+        for_each_run(t0, nt, [&](int64_t row, int64_t tx0, int64_t n, int64_t t) {
+          const int64_t img = row / TH, ty = row % TH;
+          copy_rows(go + (img * p.K + k) * PQ, p.P, p.Q, ty * m, tx0 * m, m, in_w, buf.get());
+          rows.grad_output_row(buf.get(), in_w, n, Mw + k * ld + t, xi_stride);
+        });
     });
   }
 
@@ -290,8 +248,8 @@ struct Plan {
     at::parallel_for(0, G * A2, 1, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t g = i / A2, xi = i % A2;
-        gemm<T>(Kg, Cg, nt, Mw + (xi * p.K + g * Kg) * NB, NB, 1,
-                Vw + (xi * p.C + g * Cg) * NB, 1, NB, accumulate ? T(1) : T(0),
+        gemm<T>(Kg, Cg, nt, Mw + (xi * p.K + g * Kg) * ld, ld, 1,
+                Vw + (xi * p.C + g * Cg) * ld, 1, ld, accumulate ? T(1) : T(0),
                 dU + (g * A2 + xi) * Kg * Cg, Cg);
       }
     });
@@ -308,14 +266,13 @@ void winograd_forward(const T* input, const T* weight, const T* bias, T* output,
   auto U = alloc<T>(plan.G * plan.A2 * plan.Kg * plan.Cg);
   plan.transform_filters(weight, U.get());
 
-  auto run_block = [&](int64_t b, T* ws, TileGeo* geo) {
+  auto run_block = [&](int64_t b, T* ws) {
     const int64_t t0 = b * plan.NB, nt = std::min(plan.NB, plan.tiles - t0);
     T* Vw = ws;
-    T* Mw = ws + int64_t(plan.A2) * p.C * plan.NB;
-    plan.geometry(t0, nt, geo);
-    plan.input_phase(input, geo, nt, Vw);
+    T* Mw = ws + int64_t(plan.A2) * p.C * plan.ld;
+    plan.input_phase(input, t0, nt, Vw);
     plan.gemm_phase(U.get(), Vw, nt, Mw);
-    plan.output_phase(Mw, geo, nt, bias, output);
+    plan.output_phase(Mw, t0, nt, bias, output);
   };
 
   // Scheduling only (results are the same either way): whole blocks per thread when there
@@ -323,13 +280,11 @@ void winograd_forward(const T* input, const T* weight, const T* bias, T* output,
   if (plan.nblocks >= 4 * at::get_num_threads()) {
     at::parallel_for(0, plan.nblocks, 1, [&](int64_t b0, int64_t b1) {
       auto ws = alloc<T>(plan.workspace_elems());
-      auto geo = alloc<TileGeo>(plan.NB);
-      for (int64_t b = b0; b < b1; ++b) run_block(b, ws.get(), geo.get());
+      for (int64_t b = b0; b < b1; ++b) run_block(b, ws.get());
     });
   } else {
     auto ws = alloc<T>(plan.workspace_elems());
-    auto geo = alloc<TileGeo>(plan.NB);
-    for (int64_t b = 0; b < plan.nblocks; ++b) run_block(b, ws.get(), geo.get());
+    for (int64_t b = 0; b < plan.nblocks; ++b) run_block(b, ws.get());
   }
 }
 
@@ -344,16 +299,14 @@ void winograd_backward_weight(const T* grad_output, const T* input, T* grad_weig
   }
   auto dU = alloc<T>(u_elems);
   auto ws = alloc<T>(plan.workspace_elems());
-  auto geo = alloc<TileGeo>(plan.NB);
   T* Vw = ws.get();
-  T* Mw = ws.get() + int64_t(plan.A2) * p.C * plan.NB;
+  T* Mw = ws.get() + int64_t(plan.A2) * p.C * plan.ld;
   // Blocks in a fixed order, each accumulated into dU: the reduction over tiles has one order
   // whatever the thread count.
   for (int64_t b = 0; b < plan.nblocks; ++b) {
     const int64_t t0 = b * plan.NB, nt = std::min(plan.NB, plan.tiles - t0);
-    plan.geometry(t0, nt, geo.get());
-    plan.input_phase(input, geo.get(), nt, Vw);
-    plan.grad_output_phase(grad_output, geo.get(), nt, Mw);
+    plan.input_phase(input, t0, nt, Vw);
+    plan.grad_output_phase(grad_output, t0, nt, Mw);
     plan.weight_gemm_phase(Mw, Vw, nt, b > 0, dU.get());
   }
   plan.filter_gradients(dU.get(), grad_weight);

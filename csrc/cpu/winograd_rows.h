@@ -1,0 +1,56 @@
+#pragma once
+// Row kernels of the CPU Winograd: the transforms of a run of consecutive tiles along one
+// tile row, which is where the CPU spends its non-GEMM time. The driver (winograd_cpu.cpp)
+// copies the rows a run needs into a zero-padded buffer first, so the kernels never test a
+// border; they transform several tiles at once, one per vector lane.
+//
+// Two implementations: portable (GCC vectors; the tiles' patches gathered lane by lane) and
+// AVX2 + FMA for float (patches de-interleaved from whole rows with shuffles), picked at run
+// time from the CPU. CNNKERN_WINOGRAD_ISA=generic forces the portable one.
+
+#include <cstdint>
+
+namespace cnnkern {
+namespace cpu {
+
+// The kernels may read and write past the run, up to the next multiple of this many tiles:
+// buffers are sized for it (see each kernel).
+constexpr int64_t kWinogradRowGroup = 8;
+// Extra columns the input-side kernels may read past group * m (the halo of the last tile).
+constexpr int64_t kWinogradRowHalo = 8;
+
+template <typename T>
+struct WinogradRowKernels {
+  const char* isa;
+  // Input tiles: src holds a rows (row stride src_rs) starting at the first tile's left
+  // edge; tile l's patch is columns [l*m, l*m + a). Writes dst[xi * xi_stride + l] =
+  // (B^T d_l B)[xi] for l < ntiles only. Reads columns < round_up(ntiles, 8)*m + halo.
+  void (*input_row)(const T* src, int64_t src_rs, int64_t ntiles, T* dst, int64_t xi_stride);
+  // Output tiles: tile l's Winograd-domain values are src[xi * xi_stride + l]; writes
+  // dst[i * dst_rs + l*m + j] = (A^T x_l A)[i][j] for i, j < m. Reads lanes
+  // < round_up(ntiles, 8) and writes columns < round_up(ntiles, 8)*m (the caller crops).
+  void (*output_row)(const T* src, int64_t xi_stride, int64_t ntiles, T* dst, int64_t dst_rs);
+  // Grad-output tiles (the adjoint of output_row): src holds m rows of grad_output
+  // starting at the first tile's left edge; writes dst[xi * xi_stride + l] = (A dy_l A^T)[xi]
+  // for l < ntiles only. Reads columns < round_up(ntiles, 8)*m + halo.
+  void (*grad_output_row)(const T* src, int64_t src_rs, int64_t ntiles, T* dst,
+                          int64_t xi_stride);
+};
+
+// The kernels this CPU runs for F(M x M, 3x3).
+template <int M, typename T>
+const WinogradRowKernels<T>& winograd_row_kernels();
+
+// The individual sets (tests compare them through CNNKERN_WINOGRAD_ISA).
+namespace winograd_generic {
+template <int M, typename T>
+const WinogradRowKernels<T>& row_kernels();
+}  // namespace winograd_generic
+namespace winograd_avx2 {
+// nullptr where the build has no AVX2 code (not x86).
+template <int M>
+const WinogradRowKernels<float>* row_kernels();
+}  // namespace winograd_avx2
+
+}  // namespace cpu
+}  // namespace cnnkern
