@@ -1,12 +1,14 @@
 #pragma once
-// Row kernels of the CPU Winograd: the transforms of a run of consecutive tiles along one
-// tile row, which is where the CPU spends its non-GEMM time. The driver (winograd_cpu.cpp)
-// copies the rows a run needs into a zero-padded buffer first, so the kernels never test a
-// border; they transform several tiles at once, one per vector lane.
+// The transform kernels of the CPU Winograd, where it spends its time outside the GEMMs:
+// - row kernels: the transforms of a run of consecutive tiles along one tile row. The driver
+//   (cpu/winograd_plan.h) copies the rows a run needs into a zero-padded buffer first, so the
+//   kernels never test a border; they transform several tiles at once, one per vector lane;
+// - the filter transform, several filters at once (one per lane).
 //
-// Two implementations: portable (GCC vectors; the tiles' patches gathered lane by lane) and
-// AVX2 + FMA for float (patches de-interleaved from whole rows with shuffles), picked at run
-// time from the CPU. CNNKERN_WINOGRAD_ISA=generic forces the portable one.
+// Two implementations: portable (GCC vectors; patches gathered lane by lane) and AVX2 + FMA
+// for float (patches de-interleaved from whole rows, filters transposed 8 x 8, with
+// shuffles), picked at run time from the CPU. CNNKERN_WINOGRAD_ISA=generic forces the
+// portable one.
 
 #include <cstdint>
 
@@ -20,7 +22,7 @@ constexpr int64_t kWinogradRowGroup = 8;
 constexpr int64_t kWinogradRowHalo = 8;
 
 template <typename T>
-struct WinogradRowKernels {
+struct WinogradKernels {
   const char* isa;
   // Input tiles: src holds a rows (row stride src_rs) starting at the first tile's left
   // edge; tile l's patch is columns [l*m, l*m + a). Writes dst[xi * xi_stride + l] =
@@ -35,21 +37,24 @@ struct WinogradRowKernels {
   // for l < ntiles only. Reads columns < round_up(ntiles, 8)*m + halo.
   void (*grad_output_row)(const T* src, int64_t src_rs, int64_t ntiles, T* dst,
                           int64_t xi_stride);
+  // Filters: U[xi][c][j] = (G w[k_first + j][c] G^T)[xi] for c < Cg, j < round_up(nk, 8)
+  // (zeros for j >= nk); w is K x Cg x 3 x 3 and U's rows are kw >= round_up(nk, 8) long.
+  void (*filters)(const T* w, int64_t Cg, int64_t k_first, int64_t nk, int64_t kw, T* U);
 };
 
 // The kernels this CPU runs for F(M x M, 3x3).
 template <int M, typename T>
-const WinogradRowKernels<T>& winograd_row_kernels();
+const WinogradKernels<T>& winograd_kernels();
 
 // The individual sets (tests compare them through CNNKERN_WINOGRAD_ISA).
 namespace winograd_generic {
 template <int M, typename T>
-const WinogradRowKernels<T>& row_kernels();
+const WinogradKernels<T>& kernels();
 }  // namespace winograd_generic
 namespace winograd_avx2 {
 // nullptr where the build has no AVX2 code (not x86).
 template <int M>
-const WinogradRowKernels<float>* row_kernels();
+const WinogradKernels<float>* kernels();
 }  // namespace winograd_avx2
 
 }  // namespace cpu

@@ -1,13 +1,13 @@
-// Portable Winograd row kernels (see winograd_rows.h): 32-byte GCC vectors, one tile per
-// lane, the tiles' patches gathered lane by lane from the zero-padded row buffer (it is in
-// L1). Also the run-time choice between these and the AVX2 ones.
+// Portable Winograd kernels (see winograd_kernels.h): 32-byte GCC vectors, one tile (or
+// filter) per lane, each lane's patch gathered element by element (from the zero-padded row
+// buffer, which is in L1). Also the run-time choice between these and the AVX2 ones.
 
 #include <cstdlib>
 #include <cstring>
 #include <type_traits>
 
 #include "common/winograd.h"
-#include "cpu/winograd_rows.h"
+#include "cpu/winograd_kernels.h"
 
 namespace cnnkern {
 namespace cpu {
@@ -81,21 +81,38 @@ struct Rows {
       store_lanes(x, A2, static_cast<int>(ntiles - t < L ? ntiles - t : L), dst + t, xs);
     }
   }
+
+  static void filters(const T* w, int64_t Cg, int64_t k_first, int64_t nk, int64_t kw, T* U) {
+    const int64_t nk8 = (nk + kWinogradRowGroup - 1) / kWinogradRowGroup * kWinogradRowGroup;
+    alignas(32) T buf[9 * L];
+    for (int64_t kk = 0; kk < nk8; kk += L) {
+      for (int64_t c = 0; c < Cg; ++c) {
+        for (int l = 0; l < L; ++l)
+          for (int i = 0; i < 9; ++i)
+            buf[i * L + l] = kk + l < nk ? w[((k_first + kk + l) * Cg + c) * 9 + i] : T(0);
+        V g[9], u[A2];
+        std::memcpy(g, buf, sizeof(g));
+        winograd::filter_transform<M, T>(g, 3, 1, u, a, 1);
+        for (int xi = 0; xi < A2; ++xi) std::memcpy(U + (xi * Cg + c) * kw + kk, &u[xi], sizeof(V));
+      }
+    }
+  }
 };
 
 }  // namespace
 
 template <int M, typename T>
-const WinogradRowKernels<T>& row_kernels() {
-  static const WinogradRowKernels<T> k{"generic", &Rows<M, T>::input_row,
-                                       &Rows<M, T>::output_row, &Rows<M, T>::grad_output_row};
+const WinogradKernels<T>& kernels() {
+  static const WinogradKernels<T> k{"generic", &Rows<M, T>::input_row,
+                                    &Rows<M, T>::output_row, &Rows<M, T>::grad_output_row,
+                                    &Rows<M, T>::filters};
   return k;
 }
 
-template const WinogradRowKernels<float>& row_kernels<2, float>();
-template const WinogradRowKernels<float>& row_kernels<4, float>();
-template const WinogradRowKernels<double>& row_kernels<2, double>();
-template const WinogradRowKernels<double>& row_kernels<4, double>();
+template const WinogradKernels<float>& kernels<2, float>();
+template const WinogradKernels<float>& kernels<4, float>();
+template const WinogradKernels<double>& kernels<2, double>();
+template const WinogradKernels<double>& kernels<4, double>();
 
 }  // namespace winograd_generic
 
@@ -118,20 +135,20 @@ bool use_avx2() {
 }  // namespace
 
 template <int M, typename T>
-const WinogradRowKernels<T>& winograd_row_kernels() {
+const WinogradKernels<T>& winograd_kernels() {
   if constexpr (std::is_same_v<T, float>) {
     if (use_avx2()) {
-      const WinogradRowKernels<float>* k = winograd_avx2::row_kernels<M>();
+      const WinogradKernels<float>* k = winograd_avx2::kernels<M>();
       if (k != nullptr) return *k;
     }
   }
-  return winograd_generic::row_kernels<M, T>();
+  return winograd_generic::kernels<M, T>();
 }
 
-template const WinogradRowKernels<float>& winograd_row_kernels<2, float>();
-template const WinogradRowKernels<float>& winograd_row_kernels<4, float>();
-template const WinogradRowKernels<double>& winograd_row_kernels<2, double>();
-template const WinogradRowKernels<double>& winograd_row_kernels<4, double>();
+template const WinogradKernels<float>& winograd_kernels<2, float>();
+template const WinogradKernels<float>& winograd_kernels<4, float>();
+template const WinogradKernels<double>& winograd_kernels<2, double>();
+template const WinogradKernels<double>& winograd_kernels<4, double>();
 
 }  // namespace cpu
 }  // namespace cnnkern

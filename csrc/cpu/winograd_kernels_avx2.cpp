@@ -1,10 +1,11 @@
-// AVX2 + FMA Winograd row kernels for float (see winograd_rows.h), 8 tiles per ymm register.
+// AVX2 + FMA Winograd kernels for float (see winograd_kernels.h), 8 tiles or filters per ymm.
 //
 // Instead of gathering each tile's patch element by element, a tile row's input is
 // de-interleaved with shuffles: tile l's column s is element l*m + s of a buffer row, so the
 // vector of column s over 8 tiles is a stride-m slice, which 128-bit loads, unpacks and
 // shuffles produce in the natural tile order. The output side interleaves back the same way
-// and writes whole rows of 8*m outputs.
+// and writes whole rows of 8*m outputs. Filters: 8 filters x 8 channels (72 contiguous floats
+// per filter) are transposed 8 x 8 at a time, so each tap becomes a vector over filters.
 //
 // Torch-free. Every function below the pragma is compiled for AVX2 + FMA; the headers it
 // uses are included first (compiled for the default target), except common/winograd.h,
@@ -14,7 +15,7 @@
 
 #include <cstdint>
 
-#include "cpu/winograd_rows.h"
+#include "cpu/winograd_kernels.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 
@@ -115,6 +116,30 @@ inline void patch_row<2>(const float* q, F8* d) {
   deinterleave2(q + 2, d + 2);
 }
 
+// In place: r[e] lane l = old r[l] lane e.
+inline void transpose8(__m256* r) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+  r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+  r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+  r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+  r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+  r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+  r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+  r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+  r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
 template <int M>
 inline void deinterleave_m(const float* q, F8* out) {
   if constexpr (M == 4) deinterleave4(q, out);
@@ -158,19 +183,55 @@ struct Rows {
       store_lanes<A2>(x, ntiles - t, dst + t, xs);
     }
   }
+
+  // The 3x3 taps g[i] of 8 filters (lanes) for one channel -> U[xi][c][kk..kk+8).
+  static void filter8(const F8* g, float* U, int64_t Cg, int64_t c, int64_t kw, int64_t kk) {
+    F8 u[A2];
+    winograd::filter_transform<M, float>(g, 3, 1, u, a, 1);
+    for (int xi = 0; xi < A2; ++xi) _mm256_storeu_ps(U + (xi * Cg + c) * kw + kk, u[xi].v);
+  }
+
+  static void filters(const float* w, int64_t Cg, int64_t k_first, int64_t nk, int64_t kw,
+                      float* U) {
+    for (int64_t kk = 0; kk < nk; kk += 8) {
+      const int nl = static_cast<int>(nk - kk < 8 ? nk - kk : 8);  // filters in the lanes
+      const float* base[8];
+      for (int l = 0; l < 8; ++l) base[l] = l < nl ? w + (k_first + kk + l) * Cg * 9 : nullptr;
+      int64_t c0 = 0;
+      for (; c0 + 8 <= Cg; c0 += 8) {  // 8 channels = 72 contiguous floats per filter
+        F8 g[72];                       // g[c * 9 + i]: tap i of channel c0 + c
+        for (int j = 0; j < 9; ++j) {
+          __m256 r[8];
+          for (int l = 0; l < 8; ++l)
+            r[l] = l < nl ? _mm256_loadu_ps(base[l] + c0 * 9 + 8 * j) : _mm256_setzero_ps();
+          transpose8(r);
+          for (int e = 0; e < 8; ++e) g[8 * j + e].v = r[e];
+        }
+        for (int c = 0; c < 8; ++c) filter8(g + 9 * c, U, Cg, c0 + c, kw, kk);
+      }
+      for (; c0 < Cg; ++c0) {  // the last Cg % 8 channels, one at a time
+        alignas(32) float buf[9 * 8];
+        for (int i = 0; i < 9; ++i)
+          for (int l = 0; l < 8; ++l) buf[i * 8 + l] = l < nl ? base[l][c0 * 9 + i] : 0.0f;
+        F8 g[9];
+        for (int i = 0; i < 9; ++i) g[i].v = _mm256_load_ps(buf + 8 * i);
+        filter8(g, U, Cg, c0, kw, kk);
+      }
+    }
+  }
 };
 
 }  // namespace
 
 template <int M>
-const WinogradRowKernels<float>* row_kernels() {
-  static const WinogradRowKernels<float> k{"avx2", &Rows<M>::input_row, &Rows<M>::output_row,
-                                           &Rows<M>::grad_output_row};
+const WinogradKernels<float>* kernels() {
+  static const WinogradKernels<float> k{"avx2", &Rows<M>::input_row, &Rows<M>::output_row,
+                                        &Rows<M>::grad_output_row, &Rows<M>::filters};
   return &k;
 }
 
-template const WinogradRowKernels<float>* row_kernels<2>();
-template const WinogradRowKernels<float>* row_kernels<4>();
+template const WinogradKernels<float>* kernels<2>();
+template const WinogradKernels<float>* kernels<4>();
 
 }  // namespace winograd_avx2
 }  // namespace cpu
@@ -182,11 +243,11 @@ namespace cnnkern {
 namespace cpu {
 namespace winograd_avx2 {
 template <int M>
-const WinogradRowKernels<float>* row_kernels() {
+const WinogradKernels<float>* kernels() {
   return nullptr;
 }
-template const WinogradRowKernels<float>* row_kernels<2>();
-template const WinogradRowKernels<float>* row_kernels<4>();
+template const WinogradKernels<float>* kernels<2>();
+template const WinogradKernels<float>* kernels<4>();
 }  // namespace winograd_avx2
 }  // namespace cpu
 }  // namespace cnnkern

@@ -1,0 +1,167 @@
+// Winograd F(m x m, 3x3) forward on the CPU (also grad-input, see conv2d_winograd.cpp).
+//
+// Two schedules over the same arithmetic (cpu/winograd_plan.h for the tile layout):
+//
+// - blocked (many tiles): U[g][xi][c][k] = (G w G^T)[xi] for all filters once (packed once
+//   for the GEMM when several blocks reuse it), then per block of NB tiles:
+//     V[xi][c][t] = input tiles, M[xi][k][t] = U[g][xi] * V[xi] (one GEMM per group and xi),
+//     out = A^T M A + bias.
+//   Whole blocks run on each thread when there are enough of them to balance; otherwise
+//   blocks run in turn and each phase is split over channels, GEMMs or filters.
+//
+// - filter-streaming (few tiles, typically many channels: VGG's 28x28 and 14x14 layers):
+//   all tiles are one block; V is computed and packed once as the GEMM's A operand
+//   (tiles x channels), then threads take chunks of kChunk filters: transform them (the
+//   chunk stays in cache; the full U of a 512 x 512 layer would be 38 MB for F(4x4)),
+//   Mt[xi][t][k] = V^T[xi] * Uc[xi], and the output transform with lanes over filters.
+//
+// The schedule and the block/chunk sizes depend on the problem only, and every GEMM gives the
+// same bits however the caller tiles it (cpu/gemm.h), so results do not depend on the thread
+// count. GEMMs run inside parallel regions, i.e. on the calling thread.
+
+#include <ATen/Parallel.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "cpu/gemm.h"
+#include "cpu/winograd_cpu.h"
+#include "cpu/winograd_plan.h"
+
+namespace cnnkern {
+namespace cpu {
+namespace {
+
+using wino::alloc;
+using wino::Plan;
+
+// Filter-streaming when there are at most this many tiles (its output transform, with
+// lanes over filters, scatters each tile's outputs: cheap for few tiles only) and all their
+// transformed inputs fit in this many bytes.
+constexpr int64_t kStreamTiles = 512;
+constexpr int64_t kStreamBytes = int64_t(16) << 20;
+// Filters per work item of the filter-streaming schedule (a multiple of the GEMM's widths).
+constexpr int64_t kChunk = 32;
+
+enum class Schedule { Blocked, Streaming };
+
+// CNNKERN_WINOGRAD_SCHEDULE=blocked|streaming forces one (tests run every shape through
+// both); otherwise the problem decides.
+template <int M, typename T>
+Schedule choose_schedule(const Plan<M, T>& plan) {
+  const char* env = std::getenv("CNNKERN_WINOGRAD_SCHEDULE");
+  if (env != nullptr && std::strcmp(env, "blocked") == 0) return Schedule::Blocked;
+  if (env != nullptr && std::strcmp(env, "streaming") == 0) return Schedule::Streaming;
+  const int64_t v_bytes = int64_t(plan.A2) * plan.p.C * plan.tiles * int64_t(sizeof(T));
+  return plan.tiles <= kStreamTiles && v_bytes <= kStreamBytes ? Schedule::Streaming
+                                                                  : Schedule::Blocked;
+}
+
+template <int M, typename T>
+void forward_blocked(const Plan<M, T>& plan, const T* input, const T* weight, const T* bias,
+                     T* output) {
+  const Conv2dProblem& p = plan.p;
+  const int64_t G = plan.G, A2 = plan.A2, Kg = plan.Kg, Cg = plan.Cg, ld = plan.ld;
+  const int64_t kw = plan.u_width();
+  auto U = alloc<T>(plan.u_elems());
+  plan.transform_filters(weight, U.get());
+  // Several blocks reuse each U[g][xi]: pack them once instead of in every GEMM call.
+  std::vector<GemmPackedA<T>> packed;
+  if (plan.nblocks > 1) {
+    packed.resize(G * A2);
+    at::parallel_for(0, G * A2, 1, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) packed[i] = gemm_pack_a<T>(Kg, Cg, U.get() + i * Cg * kw, 1, kw);
+    });
+    U.reset();
+  }
+
+  auto run_block = [&](int64_t b, T* Vw, T* Mw) {
+    const int64_t t0 = b * plan.NB, nt = std::min(plan.NB, plan.tiles - t0);
+    plan.input_phase(input, t0, nt, Vw);
+    at::parallel_for(0, G * A2, 1, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t g = i / A2, xi = i % A2;
+        const T* Vi = Vw + (xi * p.C + g * Cg) * ld;
+        T* Mi = Mw + (xi * p.K + g * Kg) * ld;
+        if (packed.empty())
+          gemm<T>(Kg, nt, Cg, U.get() + i * Cg * kw, 1, kw, Vi, ld, 1, T(0), Mi, ld);
+        else
+          gemm_packed<T>(packed[i], nt, Vi, ld, 1, T(0), Mi, ld);
+      }
+    });
+    plan.output_phase(Mw, t0, nt, bias, output);
+  };
+
+  // Scheduling only (results are the same either way).
+  if (plan.nblocks >= 4 * at::get_num_threads()) {
+    at::parallel_for(0, plan.nblocks, 1, [&](int64_t b0, int64_t b1) {
+      auto Vw = alloc<T>(plan.v_elems()), Mw = alloc<T>(plan.m_elems());
+      for (int64_t b = b0; b < b1; ++b) run_block(b, Vw.get(), Mw.get());
+    });
+  } else {
+    auto Vw = alloc<T>(plan.v_elems()), Mw = alloc<T>(plan.m_elems());
+    for (int64_t b = 0; b < plan.nblocks; ++b) run_block(b, Vw.get(), Mw.get());
+  }
+}
+
+template <int M, typename T>
+void forward_streaming(const Plan<M, T>& plan, const T* input, const T* weight, const T* bias,
+                       T* output) {
+  const Conv2dProblem& p = plan.p;
+  const int64_t G = plan.G, A2 = plan.A2, Kg = plan.Kg, Cg = plan.Cg, ld = plan.ld;
+  const int64_t nt = plan.tiles;  // one block
+  std::vector<GemmPackedA<T>> packed(G * A2);
+  {
+    auto Vw = alloc<T>(plan.v_elems());
+    plan.input_phase(input, 0, nt, Vw.get());
+    // A = V[xi]^T (tiles x channels of group g): element (t, c) at V[xi][g*Cg + c][t].
+    at::parallel_for(0, G * A2, 1, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t g = i / A2, xi = i % A2;
+        packed[i] = gemm_pack_a<T>(nt, Cg, Vw.get() + (xi * p.C + g * Cg) * ld, 1, ld);
+      }
+    });
+  }
+  const int64_t chunks = (Kg + kChunk - 1) / kChunk;
+  const int64_t kw = wino::round_up(kChunk, kWinogradRowGroup);
+  at::parallel_for(0, G * chunks, 1, [&](int64_t i0, int64_t i1) {
+    auto Uc = alloc<T>(A2 * Cg * kw), Mt = alloc<T>(A2 * nt * kw);
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t g = i / chunks, k0 = (i % chunks) * kChunk;
+      const int64_t nk = std::min(kChunk, Kg - k0), k_first = g * Kg + k0;
+      plan.kern.filters(weight, Cg, k_first, nk, kw, Uc.get());
+      for (int64_t xi = 0; xi < A2; ++xi)
+        gemm_packed<T>(packed[g * A2 + xi], nk, Uc.get() + xi * Cg * kw, kw, 1, T(0),
+                       Mt.get() + xi * nt * kw, kw);
+      plan.output_filter_lanes(Mt.get(), kw, k_first, nk, bias, output);
+    }
+  });
+}
+
+}  // namespace
+
+template <int M, typename T>
+void winograd_forward(const T* input, const T* weight, const T* bias, T* output,
+                      const Conv2dProblem& p) {
+  if (p.N == 0 || p.K == 0 || p.P <= 0 || p.Q <= 0) return;
+  const Plan<M, T> probe(p);
+  if (choose_schedule(probe) == Schedule::Streaming) {
+    const Plan<M, T> plan(p, /*nb=*/probe.tiles);  // all tiles in one block
+    forward_streaming(plan, input, weight, bias, output);
+  } else {
+    forward_blocked(probe, input, weight, bias, output);
+  }
+}
+
+#define CNNKERN_INSTANTIATE(M, T)                                        \
+  template void winograd_forward<M, T>(const T*, const T*, const T*, T*, \
+                                       const Conv2dProblem&);
+CNNKERN_INSTANTIATE(2, float)
+CNNKERN_INSTANTIATE(2, double)
+CNNKERN_INSTANTIATE(4, float)
+CNNKERN_INSTANTIATE(4, double)
+#undef CNNKERN_INSTANTIATE
+
+}  // namespace cpu
+}  // namespace cnnkern

@@ -1,0 +1,212 @@
+#pragma once
+// The tile geometry, block sizes and per-block phases of the CPU Winograd (forward and
+// grad-weight share them). Internal to cpu/winograd_*.cpp.
+//
+// Tiles: output tile (n, ty, tx) covers rows ty*m .. ty*m + m - 1 and columns tx*m .. of
+// image n; tiles are numbered n, ty, tx (row-major), and a block is a range of that
+// numbering, so a block may span tile rows and images (small late layers still fill one).
+// Within a block, column t of the workspaces is the block's t-th tile:
+//   V[xi][c][t]  (a*a x C x ld)  transformed input tiles, all channels of all groups
+//   M[xi][k][t]  (a*a x K x ld)  their products with the transformed filters
+// The row kernels (cpu/winograd_kernels.h) transform runs of tiles along one tile row, read
+// from / written to row buffers that a copy zero-pads and a copy crops.
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+
+#include "common/conv2d_problem.h"
+#include "common/winograd.h"
+#include "cpu/winograd_filters.h"
+#include "cpu/winograd_kernels.h"
+
+namespace cnnkern {
+namespace cpu {
+namespace wino {
+
+template <typename T>
+std::unique_ptr<T[]> alloc(int64_t n) {
+  return std::unique_ptr<T[]>(new T[std::max<int64_t>(n, 1)]);
+}
+
+inline int64_t round_up(int64_t x, int64_t k) { return (x + k - 1) / k * k; }
+
+// Target size of one block's workspace (V and M). The transformed filters are read once
+// per block, so blocks must be long enough for the GEMMs to reuse them; one block per
+// thread should fit the last-level cache.
+constexpr int64_t kBlockBytes = int64_t(8) << 20;
+constexpr int64_t kMaxBlock = 256;
+
+template <int M, typename T>
+struct Plan {
+  static constexpr int m = M, a = M + 2, A2 = a * a, L = kLanes<T>;
+  using V = vec_t<T>;
+
+  const Conv2dProblem& p;
+  const WinogradKernels<T>& kern;
+  int64_t G, Cg, Kg;
+  int64_t TH, TW, tiles;  // tile grid per image; tiles in all images
+  int64_t NB, nblocks;    // tiles per block, number of blocks
+  int64_t ld;             // row length of the V and M workspaces (NB + room for a lane group)
+  int64_t in_w, out_w;    // row lengths of the per-thread row buffers
+
+  // nb: tiles per block, or 0 for the default (block_size()).
+  explicit Plan(const Conv2dProblem& prob, int64_t nb = 0)
+      : p(prob), kern(winograd_kernels<M, T>()) {
+    G = p.groups;
+    Cg = p.C_per_group();
+    Kg = p.K_per_group();
+    TH = (p.P + m - 1) / m;
+    TW = (p.Q + m - 1) / m;
+    tiles = p.N * TH * TW;
+    NB = std::max<int64_t>(1, std::min(nb > 0 ? nb : block_size(), tiles));
+    nblocks = (tiles + NB - 1) / NB;
+    ld = NB + kWinogradRowGroup;
+    const int64_t run = round_up(std::min(TW, NB), kWinogradRowGroup);  // longest run of tiles
+    in_w = run * m + kWinogradRowHalo;
+    out_w = run * m;
+  }
+
+  // A function of the problem only (never of the thread count), so results are reproducible.
+  // Whole tile rows when a row fits the budget (fewer, longer runs for the row kernels).
+  int64_t block_size() const {
+    const int64_t per_tile = int64_t(A2) * (p.C + p.K) * int64_t(sizeof(T));
+    const int64_t target =
+        std::max<int64_t>(kWinogradRowGroup, std::min(kMaxBlock, kBlockBytes / per_tile));
+    return TW <= target ? target / TW * TW : target / kWinogradRowGroup * kWinogradRowGroup;
+  }
+
+  // The transformed filters of every group, U[g][xi][c][k] with rows of u_width() filters:
+  // lanes over filters make the transform's stores contiguous, and the GEMMs read
+  // U[g][xi] transposed (A = U^T, K x C), which packing does at no extra cost.
+  int64_t u_width() const { return round_up(Kg, kWinogradRowGroup); }
+  int64_t u_elems() const { return G * A2 * Cg * u_width(); }
+  void transform_filters(const T* w, T* U) const {
+    const int64_t groups8 = (Kg + kWinogradRowGroup - 1) / kWinogradRowGroup, kw = u_width();
+    at::parallel_for(0, G * groups8, 1, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t g = i / groups8, k0 = (i % groups8) * kWinogradRowGroup;
+        kern.filters(w, Cg, g * Kg + k0, std::min(kWinogradRowGroup, Kg - k0), kw,
+                     U + g * A2 * Cg * kw + k0);
+      }
+    });
+  }
+
+  int64_t v_elems() const { return int64_t(A2) * p.C * ld; }
+  int64_t m_elems() const { return int64_t(A2) * p.K * ld; }
+
+  // Calls f(row, tx0, n, t) for each run of tiles of block [t0, t0 + nt) in one tile row:
+  // row = image * TH + ty, tiles tx0 .. tx0 + n - 1, the first at column t of the block.
+  template <typename F>
+  void for_each_run(int64_t t0, int64_t nt, F&& f) const {
+    for (int64_t t = 0; t < nt;) {
+      const int64_t g = t0 + t, row = g / TW, tx0 = g % TW;
+      const int64_t n = std::min(TW - tx0, nt - t);
+      f(row, tx0, n, t);
+      t += n;
+    }
+  }
+
+  // buf[r][x] = plane[y0 + r][x0 + x] for r < rows, x < width; zero outside the plane.
+  static void copy_rows(const T* plane, int64_t H, int64_t W, int64_t y0, int64_t x0, int rows,
+                        int64_t width, T* buf) {
+    const int64_t lo = std::clamp<int64_t>(-x0, 0, width);
+    const int64_t hi = std::clamp<int64_t>(W - x0, lo, width);
+    for (int r = 0; r < rows; ++r) {
+      T* dst = buf + r * width;
+      const int64_t y = y0 + r;
+      if (y < 0 || y >= H) {
+        std::fill(dst, dst + width, T(0));
+        continue;
+      }
+      std::fill(dst, dst + lo, T(0));
+      std::copy(plane + y * W + x0 + lo, plane + y * W + x0 + hi, dst + lo);
+      std::fill(dst + hi, dst + width, T(0));
+    }
+  }
+
+  // --- phases of one block of nt tiles starting at tile t0 ---------------------------------
+
+  // Vw[xi][c][t] = (B^T d B)[xi] of the block's tiles, parallel over channels.
+  void input_phase(const T* in, int64_t t0, int64_t nt, T* Vw) const {
+    const int64_t HW = p.H * p.W, xi_stride = p.C * ld;
+    at::parallel_for(0, p.C, 1, [&](int64_t c0, int64_t c1) {
+      auto buf = alloc<T>(a * in_w);
+      for (int64_t c = c0; c < c1; ++c)
+        for_each_run(t0, nt, [&](int64_t row, int64_t tx0, int64_t n, int64_t t) {
+          const int64_t img = row / TH, ty = row % TH;
+          copy_rows(in + (img * p.C + c) * HW, p.H, p.W, ty * m - p.pad_h, tx0 * m - p.pad_w, a,
+                    in_w, buf.get());
+          kern.input_row(buf.get(), in_w, n, Vw + c * ld + t, xi_stride);
+        });
+    });
+  }
+
+  // out[k, tile] = A^T Mw[.][k][t] A + bias[k], cropped at the edges; parallel over k.
+  void output_phase(const T* Mw, int64_t t0, int64_t nt, const T* bias, T* out) const {
+    const int64_t PQ = p.P * p.Q, xi_stride = p.K * ld;
+    at::parallel_for(0, p.K, 1, [&](int64_t k0, int64_t k1) {
+      auto buf = alloc<T>(m * out_w);
+      for (int64_t k = k0; k < k1; ++k) {
+        const T b = bias ? bias[k] : T(0);
+        for_each_run(t0, nt, [&](int64_t row, int64_t tx0, int64_t n, int64_t t) {
+          kern.output_row(Mw + k * ld + t, xi_stride, n, buf.get(), out_w);
+          const int64_t img = row / TH, oy = (row % TH) * m, ox = tx0 * m;
+          const int64_t nrows = std::min<int64_t>(m, p.P - oy), ncols = std::min(n * m, p.Q - ox);
+          T* o = out + (img * p.K + k) * PQ + oy * p.Q + ox;
+          for (int64_t i = 0; i < nrows; ++i)
+            for (int64_t j = 0; j < ncols; ++j) o[i * p.Q + j] = buf[i * out_w + j] + b;
+        });
+      }
+    });
+  }
+
+  // Mw[xi][k][t] = (A dy A^T)[xi] of the block's grad_output tiles, parallel over k.
+  void grad_output_phase(const T* go, int64_t t0, int64_t nt, T* Mw) const {
+    const int64_t PQ = p.P * p.Q, xi_stride = p.K * ld;
+    at::parallel_for(0, p.K, 1, [&](int64_t k0, int64_t k1) {
+      auto buf = alloc<T>(m * in_w);
+      for (int64_t k = k0; k < k1; ++k)
+        for_each_run(t0, nt, [&](int64_t row, int64_t tx0, int64_t n, int64_t t) {
+          const int64_t img = row / TH, ty = row % TH;
+          copy_rows(go + (img * p.K + k) * PQ, p.P, p.Q, ty * m, tx0 * m, m, in_w, buf.get());
+          kern.grad_output_row(buf.get(), in_w, n, Mw + k * ld + t, xi_stride);
+        });
+    });
+  }
+
+  // For the filter-streaming forward, where the products come as Mt[xi][t][kk] (row width
+  // kw, all tiles in one block) for the nk filters k_first ..: out[k, tile t] = A^T x A + b,
+  // L filters at a time (lanes over k). Runs on the calling thread.
+  void output_filter_lanes(const T* Mt, int64_t kw, int64_t k_first, int64_t nk, const T* bias,
+                           T* out) const {
+    const int64_t PQ = p.P * p.Q;
+    alignas(32) T buf[m * m * L];
+    for (int64_t t = 0; t < tiles; ++t) {
+      const int64_t img = t / (TH * TW), oy = (t / TW % TH) * m, ox = t % TW * m;
+      const int64_t nrows = std::min<int64_t>(m, p.P - oy), ncols = std::min<int64_t>(m, p.Q - ox);
+      for (int64_t kk = 0; kk < nk; kk += L) {
+        V x[A2], y[m * m];
+        for (int xi = 0; xi < A2; ++xi)
+          std::memcpy(&x[xi], Mt + (xi * tiles + t) * kw + kk, sizeof(V));
+        winograd::output_transform<M, T>(x, a, 1, y, m, 1);
+        std::memcpy(buf, y, sizeof(y));
+        const int nvalid = static_cast<int>(std::min<int64_t>(L, nk - kk));
+        for (int l = 0; l < nvalid; ++l) {
+          const int64_t k = k_first + kk + l;
+          const T b = bias ? bias[k] : T(0);
+          T* o = out + (img * p.K + k) * PQ + oy * p.Q + ox;
+          for (int64_t i = 0; i < nrows; ++i)
+            for (int64_t j = 0; j < ncols; ++j) o[i * p.Q + j] = buf[(i * m + j) * L + l] + b;
+        }
+      }
+    }
+  }
+};
+
+}  // namespace wino
+}  // namespace cpu
+}  // namespace cnnkern
