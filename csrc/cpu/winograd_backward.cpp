@@ -1,6 +1,6 @@
 // Winograd F(m x m, 3x3) grad-weight on the CPU, accumulated in the Winograd domain:
 //   dM[xi][k][t] = (A dy_{k,t} A^T)[xi]            the adjoint of the output transform
-//   dU[g][xi]   += dM[xi][g's k] * V[xi][g's c]^T  one GEMM per group and xi, over a block's tiles
+//   dU[k][xi][c] += sum_t dM[k][xi][t] V[c][xi][t]  one GEMM per group and xi, over a block's tiles
 //   grad_w      = G^T dU G                         the adjoint of the filter transform
 // with V the forward's transformed input tiles. Blocks are accumulated in a fixed order and
 // each phase is split over channels, filters or GEMMs, so the reduction over tiles has one
@@ -33,13 +33,14 @@ void winograd_backward_weight(const T* grad_output, const T* input, T* grad_weig
     at::parallel_for(0, G * A2, 1, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t g = i / A2, xi = i % A2;
-        gemm<T>(Kg, Cg, nt, Mw.get() + (xi * p.K + g * Kg) * ld, ld, 1,
-                Vw.get() + (xi * p.C + g * Cg) * ld, 1, ld, b > 0 ? T(1) : T(0),
-                dU.get() + i * Kg * Cg, Cg);
+        // dU[g's k][xi][c] (+)= dM[k][xi][t] V[c][xi][t]^T
+        gemm<T>(Kg, Cg, nt, Mw.get() + (g * Kg * A2 + xi) * ld, A2 * ld, 1,
+                Vw.get() + (g * Cg * A2 + xi) * ld, 1, A2 * ld, b > 0 ? T(1) : T(0),
+                dU.get() + (g * Kg * A2 + xi) * Cg, A2 * Cg);
       }
     });
   }
-  wino::filter_gradients<M, T>(dU.get(), p.K, Kg, Cg, grad_weight);
+  wino::filter_gradients<M, T>(dU.get(), p.K, Cg, grad_weight);
 }
 
 #define CNNKERN_INSTANTIATE(M, T)                                                          \

@@ -32,9 +32,9 @@ using vec_t = typename Vec<T>::type;
 template <typename T>
 constexpr int kLanes = 32 / sizeof(T);
 
-// grad_w[g*Kg + k][c] = G^T dU[g][.][k][c] G (dU laid out like U), L input channels at a time.
+// grad_w[k][c] = G^T dU[k][.][c] G (dU is K x a*a x Cg), L input channels at a time.
 template <int M, typename T>
-void filter_gradients(const T* dU, int64_t K, int64_t Kg, int64_t Cg, T* gw) {
+void filter_gradients(const T* dU, int64_t K, int64_t Cg, T* gw) {
   constexpr int a = M + 2, A2 = a * a, L = kLanes<T>;
   using V = vec_t<T>;
   const int64_t cgroups = (Cg + L - 1) / L;
@@ -43,9 +43,8 @@ void filter_gradients(const T* dU, int64_t K, int64_t Kg, int64_t Cg, T* gw) {
     for (int64_t item = begin; item < end; ++item) {
       const int64_t k = item / cgroups, c0 = (item % cgroups) * L;
       const int nvalid = static_cast<int>(std::min<int64_t>(L, Cg - c0));
-      const int64_t g = k / Kg, kg = k % Kg;
       for (int xi = 0; xi < A2; ++xi) {
-        const T* src = dU + ((g * A2 + xi) * Kg + kg) * Cg + c0;
+        const T* src = dU + (k * A2 + xi) * Cg + c0;
         for (int l = 0; l < L; ++l) buf[xi * L + l] = l < nvalid ? src[l] : T(0);
       }
       V u[A2], gv[9];

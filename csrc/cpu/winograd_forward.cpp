@@ -2,9 +2,10 @@
 //
 // Two schedules over the same arithmetic (cpu/winograd_plan.h for the tile layout):
 //
-// - blocked (many tiles): U[g][xi][c][k] = (G w G^T)[xi] for all filters once (packed once
+// - blocked (many tiles): U[g][c][xi][k] = (G w G^T)[xi] for all filters once (packed once
 //   for the GEMM when several blocks reuse it), then per block of NB tiles:
-//     V[xi][c][t] = input tiles, M[xi][k][t] = U[g][xi] * V[xi] (one GEMM per group and xi),
+//     V[c][xi][t] = input tiles, M[k][xi][t] = sum_c U[g][c][xi][k] V[c][xi][t] (one GEMM
+//     per group and xi),
 //     out = A^T M A + bias.
 //   Whole blocks run on each thread when there are enough of them to balance; otherwise
 //   blocks run in turn and each phase is split over channels, GEMMs or filters.
@@ -13,7 +14,7 @@
 //   all tiles are one block; V is computed and packed once as the GEMM's A operand
 //   (tiles x channels), then threads take chunks of kChunk filters: transform them (the
 //   chunk stays in cache; the full U of a 512 x 512 layer would be 38 MB for F(4x4)),
-//   Mt[xi][t][k] = V^T[xi] * Uc[xi], and the output transform with lanes over filters.
+//   Mt[t][xi][k] = V^T[xi] * Uc[xi], and the output transform with lanes over filters.
 //
 // The schedule and the block/chunk sizes depend on the problem only, and every GEMM gives the
 // same bits however the caller tiles it (cpu/gemm.h), so results do not depend on the thread
@@ -61,7 +62,6 @@ Schedule choose_schedule(const Plan<M, T>& plan) {
 template <int M, typename T>
 void forward_blocked(const Plan<M, T>& plan, const T* input, const T* weight, const T* bias,
                      T* output) {
-  const Conv2dProblem& p = plan.p;
   const int64_t G = plan.G, A2 = plan.A2, Kg = plan.Kg, Cg = plan.Cg, ld = plan.ld;
   const int64_t kw = plan.u_width();
   auto U = alloc<T>(plan.u_elems());
@@ -71,7 +71,10 @@ void forward_blocked(const Plan<M, T>& plan, const T* input, const T* weight, co
   if (plan.nblocks > 1) {
     packed.resize(G * A2);
     at::parallel_for(0, G * A2, 1, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) packed[i] = gemm_pack_a<T>(Kg, Cg, U.get() + i * Cg * kw, 1, kw);
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t g = i / A2, xi = i % A2;
+        packed[i] = gemm_pack_a<T>(Kg, Cg, U.get() + g * Cg * A2 * kw + xi * kw, 1, A2 * kw);
+      }
     });
     U.reset();
   }
@@ -82,12 +85,13 @@ void forward_blocked(const Plan<M, T>& plan, const T* input, const T* weight, co
     at::parallel_for(0, G * A2, 1, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t g = i / A2, xi = i % A2;
-        const T* Vi = Vw + (xi * p.C + g * Cg) * ld;
-        T* Mi = Mw + (xi * p.K + g * Kg) * ld;
+        const T* Vi = Vw + (g * Cg * A2 + xi) * ld;
+        T* Mi = Mw + (g * Kg * A2 + xi) * ld;
         if (packed.empty())
-          gemm<T>(Kg, nt, Cg, U.get() + i * Cg * kw, 1, kw, Vi, ld, 1, T(0), Mi, ld);
+          gemm<T>(Kg, nt, Cg, U.get() + g * Cg * A2 * kw + xi * kw, 1, A2 * kw, Vi, A2 * ld, 1,
+                  T(0), Mi, A2 * ld);
         else
-          gemm_packed<T>(packed[i], nt, Vi, ld, 1, T(0), Mi, ld);
+          gemm_packed<T>(packed[i], nt, Vi, A2 * ld, 1, T(0), Mi, A2 * ld);
       }
     });
     plan.output_phase(Mw, t0, nt, bias, output);
@@ -108,18 +112,17 @@ void forward_blocked(const Plan<M, T>& plan, const T* input, const T* weight, co
 template <int M, typename T>
 void forward_streaming(const Plan<M, T>& plan, const T* input, const T* weight, const T* bias,
                        T* output) {
-  const Conv2dProblem& p = plan.p;
   const int64_t G = plan.G, A2 = plan.A2, Kg = plan.Kg, Cg = plan.Cg, ld = plan.ld;
   const int64_t nt = plan.tiles;  // one block
   std::vector<GemmPackedA<T>> packed(G * A2);
   {
     auto Vw = alloc<T>(plan.v_elems());
     plan.input_phase(input, 0, nt, Vw.get());
-    // A = V[xi]^T (tiles x channels of group g): element (t, c) at V[xi][g*Cg + c][t].
+    // A = V[.][xi]^T (tiles x channels of group g): element (t, c) at V[g*Cg + c][xi][t].
     at::parallel_for(0, G * A2, 1, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t g = i / A2, xi = i % A2;
-        packed[i] = gemm_pack_a<T>(nt, Cg, Vw.get() + (xi * p.C + g * Cg) * ld, 1, ld);
+        packed[i] = gemm_pack_a<T>(nt, Cg, Vw.get() + (g * Cg * A2 + xi) * ld, 1, A2 * ld);
       }
     });
   }
@@ -130,10 +133,10 @@ void forward_streaming(const Plan<M, T>& plan, const T* input, const T* weight, 
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t g = i / chunks, k0 = (i % chunks) * kChunk;
       const int64_t nk = std::min(kChunk, Kg - k0), k_first = g * Kg + k0;
-      plan.kern.filters(weight, Cg, k_first, nk, kw, Uc.get());
-      for (int64_t xi = 0; xi < A2; ++xi)
-        gemm_packed<T>(packed[g * A2 + xi], nk, Uc.get() + xi * Cg * kw, kw, 1, T(0),
-                       Mt.get() + xi * nt * kw, kw);
+      plan.kern.filters(weight, Cg, k_first, nk, Uc.get(), A2 * kw, kw);  // Uc[c][xi][kk]
+      for (int64_t xi = 0; xi < A2; ++xi)  // Mt[t][xi][kk]
+        gemm_packed<T>(packed[g * A2 + xi], nk, Uc.get() + xi * kw, A2 * kw, 1, T(0),
+                       Mt.get() + xi * kw, A2 * kw);
       plan.output_filter_lanes(Mt.get(), kw, k_first, nk, bias, output);
     }
   });

@@ -37,9 +37,10 @@ struct WinogradKernels {
   // for l < ntiles only. Reads columns < round_up(ntiles, 8)*m + halo.
   void (*grad_output_row)(const T* src, int64_t src_rs, int64_t ntiles, T* dst,
                           int64_t xi_stride);
-  // Filters: U[xi][c][j] = (G w[k_first + j][c] G^T)[xi] for c < Cg, j < round_up(nk, 8)
-  // (zeros for j >= nk); w is K x Cg x 3 x 3 and U's rows are kw >= round_up(nk, 8) long.
-  void (*filters)(const T* w, int64_t Cg, int64_t k_first, int64_t nk, int64_t kw, T* U);
+  // Filters: U[c * c_stride + xi * xi_stride + j] = (G w[k_first + j][c] G^T)[xi] for
+  // c < Cg, j < round_up(nk, 8) (zeros for j >= nk); w is K x Cg x 3 x 3.
+  void (*filters)(const T* w, int64_t Cg, int64_t k_first, int64_t nk, T* U, int64_t c_stride,
+                  int64_t xi_stride);
 };
 
 // The kernels this CPU runs for F(M x M, 3x3).

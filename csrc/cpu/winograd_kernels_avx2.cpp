@@ -184,15 +184,15 @@ struct Rows {
     }
   }
 
-  // The 3x3 taps g[i] of 8 filters (lanes) for one channel -> U[xi][c][kk..kk+8).
-  static void filter8(const F8* g, float* U, int64_t Cg, int64_t c, int64_t kw, int64_t kk) {
-    F8 u[A2];
-    winograd::filter_transform<M, float>(g, 3, 1, u, a, 1);
-    for (int xi = 0; xi < A2; ++xi) _mm256_storeu_ps(U + (xi * Cg + c) * kw + kk, u[xi].v);
+  // The 3x3 taps g[i] of 8 filters (lanes) for one channel -> u[xi * xs .. + 8).
+  static void filter8(const F8* g, float* u, int64_t xs) {
+    F8 v[A2];
+    winograd::filter_transform<M, float>(g, 3, 1, v, a, 1);
+    for (int xi = 0; xi < A2; ++xi) _mm256_storeu_ps(u + xi * xs, v[xi].v);
   }
 
-  static void filters(const float* w, int64_t Cg, int64_t k_first, int64_t nk, int64_t kw,
-                      float* U) {
+  static void filters(const float* w, int64_t Cg, int64_t k_first, int64_t nk, float* U,
+                      int64_t cs, int64_t xs) {
     for (int64_t kk = 0; kk < nk; kk += 8) {
       const int nl = static_cast<int>(nk - kk < 8 ? nk - kk : 8);  // filters in the lanes
       const float* base[8];
@@ -207,7 +207,7 @@ struct Rows {
           transpose8(r);
           for (int e = 0; e < 8; ++e) g[8 * j + e].v = r[e];
         }
-        for (int c = 0; c < 8; ++c) filter8(g + 9 * c, U, Cg, c0 + c, kw, kk);
+        for (int c = 0; c < 8; ++c) filter8(g + 9 * c, U + (c0 + c) * cs + kk, xs);
       }
       for (; c0 < Cg; ++c0) {  // the last Cg % 8 channels, one at a time
         alignas(32) float buf[9 * 8];
@@ -215,7 +215,7 @@ struct Rows {
           for (int l = 0; l < 8; ++l) buf[i * 8 + l] = l < nl ? base[l][c0 * 9 + i] : 0.0f;
         F8 g[9];
         for (int i = 0; i < 9; ++i) g[i].v = _mm256_load_ps(buf + 8 * i);
-        filter8(g, U, Cg, c0, kw, kk);
+        filter8(g, U + c0 * cs + kk, xs);
       }
     }
   }

@@ -82,7 +82,8 @@ struct Rows {
     }
   }
 
-  static void filters(const T* w, int64_t Cg, int64_t k_first, int64_t nk, int64_t kw, T* U) {
+  static void filters(const T* w, int64_t Cg, int64_t k_first, int64_t nk, T* U, int64_t cs,
+                      int64_t xs) {
     const int64_t nk8 = (nk + kWinogradRowGroup - 1) / kWinogradRowGroup * kWinogradRowGroup;
     alignas(32) T buf[9 * L];
     for (int64_t kk = 0; kk < nk8; kk += L) {
@@ -93,7 +94,7 @@ struct Rows {
         V g[9], u[A2];
         std::memcpy(g, buf, sizeof(g));
         winograd::filter_transform<M, T>(g, 3, 1, u, a, 1);
-        for (int xi = 0; xi < A2; ++xi) std::memcpy(U + (xi * Cg + c) * kw + kk, &u[xi], sizeof(V));
+        for (int xi = 0; xi < A2; ++xi) std::memcpy(U + c * cs + xi * xs + kk, &u[xi], sizeof(V));
       }
     }
   }
@@ -118,10 +119,9 @@ template const WinogradKernels<double>& kernels<4, double>();
 
 namespace {
 
+// Read on every call (once per convolution), so tests can switch kernel sets.
 bool use_avx2() {
-  static const bool yes = [] {
-    const char* env = std::getenv("CNNKERN_WINOGRAD_ISA");
-    if (env != nullptr && std::strcmp(env, "generic") == 0) return false;
+  static const bool cpu_has = [] {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -129,7 +129,8 @@ bool use_avx2() {
     return false;
 #endif
   }();
-  return yes;
+  const char* env = std::getenv("CNNKERN_WINOGRAD_ISA");
+  return cpu_has && !(env != nullptr && std::strcmp(env, "generic") == 0);
 }
 
 }  // namespace

@@ -6,8 +6,10 @@
 // image n; tiles are numbered n, ty, tx (row-major), and a block is a range of that
 // numbering, so a block may span tile rows and images (small late layers still fill one).
 // Within a block, column t of the workspaces is the block's t-th tile:
-//   V[xi][c][t]  (a*a x C x ld)  transformed input tiles, all channels of all groups
-//   M[xi][k][t]  (a*a x K x ld)  their products with the transformed filters
+//   V[c][xi][t]  (C x a*a x ld)  transformed input tiles, all channels of all groups
+//   M[k][xi][t]  (K x a*a x ld)  their products with the transformed filters
+// (xi in the middle: a transform reads or writes a*a rows of one contiguous plane; with xi
+// outermost its a*a rows would sit a multiple of 4 KiB apart and fight over L1 sets).
 // The row kernels (cpu/winograd_kernels.h) transform runs of tiles along one tile row, read
 // from / written to row buffers that a copy zero-pads and a copy crops.
 
@@ -79,9 +81,9 @@ struct Plan {
     return TW <= target ? target / TW * TW : target / kWinogradRowGroup * kWinogradRowGroup;
   }
 
-  // The transformed filters of every group, U[g][xi][c][k] with rows of u_width() filters:
+  // The transformed filters of every group, U[g][c][xi][k] with rows of u_width() filters:
   // lanes over filters make the transform's stores contiguous, and the GEMMs read
-  // U[g][xi] transposed (A = U^T, K x C), which packing does at no extra cost.
+  // U[g][.][xi] transposed (A = U^T, K x C), which packing does at no extra cost.
   int64_t u_width() const { return round_up(Kg, kWinogradRowGroup); }
   int64_t u_elems() const { return G * A2 * Cg * u_width(); }
   void transform_filters(const T* w, T* U) const {
@@ -89,8 +91,8 @@ struct Plan {
     at::parallel_for(0, G * groups8, 1, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t g = i / groups8, k0 = (i % groups8) * kWinogradRowGroup;
-        kern.filters(w, Cg, g * Kg + k0, std::min(kWinogradRowGroup, Kg - k0), kw,
-                     U + g * A2 * Cg * kw + k0);
+        kern.filters(w, Cg, g * Kg + k0, std::min(kWinogradRowGroup, Kg - k0),
+                     U + g * Cg * A2 * kw + k0, A2 * kw, kw);
       }
     });
   }
@@ -130,9 +132,9 @@ struct Plan {
 
   // --- phases of one block of nt tiles starting at tile t0 ---------------------------------
 
-  // Vw[xi][c][t] = (B^T d B)[xi] of the block's tiles, parallel over channels.
+  // Vw[c][xi][t] = (B^T d B)[xi] of the block's tiles, parallel over channels.
   void input_phase(const T* in, int64_t t0, int64_t nt, T* Vw) const {
-    const int64_t HW = p.H * p.W, xi_stride = p.C * ld;
+    const int64_t HW = p.H * p.W;
     at::parallel_for(0, p.C, 1, [&](int64_t c0, int64_t c1) {
       auto buf = alloc<T>(a * in_w);
       for (int64_t c = c0; c < c1; ++c)
@@ -140,20 +142,20 @@ struct Plan {
           const int64_t img = row / TH, ty = row % TH;
           copy_rows(in + (img * p.C + c) * HW, p.H, p.W, ty * m - p.pad_h, tx0 * m - p.pad_w, a,
                     in_w, buf.get());
-          kern.input_row(buf.get(), in_w, n, Vw + c * ld + t, xi_stride);
+          kern.input_row(buf.get(), in_w, n, Vw + c * A2 * ld + t, ld);
         });
     });
   }
 
-  // out[k, tile] = A^T Mw[.][k][t] A + bias[k], cropped at the edges; parallel over k.
+  // out[k, tile] = A^T Mw[k][.][t] A + bias[k], cropped at the edges; parallel over k.
   void output_phase(const T* Mw, int64_t t0, int64_t nt, const T* bias, T* out) const {
-    const int64_t PQ = p.P * p.Q, xi_stride = p.K * ld;
+    const int64_t PQ = p.P * p.Q;
     at::parallel_for(0, p.K, 1, [&](int64_t k0, int64_t k1) {
       auto buf = alloc<T>(m * out_w);
       for (int64_t k = k0; k < k1; ++k) {
         const T b = bias ? bias[k] : T(0);
         for_each_run(t0, nt, [&](int64_t row, int64_t tx0, int64_t n, int64_t t) {
-          kern.output_row(Mw + k * ld + t, xi_stride, n, buf.get(), out_w);
+          kern.output_row(Mw + k * A2 * ld + t, ld, n, buf.get(), out_w);
           const int64_t img = row / TH, oy = (row % TH) * m, ox = tx0 * m;
           const int64_t nrows = std::min<int64_t>(m, p.P - oy), ncols = std::min(n * m, p.Q - ox);
           T* o = out + (img * p.K + k) * PQ + oy * p.Q + ox;
@@ -164,21 +166,21 @@ struct Plan {
     });
   }
 
-  // Mw[xi][k][t] = (A dy A^T)[xi] of the block's grad_output tiles, parallel over k.
+  // Mw[k][xi][t] = (A dy A^T)[xi] of the block's grad_output tiles, parallel over k.
   void grad_output_phase(const T* go, int64_t t0, int64_t nt, T* Mw) const {
-    const int64_t PQ = p.P * p.Q, xi_stride = p.K * ld;
+    const int64_t PQ = p.P * p.Q;
     at::parallel_for(0, p.K, 1, [&](int64_t k0, int64_t k1) {
       auto buf = alloc<T>(m * in_w);
       for (int64_t k = k0; k < k1; ++k)
         for_each_run(t0, nt, [&](int64_t row, int64_t tx0, int64_t n, int64_t t) {
           const int64_t img = row / TH, ty = row % TH;
           copy_rows(go + (img * p.K + k) * PQ, p.P, p.Q, ty * m, tx0 * m, m, in_w, buf.get());
-          kern.grad_output_row(buf.get(), in_w, n, Mw + k * ld + t, xi_stride);
+          kern.grad_output_row(buf.get(), in_w, n, Mw + k * A2 * ld + t, ld);
         });
     });
   }
 
-  // For the filter-streaming forward, where the products come as Mt[xi][t][kk] (row width
+  // For the filter-streaming forward, where the products come as Mt[t][xi][kk] (row width
   // kw, all tiles in one block) for the nk filters k_first ..: out[k, tile t] = A^T x A + b,
   // L filters at a time (lanes over k). Runs on the calling thread.
   void output_filter_lanes(const T* Mt, int64_t kw, int64_t k_first, int64_t nk, const T* bias,
@@ -191,7 +193,7 @@ struct Plan {
       for (int64_t kk = 0; kk < nk; kk += L) {
         V x[A2], y[m * m];
         for (int xi = 0; xi < A2; ++xi)
-          std::memcpy(&x[xi], Mt + (xi * tiles + t) * kw + kk, sizeof(V));
+          std::memcpy(&x[xi], Mt + (t * A2 + xi) * kw + kk, sizeof(V));
         winograd::output_transform<M, T>(x, a, 1, y, m, 1);
         std::memcpy(buf, y, sizeof(y));
         const int nvalid = static_cast<int>(std::min<int64_t>(L, nk - kk));
