@@ -127,6 +127,33 @@ def test_matrix_against_torch(case, dtype, algo):
     check_passes(got, _reference(x, w, b, g, **case.kwargs()), dtype, algo)
 
 
+# Every kernel set (AVX2 where the CPU has it, and the portable one) and both forward
+# schedules (cpu/winograd_forward.cpp picks one from the problem) on a subset of the matrix.
+VARIANT_CASES = [c for c in CASES if c.id in {
+    "3x3_pad1", "3x3_valid_odd_hw", "c13_k6_odd", "asym_padding_2x1", "groups2", "depthwise",
+    "tiny_1x1_pad1", "pad3_crop_in_grad_input", "pad0x3_odd", "batch1_c32", "many_blocks",
+    "empty_batch"}]
+VARIANTS = [pytest.param(isa, sched, id=f"{isa}-{sched}")
+            for isa in ("native", "generic") for sched in ("blocked", "streaming")]
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("isa, schedule", VARIANTS)
+@pytest.mark.parametrize("case", conv_params(VARIANT_CASES))
+def test_every_kernel_set_and_schedule(case, isa, schedule, dtype, algo, monkeypatch):
+    if isa == "generic":
+        monkeypatch.setenv("CNNKERN_WINOGRAD_ISA", "generic")
+    elif dtype == torch.float64:
+        pytest.skip("float64 has only the portable kernels")
+    monkeypatch.setenv("CNNKERN_WINOGRAD_SCHEDULE", schedule)
+    test_matrix_against_torch(case, dtype, algo)
+
+
+def test_variant_cases_exist():
+    assert len(VARIANT_CASES) == 12
+
+
 @pytest.mark.parametrize("case", conv_params([c for c in CASES if c.N > 0]))
 def test_f2_exact_on_integer_inputs(case):
     """F(2x2)'s transforms are exact on small integers (the only fractions are halves), so all
@@ -309,14 +336,17 @@ def test_opcheck(xs, ws, bias, pad, groups, dtype, algo):
 
 
 @pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize("schedule", ["blocked", "streaming"])
 @pytest.mark.parametrize("shape", [
-    # one block of tiles: the phases are split over threads
-    pytest.param(((1, 24, 14, 14), (40, 24, 3, 3), 1), id="few_tiles"),
-    # many blocks: whole blocks per thread (F(2x2): 8 x 576 tiles; F(4x4): 8 x 144)
+    # few tiles (filter-streaming by default: threads take chunks of filters; blocked: one
+    # block, its phases split over threads)
+    pytest.param(((1, 24, 14, 14), (72, 24, 3, 3), 1), id="few_tiles"),
+    # many tiles (blocked by default, whole blocks per thread: F(2x2) 8 x 576 tiles)
     pytest.param(((8, 3, 48, 47), (5, 3, 3, 3), 1), id="many_tiles"),
     pytest.param(((2, 8, 19, 17), (8, 2, 3, 3), 4), id="groups4"),
 ])
-def test_results_do_not_depend_on_thread_count(shape, algo):
+def test_results_do_not_depend_on_thread_count(shape, schedule, algo, monkeypatch):
+    monkeypatch.setenv("CNNKERN_WINOGRAD_SCHEDULE", schedule)
     xs, ws, groups = shape
     x, w, b = torch.randn(xs), torch.randn(ws), torch.randn(ws[0])
     g = torch.randn(F.conv2d(x, w, None, 1, 1, 1, groups).shape)

@@ -30,7 +30,7 @@ void winograd_backward_weight(const T* grad_output, const T* input, T* grad_weig
     const int64_t t0 = b * plan.NB, nt = std::min(plan.NB, plan.tiles - t0);
     plan.input_phase(input, t0, nt, Vw.get());
     plan.grad_output_phase(grad_output, t0, nt, Mw.get());
-    at::parallel_for(0, G * A2, 1, [&](int64_t i0, int64_t i1) {
+    plan.parallel(G * A2, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t g = i / A2, xi = i % A2;
         // dU[g's k][xi][c] (+)= dM[k][xi][t] V[c][xi][t]^T
@@ -40,7 +40,7 @@ void winograd_backward_weight(const T* grad_output, const T* input, T* grad_weig
       }
     });
   }
-  wino::filter_gradients<M, T>(dU.get(), p.K, Cg, grad_weight);
+  wino::filter_gradients<M, T>(dU.get(), p.K, Cg, grad_weight, plan.serial);
 }
 
 #define CNNKERN_INSTANTIATE(M, T)                                                          \

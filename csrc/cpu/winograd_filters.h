@@ -34,11 +34,11 @@ constexpr int kLanes = 32 / sizeof(T);
 
 // grad_w[k][c] = G^T dU[k][.][c] G (dU is K x a*a x Cg), L input channels at a time.
 template <int M, typename T>
-void filter_gradients(const T* dU, int64_t K, int64_t Cg, T* gw) {
+void filter_gradients(const T* dU, int64_t K, int64_t Cg, T* gw, bool serial) {
   constexpr int a = M + 2, A2 = a * a, L = kLanes<T>;
   using V = vec_t<T>;
   const int64_t cgroups = (Cg + L - 1) / L;
-  at::parallel_for(0, K * cgroups, 1, [&](int64_t begin, int64_t end) {
+  const auto body = [&](int64_t begin, int64_t end) {
     alignas(32) T buf[A2 * L], gbuf[9 * L];
     for (int64_t item = begin; item < end; ++item) {
       const int64_t k = item / cgroups, c0 = (item % cgroups) * L;
@@ -54,7 +54,8 @@ void filter_gradients(const T* dU, int64_t K, int64_t Cg, T* gw) {
       for (int l = 0; l < nvalid; ++l)
         for (int i = 0; i < 9; ++i) gw[(k * Cg + c0 + l) * 9 + i] = gbuf[i * L + l];
     }
-  });
+  };
+  at::parallel_for(0, K * cgroups, serial ? K * cgroups : 1, body);
 }
 
 }  // namespace wino

@@ -70,7 +70,7 @@ void forward_blocked(const Plan<M, T>& plan, const T* input, const T* weight, co
   std::vector<GemmPackedA<T>> packed;
   if (plan.nblocks > 1) {
     packed.resize(G * A2);
-    at::parallel_for(0, G * A2, 1, [&](int64_t i0, int64_t i1) {
+    plan.parallel(G * A2, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t g = i / A2, xi = i % A2;
         packed[i] = gemm_pack_a<T>(Kg, Cg, U.get() + g * Cg * A2 * kw + xi * kw, 1, A2 * kw);
@@ -82,7 +82,7 @@ void forward_blocked(const Plan<M, T>& plan, const T* input, const T* weight, co
   auto run_block = [&](int64_t b, T* Vw, T* Mw) {
     const int64_t t0 = b * plan.NB, nt = std::min(plan.NB, plan.tiles - t0);
     plan.input_phase(input, t0, nt, Vw);
-    at::parallel_for(0, G * A2, 1, [&](int64_t i0, int64_t i1) {
+    plan.parallel(G * A2, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t g = i / A2, xi = i % A2;
         const T* Vi = Vw + (g * Cg * A2 + xi) * ld;
@@ -99,7 +99,7 @@ void forward_blocked(const Plan<M, T>& plan, const T* input, const T* weight, co
 
   // Scheduling only (results are the same either way).
   if (plan.nblocks >= 4 * at::get_num_threads()) {
-    at::parallel_for(0, plan.nblocks, 1, [&](int64_t b0, int64_t b1) {
+    plan.parallel(plan.nblocks, [&](int64_t b0, int64_t b1) {
       auto Vw = alloc<T>(plan.v_elems()), Mw = alloc<T>(plan.m_elems());
       for (int64_t b = b0; b < b1; ++b) run_block(b, Vw.get(), Mw.get());
     });
@@ -119,7 +119,7 @@ void forward_streaming(const Plan<M, T>& plan, const T* input, const T* weight, 
     auto Vw = alloc<T>(plan.v_elems());
     plan.input_phase(input, 0, nt, Vw.get());
     // A = V[.][xi]^T (tiles x channels of group g): element (t, c) at V[g*Cg + c][xi][t].
-    at::parallel_for(0, G * A2, 1, [&](int64_t i0, int64_t i1) {
+    plan.parallel(G * A2, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t g = i / A2, xi = i % A2;
         packed[i] = gemm_pack_a<T>(nt, Cg, Vw.get() + (g * Cg * A2 + xi) * ld, 1, A2 * ld);
@@ -128,7 +128,7 @@ void forward_streaming(const Plan<M, T>& plan, const T* input, const T* weight, 
   }
   const int64_t chunks = (Kg + kChunk - 1) / kChunk;
   const int64_t kw = wino::round_up(kChunk, kWinogradRowGroup);
-  at::parallel_for(0, G * chunks, 1, [&](int64_t i0, int64_t i1) {
+  plan.parallel(G * chunks, [&](int64_t i0, int64_t i1) {
     auto Uc = alloc<T>(A2 * Cg * kw), Mt = alloc<T>(A2 * nt * kw);
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t g = i / chunks, k0 = (i % chunks) * kChunk;

@@ -41,6 +41,16 @@ inline int64_t round_up(int64_t x, int64_t k) { return (x + k - 1) / k * k; }
 // thread should fit the last-level cache.
 constexpr int64_t kBlockBytes = int64_t(8) << 20;
 constexpr int64_t kMaxBlock = 256;
+// Below this many (direct-convolution) flops everything runs on the calling thread: opening a
+// parallel region costs microseconds, the time of a whole small convolution.
+constexpr int64_t kMinParallelFlops = 4000000;
+
+// at::parallel_for(0, n, ...), on the calling thread alone when `serial` (still marked as a
+// parallel region, so the GEMMs inside stay serial too).
+template <typename F>
+void parallel(bool serial, int64_t n, const F& f) {
+  at::parallel_for(0, n, serial ? n : 1, f);
+}
 
 template <int M, typename T>
 struct Plan {
@@ -54,6 +64,7 @@ struct Plan {
   int64_t NB, nblocks;    // tiles per block, number of blocks
   int64_t ld;             // row length of the V and M workspaces (NB + room for a lane group)
   int64_t in_w, out_w;    // row lengths of the per-thread row buffers
+  bool serial;            // too small to be worth a parallel region
 
   // nb: tiles per block, or 0 for the default (block_size()).
   explicit Plan(const Conv2dProblem& prob, int64_t nb = 0)
@@ -70,6 +81,12 @@ struct Plan {
     const int64_t run = round_up(std::min(TW, NB), kWinogradRowGroup);  // longest run of tiles
     in_w = run * m + kWinogradRowHalo;
     out_w = run * m;
+    serial = p.flops() < kMinParallelFlops;
+  }
+
+  template <typename F>
+  void parallel(int64_t n, const F& f) const {
+    wino::parallel(serial, n, f);
   }
 
   // A function of the problem only (never of the thread count), so results are reproducible.
@@ -88,7 +105,7 @@ struct Plan {
   int64_t u_elems() const { return G * A2 * Cg * u_width(); }
   void transform_filters(const T* w, T* U) const {
     const int64_t groups8 = (Kg + kWinogradRowGroup - 1) / kWinogradRowGroup, kw = u_width();
-    at::parallel_for(0, G * groups8, 1, [&](int64_t i0, int64_t i1) {
+    parallel(G * groups8, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t g = i / groups8, k0 = (i % groups8) * kWinogradRowGroup;
         kern.filters(w, Cg, g * Kg + k0, std::min(kWinogradRowGroup, Kg - k0),
@@ -135,7 +152,7 @@ struct Plan {
   // Vw[c][xi][t] = (B^T d B)[xi] of the block's tiles, parallel over channels.
   void input_phase(const T* in, int64_t t0, int64_t nt, T* Vw) const {
     const int64_t HW = p.H * p.W;
-    at::parallel_for(0, p.C, 1, [&](int64_t c0, int64_t c1) {
+    parallel(p.C, [&](int64_t c0, int64_t c1) {
       auto buf = alloc<T>(a * in_w);
       for (int64_t c = c0; c < c1; ++c)
         for_each_run(t0, nt, [&](int64_t row, int64_t tx0, int64_t n, int64_t t) {
@@ -150,7 +167,7 @@ struct Plan {
   // out[k, tile] = A^T Mw[k][.][t] A + bias[k], cropped at the edges; parallel over k.
   void output_phase(const T* Mw, int64_t t0, int64_t nt, const T* bias, T* out) const {
     const int64_t PQ = p.P * p.Q;
-    at::parallel_for(0, p.K, 1, [&](int64_t k0, int64_t k1) {
+    parallel(p.K, [&](int64_t k0, int64_t k1) {
       auto buf = alloc<T>(m * out_w);
       for (int64_t k = k0; k < k1; ++k) {
         const T b = bias ? bias[k] : T(0);
@@ -169,7 +186,7 @@ struct Plan {
   // Mw[k][xi][t] = (A dy A^T)[xi] of the block's grad_output tiles, parallel over k.
   void grad_output_phase(const T* go, int64_t t0, int64_t nt, T* Mw) const {
     const int64_t PQ = p.P * p.Q;
-    at::parallel_for(0, p.K, 1, [&](int64_t k0, int64_t k1) {
+    parallel(p.K, [&](int64_t k0, int64_t k1) {
       auto buf = alloc<T>(m * in_w);
       for (int64_t k = k0; k < k1; ++k)
         for_each_run(t0, nt, [&](int64_t row, int64_t tx0, int64_t n, int64_t t) {
