@@ -1,11 +1,11 @@
 // Winograd convolution on the CPU: "winograd" = F(4x4, 3x3), "winograd_f2" = F(2x2, 3x3).
 //
-// - forward: cpu/winograd_cpu.cpp (transformed filters, blocks of tiles, a*a GEMMs);
+// - forward: cpu/winograd_forward.cpp (transformed filters, tiles, a*a GEMMs per group);
 // - grad-input: the grad-input of a 3x3 stride-1 convolution is a 3x3 stride-1 convolution of
 //   grad_output with each group's filters turned by 180 degrees and their K/C axes swapped,
 //   padded by 2 - pad. For pad > 2 that padding is negative, i.e. a crop of the padding-0
 //   result, which the forward kernel handles as well (its tiles read at an offset);
-// - grad-weight: accumulated in the Winograd domain (winograd_backward_weight).
+// - grad-weight: accumulated in the Winograd domain (cpu/winograd_backward.cpp).
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -53,13 +53,7 @@ at::Tensor forward(const at::Tensor& input, const at::Tensor& weight,
 template <int M>
 at::Tensor backward_input(const at::Tensor& grad_output, const at::Tensor& weight,
                           const Conv2dProblem& p) {
-  const int64_t G = p.groups, Kg = p.K_per_group(), Cg = p.C_per_group();
-  // w'[g*Cg + c][k] = rot180(w[g*Kg + k][c]): K x Cg x 3 x 3 -> C x Kg x 3 x 3.
-  const at::Tensor wt = weight.view({G, Kg, Cg, 3, 3})
-                            .transpose(1, 2)
-                            .flip({3, 4})
-                            .reshape({p.C, Kg, 3, 3})
-                            .contiguous();
+  // Filters w'[g*Cg + c][k] = rot180(w[g*Kg + k][c]), read from w in place (flipped_weight).
   Conv2dProblem q = p;
   q.C = p.K;
   q.H = p.P;
@@ -74,8 +68,8 @@ at::Tensor backward_input(const at::Tensor& grad_output, const at::Tensor& weigh
                              [&] {
                                cpu::winograd_forward<M, scalar_t>(
                                    grad_output.const_data_ptr<scalar_t>(),
-                                   wt.const_data_ptr<scalar_t>(), nullptr,
-                                   gi.mutable_data_ptr<scalar_t>(), q);
+                                   weight.const_data_ptr<scalar_t>(), nullptr,
+                                   gi.mutable_data_ptr<scalar_t>(), q, /*flipped_weight=*/true);
                              });
   return gi;
 }

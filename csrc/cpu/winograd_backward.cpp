@@ -18,7 +18,7 @@ namespace cpu {
 template <int M, typename T>
 void winograd_backward_weight(const T* grad_output, const T* input, T* grad_weight,
                               const Conv2dProblem& p) {
-  const wino::Plan<M, T> plan(p);
+  const wino::Plan<M, T> plan(p, /*flipped_weight=*/false);
   if (plan.tiles == 0) {
     std::fill(grad_weight, grad_weight + p.weight_numel(), T(0));
     return;

@@ -133,7 +133,8 @@ void forward_streaming(const Plan<M, T>& plan, const T* input, const T* weight, 
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t g = i / chunks, k0 = (i % chunks) * kChunk;
       const int64_t nk = std::min(kChunk, Kg - k0), k_first = g * Kg + k0;
-      plan.kern.filters(weight, Cg, k_first, nk, Uc.get(), A2 * kw, kw);  // Uc[c][xi][kk]
+      plan.kern.filters(plan.filter_source(weight, g, k0), Cg, nk, Uc.get(), A2 * kw,
+                        kw);  // Uc[c][xi][kk]
       for (int64_t xi = 0; xi < A2; ++xi)  // Mt[t][xi][kk]
         gemm_packed<T>(packed[g * A2 + xi], nk, Uc.get() + xi * kw, A2 * kw, 1, T(0),
                        Mt.get() + xi * kw, A2 * kw);
@@ -146,11 +147,11 @@ void forward_streaming(const Plan<M, T>& plan, const T* input, const T* weight, 
 
 template <int M, typename T>
 void winograd_forward(const T* input, const T* weight, const T* bias, T* output,
-                      const Conv2dProblem& p) {
+                      const Conv2dProblem& p, bool flipped_weight) {
   if (p.N == 0 || p.K == 0 || p.P <= 0 || p.Q <= 0) return;
-  const Plan<M, T> probe(p);
+  const Plan<M, T> probe(p, flipped_weight);
   if (choose_schedule(probe) == Schedule::Streaming) {
-    const Plan<M, T> plan(p, /*nb=*/probe.tiles);  // all tiles in one block
+    const Plan<M, T> plan(p, flipped_weight, /*nb=*/probe.tiles);  // all tiles in one block
     forward_streaming(plan, input, weight, bias, output);
   } else {
     forward_blocked(probe, input, weight, bias, output);
@@ -159,7 +160,7 @@ void winograd_forward(const T* input, const T* weight, const T* bias, T* output,
 
 #define CNNKERN_INSTANTIATE(M, T)                                        \
   template void winograd_forward<M, T>(const T*, const T*, const T*, T*, \
-                                       const Conv2dProblem&);
+                                       const Conv2dProblem&, bool);
 CNNKERN_INSTANTIATE(2, float)
 CNNKERN_INSTANTIATE(2, double)
 CNNKERN_INSTANTIATE(4, float)

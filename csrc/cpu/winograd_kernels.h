@@ -21,6 +21,17 @@ constexpr int64_t kWinogradRowGroup = 8;
 // Extra columns the input-side kernels may read past group * m (the halo of the last tile).
 constexpr int64_t kWinogradRowHalo = 8;
 
+// Where a filter transform reads: tap i (row-major 3x3) of channel c of the call's j-th
+// filter is w[j * filter_stride + c * channel_stride + (rotated ? 8 - i : i)]. A weight
+// tensor K x Cg x 3 x 3 as it is: strides Cg*9 and 9. Grad-input reads the forward's weight
+// turned by 180 degrees with K and C swapped: strides 9 and Kg*9, rotated.
+template <typename T>
+struct FilterSource {
+  const T* w;
+  int64_t filter_stride, channel_stride;
+  bool rotated;
+};
+
 template <typename T>
 struct WinogradKernels {
   const char* isa;
@@ -37,9 +48,9 @@ struct WinogradKernels {
   // for l < ntiles only. Reads columns < round_up(ntiles, 8)*m + halo.
   void (*grad_output_row)(const T* src, int64_t src_rs, int64_t ntiles, T* dst,
                           int64_t xi_stride);
-  // Filters: U[c * c_stride + xi * xi_stride + j] = (G w[k_first + j][c] G^T)[xi] for
-  // c < Cg, j < round_up(nk, 8) (zeros for j >= nk); w is K x Cg x 3 x 3.
-  void (*filters)(const T* w, int64_t Cg, int64_t k_first, int64_t nk, T* U, int64_t c_stride,
+  // Filters: U[c * c_stride + xi * xi_stride + j] = (G g_{j,c} G^T)[xi] for c < Cg,
+  // j < round_up(nk, 8) (zeros for j >= nk), g_{j,c} the 3x3 filter the source gives.
+  void (*filters)(FilterSource<T> src, int64_t Cg, int64_t nk, T* U, int64_t c_stride,
                   int64_t xi_stride);
 };
 

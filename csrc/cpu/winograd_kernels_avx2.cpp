@@ -191,12 +191,13 @@ struct Rows {
     for (int xi = 0; xi < A2; ++xi) _mm256_storeu_ps(u + xi * xs, v[xi].v);
   }
 
-  static void filters(const float* w, int64_t Cg, int64_t k_first, int64_t nk, float* U,
-                      int64_t cs, int64_t xs) {
+  static void filters(FilterSource<float> src, int64_t Cg, int64_t nk, float* U, int64_t cs,
+                      int64_t xs) {
+    if (src.channel_stride != 9 || src.rotated) return filters_strided(src, Cg, nk, U, cs, xs);
     for (int64_t kk = 0; kk < nk; kk += 8) {
       const int nl = static_cast<int>(nk - kk < 8 ? nk - kk : 8);  // filters in the lanes
       const float* base[8];
-      for (int l = 0; l < 8; ++l) base[l] = l < nl ? w + (k_first + kk + l) * Cg * 9 : nullptr;
+      for (int l = 0; l < 8; ++l) base[l] = l < nl ? src.w + (kk + l) * src.filter_stride : nullptr;
       int64_t c0 = 0;
       for (; c0 + 8 <= Cg; c0 += 8) {  // 8 channels = 72 contiguous floats per filter
         F8 g[72];                       // g[c * 9 + i]: tap i of channel c0 + c
@@ -216,6 +217,25 @@ struct Rows {
         F8 g[9];
         for (int i = 0; i < 9; ++i) g[i].v = _mm256_load_ps(buf + 8 * i);
         filter8(g, U + c0 * cs + kk, xs);
+      }
+    }
+  }
+
+  // Any other layout (grad-input's turned, transposed filters): each tap of 8 filters is
+  // one AVX2 gather (lane l at l * filter_stride).
+  static void filters_strided(FilterSource<float> src, int64_t Cg, int64_t nk, float* U,
+                              int64_t cs, int64_t xs) {
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i idx = _mm256_mullo_epi32(lanes, _mm256_set1_epi32(static_cast<int>(src.filter_stride)));
+    for (int64_t kk = 0; kk < nk; kk += 8) {
+      const __m256 mask = _mm256_castsi256_ps(lane_mask(static_cast<int>(nk - kk < 8 ? nk - kk : 8)));
+      for (int64_t c = 0; c < Cg; ++c) {
+        const float* base = src.w + kk * src.filter_stride + c * src.channel_stride;
+        F8 g[9];
+        for (int i = 0; i < 9; ++i)
+          g[i].v = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), base + (src.rotated ? 8 - i : i),
+                                            idx, mask, 4);
+        filter8(g, U + c * cs + kk, xs);
       }
     }
   }

@@ -82,7 +82,7 @@ struct Rows {
     }
   }
 
-  static void filters(const T* w, int64_t Cg, int64_t k_first, int64_t nk, T* U, int64_t cs,
+  static void filters(FilterSource<T> src, int64_t Cg, int64_t nk, T* U, int64_t cs,
                       int64_t xs) {
     const int64_t nk8 = (nk + kWinogradRowGroup - 1) / kWinogradRowGroup * kWinogradRowGroup;
     alignas(32) T buf[9 * L];
@@ -90,7 +90,9 @@ struct Rows {
       for (int64_t c = 0; c < Cg; ++c) {
         for (int l = 0; l < L; ++l)
           for (int i = 0; i < 9; ++i)
-            buf[i * L + l] = kk + l < nk ? w[((k_first + kk + l) * Cg + c) * 9 + i] : T(0);
+            buf[i * L + l] = kk + l < nk ? src.w[(kk + l) * src.filter_stride +
+                                                 c * src.channel_stride + (src.rotated ? 8 - i : i)]
+                                         : T(0);
         V g[9], u[A2];
         std::memcpy(g, buf, sizeof(g));
         winograd::filter_transform<M, T>(g, 3, 1, u, a, 1);

@@ -66,9 +66,11 @@ struct Plan {
   int64_t in_w, out_w;    // row lengths of the per-thread row buffers
   bool serial;            // too small to be worth a parallel region
 
+  bool flipped;           // the weight is grad-input's (see winograd_cpu.h)
+
   // nb: tiles per block, or 0 for the default (block_size()).
-  explicit Plan(const Conv2dProblem& prob, int64_t nb = 0)
-      : p(prob), kern(winograd_kernels<M, T>()) {
+  Plan(const Conv2dProblem& prob, bool flipped_weight, int64_t nb = 0)
+      : p(prob), kern(winograd_kernels<M, T>()), flipped(flipped_weight) {
     G = p.groups;
     Cg = p.C_per_group();
     Kg = p.K_per_group();
@@ -103,12 +105,18 @@ struct Plan {
   // U[g][.][xi] transposed (A = U^T, K x C), which packing does at no extra cost.
   int64_t u_width() const { return round_up(Kg, kWinogradRowGroup); }
   int64_t u_elems() const { return G * A2 * Cg * u_width(); }
+  // Filters k0 .. of group g in the weight tensor (see FilterSource).
+  FilterSource<T> filter_source(const T* w, int64_t g, int64_t k0) const {
+    if (flipped) return {w + (g * Cg * Kg + k0) * 9, 9, Kg * 9, true};
+    return {w + (g * Kg + k0) * Cg * 9, Cg * 9, 9, false};
+  }
+
   void transform_filters(const T* w, T* U) const {
     const int64_t groups8 = (Kg + kWinogradRowGroup - 1) / kWinogradRowGroup, kw = u_width();
     parallel(G * groups8, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t g = i / groups8, k0 = (i % groups8) * kWinogradRowGroup;
-        kern.filters(w, Cg, g * Kg + k0, std::min(kWinogradRowGroup, Kg - k0),
+        kern.filters(filter_source(w, g, k0), Cg, std::min(kWinogradRowGroup, Kg - k0),
                      U + g * Cg * A2 * kw + k0, A2 * kw, kw);
       }
     });
