@@ -25,17 +25,18 @@ void winograd_backward_weight(const T* grad_output, const T* input, T* grad_weig
   }
   const int64_t G = plan.G, A2 = plan.A2, Kg = plan.Kg, Cg = plan.Cg, ld = plan.ld;
   auto dU = wino::alloc<T>(G * A2 * Kg * Cg);
-  auto Vw = wino::alloc<T>(plan.v_elems()), Mw = wino::alloc<T>(plan.m_elems());
+  T* Vw = wino::scratch<T>(wino::kScratchV, plan.v_elems());
+  T* Mw = wino::scratch<T>(wino::kScratchM, plan.m_elems());
   for (int64_t b = 0; b < plan.nblocks; ++b) {
     const int64_t t0 = b * plan.NB, nt = std::min(plan.NB, plan.tiles - t0);
-    plan.input_phase(input, t0, nt, Vw.get());
-    plan.grad_output_phase(grad_output, t0, nt, Mw.get());
+    plan.input_phase(input, t0, nt, Vw);
+    plan.grad_output_phase(grad_output, t0, nt, Mw);
     plan.parallel(G * A2, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t g = i / A2, xi = i % A2;
         // dU[g's k][xi][c] (+)= dM[k][xi][t] V[c][xi][t]^T
-        gemm<T>(Kg, Cg, nt, Mw.get() + (g * Kg * A2 + xi) * ld, A2 * ld, 1,
-                Vw.get() + (g * Cg * A2 + xi) * ld, 1, A2 * ld, b > 0 ? T(1) : T(0),
+        gemm<T>(Kg, Cg, nt, Mw + (g * Kg * A2 + xi) * ld, A2 * ld, 1,
+                Vw + (g * Cg * A2 + xi) * ld, 1, A2 * ld, b > 0 ? T(1) : T(0),
                 dU.get() + (g * Kg * A2 + xi) * Cg, A2 * Cg);
       }
     });

@@ -100,12 +100,14 @@ void forward_blocked(const Plan<M, T>& plan, const T* input, const T* weight, co
   // Scheduling only (results are the same either way).
   if (plan.nblocks >= 4 * at::get_num_threads()) {
     plan.parallel(plan.nblocks, [&](int64_t b0, int64_t b1) {
-      auto Vw = alloc<T>(plan.v_elems()), Mw = alloc<T>(plan.m_elems());
-      for (int64_t b = b0; b < b1; ++b) run_block(b, Vw.get(), Mw.get());
+      T* Vw = wino::scratch<T>(wino::kScratchV, plan.v_elems());
+      T* Mw = wino::scratch<T>(wino::kScratchM, plan.m_elems());
+      for (int64_t b = b0; b < b1; ++b) run_block(b, Vw, Mw);
     });
   } else {
-    auto Vw = alloc<T>(plan.v_elems()), Mw = alloc<T>(plan.m_elems());
-    for (int64_t b = 0; b < plan.nblocks; ++b) run_block(b, Vw.get(), Mw.get());
+    T* Vw = wino::scratch<T>(wino::kScratchV, plan.v_elems());
+    T* Mw = wino::scratch<T>(wino::kScratchM, plan.m_elems());
+    for (int64_t b = 0; b < plan.nblocks; ++b) run_block(b, Vw, Mw);
   }
 }
 
@@ -116,29 +118,30 @@ void forward_streaming(const Plan<M, T>& plan, const T* input, const T* weight, 
   const int64_t nt = plan.tiles;  // one block
   std::vector<GemmPackedA<T>> packed(G * A2);
   {
-    auto Vw = alloc<T>(plan.v_elems());
-    plan.input_phase(input, 0, nt, Vw.get());
+    T* Vw = wino::scratch<T>(wino::kScratchV, plan.v_elems());
+    plan.input_phase(input, 0, nt, Vw);
     // A = V[.][xi]^T (tiles x channels of group g): element (t, c) at V[g*Cg + c][xi][t].
     plan.parallel(G * A2, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t g = i / A2, xi = i % A2;
-        packed[i] = gemm_pack_a<T>(nt, Cg, Vw.get() + (g * Cg * A2 + xi) * ld, 1, A2 * ld);
+        packed[i] = gemm_pack_a<T>(nt, Cg, Vw + (g * Cg * A2 + xi) * ld, 1, A2 * ld);
       }
     });
   }
   const int64_t chunks = (Kg + kChunk - 1) / kChunk;
   const int64_t kw = wino::round_up(kChunk, kWinogradRowGroup);
   plan.parallel(G * chunks, [&](int64_t i0, int64_t i1) {
-    auto Uc = alloc<T>(A2 * Cg * kw), Mt = alloc<T>(A2 * nt * kw);
+    T* Uc = wino::scratch<T>(wino::kScratchU, A2 * Cg * kw);
+    T* Mt = wino::scratch<T>(wino::kScratchMt, A2 * nt * kw);
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t g = i / chunks, k0 = (i % chunks) * kChunk;
       const int64_t nk = std::min(kChunk, Kg - k0), k_first = g * Kg + k0;
-      plan.kern.filters(plan.filter_source(weight, g, k0), Cg, nk, Uc.get(), A2 * kw,
+      plan.kern.filters(plan.filter_source(weight, g, k0), Cg, nk, Uc, A2 * kw,
                         kw);  // Uc[c][xi][kk]
       for (int64_t xi = 0; xi < A2; ++xi)  // Mt[t][xi][kk]
-        gemm_packed<T>(packed[g * A2 + xi], nk, Uc.get() + xi * kw, A2 * kw, 1, T(0),
-                       Mt.get() + xi * kw, A2 * kw);
-      plan.output_filter_lanes(Mt.get(), kw, k_first, nk, bias, output);
+        gemm_packed<T>(packed[g * A2 + xi], nk, Uc + xi * kw, A2 * kw, 1, T(0),
+                       Mt + xi * kw, A2 * kw);
+      plan.output_filter_lanes(Mt, kw, k_first, nk, bias, output);
     }
   });
 }

@@ -191,34 +191,31 @@ struct Rows {
     for (int xi = 0; xi < A2; ++xi) _mm256_storeu_ps(u + xi * xs, v[xi].v);
   }
 
+  // Channels outermost: the U rows of 8 channels (8 x a*a x kw floats) are finished before
+  // the next 8, so they stay in cache (filters outermost rewrote all of U per 8 filters).
   static void filters(FilterSource<float> src, int64_t Cg, int64_t nk, float* U, int64_t cs,
                       int64_t xs) {
     if (src.channel_stride != 9 || src.rotated) return filters_strided(src, Cg, nk, U, cs, xs);
-    for (int64_t kk = 0; kk < nk; kk += 8) {
-      const int nl = static_cast<int>(nk - kk < 8 ? nk - kk : 8);  // filters in the lanes
-      const float* base[8];
-      for (int l = 0; l < 8; ++l) base[l] = l < nl ? src.w + (kk + l) * src.filter_stride : nullptr;
-      int64_t c0 = 0;
-      for (; c0 + 8 <= Cg; c0 += 8) {  // 8 channels = 72 contiguous floats per filter
-        F8 g[72];                       // g[c * 9 + i]: tap i of channel c0 + c
+    int64_t c0 = 0;
+    for (; c0 + 8 <= Cg; c0 += 8) {  // 8 channels = 72 contiguous floats per filter
+      for (int64_t kk = 0; kk < nk; kk += 8) {
+        const int nl = static_cast<int>(nk - kk < 8 ? nk - kk : 8);  // filters in the lanes
+        const float* base = src.w + kk * src.filter_stride + c0 * 9;
+        F8 g[72];  // g[c * 9 + i]: tap i of channel c0 + c
         for (int j = 0; j < 9; ++j) {
           __m256 r[8];
           for (int l = 0; l < 8; ++l)
-            r[l] = l < nl ? _mm256_loadu_ps(base[l] + c0 * 9 + 8 * j) : _mm256_setzero_ps();
+            r[l] = l < nl ? _mm256_loadu_ps(base + l * src.filter_stride + 8 * j)
+                          : _mm256_setzero_ps();
           transpose8(r);
           for (int e = 0; e < 8; ++e) g[8 * j + e].v = r[e];
         }
         for (int c = 0; c < 8; ++c) filter8(g + 9 * c, U + (c0 + c) * cs + kk, xs);
       }
-      for (; c0 < Cg; ++c0) {  // the last Cg % 8 channels, one at a time
-        alignas(32) float buf[9 * 8];
-        for (int i = 0; i < 9; ++i)
-          for (int l = 0; l < 8; ++l) buf[i * 8 + l] = l < nl ? base[l][c0 * 9 + i] : 0.0f;
-        F8 g[9];
-        for (int i = 0; i < 9; ++i) g[i].v = _mm256_load_ps(buf + 8 * i);
-        filter8(g, U + c0 * cs + kk, xs);
-      }
     }
+    if (c0 < Cg)  // the last Cg % 8 channels
+      filters_strided({src.w + c0 * 9, src.filter_stride, 9, false}, Cg - c0, nk, U + c0 * cs,
+                      cs, xs);
   }
 
   // Any other layout (grad-input's turned, transposed filters): each tap of 8 filters is
@@ -226,10 +223,12 @@ struct Rows {
   static void filters_strided(FilterSource<float> src, int64_t Cg, int64_t nk, float* U,
                               int64_t cs, int64_t xs) {
     const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    const __m256i idx = _mm256_mullo_epi32(lanes, _mm256_set1_epi32(static_cast<int>(src.filter_stride)));
-    for (int64_t kk = 0; kk < nk; kk += 8) {
-      const __m256 mask = _mm256_castsi256_ps(lane_mask(static_cast<int>(nk - kk < 8 ? nk - kk : 8)));
-      for (int64_t c = 0; c < Cg; ++c) {
+    const __m256i idx =
+        _mm256_mullo_epi32(lanes, _mm256_set1_epi32(static_cast<int>(src.filter_stride)));
+    for (int64_t c = 0; c < Cg; ++c) {
+      for (int64_t kk = 0; kk < nk; kk += 8) {
+        const __m256 mask =
+            _mm256_castsi256_ps(lane_mask(static_cast<int>(nk - kk < 8 ? nk - kk : 8)));
         const float* base = src.w + kk * src.filter_stride + c * src.channel_stride;
         F8 g[9];
         for (int i = 0; i < 9; ++i)

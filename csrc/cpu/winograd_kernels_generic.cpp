@@ -86,8 +86,8 @@ struct Rows {
                       int64_t xs) {
     const int64_t nk8 = (nk + kWinogradRowGroup - 1) / kWinogradRowGroup * kWinogradRowGroup;
     alignas(32) T buf[9 * L];
-    for (int64_t kk = 0; kk < nk8; kk += L) {
-      for (int64_t c = 0; c < Cg; ++c) {
+    for (int64_t c = 0; c < Cg; ++c) {  // channels outermost: U's rows are finished in turn
+      for (int64_t kk = 0; kk < nk8; kk += L) {
         for (int l = 0; l < L; ++l)
           for (int i = 0; i < 9; ++i)
             buf[i * L + l] = kk + l < nk ? src.w[(kk + l) * src.filter_stride +

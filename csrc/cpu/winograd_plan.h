@@ -17,8 +17,10 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <new>
 
 #include "common/conv2d_problem.h"
 #include "common/winograd.h"
@@ -32,6 +34,33 @@ namespace wino {
 template <typename T>
 std::unique_ptr<T[]> alloc(int64_t n) {
   return std::unique_ptr<T[]>(new T[std::max<int64_t>(n, 1)]);
+}
+
+// Per-thread workspaces, grow-only and kept for the thread's lifetime: the same multi-MB
+// buffers come back on every call, and fresh ones cost a page fault (and a zeroed page) per
+// 4 KiB each time -- 10% of a 14x14 layer. A thread keeps at most one block's V and M
+// (about kBlockBytes), or the filter-streaming buffers (V of <= kStreamBytes on the calling
+// thread, 2 x a*a*C*32 floats on each), plus two row buffers.
+enum ScratchSlot { kScratchV, kScratchM, kScratchU, kScratchMt, kScratchRow, kScratchSlots };
+
+struct ScratchBuffer {
+  void* p = nullptr;
+  size_t bytes = 0;
+  ~ScratchBuffer() { std::free(p); }
+};
+
+template <typename T>
+T* scratch(ScratchSlot slot, int64_t elems) {
+  thread_local ScratchBuffer buffers[kScratchSlots];
+  ScratchBuffer& b = buffers[slot];
+  const size_t want = (static_cast<size_t>(std::max<int64_t>(elems, 1)) * sizeof(T) + 63) / 64 * 64;
+  if (want > b.bytes) {
+    std::free(b.p);
+    b.p = std::aligned_alloc(64, want);
+    if (b.p == nullptr) throw std::bad_alloc();
+    b.bytes = want;
+  }
+  return static_cast<T*>(b.p);
 }
 
 inline int64_t round_up(int64_t x, int64_t k) { return (x + k - 1) / k * k; }
@@ -111,13 +140,16 @@ struct Plan {
     return {w + (g * Kg + k0) * Cg * 9, Cg * 9, 9, false};
   }
 
+  // Parallel over (group, 16 channels): each call writes whole rows of U.
   void transform_filters(const T* w, T* U) const {
-    const int64_t groups8 = (Kg + kWinogradRowGroup - 1) / kWinogradRowGroup, kw = u_width();
-    parallel(G * groups8, [&](int64_t i0, int64_t i1) {
+    constexpr int64_t kc = 16;
+    const int64_t cchunks = (Cg + kc - 1) / kc, kw = u_width();
+    parallel(G * cchunks, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
-        const int64_t g = i / groups8, k0 = (i % groups8) * kWinogradRowGroup;
-        kern.filters(filter_source(w, g, k0), Cg, std::min(kWinogradRowGroup, Kg - k0),
-                     U + g * Cg * A2 * kw + k0, A2 * kw, kw);
+        const int64_t g = i / cchunks, c0 = (i % cchunks) * kc;
+        FilterSource<T> src = filter_source(w, g, 0);
+        src.w += c0 * src.channel_stride;
+        kern.filters(src, std::min(kc, Cg - c0), Kg, U + (g * Cg + c0) * A2 * kw, A2 * kw, kw);
       }
     });
   }
@@ -161,13 +193,13 @@ struct Plan {
   void input_phase(const T* in, int64_t t0, int64_t nt, T* Vw) const {
     const int64_t HW = p.H * p.W;
     parallel(p.C, [&](int64_t c0, int64_t c1) {
-      auto buf = alloc<T>(a * in_w);
+      T* buf = scratch<T>(kScratchRow, a * in_w);
       for (int64_t c = c0; c < c1; ++c)
         for_each_run(t0, nt, [&](int64_t row, int64_t tx0, int64_t n, int64_t t) {
           const int64_t img = row / TH, ty = row % TH;
           copy_rows(in + (img * p.C + c) * HW, p.H, p.W, ty * m - p.pad_h, tx0 * m - p.pad_w, a,
-                    in_w, buf.get());
-          kern.input_row(buf.get(), in_w, n, Vw + c * A2 * ld + t, ld);
+                    in_w, buf);
+          kern.input_row(buf, in_w, n, Vw + c * A2 * ld + t, ld);
         });
     });
   }
@@ -176,11 +208,11 @@ struct Plan {
   void output_phase(const T* Mw, int64_t t0, int64_t nt, const T* bias, T* out) const {
     const int64_t PQ = p.P * p.Q;
     parallel(p.K, [&](int64_t k0, int64_t k1) {
-      auto buf = alloc<T>(m * out_w);
+      T* buf = scratch<T>(kScratchRow, m * out_w);
       for (int64_t k = k0; k < k1; ++k) {
         const T b = bias ? bias[k] : T(0);
         for_each_run(t0, nt, [&](int64_t row, int64_t tx0, int64_t n, int64_t t) {
-          kern.output_row(Mw + k * A2 * ld + t, ld, n, buf.get(), out_w);
+          kern.output_row(Mw + k * A2 * ld + t, ld, n, buf, out_w);
           const int64_t img = row / TH, oy = (row % TH) * m, ox = tx0 * m;
           const int64_t nrows = std::min<int64_t>(m, p.P - oy), ncols = std::min(n * m, p.Q - ox);
           T* o = out + (img * p.K + k) * PQ + oy * p.Q + ox;
@@ -195,12 +227,12 @@ struct Plan {
   void grad_output_phase(const T* go, int64_t t0, int64_t nt, T* Mw) const {
     const int64_t PQ = p.P * p.Q;
     parallel(p.K, [&](int64_t k0, int64_t k1) {
-      auto buf = alloc<T>(m * in_w);
+      T* buf = scratch<T>(kScratchRow, m * in_w);
       for (int64_t k = k0; k < k1; ++k)
         for_each_run(t0, nt, [&](int64_t row, int64_t tx0, int64_t n, int64_t t) {
           const int64_t img = row / TH, ty = row % TH;
-          copy_rows(go + (img * p.K + k) * PQ, p.P, p.Q, ty * m, tx0 * m, m, in_w, buf.get());
-          kern.grad_output_row(buf.get(), in_w, n, Mw + k * A2 * ld + t, ld);
+          copy_rows(go + (img * p.K + k) * PQ, p.P, p.Q, ty * m, tx0 * m, m, in_w, buf);
+          kern.grad_output_row(buf, in_w, n, Mw + k * A2 * ld + t, ld);
         });
     });
   }
