@@ -37,14 +37,6 @@ namespace {
 using wino::alloc;
 using wino::Plan;
 
-// Filter-streaming when there are at most this many tiles (its output transform, with
-// lanes over filters, scatters each tile's outputs: cheap for few tiles only) and all their
-// transformed inputs fit in this many bytes.
-constexpr int64_t kStreamTiles = 512;
-constexpr int64_t kStreamBytes = int64_t(16) << 20;
-// Filters per work item of the filter-streaming schedule (a multiple of the GEMM's widths).
-constexpr int64_t kChunk = 32;
-
 enum class Schedule { Blocked, Streaming };
 
 // CNNKERN_WINOGRAD_SCHEDULE=blocked|streaming forces one (tests run every shape through
@@ -54,9 +46,7 @@ Schedule choose_schedule(const Plan<M, T>& plan) {
   const char* env = std::getenv("CNNKERN_WINOGRAD_SCHEDULE");
   if (env != nullptr && std::strcmp(env, "blocked") == 0) return Schedule::Blocked;
   if (env != nullptr && std::strcmp(env, "streaming") == 0) return Schedule::Streaming;
-  const int64_t v_bytes = int64_t(plan.A2) * plan.p.C * plan.tiles * int64_t(sizeof(T));
-  return plan.tiles <= kStreamTiles && v_bytes <= kStreamBytes ? Schedule::Streaming
-                                                                  : Schedule::Blocked;
+  return plan.streamable(plan.p.C) ? Schedule::Streaming : Schedule::Blocked;
 }
 
 template <int M, typename T>
@@ -128,6 +118,7 @@ void forward_streaming(const Plan<M, T>& plan, const T* input, const T* weight, 
       }
     });
   }
+  using wino::kChunk;
   const int64_t chunks = (Kg + kChunk - 1) / kChunk;
   const int64_t kw = wino::round_up(kChunk, kWinogradRowGroup);
   plan.parallel(G * chunks, [&](int64_t i0, int64_t i1) {

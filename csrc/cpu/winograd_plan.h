@@ -70,6 +70,15 @@ inline int64_t round_up(int64_t x, int64_t k) { return (x + k - 1) / k * k; }
 // thread should fit the last-level cache.
 constexpr int64_t kBlockBytes = int64_t(8) << 20;
 constexpr int64_t kMaxBlock = 256;
+// Filter-streaming schedules (few tiles: all in one block, threads take chunks of filters)
+// when there are at most this many tiles (the forward's output transform then has lanes over
+// filters and scatters each tile's outputs: cheap for few tiles only), and the transformed
+// tiles of all images fit in this many bytes.
+constexpr int64_t kStreamTiles = 512;
+constexpr int64_t kStreamBytes = int64_t(16) << 20;
+// Filters per work item of the filter-streaming schedules (a multiple of the GEMM's widths).
+constexpr int64_t kChunk = 32;
+
 // Below this many (direct-convolution) flops everything runs on the calling thread: opening a
 // parallel region costs microseconds, the time of a whole small convolution.
 constexpr int64_t kMinParallelFlops = 4000000;
@@ -152,6 +161,12 @@ struct Plan {
         kern.filters(src, std::min(kc, Cg - c0), Kg, U + (g * Cg + c0) * A2 * kw, A2 * kw, kw);
       }
     });
+  }
+
+  // Whether the filter-streaming schedule applies, with `channels` channels of tiles kept.
+  bool streamable(int64_t channels) const {
+    return tiles <= kStreamTiles &&
+           int64_t(A2) * channels * tiles * int64_t(sizeof(T)) <= kStreamBytes;
   }
 
   int64_t v_elems() const { return int64_t(A2) * p.C * ld; }
