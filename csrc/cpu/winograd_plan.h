@@ -77,7 +77,7 @@ constexpr int64_t kMaxBlock = 256;
 constexpr int64_t kStreamTiles = 512;
 constexpr int64_t kStreamBytes = int64_t(16) << 20;
 // Filters per work item of the filter-streaming schedules (a multiple of the GEMM's widths).
-constexpr int64_t kChunk = 32;
+constexpr int64_t kChunk = 16;
 
 // Below this many (direct-convolution) flops everything runs on the calling thread: opening a
 // parallel region costs microseconds, the time of a whole small convolution.
