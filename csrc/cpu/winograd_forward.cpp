@@ -87,8 +87,11 @@ void forward_blocked(const Plan<M, T>& plan, const T* input, const T* weight, co
     plan.output_phase(Mw, t0, nt, bias, output);
   };
 
-  // Scheduling only (results are the same either way).
-  if (plan.nblocks >= 4 * at::get_num_threads()) {
+  // Scheduling only (results are the same either way): whole blocks per thread when they
+  // share out evenly, else blocks in turn with each phase split over threads.
+  const int64_t threads = at::get_num_threads();
+  if (!plan.serial && plan.nblocks >= threads &&
+      (plan.nblocks % threads == 0 || plan.nblocks >= 4 * threads)) {
     plan.parallel(plan.nblocks, [&](int64_t b0, int64_t b1) {
       T* Vw = wino::scratch<T>(wino::kScratchV, plan.v_elems());
       T* Mw = wino::scratch<T>(wino::kScratchM, plan.m_elems());

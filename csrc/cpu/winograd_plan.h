@@ -130,12 +130,19 @@ struct Plan {
   }
 
   // A function of the problem only (never of the thread count), so results are reproducible.
-  // Whole tile rows when a row fits the budget (fewer, longer runs for the row kernels).
+  // Whole tile rows when a row fits the budget (fewer, longer runs for the row kernels), and
+  // blocks of equal size (threads running whole blocks stay balanced).
   int64_t block_size() const {
     const int64_t per_tile = int64_t(A2) * (p.C + p.K) * int64_t(sizeof(T));
     const int64_t target =
         std::max<int64_t>(kWinogradRowGroup, std::min(kMaxBlock, kBlockBytes / per_tile));
-    return TW <= target ? target / TW * TW : target / kWinogradRowGroup * kWinogradRowGroup;
+    if (TW <= target) {
+      const int64_t rows = p.N * TH, max_rows = target / TW;
+      const int64_t n = (rows + max_rows - 1) / max_rows;
+      return (rows + n - 1) / n * TW;
+    }
+    const int64_t n = (tiles + target - 1) / target;
+    return round_up((tiles + n - 1) / n, kWinogradRowGroup);
   }
 
   // The transformed filters of every group, U[g][c][xi][k] with rows of u_width() filters:
