@@ -54,11 +54,12 @@ struct Rows {
     }
   }
 
-  static void output_row(const T* src, int64_t xs, int64_t ntiles, T* dst, int64_t rs) {
+  static void output_row(const T* src, int64_t xs, int64_t ntiles, T bias, T* dst, int64_t rs) {
     for (int64_t t = 0; t < ntiles; t += L) {
       V x[A2], y[m * m];
       for (int xi = 0; xi < A2; ++xi) std::memcpy(&x[xi], src + xi * xs + t, sizeof(V));
       winograd::output_transform<M, T>(x, a, 1, y, m, 1);
+      for (int q = 0; q < m * m; ++q) y[q] += bias;
       alignas(32) T buf[m * m * L];
       std::memcpy(buf, y, sizeof(y));
       T* o = dst + t * m;

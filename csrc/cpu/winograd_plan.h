@@ -234,12 +234,22 @@ struct Plan {
       for (int64_t k = k0; k < k1; ++k) {
         const T b = bias ? bias[k] : T(0);
         for_each_run(t0, nt, [&](int64_t row, int64_t tx0, int64_t n, int64_t t) {
-          kern.output_row(Mw + k * A2 * ld + t, ld, n, buf, out_w);
           const int64_t img = row / TH, oy = (row % TH) * m, ox = tx0 * m;
-          const int64_t nrows = std::min<int64_t>(m, p.P - oy), ncols = std::min(n * m, p.Q - ox);
           T* o = out + (img * p.K + k) * PQ + oy * p.Q + ox;
+          // Whole groups of 8 tiles inside the output go straight to it; the rest (and the
+          // bottom tile row, if P is not a multiple of m) through the buffer, cropped.
+          int64_t direct = 0;
+          if (oy + m <= p.P) {
+            direct = std::min(n, (p.Q - ox) / m) / kWinogradRowGroup * kWinogradRowGroup;
+            if (direct > 0) kern.output_row(Mw + k * A2 * ld + t, ld, direct, b, o, p.Q);
+          }
+          if (direct == n) return;
+          kern.output_row(Mw + k * A2 * ld + t + direct, ld, n - direct, b, buf, out_w);
+          const int64_t nrows = std::min<int64_t>(m, p.P - oy);
+          const int64_t ncols = std::min((n - direct) * m, p.Q - ox - direct * m);
+          o += direct * m;
           for (int64_t i = 0; i < nrows; ++i)
-            for (int64_t j = 0; j < ncols; ++j) o[i * p.Q + j] = buf[i * out_w + j] + b;
+            std::copy(buf + i * out_w, buf + i * out_w + ncols, o + i * p.Q);
         });
       }
     });
