@@ -1,0 +1,110 @@
+// Winograd convolution on the CPU: "winograd" = F(4x4, 3x3), "winograd_f2" = F(2x2, 3x3).
+//
+// - forward: cpu/winograd_forward.cpp (transformed filters, tiles, a*a GEMMs per group);
+// - grad-input: the grad-input of a 3x3 stride-1 convolution is a 3x3 stride-1 convolution of
+//   grad_output with each group's filters turned by 180 degrees and their K/C axes swapped,
+//   padded by 2 - pad. For pad > 2 that padding is negative, i.e. a crop of the padding-0
+//   result, which the forward kernel handles as well (its tiles read at an offset);
+// - grad-weight: accumulated in the Winograd domain (cpu/winograd_backward.cpp).
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+
+#include <sstream>
+#include <string>
+
+#include "common/conv2d_algo.h"
+#include "cpu/winograd_cpu.h"
+
+namespace cnnkern {
+namespace {
+
+std::string pair_str(int64_t h, int64_t w) {
+  return h == w ? std::to_string(h) : std::to_string(h) + "x" + std::to_string(w);
+}
+
+std::string why_not_winograd(const char* name, const Conv2dProblem& p, at::ScalarType dtype) {
+  if (p.R != 3 || p.S != 3 || p.stride_h != 1 || p.stride_w != 1 || p.dil_h != 1 ||
+      p.dil_w != 1) {
+    std::ostringstream os;
+    os << name << " needs a 3x3 kernel with stride 1 and dilation 1; got " << p.R << "x" << p.S
+       << " kernel, stride " << pair_str(p.stride_h, p.stride_w) << ", dilation "
+       << pair_str(p.dil_h, p.dil_w);
+    return os.str();
+  }
+  if (dtype != at::kFloat && dtype != at::kDouble)
+    return std::string(name) + " on the CPU supports float32 and float64; got " +
+           c10::toString(dtype);
+  return "";
+}
+
+template <int M>
+at::Tensor forward(const at::Tensor& input, const at::Tensor& weight,
+                   const c10::optional<at::Tensor>& bias, const Conv2dProblem& p) {
+  at::Tensor out = at::empty({p.N, p.K, p.P, p.Q}, input.options());
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "cnnkern_conv2d_winograd_cpu", [&] {
+    cpu::winograd_forward<M, scalar_t>(
+        input.const_data_ptr<scalar_t>(), weight.const_data_ptr<scalar_t>(),
+        bias ? bias->const_data_ptr<scalar_t>() : nullptr, out.mutable_data_ptr<scalar_t>(), p);
+  });
+  return out;
+}
+
+template <int M>
+at::Tensor backward_input(const at::Tensor& grad_output, const at::Tensor& weight,
+                          const Conv2dProblem& p) {
+  // Filters w'[g*Cg + c][k] = rot180(w[g*Kg + k][c]), read from w in place (flipped_weight).
+  Conv2dProblem q = p;
+  q.C = p.K;
+  q.H = p.P;
+  q.W = p.Q;
+  q.K = p.C;
+  q.P = p.H;
+  q.Q = p.W;
+  q.pad_h = 2 - p.pad_h;  // may be negative: a crop
+  q.pad_w = 2 - p.pad_w;
+  at::Tensor gi = at::empty({p.N, p.C, p.H, p.W}, grad_output.options());
+  AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "cnnkern_conv2d_winograd_bwd_input_cpu",
+                             [&] {
+                               cpu::winograd_forward<M, scalar_t>(
+                                   grad_output.const_data_ptr<scalar_t>(),
+                                   weight.const_data_ptr<scalar_t>(), nullptr,
+                                   gi.mutable_data_ptr<scalar_t>(), q, /*flipped_weight=*/true);
+                             });
+  return gi;
+}
+
+template <int M>
+at::Tensor backward_weight(const at::Tensor& grad_output, const at::Tensor& input,
+                           const Conv2dProblem& p) {
+  at::Tensor gw = at::empty({p.K, p.C_per_group(), 3, 3}, grad_output.options());
+  AT_DISPATCH_FLOATING_TYPES(
+      grad_output.scalar_type(), "cnnkern_conv2d_winograd_bwd_weight_cpu", [&] {
+        cpu::winograd_backward_weight<M, scalar_t>(grad_output.const_data_ptr<scalar_t>(),
+                                                   input.const_data_ptr<scalar_t>(),
+                                                   gw.mutable_data_ptr<scalar_t>(), p);
+      });
+  return gw;
+}
+
+std::string why_not_f4(const Conv2dProblem& p, at::ScalarType dtype) {
+  return why_not_winograd("winograd", p, dtype);
+}
+
+std::string why_not_f2(const Conv2dProblem& p, at::ScalarType dtype) {
+  return why_not_winograd("winograd_f2", p, dtype);
+}
+
+}  // namespace
+
+// auto_priority below direct's (10) for now: Winograd trades accuracy for speed (F(4x4)'s
+// float32 error is ~10x direct's), so "auto" should take it only where the benchmarks show
+// it faster; the lead sets the final values from those tables.
+CONV2D_REGISTER_ALGO(Backend::CPU,
+                     Conv2dAlgo{"winograd", /*auto_priority=*/5, why_not_f4, forward<4>,
+                                backward_input<4>, backward_weight<4>});
+CONV2D_REGISTER_ALGO(Backend::CPU,
+                     Conv2dAlgo{"winograd_f2", /*auto_priority=*/4, why_not_f2, forward<2>,
+                                backward_input<2>, backward_weight<2>});
+
+}  // namespace cnnkern
