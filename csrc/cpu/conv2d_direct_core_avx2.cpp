@@ -3,6 +3,7 @@
 // compiled for AVX2 is this file's own, in namespace cnnkern::cpu::avx2.
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "cpu/conv2d_direct_core.h"
 

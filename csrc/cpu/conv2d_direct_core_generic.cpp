@@ -1,6 +1,7 @@
 // Direct-convolution inner kernels, portable variant (GCC vector extensions, any CPU).
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "cpu/conv2d_direct_core.h"
 

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #if !defined(CNNKERN_ISA_NS)
 #error "define CNNKERN_ISA_NS before including cpu/simd.h (see cpu/cpu_isa.h)"
@@ -40,6 +41,30 @@ struct Vec<float> {
   static inline reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
   static inline reg div(reg a, reg b) { return _mm256_div_ps(a, b); }
   static inline reg and_bits(reg a, reg b) { return _mm256_and_ps(a, b); }
+  // Pooling helpers. load_s2: lanes p[0], p[2], ..., p[2N-2] (reads p[0 .. 2N-1]).
+  static inline reg load_s2(const float* p) {
+    const __m256 t = _mm256_shuffle_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8),
+                                       _MM_SHUFFLE(2, 0, 2, 0));
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t), _MM_SHUFFLE(3, 1, 2, 0)));
+  }
+  static inline reg iota() { return _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7); }
+  static inline reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
+  // p[2i] += v[i] for i < N; p[2i+1] gets -0.0 added, which leaves every value unchanged.
+  static inline void add_s2(float* p, reg v) {
+    const __m256 nz = _mm256_set1_ps(-0.0f);
+    const __m256 lo = _mm256_unpacklo_ps(v, nz), hi = _mm256_unpackhi_ps(v, nz);
+    _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), _mm256_permute2f128_ps(lo, hi, 0x20)));
+    _mm256_storeu_ps(p + 8,
+                     _mm256_add_ps(_mm256_loadu_ps(p + 8), _mm256_permute2f128_ps(lo, hi, 0x31)));
+  }
+  using bmask = __m256;
+  // max pooling's update rule, per lane: v > best, or v is NaN
+  static inline bmask takes(reg v, reg best) {
+    return _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+  }
+  static inline reg select(bmask m, reg if_true, reg if_false) {
+    return _mm256_blendv_ps(if_false, if_true, m);
+  }
   // The first n lanes (0 <= n <= N) from p, zeros after; never touches memory past them.
   using mask = __m256i;
   static inline mask first(int n) {
@@ -67,6 +92,26 @@ struct Vec<double> {
   static inline reg add(reg a, reg b) { return _mm256_add_pd(a, b); }
   static inline reg div(reg a, reg b) { return _mm256_div_pd(a, b); }
   static inline reg and_bits(reg a, reg b) { return _mm256_and_pd(a, b); }
+  static inline reg load_s2(const double* p) {
+    const __m256d t = _mm256_unpacklo_pd(_mm256_loadu_pd(p), _mm256_loadu_pd(p + 4));
+    return _mm256_permute4x64_pd(t, _MM_SHUFFLE(3, 1, 2, 0));
+  }
+  static inline reg iota() { return _mm256_setr_pd(0, 1, 2, 3); }
+  static inline reg mul(reg a, reg b) { return _mm256_mul_pd(a, b); }
+  static inline void add_s2(double* p, reg v) {
+    const __m256d nz = _mm256_set1_pd(-0.0);
+    const __m256d lo = _mm256_unpacklo_pd(v, nz), hi = _mm256_unpackhi_pd(v, nz);
+    _mm256_storeu_pd(p, _mm256_add_pd(_mm256_loadu_pd(p), _mm256_permute2f128_pd(lo, hi, 0x20)));
+    _mm256_storeu_pd(p + 4,
+                     _mm256_add_pd(_mm256_loadu_pd(p + 4), _mm256_permute2f128_pd(lo, hi, 0x31)));
+  }
+  using bmask = __m256d;
+  static inline bmask takes(reg v, reg best) {
+    return _mm256_or_pd(_mm256_cmp_pd(v, best, _CMP_GT_OQ), _mm256_cmp_pd(v, v, _CMP_UNORD_Q));
+  }
+  static inline reg select(bmask m, reg if_true, reg if_false) {
+    return _mm256_blendv_pd(if_false, if_true, m);
+  }
   using mask = __m256i;
   static inline mask first(int n) {
     return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
@@ -101,6 +146,32 @@ struct GenericVec {
     typedef int64_t bits __attribute__((vector_size(16)));
     return reinterpret_cast<reg>(reinterpret_cast<bits>(a) & reinterpret_cast<bits>(b));
   }
+  // Same-width signed integers: the type of a lane-wise comparison.
+  typedef typename std::conditional<sizeof(T) == 4, int32_t, int64_t>::type lane_int;
+  typedef lane_int bmask __attribute__((vector_size(16)));
+  static inline reg load_s2(const T* p) {
+    const reg a = load(p), b = load(p + N);
+    if constexpr (N == 4) return __builtin_shuffle(a, b, bmask{0, 2, 4, 6});
+    else return __builtin_shuffle(a, b, bmask{0, 2});
+  }
+  static inline reg iota() {
+    reg v;
+    for (int i = 0; i < N; ++i) v[i] = T(i);
+    return v;
+  }
+  static inline reg mul(reg a, reg b) { return a * b; }
+  static inline void add_s2(T* p, reg v) {
+    const reg nz = set1(T(-0.0));
+    if constexpr (N == 4) {
+      store(p, load(p) + __builtin_shuffle(v, nz, bmask{0, 4, 1, 5}));
+      store(p + N, load(p + N) + __builtin_shuffle(v, nz, bmask{2, 6, 3, 7}));
+    } else {
+      store(p, load(p) + __builtin_shuffle(v, nz, bmask{0, 2}));
+      store(p + N, load(p + N) + __builtin_shuffle(v, nz, bmask{1, 3}));
+    }
+  }
+  static inline bmask takes(reg v, reg best) { return (v > best) | (v != v); }
+  static inline reg select(bmask m, reg if_true, reg if_false) { return m ? if_true : if_false; }
   using mask = int;
   static inline mask first(int n) { return n; }
   static inline reg load_first(const T* p, mask n) {
