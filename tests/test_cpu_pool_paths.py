@@ -144,17 +144,6 @@ def test_avg_2x2_exact_for_integer_inputs(case, cpu_isa):
     assert_exact(gx, ref_gx.float())
 
 
-def test_avg_backward_keeps_negative_zero(cpu_isa):
-    # The stride-2 backward adds -0.0 to the columns between its lanes; a -0.0 gradient must
-    # survive it (x + -0.0 == x for every x, -0.0 included).
-    g = torch.full((1, 1, 3, 16), -0.0)
-    gx = torch.ops.cnnkern.avg_pool2d_backward(g, [1, 1, 6, 32], [2, 2], [2, 2], [0, 0], False,
-                                               True, None)
-    ref = torch.ops.aten.avg_pool2d_backward(g, torch.zeros(1, 1, 6, 32), [2, 2], [2, 2],
-                                             [0, 0], False, True, None)
-    assert torch.equal(torch.signbit(gx), torch.signbit(ref))
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(2, 3, 7, 7), (1, 2, 1, 1), (1, 4, 5, 40), (2, 1, 3, 5)],
                          ids=str)
