@@ -294,7 +294,23 @@ void backward_input_impl(const at::Tensor& grad_output, const at::Tensor& weight
   const T* x = G.const_data_ptr<T>();
   const int64_t Cg = p.C_per_group(), Kg = p.K_per_group(), RS = p.R * p.S;
   const int64_t ncb = ceil_div(Cg, kn.kb);
-  const T* w = weight.const_data_ptr<T>();
+  // The filter with its channel axes swapped, wt[g][c][k][r][s] = w[g * Kg + k][c][r][s]:
+  // then a job's weights for its grad_input channels are contiguous streams along the
+  // grad_output channels, as the forward's are (runs of R * S elements, a cheap copy).
+  at::Tensor wt = at::empty({p.groups * Cg * Kg * RS}, weight.options());
+  {
+    const T* src = weight.const_data_ptr<T>();
+    T* dst = wt.mutable_data_ptr<T>();
+    at::parallel_for(0, p.groups * Kg, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t gk = begin; gk < end; ++gk) {
+        const int64_t g = gk / Kg, k = gk % Kg;
+        for (int64_t c = 0; c < Cg; ++c)
+          std::memcpy(dst + ((g * Cg + c) * Kg + k) * RS, src + (gk * Cg + c) * RS,
+                      RS * sizeof(T));
+      }
+    });
+  }
+  const T* w = wt.const_data_ptr<T>();
   // Phases of a stride-s problem differ in tap count; the flat range of each phase is split
   // into strips of the same length, jobs ordered (n, g, phase, strip, channel block).
   struct PhaseJobs {
@@ -325,11 +341,10 @@ void backward_input_impl(const at::Tensor& grad_output, const at::Tensor& weight
     j.cin = Kg;
     j.off = ph.off.data();
     j.ntaps = static_cast<int64_t>(ph.off.size());
-    // weight(kk = grad_input channel, c = grad_output channel k, t) = w[k][cb * kb + kk][r][s]:
-    // for one k the block's weights are contiguous; the kernel prefetches them ahead.
-    j.w = w + (g * Kg) * Cg * RS + (cb * kn.kb) * RS;
-    j.w_kstride = RS;
-    j.w_cstride = Cg * RS;
+    // weight(kk = grad_input channel, c = grad_output channel k, t) = wt[g][cb * kb + kk][k][t]
+    j.w = w + (g * Cg + cb * kn.kb) * Kg * RS;
+    j.w_kstride = Kg * RS;
+    j.w_cstride = RS;
     j.woff = ph.woff.data();
     j.kbn = std::min(kn.kb, Cg - cb * kn.kb);
     j.i_begin = ph.u_lo * Wg + st * pj[f].strip;
@@ -436,8 +451,11 @@ at::Tensor forward(const at::Tensor& input, const at::Tensor& weight,
 
 at::Tensor backward_input(const at::Tensor& grad_output, const at::Tensor& weight,
                           const Conv2dProblem& p) {
-  at::Tensor gi = at::zeros({p.N, p.C, p.H, p.W}, grad_output.options());
-  if (gi.numel() == 0 || p.output_numel() == 0 || p.K_per_group() == 0) return gi;
+  // Every element of grad_input is in exactly one stride phase and written by one job (zero
+  // where no tap reaches it), so it needs no zero fill, unless there is nothing to compute.
+  if (p.N * p.C * p.H * p.W == 0 || p.output_numel() == 0 || p.K_per_group() == 0)
+    return at::zeros({p.N, p.C, p.H, p.W}, grad_output.options());
+  at::Tensor gi = at::empty({p.N, p.C, p.H, p.W}, grad_output.options());
   AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "cnnkern_conv2d_direct_bwd_input_cpu",
                              [&] {
                                backward_input_impl<scalar_t>(grad_output, weight,

@@ -70,6 +70,15 @@ inline int weight_prefetch_lines(const FlatConvJob<T>& j, int64_t* pf) {
   return n;
 }
 
+// Pads a prefetch list to a multiple of 4 entries by repeating its last one.
+inline int pad4(int64_t* pf, int n) {
+  while (n % 4 != 0) {
+    pf[n] = pf[n - 1];
+    ++n;
+  }
+  return n;
+}
+
 template <typename T, int KB>
 inline void conv_tile(const FlatConvJob<T>& j, int64_t i0, T* buf, const int64_t* pf, int npf,
                       const int64_t* wpf, int nwpf) {
@@ -87,8 +96,19 @@ inline void conv_tile(const FlatConvJob<T>& j, int64_t i0, T* buf, const int64_t
   const int64_t ahead = kPrefetchAhead * j.x_cstride, wahead = kPrefetchAhead * j.w_cstride;
   for (int64_t c = 0; c < j.cin; ++c, x += j.x_cstride, wc += j.w_cstride) {
     // The planes are far apart (one per channel): fetch a later channel's rows now.
-    for (int m = 0; m < npf; ++m) __builtin_prefetch(x + ahead + pf[m], 0, 3);
-    for (int m = 0; m < nwpf; ++m) __builtin_prefetch(wc + wahead + wpf[m], 0, 3);
+    // (the lists are padded to multiples of 4 by repeating their last line)
+    for (int m = 0; m < npf; m += 4) {
+      __builtin_prefetch(x + ahead + pf[m], 0, 3);
+      __builtin_prefetch(x + ahead + pf[m + 1], 0, 3);
+      __builtin_prefetch(x + ahead + pf[m + 2], 0, 3);
+      __builtin_prefetch(x + ahead + pf[m + 3], 0, 3);
+    }
+    for (int m = 0; m < nwpf; m += 4) {
+      __builtin_prefetch(wc + wahead + wpf[m], 0, 3);
+      __builtin_prefetch(wc + wahead + wpf[m + 1], 0, 3);
+      __builtin_prefetch(wc + wahead + wpf[m + 2], 0, 3);
+      __builtin_prefetch(wc + wahead + wpf[m + 3], 0, 3);
+    }
     for (int64_t t = 0; t < ntaps; ++t) {
       const T* xp = x + off[t];
       const T* wt = wc + woff[t];
@@ -133,10 +153,9 @@ template <typename T, int KB>
 void conv_job_kb(const FlatConvJob<T>& j) {
   constexpr int64_t width = qb_for(KB) * Vec<T>::N;
   alignas(64) T buf[KB * width];
-  int64_t pf[kMaxPrefetch];
-  const int npf = prefetch_lines(j, width, pf);
-  int64_t wpf[kMaxPrefetch];
-  const int nwpf = weight_prefetch_lines(j, wpf);
+  int64_t pf[kMaxPrefetch + 3], wpf[kMaxPrefetch + 3];
+  const int npf = pad4(pf, prefetch_lines(j, width, pf));
+  const int nwpf = pad4(wpf, weight_prefetch_lines(j, wpf));
   for (int64_t i0 = j.i_begin; i0 < j.i_end; i0 += width) {
     conv_tile<T, KB>(j, i0, buf, pf, npf, wpf, nwpf);
     scatter_tile<T, KB>(j, i0, min64(i0 + width, j.i_end), buf, width);
