@@ -10,10 +10,11 @@
 //   forward     x = padded input (phases for stride > 1), virtual output rows of the padded
 //               row length; positions past the real output width are computed and dropped.
 //   grad-input  the transposed convolution: grad_output padded by the flipped kernel's reach
-//               and correlated with the flipped, transposed filter, one job set per stride
-//               phase of grad_input (each phase is a stride-1 correlation over a tap subset).
+//               and correlated with the flipped filter (its channel axes swapped), one job set
+//               per stride phase of grad_input (a stride-1 correlation over a tap subset).
 //   grad-weight gw[k][c][t] = sum over n and output positions of go(k) * x(c, + off[t]), on
-//               the forward's packed input, vectorised along output columns.
+//               the forward's packed input and grad_output laid out on the same virtual
+//               rows, vectorised along the positions (dropped ones masked to zero).
 //
 // Every output element is computed by one job, in an order fixed by the problem (never by
 // the thread count or by which thread runs the job), so results are bitwise reproducible
