@@ -38,7 +38,7 @@ def rel_errors(out: torch.Tensor, ref: torch.Tensor) -> Tuple[float, float]:
 
 
 def _layer_problem(layer: dict, crop: int) -> dict:
-    p = runner._conv_problem(layer, 1)
+    p = runner.conv_problem(layer, 1)
     if crop:
         p["H"], p["W"] = min(p["H"], crop), min(p["W"], crop)
     return p
@@ -46,7 +46,7 @@ def _layer_problem(layer: dict, crop: int) -> dict:
 
 def _runners(p: dict, x, w, go):
     """{pass: (fn(algo) -> float32 result, float64 reference)}; algo None is PyTorch's op."""
-    st, pd, dl, g = [p["stride"]] * 2, [p["padding"]] * 2, [p["dilation"]] * 2, p["groups"]
+    st, pd, dl, g = p["stride"], p["padding"], p["dilation"], p["groups"]
     ops = torch.ops.cnnkern
 
     def aten_bwd(go_, x_, w_, mask):

@@ -77,7 +77,10 @@ def test_concurrent_callers_get_correct_results():
                 torch.testing.assert_close(cnnkern.conv2d(x, w, padding=1), F.conv2d(x, w, padding=1))
                 torch.testing.assert_close(cnnkern.max_pool2d(x, 2), F.max_pool2d(x, 2))
                 with cnnkern.autotuning():  # the shared cache, under its lock
-                    torch.testing.assert_close(cnnkern.conv2d(x, w), F.conv2d(x, w))
+                    # autotune may pick Winograd, whose float32 error is larger by design
+                    ref = F.conv2d(x, w)
+                    torch.testing.assert_close(cnnkern.conv2d(x, w), ref, rtol=0,
+                                               atol=2e-3 * ref.abs().max().item())
         except Exception as e:  # noqa: BLE001 - reported below with the thread's index
             errors.append((i, repr(e)))
 
@@ -221,10 +224,19 @@ def test_nan_and_inf_propagate_like_torch(algo):
     if not cnnkern.can_implement(x, w, padding=1, algo=algo)[0]:
         pytest.skip(f"{algo} cannot run this shape")
     got, want = cnnkern.conv2d(x, w, padding=1, algo=algo), F.conv2d(x, w, padding=1)
-    assert torch.equal(got.isnan(), want.isnan())
-    assert torch.equal(got.isinf(), want.isinf())
-    finite = want.isfinite()
-    torch.testing.assert_close(got[finite], want[finite])
+    if algo.startswith("winograd"):
+        # A Winograd tile mixes its inputs (inf - inf = NaN), so a non-finite input spoils
+        # its whole output tile: every output torch makes non-finite must be non-finite here,
+        # and the other tiles stay exact to Winograd's float32 error.
+        assert not (~want.isfinite() & got.isfinite()).any()
+        both = want.isfinite() & got.isfinite()
+        assert both.float().mean() > 0.5
+        torch.testing.assert_close(got[both], want[both], rtol=0, atol=1e-3 * want[both].abs().max())
+    else:
+        assert torch.equal(got.isnan(), want.isnan())
+        assert torch.equal(got.isinf(), want.isinf())
+        finite = want.isfinite()
+        torch.testing.assert_close(got[finite], want[finite])
     for pool in ((cnnkern.max_pool2d, F.max_pool2d), (cnnkern.avg_pool2d, F.avg_pool2d)):
         torch.testing.assert_close(pool[0](x, 3, 2, 1), pool[1](x, 3, 2, 1), equal_nan=True)
 
