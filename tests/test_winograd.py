@@ -57,6 +57,10 @@ EXTRA_CASES = [
     # Many tiles: several blocks, the last one partial, and (F(2x2)) enough blocks for each
     # thread to run whole blocks.
     ConvCase("many_blocks",              4,  3, 45, 43,  5,  3, 3, 1,     1,       1,  1),
+    # Rows long enough that whole groups of 8 tiles are read in place (not through the
+    # zero-padded row buffer) in both tile sizes; pad 3 makes grad-input's padding -1.
+    ConvCase("wide_rows",                2,  3,  9, 83,  4,  3, 3, 1,     1,       1,  1),
+    ConvCase("wide_rows_pad3",           1,  2,  6, 90,  3,  3, 3, 1,     (0, 3),  1,  1),
 ]
 # fmt: on
 
@@ -132,7 +136,7 @@ def test_matrix_against_torch(case, dtype, algo):
 VARIANT_CASES = [c for c in CASES if c.id in {
     "3x3_pad1", "3x3_valid_odd_hw", "c13_k6_odd", "asym_padding_2x1", "groups2", "depthwise",
     "tiny_1x1_pad1", "pad3_crop_in_grad_input", "pad0x3_odd", "batch1_c32", "many_blocks",
-    "empty_batch"}]
+    "wide_rows", "wide_rows_pad3", "empty_batch"}]
 VARIANTS = [pytest.param(isa, sched, id=f"{isa}-{sched}")
             for isa in ("native", "generic") for sched in ("blocked", "streaming")]
 
@@ -151,7 +155,7 @@ def test_every_kernel_set_and_schedule(case, isa, schedule, dtype, algo, monkeyp
 
 
 def test_variant_cases_exist():
-    assert len(VARIANT_CASES) == 12
+    assert len(VARIANT_CASES) == 14
 
 
 @pytest.mark.parametrize("case", conv_params([c for c in CASES if c.N > 0]))

@@ -209,6 +209,34 @@ struct Plan {
     }
   }
 
+  // An input-side row kernel (input_row or grad_output_row) on a run of n tiles whose
+  // patches start at rows y0 .. y0 + rows - 1, column x0 of `plane` (H x W): whole groups
+  // of 8 tiles whose reads (up to 8*m + halo columns) lie inside the plane read it in place;
+  // the others (padding, edges) go through the zero-padded row buffer `buf`.
+  template <typename Kernel>
+  void run_input_kernel(Kernel kernel, const T* plane, int64_t H, int64_t W, int64_t y0,
+                        int64_t x0, int rows, int64_t n, T* buf, T* dst) const {
+    constexpr int64_t G8 = kWinogradRowGroup, span = G8 * m;
+    int64_t d0 = 0, d1 = 0;  // tiles [d0, d1) read in place
+    if (y0 >= 0 && y0 + rows <= H) {
+      const int64_t first = x0 >= 0 ? 0 : (-x0 + span - 1) / span;  // x0 + g*span >= 0
+      const int64_t room = W - kWinogradRowHalo - x0;                // x0 + (g+1)*span + halo <= W
+      const int64_t end = std::min(room >= span ? room / span : 0, n / G8);
+      if (end > first) {
+        d0 = first * G8;
+        d1 = end * G8;
+      }
+    }
+    auto buffered = [&](int64_t b0, int64_t b1) {
+      if (b1 <= b0) return;
+      copy_rows(plane, H, W, y0, x0 + b0 * m, rows, in_w, buf);
+      kernel(buf, in_w, b1 - b0, dst + b0, ld);
+    };
+    buffered(0, d0);
+    if (d1 > d0) kernel(plane + y0 * W + x0 + d0 * m, W, d1 - d0, dst + d0, ld);
+    buffered(d1, n);
+  }
+
   // --- phases of one block of nt tiles starting at tile t0 ---------------------------------
 
   // Vw[c][xi][t] = (B^T d B)[xi] of the block's tiles, parallel over channels.
@@ -219,9 +247,8 @@ struct Plan {
       for (int64_t c = c0; c < c1; ++c)
         for_each_run(t0, nt, [&](int64_t row, int64_t tx0, int64_t n, int64_t t) {
           const int64_t img = row / TH, ty = row % TH;
-          copy_rows(in + (img * p.C + c) * HW, p.H, p.W, ty * m - p.pad_h, tx0 * m - p.pad_w, a,
-                    in_w, buf);
-          kern.input_row(buf, in_w, n, Vw + c * A2 * ld + t, ld);
+          run_input_kernel(kern.input_row, in + (img * p.C + c) * HW, p.H, p.W, ty * m - p.pad_h,
+                           tx0 * m - p.pad_w, a, n, buf, Vw + c * A2 * ld + t);
         });
     });
   }
@@ -263,8 +290,8 @@ struct Plan {
       for (int64_t k = k0; k < k1; ++k)
         for_each_run(t0, nt, [&](int64_t row, int64_t tx0, int64_t n, int64_t t) {
           const int64_t img = row / TH, ty = row % TH;
-          copy_rows(go + (img * p.K + k) * PQ, p.P, p.Q, ty * m, tx0 * m, m, in_w, buf);
-          kern.grad_output_row(buf, in_w, n, Mw + k * A2 * ld + t, ld);
+          run_input_kernel(kern.grad_output_row, go + (img * p.K + k) * PQ, p.P, p.Q, ty * m,
+                           tx0 * m, m, n, buf, Mw + k * A2 * ld + t);
         });
     });
   }
