@@ -38,9 +38,10 @@ std::unique_ptr<T[]> alloc(int64_t n) {
 
 // Per-thread workspaces, grow-only and kept for the thread's lifetime: the same multi-MB
 // buffers come back on every call, and fresh ones cost a page fault (and a zeroed page) per
-// 4 KiB each time -- 10% of a 14x14 layer. A thread keeps at most one block's V and M
-// (about kBlockBytes), or the filter-streaming buffers (V of <= kStreamBytes on the calling
-// thread, 2 x a*a*C*32 floats on each), plus two row buffers.
+// 4 KiB each time -- 10% of a 14x14 layer. What a thread keeps is bounded by the largest
+// problem it ran: one block's V and M (about kBlockBytes), the filter-streaming V (at most
+// kStreamBytes, calling thread only) and a filter chunk with its products
+// (a*a*(C + tiles)*kChunk elements, tiles <= kStreamTiles), and a row buffer.
 enum ScratchSlot { kScratchV, kScratchM, kScratchU, kScratchMt, kScratchRow, kScratchSlots };
 
 struct ScratchBuffer {
@@ -103,7 +104,6 @@ struct Plan {
   int64_t ld;             // row length of the V and M workspaces (NB + room for a lane group)
   int64_t in_w, out_w;    // row lengths of the per-thread row buffers
   bool serial;            // too small to be worth a parallel region
-
   bool flipped;           // the weight is grad-input's (see winograd_cpu.h)
 
   // nb: tiles per block, or 0 for the default (block_size()).
