@@ -6,6 +6,8 @@ Environment:
   (unset)               build them when both a toolkit and a CUDA build of torch are here
   TORCH_CUDA_ARCH_LIST  GPU architectures; with no GPU visible we default to "9.0" (H100)
   MAX_JOBS              parallel compile jobs (ninja)
+  CNNKERN_SANITIZE      e.g. "address,undefined": build the C++ with those sanitizers
+                        (scripts/sanitize.sh runs the tests against such a build)
 """
 
 import glob
@@ -87,6 +89,11 @@ def _extension():
     cxx_flags = ["-O3", "-fopenmp", "-DCNNKERN_WITH_CUDA=%d" % int(with_cuda)]
     include_dirs = [os.path.join(ROOT, "csrc")]
     kwargs = dict(extra_link_args=["-fopenmp"])
+    sanitize = os.environ.get("CNNKERN_SANITIZE", "").strip()
+    if sanitize:
+        flags = [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]
+        cxx_flags = ["-O1", "-g"] + cxx_flags[1:] + flags
+        kwargs["extra_link_args"] += flags
     if not with_cuda:
         return cpp_extension.CppExtension(
             "cnnkern._C", sources, include_dirs=include_dirs,

@@ -1,9 +1,11 @@
-"""The benchmark runner behind the `cnnkern` command.
+"""The benchmark runner behind `cnnkern bench` (the `cnnkern` command's default).
 
-For each layer of a layer set (bench/layers/*.json) and each cnnkern algorithm built for the
-device: the median time, GFLOP/s on the direct-convolution FLOP count, PyTorch's own op
-timed in the same run (cuDNN on the GPU with TF32 off, oneDNN on the CPU), the ratio of the
-two, and the max error against PyTorch's result.
+For each layer of a layer set (bench/layers/*.json) x algorithm x dtype x layout x pass on
+one device: the median time, GFLOP/s on the direct-convolution FLOP count (effective for
+Winograd), % of the device's peak, PyTorch's own op timed in the same run (cuDNN on the GPU,
+TF32 off unless asked; oneDNN on the CPU) and the ratio, the error against PyTorch and against
+a float64 reference (beside PyTorch's own error against it), and workspace bytes where they
+can be measured. Layers an algorithm cannot run are listed with the reason.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import os
 import platform
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Iterable, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -24,20 +26,41 @@ import cnnkern
 
 LAYER_DIR = Path(__file__).resolve().parent / "layers"
 PASSES = ("fwd", "bwd_input", "bwd_weight")
+LAYOUTS = ("nchw", "channels_last")
+DTYPES = {"float32": torch.float32, "float64": torch.float64,
+          "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+# Datasheet peaks (dense) for GPUs we report on, FLOP/s by dtype and bytes/s. The CPU's peak
+# is measured instead (see measured_peaks): its vendor figure depends on clocks and FMA units
+# we cannot read reliably here.
+GPU_PEAKS = {
+    "H100": {"float32": 66.9e12, "tf32": 494.7e12, "float16": 989.4e12, "bfloat16": 989.4e12,
+             "float64": 66.9e12, "bandwidth": 3.35e12},
+    "H200": {"float32": 66.9e12, "tf32": 494.7e12, "float16": 989.4e12, "bfloat16": 989.4e12,
+             "float64": 66.9e12, "bandwidth": 4.8e12},
+}
 
 
 @dataclass
 class Row:
-    kind: str                      # "conv2d" | "pool2d"
+    kind: str                       # "conv2d" | "pool2d"
     layer: str
     shape: str
     pass_: str
     algo: str
-    ms: Optional[float] = None     # cnnkern median time
-    gflops: Optional[float] = None
+    dtype: str = "float32"
+    layout: str = "nchw"
+    ms: Optional[float] = None      # cnnkern median time
+    gflops: Optional[float] = None  # on the direct-conv FLOP count
+    pct_peak: Optional[float] = None
     ref_ms: Optional[float] = None  # PyTorch's median time, same run
     speedup: Optional[float] = None  # ref_ms / ms: > 1 means cnnkern is faster
     max_err: Optional[float] = None  # max |cnnkern - torch| / max |torch|
+    err_fp64: Optional[float] = None      # max |cnnkern - fp64 ref| / max |ref|
+    ref_err_fp64: Optional[float] = None  # the same for PyTorch, in this dtype
+    workspace_bytes: Optional[int] = None
+    flops: Optional[int] = None
+    bytes_moved: Optional[int] = None  # inputs read + outputs written once (roofline)
     note: str = ""
     extra: Dict[str, float] = field(default_factory=dict)
 
@@ -85,16 +108,63 @@ def environment(device: torch.device) -> dict:
     return info
 
 
-def _conv_problem(layer: dict, batch: Optional[int]):
-    n = batch if batch is not None else layer.get("N", 1)
-    return dict(N=n, C=layer["C"], H=layer["H"], W=layer["W"], K=layer["K"], R=layer["R"],
-                S=layer["S"], stride=layer.get("stride", 1), padding=layer.get("padding", 0),
-                dilation=layer.get("dilation", 1), groups=layer.get("groups", 1))
+def measured_peaks(device: torch.device, dtypes: Iterable[torch.dtype]) -> Dict[str, float]:
+    """FLOP/s per dtype and bytes/s: the datasheet for known GPUs, else measured here.
+
+    Measured compute peak: a large torch.mm (the vendor BLAS runs near the machine's peak);
+    measured bandwidth: a large copy, bytes read + written.
+    """
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        for key, peaks in GPU_PEAKS.items():
+            if key in name:
+                return dict(peaks)
+    peaks = {}
+    n = 2048 if device.type == "cuda" else 1024
+    for dtype in dtypes:
+        if device.type == "cpu" and dtype in (torch.float16, torch.bfloat16):
+            continue
+        a = torch.randn(n, n, device=device, dtype=dtype)
+        peaks[str(dtype).replace("torch.", "")] = 2 * n**3 / median_seconds(lambda: a @ a, 0.2)
+    x = torch.empty(64 * 2**20 // 4, device=device)
+    peaks["bandwidth"] = 2 * x.numel() * 4 / median_seconds(lambda: x.clone(), 0.2)
+    return peaks
+
+
+def _pair(v) -> List[int]:
+    return list(v) if isinstance(v, (list, tuple)) else [v, v]
+
+
+def conv_problem(layer: dict, batch: Optional[int]) -> dict:
+    return dict(N=batch if batch is not None else layer.get("N", 1), C=layer["C"], H=layer["H"],
+                W=layer["W"], K=layer["K"], R=layer["R"], S=layer["S"],
+                stride=_pair(layer.get("stride", 1)), padding=_pair(layer.get("padding", 0)),
+                dilation=_pair(layer.get("dilation", 1)), groups=layer.get("groups", 1))
+
+
+def conv_output_hw(p: dict):
+    return [(size + 2 * p["padding"][i] - p["dilation"][i] * (k - 1) - 1) // p["stride"][i] + 1
+            for i, (size, k) in enumerate(((p["H"], p["R"]), (p["W"], p["S"])))]
+
+
+def conv_flops(p: dict) -> int:
+    """The direct-convolution count, 2*N*K*(C/g)*R*S*P*Q (a multiply and an add per MAC)."""
+    P, Q = conv_output_hw(p)
+    return 2 * p["N"] * p["K"] * (p["C"] // p["groups"]) * p["R"] * p["S"] * P * Q
+
+
+def _describe(p: dict) -> str:
+    def pair(v):
+        return str(v[0]) if v[0] == v[1] else f"{v[0]},{v[1]}"
+    return (f"{p['N']}x{p['C']}x{p['H']}x{p['W']} k{p['K']} {p['R']}x{p['S']} "
+            f"s{pair(p['stride'])} p{pair(p['padding'])}"
+            + (f" d{pair(p['dilation'])}" if p["dilation"] != [1, 1] else "")
+            + (f" g{p['groups']}" if p["groups"] > 1 else ""))
 
 
 def _conv_closures(p, x, w, go, algo):
-    """(cnnkern fn, torch fn) for each pass."""
-    args = ([p["stride"]] * 2, [p["padding"]] * 2, [p["dilation"]] * 2, p["groups"])
+    """(cnnkern fn, torch fn) per pass; `algo` None gives only the torch ones."""
+    args = (p["stride"], p["padding"], p["dilation"], p["groups"])
     ops = torch.ops.cnnkern
     ours = {
         "fwd": lambda: ops.conv2d(x, w, None, *args, algo),
@@ -102,7 +172,7 @@ def _conv_closures(p, x, w, go, algo):
         "bwd_weight": lambda: ops.conv2d_backward_weight(go, x, list(w.shape), *args, algo),
     }
 
-    def torch_bwd(mask):
+    def torch_bwd(mask, x=x, w=w, go=go):
         return lambda: torch.ops.aten.convolution_backward(
             go, x, w, None, args[0], args[1], args[2], False, [0, 0], args[3], mask)[
                 0 if mask[0] else 1]
@@ -115,24 +185,49 @@ def _conv_closures(p, x, w, go, algo):
     return ours, theirs
 
 
-def bench_conv(layer: dict, device, dtype, passes, algos, batch, min_run_time) -> List[Row]:
-    p = _conv_problem(layer, batch)
+def _workspace(fn, device, out_bytes) -> Optional[int]:
+    """Device memory a call needs beyond its output (CUDA's allocator statistics)."""
+    if device.type != "cuda":
+        return None
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    fn()
+    torch.cuda.synchronize()
+    return max(0, torch.cuda.max_memory_allocated(device) - before - out_bytes)
+
+
+def bench_conv(layer: dict, device, dtype, layout, passes, algos, batch, min_run_time,
+               peaks: Dict[str, float]) -> List[Row]:
+    p = conv_problem(layer, batch)
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(p["N"], p["C"], p["H"], p["W"], generator=gen).to(device, dtype)
-    w = torch.randn(p["K"], p["C"] // p["groups"], p["R"], p["S"], generator=gen)
-    w = (w / (p["C"] // p["groups"] * p["R"] * p["S"]) ** 0.5).to(device, dtype)
-    out_shape = F.conv2d(x[:1], w, None, p["stride"], p["padding"], p["dilation"],
-                         p["groups"]).shape
-    go = torch.randn(p["N"], *out_shape[1:], generator=gen).to(device, dtype)
-    P, Q = out_shape[2], out_shape[3]
-    flops = 2 * p["N"] * p["K"] * (p["C"] // p["groups"]) * p["R"] * p["S"] * P * Q
-    shape = (f"{p['N']}x{p['C']}x{p['H']}x{p['W']} k{p['K']} {p['R']}x{p['S']} "
-             f"s{p['stride']} p{p['padding']}" + (f" g{p['groups']}" if p["groups"] > 1 else ""))
+    Cg = p["C"] // p["groups"]
+    x64 = torch.randn(p["N"], p["C"], p["H"], p["W"], generator=gen, dtype=torch.float64)
+    w64 = torch.randn(p["K"], Cg, p["R"], p["S"], generator=gen, dtype=torch.float64)
+    w64 /= (Cg * p["R"] * p["S"]) ** 0.5
+    P, Q = conv_output_hw(p)
+    go64 = torch.randn(p["N"], p["K"], P, Q, generator=gen, dtype=torch.float64)
+    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    x, w, go = (t.to(device, dtype).contiguous(memory_format=fmt) for t in (x64, w64, go64))
+    flops = conv_flops(p)
+    elem = x.element_size()
+    moved = {"fwd": (x.numel() + w.numel() + go.numel()) * elem,
+             "bwd_input": (go.numel() + w.numel() + x.numel()) * elem,
+             "bwd_weight": (go.numel() + x.numel() + w.numel()) * elem}
+    dname = str(dtype).replace("torch.", "")
+    peak = peaks.get("tf32" if (device.type == "cuda" and dtype == torch.float32
+                                and torch.backends.cudnn.allow_tf32) else dname)
+    # The float64 reference: PyTorch's op on the CPU in float64.
+    _, exact = _conv_closures(p, x64, w64, go64, None)
     rows = []
     for pass_ in passes:
+        _, theirs = _conv_closures(p, x, w, go, None)
+        ref = theirs[pass_]()
+        ref64 = exact[pass_]()
         ref_ms = None
         for algo in algos:
-            row = Row("conv2d", layer["name"], shape, pass_, algo)
+            row = Row("conv2d", layer["name"], _describe(p), pass_, algo, dname, layout,
+                      flops=flops, bytes_moved=moved[pass_])
             rows.append(row)
             ok, why = cnnkern.can_implement(x, w, None, p["stride"], p["padding"], p["dilation"],
                                             p["groups"], algo=algo)
@@ -145,24 +240,26 @@ def bench_conv(layer: dict, device, dtype, passes, algos, batch, min_run_time) -
             except RuntimeError as e:  # e.g. an algorithm without this backward pass
                 row.note = str(e).splitlines()[0]
                 continue
-            ref = theirs[pass_]()
             if ref_ms is None:
                 ref_ms = median_seconds(theirs[pass_], min_run_time) * 1e3
             row.ms = median_seconds(ours[pass_], min_run_time) * 1e3
             row.ref_ms = ref_ms
             row.gflops = flops / (row.ms * 1e-3) / 1e9
+            row.pct_peak = 100 * row.gflops * 1e9 / peak if peak else None
             row.speedup = ref_ms / row.ms
             row.max_err = max_rel_error(out, ref)
+            row.err_fp64 = max_rel_error(out.cpu(), ref64)
+            row.ref_err_fp64 = max_rel_error(ref.cpu(), ref64)
+            row.workspace_bytes = _workspace(ours[pass_], device, out.numel() * out.element_size())
     return rows
 
 
 def _pool_closures(layer: dict, x):
     op = layer["op"]
+    k, s, pad = layer.get("kernel"), layer.get("stride", layer.get("kernel")), layer.get("padding", 0)
     if op == "max":
-        k, s, pad = layer["kernel"], layer.get("stride", layer["kernel"]), layer.get("padding", 0)
         return (lambda: cnnkern.max_pool2d(x, k, s, pad)), (lambda: F.max_pool2d(x, k, s, pad))
     if op == "avg":
-        k, s, pad = layer["kernel"], layer.get("stride", layer["kernel"]), layer.get("padding", 0)
         return (lambda: cnnkern.avg_pool2d(x, k, s, pad)), (lambda: F.avg_pool2d(x, k, s, pad))
     if op == "adaptive_avg":
         o = layer["output"]
@@ -172,57 +269,87 @@ def _pool_closures(layer: dict, x):
     raise ValueError(f"unknown pooling op {op!r} in layer {layer['name']!r}")
 
 
-def bench_pool(layer: dict, device, dtype, batch, min_run_time) -> List[Row]:
+def bench_pool(layer: dict, device, dtype, layout, batch, min_run_time) -> List[Row]:
     n = batch if batch is not None else layer.get("N", 1)
+    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
     x = torch.randn(n, layer["C"], layer["H"], layer["W"],
                     generator=torch.Generator().manual_seed(0)).to(device, dtype)
+    x = x.contiguous(memory_format=fmt)
     ours, theirs = _pool_closures(layer, x)
     out, ref = ours(), theirs()
-    row = Row("pool2d", layer["name"], f"{n}x{layer['C']}x{layer['H']}x{layer['W']} {layer['op']}",
-              "fwd", layer["op"])
+    desc = f"{n}x{layer['C']}x{layer['H']}x{layer['W']} {layer['op']}"
+    if layer["op"] in ("max", "avg"):
+        desc += f" {layer['kernel']}x{layer['kernel']} s{layer.get('stride', layer['kernel'])} p{layer.get('padding', 0)}"
+    row = Row("pool2d", layer["name"], desc, "fwd", layer["op"], str(dtype).replace("torch.", ""),
+              layout)
     row.ms = median_seconds(ours, min_run_time) * 1e3
     row.ref_ms = median_seconds(theirs, min_run_time) * 1e3
     row.speedup = row.ref_ms / row.ms
     row.max_err = max_rel_error(out, ref)
-    moved = (x.numel() + out.numel()) * x.element_size()
-    row.extra["GB/s"] = moved / (row.ms * 1e-3) / 1e9
+    row.bytes_moved = (x.numel() + out.numel()) * x.element_size()
+    row.extra["GB/s"] = row.bytes_moved / (row.ms * 1e-3) / 1e9
+    row.extra["ref GB/s"] = row.bytes_moved / (row.ref_ms * 1e-3) / 1e9
     return [row]
 
 
-def run(layers: dict, device: torch.device, dtype: torch.dtype, passes, algos, batch,
-        min_run_time, progress: Callable[[str], None] = lambda s: None) -> List[Row]:
-    """Benchmarks every layer; on CUDA, PyTorch's fp32 reference runs without TF32."""
-    tf32 = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        rows: List[Row] = []
-        for layer in layers.get("conv2d", []):
-            progress(layer["name"])
-            rows += bench_conv(layer, device, dtype, passes, algos, batch, min_run_time)
-        for layer in layers.get("pool2d", []):
-            progress(layer["name"])
-            rows += bench_pool(layer, device, dtype, batch, min_run_time)
-        return rows
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
+def run(layers: dict, device: torch.device, dtypes, layouts, passes, algos, batch,
+        min_run_time, progress: bool = False) -> tuple:
+    """Benchmarks every layer; returns (rows, peaks). PyTorch's fp32 reference runs without
+    TF32 unless the caller enabled it."""
+    peaks = measured_peaks(device, dtypes)
+    work = [("conv2d", layer, dt, lo) for layer in layers.get("conv2d", [])
+            for dt in dtypes for lo in layouts]
+    work += [("pool2d", layer, dt, lo) for layer in layers.get("pool2d", [])
+             for dt in dtypes for lo in layouts]
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(work), unit="layer", leave=False)
+    rows: List[Row] = []
+    for kind, layer, dtype, layout in work:
+        if bar is not None:
+            bar.set_description(layer["name"])
+        if device.type == "cpu" and dtype in (torch.float16, torch.bfloat16):
+            rows.append(Row(kind, layer["name"], "", "-", "-", str(dtype), layout,
+                            note="no CPU kernels for this dtype"))
+        elif kind == "conv2d":
+            rows += bench_conv(layer, device, dtype, layout, passes, algos, batch, min_run_time,
+                               peaks)
+        else:
+            rows += bench_pool(layer, device, dtype, layout, batch, min_run_time)
+        if bar is not None:
+            bar.update()
+    if bar is not None:
+        bar.close()
+    return rows, peaks
 
 
 def _fmt(v, spec):
     return "-" if v is None else format(v, spec)
 
 
+def table_cells(r: Row) -> List[str]:
+    if r.kind == "conv2d":
+        rate = _fmt(r.gflops, ".1f")
+    else:
+        rate = _fmt(r.extra.get("GB/s"), ".1f") + " GB/s"
+    cells = [r.layer, r.shape, r.dtype, r.layout, r.pass_, r.algo, _fmt(r.ms, ".3f"), rate,
+             _fmt(r.pct_peak, ".0f"), _fmt(r.ref_ms, ".3f"),
+             _fmt(r.speedup, ".2f") + ("x" if r.speedup else ""), _fmt(r.max_err, ".1e"),
+             _fmt(r.err_fp64, ".1e") + (f" ({r.ref_err_fp64:.1e})" if r.ref_err_fp64 is not None else "")]
+    if r.note:
+        cells[6:] = [f"n/a: {r.note}"]
+    return cells
+
+
+HEADER = ["layer", "shape", "dtype", "layout", "pass", "algo", "ms", "GFLOP/s", "%peak",
+          "{ref} ms", "speedup", "err vs {ref}", "err vs fp64 ({ref})"]
+
+
 def format_table(rows: List[Row], ref_name: str) -> str:
-    header = ["layer", "shape", "pass", "algo", "ms", "GFLOP/s", f"{ref_name} ms",
-              "speedup", "max rel err"]
-    body = []
-    for r in rows:
-        gflops = _fmt(r.gflops, ".1f") if r.kind == "conv2d" else _fmt(r.extra.get("GB/s"), ".1f") + " GB/s"
-        cells = [r.layer, r.shape, r.pass_, r.algo, _fmt(r.ms, ".3f"), gflops,
-                 _fmt(r.ref_ms, ".3f"), _fmt(r.speedup, ".2f") + ("x" if r.speedup else ""),
-                 _fmt(r.max_err, ".1e")]
-        if r.note:
-            cells[4:] = [f"n/a: {r.note}"]
-        body.append(cells)
+    header = [h.format(ref=ref_name) for h in HEADER]
+    body = [table_cells(r) for r in rows]
     widths = [max(len(str(row[i])) for row in [header] + [b for b in body if len(b) > i])
               for i in range(len(header))]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)),
@@ -232,8 +359,19 @@ def format_table(rows: List[Row], ref_name: str) -> str:
     return "\n".join(lines)
 
 
-def to_json(rows: List[Row], env: dict) -> str:
-    return json.dumps({"environment": env, "rows": [asdict(r) for r in rows]}, indent=1)
+def format_markdown(rows: List[Row], ref_name: str) -> str:
+    header = [h.format(ref=ref_name) for h in HEADER]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        cells = table_cells(r)
+        cells += [""] * (len(header) - len(cells))
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def to_json(rows: List[Row], env: dict, peaks: Dict[str, float]) -> str:
+    return json.dumps({"environment": env, "peaks": peaks, "rows": [asdict(r) for r in rows]},
+                      indent=1)
 
 
 def default_device() -> torch.device:

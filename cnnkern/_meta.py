@@ -146,11 +146,9 @@ def pool2d_output_shape(op, input_size, kernel_size, stride, padding, dilation, 
     _check_positive(op, "stride", stride)
     _check_non_negative(op, "padding", padding)
     _check_positive(op, "dilation", dilation)
-    eff = [(kernel_size[i] - 1) * dilation[i] + 1 for i in range(2)]
-    _check(2 * padding[0] <= eff[0] and 2 * padding[1] <= eff[1],
-           lambda: (f"{op}: padding must be at most half of the effective kernel size; got "
-                    f"padding={sizes_str(padding)}, kernel_size={sizes_str(kernel_size)}, "
-                    f"dilation={sizes_str(dilation)}"))
+    _check(2 * padding[0] <= kernel_size[0] and 2 * padding[1] <= kernel_size[1],
+           lambda: (f"{op}: padding must be at most half of the kernel size; got "
+                    f"padding={sizes_str(padding)}, kernel_size={sizes_str(kernel_size)}"))
     N, C, H, W = input_size
     P = pool_output_size(H, kernel_size[0], padding[0], stride[0], dilation[0], ceil_mode)
     Q = pool_output_size(W, kernel_size[1], padding[1], stride[1], dilation[1], ceil_mode)

@@ -86,6 +86,30 @@ torch.library.register_autograd("cnnkern::conv2d", _conv2d_backward,
                                 setup_context=_conv2d_setup_context)
 
 
+# conv2d_backward_input is also the transposed convolution (cnnkern.conv_transpose2d), so it
+# is differentiable: its adjoint in grad_output is the forward conv, and its derivative in the
+# weight is the weight gradient of that conv with the roles of the two tensors swapped.
+def _conv2d_backward_input_setup_context(ctx, inputs, output):
+    grad_output, weight, input_size, stride, padding, dilation, groups, algo = inputs
+    ctx.save_for_backward(grad_output, weight)
+    ctx.conv_args = (stride, padding, dilation, groups, algo)
+
+
+def _conv2d_backward_input_backward(ctx, grad):
+    grad_output, weight = ctx.saved_tensors
+    d_grad_output = d_weight = None
+    if ctx.needs_input_grad[0]:
+        d_grad_output = ops.conv2d(grad, weight, None, *ctx.conv_args)
+    if ctx.needs_input_grad[1]:
+        d_weight = ops.conv2d_backward_weight(grad_output, grad, weight.shape, *ctx.conv_args)
+    return d_grad_output, d_weight, None, None, None, None, None, None
+
+
+torch.library.register_autograd("cnnkern::conv2d_backward_input",
+                                _conv2d_backward_input_backward,
+                                setup_context=_conv2d_backward_input_setup_context)
+
+
 # --- max_pool2d ---------------------------------------------------------------------------
 
 _MAX = "cnnkern.max_pool2d"
@@ -207,7 +231,8 @@ torch.library.register_autograd("cnnkern::adaptive_avg_pool2d", _adaptive_avg_po
 # --- _gemm (internal, tests only) ---------------------------------------------------------
 
 @torch.library.register_fake("cnnkern::_gemm")
-def _gemm_fake(a, b, c, trans_a, trans_b, prepack_a=False, isa=""):
+def _gemm_fake(a, b, c, trans_a, trans_b, prepack_a=False, custom_b=False, row_bias=None,
+               isa=""):
     """INTERNAL: the CPU GEMM exposed for tests/test_gemm.py (csrc/cpu/gemm_op.cpp)."""
     m = a.shape[1] if trans_a else a.shape[0]
     n = b.shape[0] if trans_b else b.shape[1]

@@ -12,6 +12,8 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 
+from . import tuning as _tuning
+
 IntOrPair = Union[int, Sequence[int]]
 
 _ops = torch.ops.cnnkern
@@ -81,7 +83,42 @@ def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tenso
     pad, extra = conv_padding(padding, weight.shape, stride, dilation, op)
     if extra is not None:
         x = F.pad(x, extra)
+    if algo == "auto" and _tuning.enabled():
+        algo = _tuning.choose(x, weight, bias, stride, pad, dilation, groups)
     out = _ops.conv2d(x, weight, bias, stride, pad, dilation, groups, algo)
+    return out.squeeze(0) if unbatched else out
+
+
+def conv_transpose2d(input: torch.Tensor, weight: torch.Tensor,
+                     bias: Optional[torch.Tensor] = None, stride: IntOrPair = 1,
+                     padding: IntOrPair = 0, output_padding: IntOrPair = 0, groups: int = 1,
+                     dilation: IntOrPair = 1, *, algo: str = "auto") -> torch.Tensor:
+    """Transposed convolution as torch.nn.functional.conv_transpose2d.
+
+    It is the grad-input of the convolution that maps the output size back to the input's,
+    so it runs on the conv2d_backward_input kernels of `algo`; weight is laid out
+    (in_channels, out_channels/groups, kH, kW) as in torch.
+    """
+    op = "cnnkern.conv_transpose2d"
+    x, unbatched = _batched(input, op)
+    stride = _pair(stride, "stride", op)
+    padding = _pair(padding, "padding", op)
+    dilation = _pair(dilation, "dilation", op)
+    output_padding = _pair(output_padding, "output_padding", op)
+    for i in range(2):
+        if not 0 <= output_padding[i] < max(stride[i], dilation[i]):
+            raise ValueError(f"{op}: output_padding must be non-negative and smaller than "
+                             f"stride or dilation; got output_padding={output_padding}, "
+                             f"stride={stride}, dilation={dilation}")
+    if weight.dim() != 4:
+        raise RuntimeError(f"{op}: expected a 4-D weight (in_channels, out_channels/groups, kH, "
+                           f"kW); got a {weight.dim()}-D weight of size {list(weight.shape)}")
+    out_size = [x.shape[0], weight.shape[1] * groups] + [
+        (x.shape[2 + i] - 1) * stride[i] - 2 * padding[i] + dilation[i] * (weight.shape[2 + i] - 1)
+        + output_padding[i] + 1 for i in range(2)]
+    out = _ops.conv2d_backward_input(x, weight, out_size, stride, padding, dilation, groups, algo)
+    if bias is not None:
+        out = out + bias.view(1, -1, 1, 1)
     return out.squeeze(0) if unbatched else out
 
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from . import functional as ck
 
-__all__ = ["Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d"]
+__all__ = ["Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d"]
 
 
 class Conv2d(nn.Conv2d):
@@ -44,6 +44,26 @@ class Conv2d(nn.Conv2d):
                 device="meta", algo=algo)
         m.weight, m.bias = conv.weight, conv.bias
         return m
+
+
+class ConvTranspose2d(nn.ConvTranspose2d):
+    """torch.nn.ConvTranspose2d computed by cnnkern's grad-input kernels of `algo`."""
+
+    def __init__(self, *args, algo: str = "auto", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.algo = algo
+
+    def forward(self, input, output_size=None):
+        if self.padding_mode != "zeros":
+            raise ValueError(f"cnnkern.nn.ConvTranspose2d: only padding_mode='zeros' is "
+                             f"supported (as in torch); got {self.padding_mode!r}")
+        output_padding = self._output_padding(input, output_size, self.stride, self.padding,
+                                              self.kernel_size, 2, self.dilation)
+        return ck.conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding,
+                                   output_padding, self.groups, self.dilation, algo=self.algo)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", algo={self.algo!r}"
 
 
 class MaxPool2d(nn.MaxPool2d):

@@ -86,11 +86,12 @@ TORCH_LIBRARY(cnnkern, m) {
       &cnnkern::conv2d_select_op);
 
   // INTERNAL, for tests only (tests/test_gemm.py): the CPU GEMM behind im2col and Winograd,
-  // op(a) @ op(b) (+ c), on a named kernel set ("" = the default), A pre-packed or not; and
+  // op(a) @ op(b) (+ c) (+ row_bias), on a named kernel set ("" = the default), A pre-packed
+  // or not, B packed by a caller's function or not; and
   // the kernel sets this CPU can run. Not part of the public API.
   m.def(
       "_gemm(Tensor a, Tensor b, Tensor? c, bool trans_a, bool trans_b, bool prepack_a=False, "
-      "str isa=\"\") -> Tensor");
+      "bool custom_b=False, Tensor? row_bias=None, str isa=\"\") -> Tensor");
   m.def("_gemm_isas() -> str[]", &cnnkern::cpu::gemm_detail::available_isas);
 }
 

@@ -1,11 +1,11 @@
-"""LeNet-5 (LeCun et al., 1998) from cnnkern layers."""
+"""LeNet-5 (LeCun et al., 1998)."""
 
 from __future__ import annotations
 
 import torch.nn.functional as F
 from torch import nn
 
-from cnnkern import nn as cnn
+from ._layers import Layers
 
 
 class LeNet5(nn.Module):
@@ -16,14 +16,14 @@ class LeNet5(nn.Module):
     strokes away from the border, which gives the same 28x28 C1 maps.
     """
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, algo: str = "auto"):
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, algo: str = "auto",
+                 backend: str = "cnnkern"):
         super().__init__()
+        L = Layers(backend, algo)
         self.features = nn.Sequential(
-            cnn.Conv2d(in_channels, 6, 5, algo=algo), nn.Tanh(),
-            cnn.AvgPool2d(2),
-            cnn.Conv2d(6, 16, 5, algo=algo), nn.Tanh(),
-            cnn.AvgPool2d(2),
-            cnn.Conv2d(16, 120, 5, algo=algo), nn.Tanh(),
+            L.conv(in_channels, 6, 5), nn.Tanh(), L.avg_pool(2),
+            L.conv(6, 16, 5), nn.Tanh(), L.avg_pool(2),
+            L.conv(16, 120, 5), nn.Tanh(),
         )
         self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(120, 84), nn.Tanh(),
                                         nn.Linear(84, num_classes))
@@ -36,5 +36,6 @@ class LeNet5(nn.Module):
         return self.classifier(self.features(x))
 
 
-def lenet5(num_classes: int = 10, in_channels: int = 1, algo: str = "auto") -> LeNet5:
-    return LeNet5(num_classes, in_channels, algo)
+def lenet5(num_classes: int = 10, in_channels: int = 1, algo: str = "auto",
+           backend: str = "cnnkern") -> LeNet5:
+    return LeNet5(num_classes, in_channels, algo, backend)

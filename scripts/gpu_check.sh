@@ -19,7 +19,14 @@ set +e
 stamp="$(date -u +%Y%m%dT%H%M%SZ)"
 "$PY" -m pytest -q -rs tests 2>&1 | tee "$DEST/tests_$stamp.log"
 tests_rc=${PIPESTATUS[0]}
-"$PY" -m cnnkern --device cuda --passes all --json "$DEST/bench_h100_$stamp.json" 2>&1 \
-  | tee "$DEST/bench_$stamp.txt"
+"$PY" -m cnnkern --device cuda --passes all --no-progress --json "$DEST/bench_gpu_$stamp.json" \
+  2>&1 | tee "$DEST/bench_$stamp.txt"
+# Memory safety of the CUDA kernels: compute-sanitizer memcheck over a slice of the GPU tests
+# (bounded: the sanitizer slows kernels ~10-100x).
+if command -v compute-sanitizer > /dev/null; then
+  timeout 300 compute-sanitizer --tool memcheck --error-exitcode 99 \
+    "$PY" -m pytest -q -x tests/test_cuda.py -k "direct and not bf16" 2>&1 \
+    | tail -20 | tee "$DEST/memcheck_$stamp.log"
+fi
 echo "[gpu_check] tests exit code: $tests_rc; results in $DEST"
 exit "$tests_rc"

@@ -152,3 +152,46 @@ class OpRecorder(TorchDispatchMode):
 
 def numel(shape):
     return math.prod(shape)
+
+
+# ---------------------------------------------------------------------------------------------
+# CPU instruction-set variants
+# ---------------------------------------------------------------------------------------------
+
+# The CPU direct-conv and pooling kernels come in per-ISA variants chosen at run time;
+# CNNKERN_CPU_ISA forces one (read on every call), so one machine can test each it can run.
+CPU_ISAS = ["generic", "avx2"]
+
+
+def _isa_runs(isa):
+    import os
+
+    old = os.environ.get("CNNKERN_CPU_ISA")
+    os.environ["CNNKERN_CPU_ISA"] = isa
+    try:
+        cnnkern.max_pool2d(torch.zeros(1, 1, 2, 2), 2)
+        return True
+    except (RuntimeError, ValueError):
+        return False
+    finally:
+        if old is None:
+            del os.environ["CNNKERN_CPU_ISA"]
+        else:
+            os.environ["CNNKERN_CPU_ISA"] = old
+
+
+@pytest.fixture(params=CPU_ISAS)
+def cpu_isa(request, monkeypatch):
+    """Runs the test once per CPU kernel variant this machine supports (others skip)."""
+    if not _isa_runs(request.param):
+        pytest.skip(f"this CPU cannot run the {request.param} kernels")
+    monkeypatch.setenv("CNNKERN_CPU_ISA", request.param)
+    return request.param
+
+
+@pytest.fixture
+def threads():
+    """Sets torch's (and cnnkern's) intra-op thread count for a block; restores it after."""
+    saved = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(saved)

@@ -21,8 +21,14 @@ ISAS = list(ops._gemm_isas())
 DTYPES = [pytest.param(torch.float32, id="f32"), pytest.param(torch.float64, id="f64")]
 
 
-def gemm(a, b, c=None, trans_a=False, trans_b=False, prepack_a=False, isa=""):
-    return ops._gemm(a, b, c, trans_a, trans_b, prepack_a, isa)
+def gemm(a, b, c=None, trans_a=False, trans_b=False, prepack_a=False, custom_b=False,
+         row_bias=None, isa=""):
+    return ops._gemm(a, b, c, trans_a, trans_b, prepack_a, custom_b, row_bias, isa)
+
+
+# How A and B reach the kernels: packed on the fly from strided views (gemm), A pre-packed
+# (gemm_packed), A pre-packed and B packed by a caller's function (gemm_packed_custom_b).
+MODES = {"raw": {}, "prepacked": dict(prepack_a=True), "custom_b": dict(custom_b=True)}
 
 
 def reference(a, b, c=None, trans_a=False, trans_b=False):
@@ -57,16 +63,16 @@ def test_odd_sizes_exact(isa, dtype):
         assert_exact(gemm(a, b, isa=isa), reference(a, b).to(dtype))
 
 
-@pytest.mark.parametrize("prepack_a", [False, True], ids=["raw", "prepacked"])
+@pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, False), (False, True),
                                               (True, True)], ids=["nn", "tn", "nt", "tt"])
-def test_transposes_and_beta(trans_a, trans_b, dtype, isa, prepack_a):
+def test_transposes_and_beta(trans_a, trans_b, dtype, isa, mode):
     M, N, K = 37, 45, 70
     a, b = operands(M, N, K, dtype, trans_a, trans_b)
     c = int_tensor(M, N, dtype=dtype)
-    kw = dict(trans_a=trans_a, trans_b=trans_b, prepack_a=prepack_a, isa=isa)
+    kw = dict(trans_a=trans_a, trans_b=trans_b, isa=isa, **MODES[mode])
     assert_exact(gemm(a, b, **kw), reference(a, b, None, trans_a, trans_b).to(dtype))
     assert_exact(gemm(a, b, c, **kw), reference(a, b, c, trans_a, trans_b).to(dtype))
 
@@ -92,6 +98,21 @@ def test_block_edges_exact(isa, dtype):
         assert_exact(gemm(a, b, isa=isa), ref.to(dtype))
         assert_exact(gemm(a, b, c, isa=isa), (ref + c.double()).to(dtype))
         assert_exact(gemm(a, b, prepack_a=True, isa=isa), ref.to(dtype))
+        assert_exact(gemm(a, b, custom_b=True, isa=isa), ref.to(dtype))
+
+
+@pytest.mark.parametrize("mode", ["prepacked", "custom_b"])
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_row_bias(dtype, isa, mode):
+    for M, N, K in [(1, 1, 1), (13, 31, 7), (145, 40, 300), (7, 33, 0)]:
+        a, b = operands(M, N, K, dtype)
+        bias = int_tensor(M, dtype=dtype)
+        c = int_tensor(M, N, dtype=dtype)
+        ref = reference(a, b) + bias.double()[:, None]
+        kw = dict(row_bias=bias, isa=isa, **MODES[mode])
+        assert_exact(gemm(a, b, **kw), ref.to(dtype))
+        assert_exact(gemm(a, b, c, **kw), (ref + c.double()).to(dtype))
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -99,8 +120,8 @@ def test_k_zero(isa):
     a, b = torch.empty(5, 0), torch.empty(0, 7)
     assert_exact(gemm(a, b, isa=isa), torch.zeros(5, 7))
     c = torch.randn(5, 7)
-    assert_exact(gemm(a, b, c, isa=isa), c)
-    assert_exact(gemm(a, b, c, prepack_a=True, isa=isa), c)
+    for mode in MODES.values():
+        assert_exact(gemm(a, b, c, isa=isa, **mode), c)
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -144,22 +165,23 @@ def _at_threads(n, fn):
         torch.set_num_threads(old)
 
 
-@pytest.mark.parametrize("prepack_a", [False, True], ids=["raw", "prepacked"])
 @pytest.mark.parametrize("isa", ISAS)
-@pytest.mark.parametrize("shape", [(90, 700, 600), (700, 90, 600), (7, 3000, 300)],
-                         ids=["wide", "tall", "thin"])
-def test_thread_count_does_not_change_bits(shape, isa, prepack_a):
+@pytest.mark.parametrize("shape", [(90, 700, 600), (700, 90, 600), (512, 196, 1000),
+                                   (7, 3000, 300)], ids=["wide", "tall", "few_columns", "thin"])
+def test_thread_count_does_not_change_bits(shape, isa):
     M, N, K = shape
     a, b = operands(M, N, K, torch.float32, integer=False)
     c = torch.randn(M, N)
-    run = lambda: gemm(a, b, c, prepack_a=prepack_a, isa=isa)  # noqa: E731
-    one, two = _at_threads(1, run), _at_threads(2, run)
-    assert_exact(two, one)
-    # and the pre-packed path computes the very same bits as the plain one
-    assert_exact(_at_threads(2, lambda: gemm(a, b, c, prepack_a=not prepack_a, isa=isa)), one)
+    one = _at_threads(1, lambda: gemm(a, b, c, isa=isa))
+    # every way in, at 1 and 2 threads, computes the very same bits
+    for mode in MODES.values():
+        for threads in (1, 2):
+            assert_exact(_at_threads(threads, lambda: gemm(a, b, c, isa=isa, **mode)), one)
 
 
 def test_errors_name_the_values():
+    with pytest.raises(RuntimeError, match="row_bias must have size 3; got \\[4\\]"):
+        gemm(torch.randn(3, 4), torch.randn(4, 2), prepack_a=True, row_bias=torch.randn(4))
     with pytest.raises(RuntimeError, match=r"op\(a\) is 3 x 4 but op\(b\) is 5 x 2"):
         gemm(torch.randn(3, 4), torch.randn(5, 2))
     with pytest.raises(RuntimeError, match="kernel set 'sse9' is not available.*generic"):
@@ -170,5 +192,44 @@ def test_errors_name_the_values():
 
 def test_opcheck():
     a, b, c = torch.randn(5, 7), torch.randn(7, 3), torch.randn(5, 3)
-    result = torch.library.opcheck(ops._gemm.default, (a, b, c, False, False, True, ""))
+    result = torch.library.opcheck(ops._gemm.default,
+                                   (a, b, c, False, False, True, True, torch.randn(5), ""))
     assert all(v == "SUCCESS" for v in result.values()), result
+
+
+def _run_with_isa(isa, code):
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, CNNKERN_GEMM_ISA=isa)
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+_CONV_UNDER_ENV = """
+import torch, torch.nn.functional as F, cnnkern
+torch.manual_seed(0)
+x = torch.randint(-3, 4, (2, 5, 9, 8)).float().requires_grad_()
+w = torch.randint(-3, 4, (6, 5, 3, 3)).float().requires_grad_()
+out = cnnkern.conv2d(x, w, padding=1, algo="im2col")
+g = torch.randint(-3, 4, out.shape).float()
+gx, gw = torch.autograd.grad(out, (x, w), g)
+xd, wd = x.detach().double().requires_grad_(), w.detach().double().requires_grad_()
+ref = F.conv2d(xd, wd, padding=1)
+rx, rw = torch.autograd.grad(ref, (xd, wd), g.double())
+assert torch.equal(out.double(), ref) and torch.equal(gx.double(), rx) and torch.equal(gw.double(), rw)
+# the default kernel set is the one named (FMA kernels round differently from generic's)
+a, b = torch.randn(50, 300), torch.randn(300, 40)
+gemm = lambda isa: torch.ops.cnnkern._gemm(a, b, None, False, False, False, False, None, isa)
+assert torch.equal(gemm(""), gemm("generic"))
+if "avx2" in torch.ops.cnnkern._gemm_isas():
+    assert not torch.equal(gemm(""), gemm("avx2"))
+print("ok")
+"""
+
+
+def test_environment_variable_picks_the_kernel_set():
+    # The default kernel set is read once per process, so this runs in a fresh one. (An
+    # unknown name fails through the same check as isa= in test_errors_name_the_values.)
+    result = _run_with_isa("generic", _CONV_UNDER_ENV)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]

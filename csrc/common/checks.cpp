@@ -165,12 +165,11 @@ Pool2dProblem make_pool2d_geometry(const char* op, c10::IntArrayRef input_size,
   p.dil_h = dilation[0];
   p.dil_w = dilation[1];
   p.ceil_mode = ceil_mode;
-  // ATen's rule: padding at most half the effective (dilated) kernel.
-  const int64_t eff_h = (p.kh - 1) * p.dil_h + 1, eff_w = (p.kw - 1) * p.dil_w + 1;
-  TORCH_CHECK(2 * p.pad_h <= eff_h && 2 * p.pad_w <= eff_w, op,
-              ": padding must be at most half of the effective kernel size; got padding=",
-              sizes_str(padding), ", kernel_size=", sizes_str(kernel_size),
-              ", dilation=", sizes_str(dilation));
+  // ATen's rule (pool2d_shape_check): padding at most half the kernel size, whatever the
+  // dilation.
+  TORCH_CHECK(2 * p.pad_h <= p.kh && 2 * p.pad_w <= p.kw, op,
+              ": padding must be at most half of the kernel size; got padding=",
+              sizes_str(padding), ", kernel_size=", sizes_str(kernel_size));
   p.P = pool_output_size(p.H, p.kh, p.pad_h, p.stride_h, p.dil_h, ceil_mode);
   p.Q = pool_output_size(p.W, p.kw, p.pad_w, p.stride_w, p.dil_w, ceil_mode);
   TORCH_CHECK(p.P >= 1 && p.Q >= 1, op, ": output size is too small: input ", p.H, " x ", p.W,

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "cpu/gemm_dispatch.h"
+#include "cpu/thread_scratch.h"
 
 namespace cnnkern {
 namespace cpu {
@@ -33,30 +34,6 @@ int64_t k_block(int64_t K, int64_t kc) { return ceil_div(K, ceil_div(K, kc)); }
 // microseconds, the time of ~1 MFLOP here.
 constexpr double kMinParallelFlops = 4.0e6;
 
-// Grow-only, 64-byte aligned scratch owned by the calling thread (at::parallel_for's threads
-// live as long as the process, so the packing buffers are allocated once per thread).
-struct Scratch {
-  void* p = nullptr;
-  size_t bytes = 0;
-  ~Scratch() { std::free(p); }
-  void* get(size_t want) {
-    if (want > bytes) {
-      std::free(p);
-      bytes = round_up(static_cast<int64_t>(want), 64);
-      p = std::aligned_alloc(64, bytes);
-      TORCH_CHECK(p != nullptr, "cnnkern gemm: out of memory allocating ", bytes,
-                  " bytes of packing buffer");
-    }
-    return p;
-  }
-};
-
-template <typename T>
-T* scratch(int slot, int64_t elems) {
-  thread_local Scratch buffers[2];
-  return static_cast<T*>(buffers[slot].get(static_cast<size_t>(elems) * sizeof(T)));
-}
-
 // Where the A blocks come from: a strided matrix packed on the fly, or a pre-packed one
 // (block (pc, rows from i) at packed + pc * Mp + i * kc, see gemm_pack_a_with).
 template <typename T>
@@ -67,23 +44,36 @@ struct ASource {
   int64_t Mp = 0;
 };
 
-// C[0:M, 0:N] = A[row0 : row0 + M] * B + beta * C on the calling thread.
+// Where the B blocks come from: a strided matrix, or the caller's packing function.
+template <typename T>
+struct BSource {
+  const T* B = nullptr;
+  int64_t rsb = 0, csb = 0;
+  const GemmPackB<T>* pack = nullptr;
+};
+
+// C[0:M, 0:N] = A[row0 : row0 + M] * B[:, col0 : col0 + N] + beta * C (+ bias[row0 + i] on
+// row i, bias padded to whole micro-tiles) on the calling thread.
 template <typename T>
 void gemm_serial(const GemmKernels<T>& kt, int64_t M, int64_t N, int64_t K,
-                 const ASource<T>& a, int64_t row0, const T* B, int64_t rsb, int64_t csb,
-                 T beta, T* C, int64_t rsc) {
+                 const ASource<T>& a, int64_t row0, const BSource<T>& b, int64_t col0, T beta,
+                 T* C, int64_t rsc, const T* bias) {
   const int64_t kb = k_block(K, kt.kc);
   // Whole micro-tiles: pack_a / pack_b fill the last panel up to mr / nr.
   const int64_t ncb = round_up(min64(kt.nc, N), kt.nr);
   const int64_t mcb = round_up(min64(kt.mc, M), kt.mr);
-  T* pb = scratch<T>(0, kb * ncb);
-  T* pa = a.packed ? nullptr : scratch<T>(1, mcb * kb);
+  T* pb = thread_scratch<T>(ScratchSlot::GemmPackB, kb * ncb);
+  T* pa = a.packed ? nullptr : thread_scratch<T>(ScratchSlot::GemmPackA, mcb * kb);
   for (int64_t jc = 0; jc < N; jc += ncb) {
     const int64_t nc = min64(ncb, N - jc);
     for (int64_t pc = 0; pc < K; pc += kb) {
       const int64_t kc = min64(kb, K - pc);
       const bool accumulate = pc > 0 || beta != T(0);
-      kt.pack_b(kc, nc, B + pc * rsb + jc * csb, rsb, csb, pb);
+      if (b.pack) {
+        (*b.pack)(pc, kc, col0 + jc, nc, kt.nr, pb);
+      } else {
+        kt.pack_b(kc, nc, b.B + pc * b.rsb + (col0 + jc) * b.csb, b.rsb, b.csb, pb);
+      }
       for (int64_t ic = 0; ic < M; ic += mcb) {
         const int64_t mc = min64(mcb, M - ic);
         const T* blockA;
@@ -93,41 +83,62 @@ void gemm_serial(const GemmKernels<T>& kt, int64_t M, int64_t N, int64_t K,
           kt.pack_a(mc, kc, a.A + (row0 + ic) * a.rsa + pc * a.csa, a.rsa, a.csa, pa);
           blockA = pa;
         }
-        kt.macro(mc, nc, kc, blockA, pb, C + ic * rsc + jc, rsc, accumulate);
+        const T* block_bias = (bias != nullptr && pc == 0) ? bias + row0 + ic : nullptr;
+        kt.macro(mc, nc, kc, blockA, pb, C + ic * rsc + jc, rsc, accumulate, block_bias);
       }
     }
   }
 }
 
-// Splits C into at most one block per thread, along N when that duplicates less packing
-// (every block packs all of A for its columns, or all of B for its rows; a pre-packed A
-// costs nothing to share), block edges on micro-tile boundaries.
+// Splits C into one block per thread (block edges on micro-tile boundaries); each block is an
+// independent serial GEMM that packs its own rows of A and columns of B.
 template <typename T>
 void gemm_driver(const GemmKernels<T>& kt, int64_t M, int64_t N, int64_t K, const ASource<T>& a,
-                 const T* B, int64_t rsb, int64_t csb, T beta, T* C, int64_t rsc) {
+                 const BSource<T>& b, T beta, T* C, int64_t rsc, const T* row_bias = nullptr) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {
-    if (beta == T(0)) {
-      for (int64_t i = 0; i < M; ++i) std::memset(C + i * rsc, 0, sizeof(T) * N);
+    for (int64_t i = 0; i < M; ++i) {
+      T* c = C + i * rsc;
+      const T add = row_bias ? row_bias[i] : T(0);
+      if (beta == T(0)) {
+        for (int64_t j = 0; j < N; ++j) c[j] = add;
+      } else if (row_bias) {
+        for (int64_t j = 0; j < N; ++j) c[j] += add;
+      }
     }
     return;
   }
+  // The micro-kernel reads the bias of whole micro-tiles: pad it with zeros.
+  std::vector<T> bias_padded;
+  const T* bias = nullptr;
+  if (row_bias != nullptr) {
+    bias_padded.assign(round_up(M, kt.mr), T(0));
+    std::memcpy(bias_padded.data(), row_bias, sizeof(T) * M);
+    bias = bias_padded.data();
+  }
   const int64_t nt = at::in_parallel_region() ? 1 : at::get_num_threads();
   if (nt <= 1 || 2.0 * M * N * K < kMinParallelFlops) {
-    gemm_serial(kt, M, N, K, a, 0, B, rsb, csb, beta, C, rsc);
+    gemm_serial(kt, M, N, K, a, 0, b, 0, beta, C, rsc, bias);
     return;
   }
+  // Grid tm x tn (tm * tn = nt) with the least work for the busiest thread: its block of C
+  // (rounded up to whole micro-tiles) plus what it packs, its rows of A (unless pre-packed)
+  // and its columns of B, a packed element costing about as much as 8 multiply-adds.
   const int64_t m_units = ceil_div(M, kt.mr), n_units = ceil_div(N, kt.nr);
-  int64_t tm, tn;
-  if ((a.packed != nullptr || N >= M) && n_units >= nt) {
-    tn = nt;
-    tm = 1;
-  } else if (m_units >= nt) {
-    tm = nt;
-    tn = 1;
-  } else {
-    tn = min64(nt, n_units);
-    tm = min64(nt / tn, m_units);
+  int64_t tm = 1, tn = 1;
+  double best = -1;
+  for (int64_t cand = 1; cand <= nt; ++cand) {
+    if (nt % cand != 0) continue;
+    const int64_t cm = cand, cn = nt / cand;
+    if (cm > m_units || cn > n_units) continue;
+    const double rows = static_cast<double>(ceil_div(m_units, cm) * kt.mr);
+    const double cols = static_cast<double>(ceil_div(n_units, cn) * kt.nr);
+    const double cost = rows * cols + 8.0 * ((a.packed ? 0.0 : rows) + cols);
+    if (best < 0 || cost < best) {
+      best = cost;
+      tm = cm;
+      tn = cn;
+    }
   }
   const int64_t m_step = ceil_div(m_units, tm) * kt.mr;
   const int64_t n_step = ceil_div(n_units, tn) * kt.nr;
@@ -136,7 +147,7 @@ void gemm_driver(const GemmKernels<T>& kt, int64_t M, int64_t N, int64_t K, cons
       const int64_t i0 = (t / tn) * m_step, j0 = (t % tn) * n_step;
       if (i0 >= M || j0 >= N) continue;
       const int64_t m = min64(m_step, M - i0), n = min64(n_step, N - j0);
-      gemm_serial(kt, m, n, K, a, i0, B + j0 * csb, rsb, csb, beta, C + i0 * rsc + j0, rsc);
+      gemm_serial(kt, m, n, K, a, i0, b, j0, beta, C + i0 * rsc + j0, rsc, bias);
     }
   });
 }
@@ -222,7 +233,11 @@ void gemm_with(const GemmKernels<T>& kt, int64_t M, int64_t N, int64_t K, const 
   a.A = A;
   a.rsa = rsa;
   a.csa = csa;
-  gemm_driver(kt, M, N, K, a, B, rsb, csb, beta, C, rsc);
+  BSource<T> b;
+  b.B = B;
+  b.rsb = rsb;
+  b.csb = csb;
+  gemm_driver(kt, M, N, K, a, b, beta, C, rsc);
 }
 
 template <typename T>
@@ -281,9 +296,11 @@ GemmPackedA<T> gemm_pack_a(int64_t M, int64_t K, const T* A, int64_t rsa, int64_
   return gemm_detail::gemm_pack_a_with(gemm_detail::kernels_for<T>(""), M, K, A, rsa, csa);
 }
 
+namespace {
+
 template <typename T>
-void gemm_packed(const GemmPackedA<T>& pa, int64_t N, const T* B, int64_t rsb, int64_t csb,
-                 T beta, T* C, int64_t rsc) {
+void gemm_packed_from(const GemmPackedA<T>& pa, int64_t N, const gemm_detail::BSource<T>& b,
+                      T beta, T* C, int64_t rsc, const T* row_bias) {
   const auto& kt = *static_cast<const gemm_detail::GemmKernels<T>*>(pa.kernels);
   gemm_detail::ASource<T> a;
   a.packed = pa.data.get();
@@ -291,7 +308,27 @@ void gemm_packed(const GemmPackedA<T>& pa, int64_t N, const T* B, int64_t rsb, i
   if (pa.M > 0 && pa.K > 0) {
     TORCH_CHECK(a.packed != nullptr, "cnnkern gemm_packed: the packed A holds no data");
   }
-  gemm_detail::gemm_driver(kt, pa.M, N, pa.K, a, B, rsb, csb, beta, C, rsc);
+  gemm_detail::gemm_driver(kt, pa.M, N, pa.K, a, b, beta, C, rsc, row_bias);
+}
+
+}  // namespace
+
+template <typename T>
+void gemm_packed(const GemmPackedA<T>& pa, int64_t N, const T* B, int64_t rsb, int64_t csb,
+                 T beta, T* C, int64_t rsc, const T* row_bias) {
+  gemm_detail::BSource<T> b;
+  b.B = B;
+  b.rsb = rsb;
+  b.csb = csb;
+  gemm_packed_from(pa, N, b, beta, C, rsc, row_bias);
+}
+
+template <typename T>
+void gemm_packed_custom_b(const GemmPackedA<T>& pa, int64_t N, const GemmPackB<T>& pack_b,
+                          T beta, T* C, int64_t rsc, const T* row_bias) {
+  gemm_detail::BSource<T> b;
+  b.pack = &pack_b;
+  gemm_packed_from(pa, N, b, beta, C, rsc, row_bias);
 }
 
 template void gemm<float>(int64_t, int64_t, int64_t, const float*, int64_t, int64_t,
@@ -303,9 +340,15 @@ template GemmPackedA<float> gemm_pack_a<float>(int64_t, int64_t, const float*, i
 template GemmPackedA<double> gemm_pack_a<double>(int64_t, int64_t, const double*, int64_t,
                                                  int64_t);
 template void gemm_packed<float>(const GemmPackedA<float>&, int64_t, const float*, int64_t,
-                                 int64_t, float, float*, int64_t);
+                                 int64_t, float, float*, int64_t, const float*);
 template void gemm_packed<double>(const GemmPackedA<double>&, int64_t, const double*, int64_t,
-                                  int64_t, double, double*, int64_t);
+                                  int64_t, double, double*, int64_t, const double*);
+template void gemm_packed_custom_b<float>(const GemmPackedA<float>&, int64_t,
+                                          const GemmPackB<float>&, float, float*, int64_t,
+                                          const float*);
+template void gemm_packed_custom_b<double>(const GemmPackedA<double>&, int64_t,
+                                           const GemmPackB<double>&, double, double*, int64_t,
+                                           const double*);
 
 }  // namespace cpu
 }  // namespace cnnkern

@@ -21,6 +21,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <functional>
 #include <memory>
 
 namespace cnnkern {
@@ -48,10 +49,29 @@ struct GemmPackedA {
 template <typename T>
 GemmPackedA<T> gemm_pack_a(int64_t M, int64_t K, const T* A, int64_t rsa, int64_t csa);
 
-// C = A * B + beta * C with A given packed (M = pa.M, K = pa.K).
+// C = A * B + beta * C with A given packed (M = pa.M, K = pa.K). With row_bias (M values),
+// row i also gets row_bias[i], added at no extra cost: it starts the accumulation chain (so
+// C(i, j) = beta * C(i, j) + (row_bias[i] + sum_k A(i, k) B(k, j)), the sum in k order).
 template <typename T>
 void gemm_packed(const GemmPackedA<T>& pa, int64_t N, const T* B, int64_t rsb, int64_t csb,
-                 T beta, T* C, int64_t rsc);
+                 T beta, T* C, int64_t rsc, const T* row_bias = nullptr);
+
+// A B operand that the caller packs itself, straight from its own layout (e.g. the columns
+// of an implicit im2col, read from the image with no column matrix in between).
+// pack(k0, kc, j0, nc, nr, dst) writes rows [k0, k0 + kc) and columns [j0, j0 + nc) of B as
+// ceil(nc / nr) panels of kc x nr, k-major, zero past column nc:
+//   dst[(j / nr) * kc * nr + k * nr + j % nr] = B(k0 + k, j0 + j).
+// It is called from several threads at once (for disjoint column ranges) when the product
+// runs in parallel, so it must be safe for that.
+template <typename T>
+using GemmPackB = std::function<void(int64_t k0, int64_t kc, int64_t j0, int64_t nc,
+                                     int64_t nr, T* dst)>;
+
+// C = A * B + beta * C (+ row_bias) with A pre-packed and B packed by `pack_b` (N columns):
+// the same bits as gemm_packed with the equivalent strided B.
+template <typename T>
+void gemm_packed_custom_b(const GemmPackedA<T>& pa, int64_t N, const GemmPackB<T>& pack_b,
+                          T beta, T* C, int64_t rsc, const T* row_bias = nullptr);
 
 }  // namespace cpu
 }  // namespace cnnkern

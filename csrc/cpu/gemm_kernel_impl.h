@@ -9,7 +9,10 @@
 //
 // A vector-traits type V provides:
 //   using T (element), reg (register type); static constexpr int W (lanes);
-//   zero(), load(const T*), store(T*, reg), bcast(const T*), fma(a, b, c) = a*b + c, add(a, b).
+//   zero(), load(const T*), store(T*, reg), bcast(const T*), fma(a, b, c) = a*b + c, add(a, b);
+//   static constexpr int TB and transpose(src, lds, dst, ldd): dst[i * ldd + j] =
+//   src[j * lds + i] for a TB x TB block (TB = 0: no transpose; packing then goes element
+//   by element).
 //
 // No include guard: each ISA translation unit includes this exactly once.
 
@@ -24,20 +27,23 @@ namespace CNNKERN_GEMM_ISA {
 
 inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 
-// C[0:MR, 0:NR] = (accumulate ? C : 0) + sum_k a[k*MR + i] * b[k*NR + j], NR = NV * W.
-// The MR x NV accumulators live in registers for the whole k loop; each k step loads NV
-// vectors of B and broadcasts MR scalars of A. Every element is one fma chain in k order.
+// C[0:MR, 0:NR] = (accumulate ? C : 0) + (bias ? bias[i] : 0) + sum_k a[k*MR + i] * b[k*NR + j],
+// NR = NV * W. The MR x NV accumulators live in registers for the whole k loop (starting at
+// the row's bias, if any); each k step loads NV vectors of B and broadcasts MR scalars of A.
+// Every element is one fma chain in k order.
 template <class V, int MR, int NV>
 inline void micro_kernel(int64_t kc, const typename V::T* __restrict a,
                          const typename V::T* __restrict b, typename V::T* __restrict c,
-                         int64_t rsc, bool accumulate) {
+                         int64_t rsc, bool accumulate, const typename V::T* bias) {
   using reg = typename V::reg;
   constexpr int W = V::W;
   reg acc[MR][NV];
 #pragma GCC unroll 32
-  for (int i = 0; i < MR; ++i)
+  for (int i = 0; i < MR; ++i) {
+    const reg init = bias ? V::bcast(bias + i) : V::zero();
 #pragma GCC unroll 4
-    for (int j = 0; j < NV; ++j) acc[i][j] = V::zero();
+    for (int j = 0; j < NV; ++j) acc[i][j] = init;
+  }
 
 #pragma GCC unroll 4
   for (int64_t k = 0; k < kc; ++k) {
@@ -64,14 +70,16 @@ inline void micro_kernel(int64_t kc, const typename V::T* __restrict a,
   }
 }
 
-// C[0:mc, 0:nc] (+)= packed A (ceil(mc/MR) panels) * packed B (ceil(nc/NR) panels).
+// C[0:mc, 0:nc] (+)= packed A (ceil(mc/MR) panels) * packed B (ceil(nc/NR) panels)
+// (+ bias[i] on row i when bias is given; it then holds mc rows rounded up to MR).
 // Loop order jr outer, ir inner: one kc x NR micro-panel of B stays in L1 while the
 // micro-panels of A stream from L2. Edge tiles run the same micro-kernel into a scratch tile
 // (the padding rows/columns of the packed panels are zeros) and copy the valid part, so
 // their arithmetic is bit-identical to a full tile's.
 template <class V, int MR, int NV>
 void macro_kernel(int64_t mc, int64_t nc, int64_t kc, const typename V::T* pa,
-                  const typename V::T* pb, typename V::T* C, int64_t rsc, bool accumulate) {
+                  const typename V::T* pb, typename V::T* C, int64_t rsc, bool accumulate,
+                  const typename V::T* bias) {
   using T = typename V::T;
   constexpr int NR = NV * V::W;
   alignas(64) T tile[MR * NR];
@@ -82,11 +90,12 @@ void macro_kernel(int64_t mc, int64_t nc, int64_t kc, const typename V::T* pa,
       const int64_t mr = imin(MR, mc - ir);
       const T* a = pa + ir * kc;
       T* c = C + ir * rsc + jr;
+      const T* bi = bias ? bias + ir : nullptr;
       if (mr == MR && nr == NR) {
-        micro_kernel<V, MR, NV>(kc, a, b, c, rsc, accumulate);
+        micro_kernel<V, MR, NV>(kc, a, b, c, rsc, accumulate, bi);
         continue;
       }
-      micro_kernel<V, MR, NV>(kc, a, b, tile, NR, false);
+      micro_kernel<V, MR, NV>(kc, a, b, tile, NR, false, bi);
       for (int64_t i = 0; i < mr; ++i) {
         T* ci = c + i * rsc;
         const T* ti = tile + i * NR;
@@ -128,8 +137,11 @@ void pack_a(int64_t mc, int64_t kc, const T* A, int64_t rsa, int64_t csa, T* dst
 }
 
 // B (kc x nc, element (k, j) at B[k*rsb + j*csb]) -> panels of NR columns, k-major.
-template <typename T, int NR>
-void pack_b(int64_t kc, int64_t nc, const T* B, int64_t rsb, int64_t csb, T* dst) {
+template <class V, int NR>
+void pack_b(int64_t kc, int64_t nc, const typename V::T* B, int64_t rsb, int64_t csb,
+            typename V::T* dst) {
+  using T = typename V::T;
+  constexpr int TB = V::TB;
   for (int64_t j0 = 0; j0 < nc; j0 += NR, dst += NR * kc) {
     const int64_t n = imin(NR, nc - j0);
     const T* b = B + j0 * csb;
@@ -140,9 +152,16 @@ void pack_b(int64_t kc, int64_t nc, const T* B, int64_t rsb, int64_t csb, T* dst
         for (int j = 0; j < NR; ++j) dst[k * NR + j] = src[j];
       }
     } else if (n == NR && rsb == 1) {  // columns contiguous (a transposed view): transpose
+      int64_t k = 0;
+      if constexpr (TB > 0 && NR % TB == 0) {  // TB x TB register transposes
+        for (; k + TB <= kc; k += TB) {
+#pragma GCC unroll 8
+          for (int j = 0; j < NR; j += TB) V::transpose(b + j * csb + k, csb, dst + k * NR + j, NR);
+        }
+      }
       for (int j = 0; j < NR; ++j) {
         const T* src = b + j * csb;
-        for (int64_t k = 0; k < kc; ++k) dst[k * NR + j] = src[k];
+        for (int64_t kk = k; kk < kc; ++kk) dst[kk * NR + j] = src[kk];
       }
     } else {
       for (int64_t k = 0; k < kc; ++k) {
@@ -163,7 +182,7 @@ constexpr GemmKernels<typename V::T> make_kernels(const char* isa, int64_t kc, i
                                     mc,
                                     nc,
                                     &pack_a<typename V::T, MR>,
-                                    &pack_b<typename V::T, NV * V::W>,
+                                    &pack_b<V, NV * V::W>,
                                     &macro_kernel<V, MR, NV>};
 }
 

@@ -8,7 +8,9 @@
 //           (k-major, the mr values of one k adjacent), rows past mc zero-filled;
 //   pack_b: rows [0, kc) x cols [0, nc) of a strided B into ceil(nc/nr) panels, each kc x nr,
 //           columns past nc zero-filled;
-//   macro:  C[0:mc, 0:nc] = (accumulate ? C : 0) + packedA * packedB, one micro-tile at a time.
+//   macro:  C[0:mc, 0:nc] = (accumulate ? C : 0) + packedA * packedB (+ bias[i] on row i when
+//           bias is not null: mc values, readable up to the next multiple of mr), one
+//           micro-tile at a time; the bias starts each accumulator chain.
 // Every element of C is the same fused-multiply-add chain over k whatever tile it falls in
 // (edge tiles run the full-size micro-kernel into a scratch tile), so the way C is cut into
 // blocks (by threads or by callers) never changes a result bit.
@@ -29,7 +31,7 @@ struct GemmKernels {
   void (*pack_a)(int64_t mc, int64_t kc, const T* A, int64_t rsa, int64_t csa, T* dst);
   void (*pack_b)(int64_t kc, int64_t nc, const T* B, int64_t rsb, int64_t csb, T* dst);
   void (*macro)(int64_t mc, int64_t nc, int64_t kc, const T* pa, const T* pb, T* C,
-                int64_t rsc, bool accumulate);
+                int64_t rsc, bool accumulate, const T* bias);
 };
 
 // Each returns nullptr when its ISA was not compiled in (non-x86 build). Whether the CPU can

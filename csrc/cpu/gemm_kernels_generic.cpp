@@ -19,6 +19,8 @@ struct Vec16 {
   using T = E;
   typedef E reg __attribute__((vector_size(16)));
   static constexpr int W = 16 / sizeof(E);
+  static constexpr int TB = 0;  // no register transpose: pack transposed B element-wise
+  static void transpose(const T*, int64_t, T*, int64_t) {}
   static reg zero() { return reg{}; }
   static reg load(const T* p) {
     reg v;

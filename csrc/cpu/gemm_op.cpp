@@ -2,10 +2,13 @@
 // tests/test_gemm.py can check it against torch.matmul with odd sizes, transposed views,
 // every kernel set this CPU runs, and the pre-packed A path. Not part of the public API.
 //
-//   _gemm(a, b, c, trans_a, trans_b, prepack_a, isa) = op(a) @ op(b) (+ c when given)
+//   _gemm(a, b, c, trans_a, trans_b, prepack_a, custom_b, row_bias, isa)
+//     = op(a) @ op(b) (+ c when given) (+ row_bias[:, None] when given)
 //
 // op(x) is x or x.t(); a and b may be any strided 2-D views (their strides reach the GEMM
-// as they are). The result is computed into a buffer with a padded row stride and an extra
+// as they are). prepack_a runs gemm_pack_a + gemm_packed; custom_b (implies prepack_a)
+// runs gemm_packed_custom_b with a packing function that reads b element by element;
+// row_bias needs one of the two. The result is computed into a buffer with a padded row stride and an extra
 // row, NaN-filled (so beta = 0 must ignore C's contents), and the op fails if the GEMM
 // wrote outside C.
 
@@ -24,7 +27,8 @@ namespace {
 constexpr const char* kOp = "cnnkern._gemm";
 
 at::Tensor gemm_op(const at::Tensor& a, const at::Tensor& b, const c10::optional<at::Tensor>& c,
-                   bool trans_a, bool trans_b, bool prepack_a, c10::string_view isa) {
+                   bool trans_a, bool trans_b, bool prepack_a, bool custom_b,
+                   const c10::optional<at::Tensor>& row_bias, c10::string_view isa) {
   TORCH_CHECK(a.dim() == 2 && b.dim() == 2, kOp, ": a and b must be 2-D; got a of size ",
               a.sizes(), " and b of size ", b.sizes());
   TORCH_CHECK(a.scalar_type() == b.scalar_type(), kOp, ": a is ", a.scalar_type(),
@@ -42,6 +46,14 @@ at::Tensor gemm_op(const at::Tensor& a, const at::Tensor& b, const c10::optional
     TORCH_CHECK(c->scalar_type() == a.scalar_type(), kOp, ": c is ", c->scalar_type(),
                 " but a is ", a.scalar_type());
   }
+  if (row_bias.has_value()) {
+    TORCH_CHECK(prepack_a || custom_b, kOp, ": row_bias needs prepack_a or custom_b");
+    TORCH_CHECK(row_bias->dim() == 1 && row_bias->size(0) == M, kOp,
+                ": row_bias must have size ", M, "; got ", row_bias->sizes());
+    TORCH_CHECK(row_bias->scalar_type() == a.scalar_type(), kOp, ": row_bias is ",
+                row_bias->scalar_type(), " but a is ", a.scalar_type());
+  }
+  const at::Tensor bias = row_bias.has_value() ? row_bias->contiguous() : at::Tensor();
   constexpr int64_t kPad = 3;
   at::Tensor buf = at::full({M + 1, N + kPad}, std::numeric_limits<double>::quiet_NaN(),
                             a.options());
@@ -54,9 +66,26 @@ at::Tensor gemm_op(const at::Tensor& a, const at::Tensor& b, const c10::optional
     const scalar_t* pa = A.const_data_ptr<scalar_t>();
     const scalar_t* pb = B.const_data_ptr<scalar_t>();
     scalar_t* pc = out.mutable_data_ptr<scalar_t>();
-    if (prepack_a) {
+    const scalar_t* bias_ptr = bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr;
+    if (custom_b) {
       const auto packed = gemm_pack_a_with(kt, M, K, pa, A.stride(0), A.stride(1));
-      cpu::gemm_packed(packed, N, pb, B.stride(0), B.stride(1), beta, pc, N + kPad);
+      const int64_t rsb = B.stride(0), csb = B.stride(1);
+      const cpu::GemmPackB<scalar_t> pack = [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc,
+                                                int64_t nr, scalar_t* dst) {
+        for (int64_t panel = 0; panel * nr < nc; ++panel) {
+          for (int64_t k = 0; k < kc; ++k) {
+            for (int64_t lane = 0; lane < nr; ++lane) {
+              const int64_t j = panel * nr + lane;
+              dst[(panel * kc + k) * nr + lane] =
+                  j < nc ? pb[(k0 + k) * rsb + (j0 + j) * csb] : scalar_t(0);
+            }
+          }
+        }
+      };
+      cpu::gemm_packed_custom_b(packed, N, pack, beta, pc, N + kPad, bias_ptr);
+    } else if (prepack_a) {
+      const auto packed = gemm_pack_a_with(kt, M, K, pa, A.stride(0), A.stride(1));
+      cpu::gemm_packed(packed, N, pb, B.stride(0), B.stride(1), beta, pc, N + kPad, bias_ptr);
     } else {
       gemm_with(kt, M, N, K, pa, A.stride(0), A.stride(1), pb, B.stride(0), B.stride(1), beta,
                 pc, N + kPad);

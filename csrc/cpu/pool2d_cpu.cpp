@@ -1,6 +1,8 @@
-// CPU pooling kernels (float32, float64), parallel over the N*C planes. Each plane is owned
-// by one thread, so backward scatters need no atomics and results do not depend on the
-// thread count. Window math comes from common/pool2d_problem.h, shared with CUDA.
+// CPU pooling (float32, float64), parallel over the N*C planes. Each plane is owned by one
+// thread, so backward scatters need no atomics and results do not depend on the thread
+// count. Window math comes from common/pool2d_problem.h, shared with CUDA. The forward
+// passes and avg backward run the per-ISA plane kernels of cpu/pool2d_core.h (vectorised
+// along W where the stride allows); max and adaptive backward are plain scatters here.
 
 #include "cpu/pool2d_cpu.h"
 
@@ -8,8 +10,11 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 
-#include <cmath>
-#include <limits>
+#include <algorithm>
+#include <cstdint>
+#include <stdexcept>
+
+#include "cpu/pool2d_core.h"
 
 namespace cnnkern {
 namespace {
@@ -21,103 +26,78 @@ void for_each_plane(const Pool2dProblem& p, const F& f) {
   });
 }
 
+// f(first plane, count) over ranges of planes (each plane in exactly one range).
+template <typename F>
+void for_plane_ranges(const Pool2dProblem& p, const F& f) {
+  at::parallel_for(0, p.planes(), 1, [&](int64_t begin, int64_t end) { f(begin, end - begin); });
+}
+
+template <typename T>
+const cpu::PoolKernels<T>& kernels() {
+  try {
+    return cpu::pool_kernels<T>(cpu::active_isa());
+  } catch (const std::invalid_argument& e) {
+    TORCH_CHECK(false, "cnnkern pooling: ", e.what());
+  }
+}
+
 template <typename T>
 void max_forward_kernel(const Pool2dProblem& p, const T* in, T* out, int64_t* idx) {
-  for_each_plane(p, [&](int64_t plane) {
-    const T* x = in + plane * p.H * p.W;
-    for (int64_t oh = 0; oh < p.P; ++oh) {
-      const Window wh = max_pool_window(oh, p.H, p.kh, p.stride_h, p.pad_h, p.dil_h);
-      for (int64_t ow = 0; ow < p.Q; ++ow) {
-        const Window ww = max_pool_window(ow, p.W, p.kw, p.stride_w, p.pad_w, p.dil_w);
-        // ATen's rule: start at -inf with the window's first tap; a NaN always wins (the
-        // last NaN in scan order), so NaN propagates with its index.
-        T best = -std::numeric_limits<T>::infinity();
-        int64_t best_i = wh.begin * p.W + ww.begin;
-        for (int64_t h = wh.begin; h < wh.end; h += p.dil_h) {
-          for (int64_t w = ww.begin; w < ww.end; w += p.dil_w) {
-            const T v = x[h * p.W + w];
-            if (v > best || std::isnan(v)) {
-              best = v;
-              best_i = h * p.W + w;
-            }
-          }
-        }
-        const int64_t o = (plane * p.P + oh) * p.Q + ow;
-        out[o] = best;
-        idx[o] = best_i;
-      }
-    }
+  const auto& k = kernels<T>();
+  const T* in_end = in + p.input_numel();
+  for_plane_ranges(p, [&](int64_t m, int64_t n) {
+    k.max(p, n, in + m * p.H * p.W, in_end, out + m * p.P * p.Q, idx + m * p.P * p.Q);
   });
 }
 
 template <typename T>
 void max_backward_kernel(const Pool2dProblem& p, const T* go, const int64_t* idx, T* gi) {
-  const int64_t hw = p.H * p.W;
-  for_each_plane(p, [&](int64_t plane) {
-    T* dst = gi + plane * hw;
-    const T* g = go + plane * p.P * p.Q;
-    const int64_t* ix = idx + plane * p.P * p.Q;
-    for (int64_t o = 0; o < p.P * p.Q; ++o) {
-      const int64_t i = ix[o];
-      TORCH_CHECK(i >= 0 && i < hw, "cnnkern.max_pool2d_backward: index ", i,
-                  " is outside the input plane of ", hw, " elements");
-      dst[i] += g[o];
+  const int64_t hw = p.H * p.W, pq = p.P * p.Q;
+  for_plane_ranges(p, [&](int64_t first, int64_t count) {
+    for (int64_t plane = first; plane < first + count; ++plane) {
+      T* dst = gi + plane * hw;
+      const T* g = go + plane * pq;
+      const int64_t* ix = idx + plane * pq;
+      // No branch per element: an index outside the plane is redirected to element 0 and
+      // remembered; the op then fails (its half-written grad_input is never returned).
+      bool bad = false;
+      for (int64_t o = 0; o < pq; ++o) {
+        const uint64_t i = static_cast<uint64_t>(ix[o]);
+        const bool out = i >= static_cast<uint64_t>(hw);
+        bad |= out;
+        dst[out ? 0 : i] += g[o];
+      }
+      if (bad) {
+        for (int64_t o = 0; o < pq; ++o)
+          TORCH_CHECK(ix[o] >= 0 && ix[o] < hw, "cnnkern.max_pool2d_backward: index ", ix[o],
+                      " is outside the input plane of ", hw, " elements");
+      }
     }
   });
 }
 
 template <typename T>
 void avg_forward_kernel(const Pool2dProblem& p, const T* in, T* out) {
-  for_each_plane(p, [&](int64_t plane) {
-    const T* x = in + plane * p.H * p.W;
-    for (int64_t oh = 0; oh < p.P; ++oh) {
-      const AvgWindow wh = avg_pool_window(oh, p.H, p.kh, p.stride_h, p.pad_h);
-      for (int64_t ow = 0; ow < p.Q; ++ow) {
-        const AvgWindow ww = avg_pool_window(ow, p.W, p.kw, p.stride_w, p.pad_w);
-        T sum = 0;
-        for (int64_t h = wh.begin; h < wh.end; ++h)
-          for (int64_t w = ww.begin; w < ww.end; ++w) sum += x[h * p.W + w];
-        const bool empty = wh.begin >= wh.end || ww.begin >= ww.end;
-        out[(plane * p.P + oh) * p.Q + ow] =
-            empty ? T(0) : sum / static_cast<T>(avg_pool_divisor(p, wh, ww));
-      }
-    }
+  const auto& k = kernels<T>();
+  const T* in_end = in + p.input_numel();
+  for_plane_ranges(p, [&](int64_t m, int64_t n) {
+    k.avg(p, n, in + m * p.H * p.W, in_end, out + m * p.P * p.Q);
   });
 }
 
 template <typename T>
 void avg_backward_kernel(const Pool2dProblem& p, const T* go, T* gi) {
-  for_each_plane(p, [&](int64_t plane) {
-    T* dst = gi + plane * p.H * p.W;
-    for (int64_t oh = 0; oh < p.P; ++oh) {
-      const AvgWindow wh = avg_pool_window(oh, p.H, p.kh, p.stride_h, p.pad_h);
-      for (int64_t ow = 0; ow < p.Q; ++ow) {
-        const AvgWindow ww = avg_pool_window(ow, p.W, p.kw, p.stride_w, p.pad_w);
-        if (wh.begin >= wh.end || ww.begin >= ww.end) continue;
-        const T g = go[(plane * p.P + oh) * p.Q + ow] /
-                    static_cast<T>(avg_pool_divisor(p, wh, ww));
-        for (int64_t h = wh.begin; h < wh.end; ++h)
-          for (int64_t w = ww.begin; w < ww.end; ++w) dst[h * p.W + w] += g;
-      }
-    }
+  const auto& k = kernels<T>();
+  for_plane_ranges(p, [&](int64_t m, int64_t n) {
+    k.avg_backward(p, n, go + m * p.P * p.Q, gi + m * p.H * p.W);
   });
 }
 
 template <typename T>
 void adaptive_forward_kernel(const Pool2dProblem& p, const T* in, T* out) {
-  for_each_plane(p, [&](int64_t plane) {
-    const T* x = in + plane * p.H * p.W;
-    for (int64_t oh = 0; oh < p.P; ++oh) {
-      const Window wh = adaptive_window(oh, p.H, p.P);
-      for (int64_t ow = 0; ow < p.Q; ++ow) {
-        const Window ww = adaptive_window(ow, p.W, p.Q);
-        T sum = 0;
-        for (int64_t h = wh.begin; h < wh.end; ++h)
-          for (int64_t w = ww.begin; w < ww.end; ++w) sum += x[h * p.W + w];
-        const int64_t count = (wh.end - wh.begin) * (ww.end - ww.begin);
-        out[(plane * p.P + oh) * p.Q + ow] = sum / static_cast<T>(count);
-      }
-    }
+  const auto& k = kernels<T>();
+  for_plane_ranges(p, [&](int64_t m, int64_t n) {
+    k.adaptive(p, n, in + m * p.H * p.W, out + m * p.P * p.Q);
   });
 }
 

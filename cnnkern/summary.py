@@ -1,0 +1,80 @@
+"""`cnnkern summary MODEL`: the per-layer table the VGG16 lecture walks through.
+
+Output shape, weights (without biases), cumulative weights, multiply-accumulates, and for
+each convolution the algorithm "auto" runs and why.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import torch
+from torch import nn
+
+import cnnkern
+
+
+def _weights(m: nn.Module) -> int:
+    """Weights as the lecture counts them: those of convolutions and dense layers."""
+    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        return m.weight.numel()
+    return 0
+
+
+def _macs(m: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> int:
+    if isinstance(m, nn.Conv2d):  # K * C/g * R * S per output position
+        return out.numel() * m.weight[0].numel()
+    if isinstance(m, nn.ConvTranspose2d):  # each input element meets C_out/g * R * S taps
+        return inp.numel() * m.weight[0].numel()
+    if isinstance(m, nn.Linear):
+        return out.numel() * m.in_features
+    return 0
+
+
+def summarize(model: nn.Module, input_shape, device: str = "cpu") -> List[dict]:
+    rows: List[dict] = []
+    handles = []
+    for name, m in model.named_modules():
+        if not name or list(m.children()):
+            continue
+
+        def hook(mod, args, out, name=name):
+            if not isinstance(out, torch.Tensor):
+                return
+            row = dict(name=name, kind=type(mod).__name__, shape=tuple(out.shape[1:]),
+                       weights=_weights(mod), macs=_macs(mod, args[0], out), algo="")
+            if isinstance(mod, cnnkern.nn.Conv2d):
+                try:
+                    chosen = cnnkern.select(args[0], mod.weight, mod.bias, mod.stride,
+                                            mod.padding, mod.dilation, mod.groups, algo=mod.algo)
+                    how = "auto's pick" if mod.algo == "auto" else "requested"
+                    row["algo"] = f"{chosen} ({how})"
+                except RuntimeError as e:
+                    row["algo"] = f"cannot run: {str(e).splitlines()[0]}"
+            rows.append(row)
+
+        handles.append(m.register_forward_hook(hook))
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, *input_shape, device=device))
+    for h in handles:
+        h.remove()
+    total = 0
+    for r in rows:
+        total += r["weights"]
+        r["cumulative"] = total
+    return rows
+
+
+def format_summary(rows: List[dict], title: Optional[str] = None) -> str:
+    header = ["layer", "kind", "output", "weights", "cumulative", "MACs", "algorithm"]
+    body = [[r["name"], r["kind"], "x".join(map(str, r["shape"])), f"{r['weights']:,}",
+             f"{r['cumulative']:,}", f"{r['macs']:,}", r["algo"]] for r in rows]
+    widths = [max(len(x[i]) for x in [header] + body) for i in range(len(header))]
+    lines = [title] if title else []
+    lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths)).rstrip() for b in body]
+    lines.append(f"total: {rows[-1]['cumulative'] if rows else 0:,} weights (without biases), "
+                 f"{sum(r['macs'] for r in rows):,} MACs per image")
+    return "\n".join(lines)

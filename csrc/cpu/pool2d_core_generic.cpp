@@ -1,0 +1,9 @@
+// Pooling kernels, portable variant (GCC vector extensions, any CPU).
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "cpu/pool2d_core.h"
+
+#define CNNKERN_ISA_NS generic
+#include "cpu/pool2d_core_impl.h"

@@ -1,0 +1,212 @@
+"""Property-based tests (hypothesis): random shapes and hyper-parameters that torch accepts,
+every CPU algorithm that can run each case, against torch.nn.functional forward and backward;
+and random invalid arguments, which cnnkern must reject whenever torch does, with a message.
+
+Profiles: "ci" (default: fixed seed, bounded) and "long" for a deeper search:
+    CNNKERN_HYPOTHESIS_PROFILE=long pytest tests/test_properties.py
+"""
+
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import cnnkern  # noqa: E402
+
+settings.register_profile("ci", max_examples=60, derandomize=True, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow,
+                                                 HealthCheck.filter_too_much])
+settings.register_profile("long", max_examples=3000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow,
+                                                 HealthCheck.filter_too_much])
+settings.load_profile(os.environ.get("CNNKERN_HYPOTHESIS_PROFILE", "ci"))
+
+LAYOUTS = ("nchw", "channels_last", "strided")
+
+
+def _layout(t: torch.Tensor, layout: str) -> torch.Tensor:
+    if layout == "channels_last":
+        return t.contiguous(memory_format=torch.channels_last)
+    if layout == "strided":  # a view with gaps: every other column of a wider tensor
+        wide = torch.zeros(*t.shape[:-1], 2 * t.shape[-1], dtype=t.dtype)
+        wide[..., ::2] = t
+        return wide[..., ::2]
+    return t
+
+
+@st.composite
+def conv_cases(draw):
+    groups = draw(st.sampled_from([1, 1, 1, 2, 3]))
+    C = groups * draw(st.integers(1, max(1, 17 // groups)))
+    K = groups * draw(st.integers(1, max(1, 17 // groups)))
+    depthwise = draw(st.booleans()) and groups == 1
+    if depthwise:  # groups == C == K
+        groups = C = K = draw(st.integers(1, 8))
+    R, S = draw(st.integers(1, 7)), draw(st.integers(1, 7))
+    H, W = draw(st.integers(1, 40)), draw(st.integers(1, 40))
+    dilation = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    padding = draw(st.one_of(st.tuples(st.integers(0, 3), st.integers(0, 3)),
+                             st.sampled_from(["same", "valid"])))
+    stride = (1, 1) if padding == "same" else (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    pad = (0, 0) if padding in ("same", "valid") else padding
+    if padding != "same":  # torch's rule: the dilated kernel fits in the padded input
+        assume(H + 2 * pad[0] >= dilation[0] * (R - 1) + 1)
+        assume(W + 2 * pad[1] >= dilation[1] * (S - 1) + 1)
+    return dict(N=draw(st.integers(0, 4)), C=C, K=K, H=H, W=W, R=R, S=S, groups=groups,
+                stride=stride, padding=padding, dilation=dilation, bias=draw(st.booleans()),
+                layout=draw(st.sampled_from(LAYOUTS)), seed=draw(st.integers(0, 2**16)))
+
+
+@given(conv_cases())
+def test_conv2d_matches_torch_for_every_algorithm_that_can_run(case):
+    gen = torch.Generator().manual_seed(case["seed"])
+    x = torch.randn(case["N"], case["C"], case["H"], case["W"], generator=gen, dtype=torch.float64)
+    w = torch.randn(case["K"], case["C"] // case["groups"], case["R"], case["S"], generator=gen,
+                    dtype=torch.float64)
+    b = torch.randn(case["K"], generator=gen, dtype=torch.float64) if case["bias"] else None
+    kw = dict(stride=case["stride"], padding=case["padding"], dilation=case["dilation"],
+              groups=case["groups"])
+    ref_in = [t.clone().requires_grad_() for t in (x, w)] + ([b.clone().requires_grad_()] if b is not None else [])
+    ref = F.conv2d(ref_in[0], ref_in[1], ref_in[2] if b is not None else None, **kw)
+    g = torch.randn(ref.shape, generator=gen, dtype=torch.float64)
+    ref_grads = torch.autograd.grad(ref, ref_in, g, allow_unused=True) if ref.numel() else None
+    ran = 0
+    for algo in cnnkern.algorithms("cpu"):
+        if not cnnkern.can_implement(x, w, b, algo=algo, **kw)[0]:
+            continue
+        ran += 1
+        ins = [_layout(t.clone(), case["layout"]).requires_grad_() for t in (x, w)]
+        ins += [b.clone().requires_grad_()] if b is not None else []
+        out = cnnkern.conv2d(ins[0], ins[1], ins[2] if b is not None else None, algo=algo, **kw)
+        assert out.shape == ref.shape, algo
+        torch.testing.assert_close(out, ref.detach(), rtol=1e-9, atol=1e-9, msg=algo)
+        if ref.numel():
+            grads = torch.autograd.grad(out, ins, g)
+            for got, want in zip(grads, ref_grads):
+                torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9, msg=algo)
+    assert ran >= 1  # "direct" runs everything torch accepts
+
+
+@st.composite
+def pool_cases(draw):
+    k = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
+    dilation = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    pad = (draw(st.integers(0, ((k[0] - 1) * dilation[0] + 1) // 2)),
+           draw(st.integers(0, ((k[1] - 1) * dilation[1] + 1) // 2)))
+    return dict(N=draw(st.integers(0, 3)), C=draw(st.integers(1, 6)), H=draw(st.integers(1, 30)),
+                W=draw(st.integers(1, 30)), kernel=k,
+                stride=(draw(st.integers(1, 4)), draw(st.integers(1, 4))), padding=pad,
+                dilation=dilation, ceil_mode=draw(st.booleans()),
+                count_include_pad=draw(st.booleans()),
+                divisor=draw(st.sampled_from([None, None, 1, 3])),
+                layout=draw(st.sampled_from(LAYOUTS)), nan=draw(st.booleans()),
+                seed=draw(st.integers(0, 2**16)))
+
+
+def _pool_pair(case, fn_ours, fn_ref, x):
+    """Both raise (same decision, ours with a message) or both agree in value and gradient."""
+    xr = x.clone().requires_grad_()
+    xo = _layout(x.clone(), case["layout"]).requires_grad_()
+    try:
+        ref = fn_ref(xr)
+    except RuntimeError:
+        with pytest.raises((RuntimeError, ValueError)) as e:
+            fn_ours(xo)
+        assert str(e.value)
+        return
+    out = fn_ours(xo)
+    torch.testing.assert_close(out, ref, rtol=1e-9, atol=1e-9, equal_nan=True)
+    if ref.numel():
+        g = torch.randn_like(ref)
+        torch.testing.assert_close(torch.autograd.grad(out, xo, g)[0],
+                                   torch.autograd.grad(ref, xr, g)[0], rtol=1e-9, atol=1e-9,
+                                   equal_nan=True)
+
+
+@given(pool_cases())
+def test_max_pool2d_matches_torch(case):
+    gen = torch.Generator().manual_seed(case["seed"])
+    x = torch.randn(case["N"], case["C"], case["H"], case["W"], generator=gen, dtype=torch.float64)
+    if case["nan"] and x.numel():
+        x.view(-1)[torch.randint(0, x.numel(), (max(1, x.numel() // 20),), generator=gen)] = float("nan")
+    args = (case["kernel"], case["stride"], case["padding"], case["dilation"], case["ceil_mode"])
+    _pool_pair(case, lambda t: cnnkern.max_pool2d(t, *args), lambda t: F.max_pool2d(t, *args), x)
+
+    def indices(fn, t):
+        return fn(t, *args, return_indices=True)[1]
+    try:
+        want = indices(F.max_pool2d, x)
+    except RuntimeError:
+        return
+    assert torch.equal(indices(cnnkern.max_pool2d, _layout(x, case["layout"])), want)
+
+
+@given(pool_cases())
+def test_avg_pool2d_matches_torch(case):
+    gen = torch.Generator().manual_seed(case["seed"])
+    x = torch.randn(case["N"], case["C"], case["H"], case["W"], generator=gen, dtype=torch.float64)
+    pad = tuple(min(p, k // 2) for p, k in zip(case["padding"], case["kernel"]))
+    args = (case["kernel"], case["stride"], pad, case["ceil_mode"], case["count_include_pad"],
+            case["divisor"])
+    _pool_pair(case, lambda t: cnnkern.avg_pool2d(t, *args), lambda t: F.avg_pool2d(t, *args), x)
+
+
+@given(st.integers(0, 3), st.integers(1, 5), st.integers(1, 30), st.integers(1, 30),
+       st.integers(1, 12), st.integers(1, 12), st.sampled_from(LAYOUTS), st.integers(0, 2**16))
+def test_adaptive_avg_pool2d_matches_torch(N, C, H, W, oh, ow, layout, seed):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(N, C, H, W, generator=gen, dtype=torch.float64)
+    case = {"layout": layout}
+    _pool_pair(case, lambda t: cnnkern.adaptive_avg_pool2d(t, (oh, ow)),
+               lambda t: F.adaptive_avg_pool2d(t, (oh, ow)), x)
+
+
+@st.composite
+def invalid_conv_args(draw):
+    """Arguments with at least one thing torch may reject."""
+    rank = draw(st.sampled_from([4, 4, 4, 3, 2, 5]))
+    shape = [draw(st.integers(0, 3)), draw(st.integers(1, 6)), draw(st.integers(1, 8)),
+             draw(st.integers(1, 8))][4 - min(rank, 4):] + [2] * max(0, rank - 4)
+    w_rank = draw(st.sampled_from([4, 4, 3]))
+    w_shape = [draw(st.integers(1, 6)), draw(st.integers(1, 6)), draw(st.integers(1, 9)),
+               draw(st.integers(1, 9))][:w_rank]
+    return dict(
+        x_shape=shape, w_shape=w_shape,
+        x_dtype=draw(st.sampled_from([torch.float32, torch.float32, torch.float64, torch.int64])),
+        w_dtype=draw(st.sampled_from([torch.float32, torch.float32, torch.float64])),
+        bias=draw(st.sampled_from([None, 1, 2, 5])),
+        stride=draw(st.sampled_from([1, 2, 0, -1, (1, 0)])),
+        padding=draw(st.sampled_from([0, 1, -1, (0, 2), "same", "valid", "bogus"])),
+        dilation=draw(st.sampled_from([1, 2, 0])),
+        groups=draw(st.sampled_from([1, 2, 3, 0])),
+    )
+
+
+@given(invalid_conv_args())
+def test_invalid_conv_arguments_are_rejected_whenever_torch_rejects_them(a):
+    x = torch.zeros(a["x_shape"], dtype=a["x_dtype"])
+    w = torch.zeros(a["w_shape"], dtype=a["w_dtype"])
+    b = None if a["bias"] is None else torch.zeros(a["bias"], dtype=a["w_dtype"])
+    kw = dict(stride=a["stride"], padding=a["padding"], dilation=a["dilation"],
+              groups=a["groups"])
+    try:
+        F.conv2d(x, w, b, **kw)
+        torch_ok = True
+    except (RuntimeError, ValueError, TypeError):
+        torch_ok = False
+    try:
+        cnnkern.conv2d(x, w, b, **kw)
+        ours_ok = True
+    except (RuntimeError, ValueError, TypeError) as e:
+        ours_ok = False
+        assert str(e).strip(), "an error without a message"
+    if not torch_ok:
+        assert not ours_ok, f"torch rejects {a} but cnnkern accepted it"
+    # cnnkern may reject more (integer dtypes: torch's CPU conv supports some; we do not)
+    elif not ours_ok:
+        assume(False)
