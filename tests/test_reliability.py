@@ -220,6 +220,9 @@ def test_nan_and_inf_propagate_like_torch(algo):
     w = torch.randn(4, 3, 3, 3)
     if not cnnkern.can_implement(x, w, padding=1, algo=algo)[0]:
         pytest.skip(f"{algo} cannot run this shape")
+    if algo.startswith("winograd"):
+        pytest.skip("Winograd spreads a non-finite input over its whole output tile (as cuDNN's "
+                    "does); test_winograd.py::test_non_finite_inputs_stay_in_their_tiles")
     got, want = cnnkern.conv2d(x, w, padding=1, algo=algo), F.conv2d(x, w, padding=1)
     assert torch.equal(got.isnan(), want.isnan())
     assert torch.equal(got.isinf(), want.isinf())

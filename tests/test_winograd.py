@@ -284,6 +284,39 @@ def test_accepts_any_padding_and_groups(algo):
 
 
 # ---------------------------------------------------------------------------------------------
+# Non-finite values
+# ---------------------------------------------------------------------------------------------
+
+
+def _tiles_reading(bad, m, pad, out_hw):
+    """Outputs whose m x m Winograd tile reads a non-finite input (bad: N x C x H x W bool)."""
+    a = m + 2
+    P, Q = out_hw
+    th, tw = -(-P // m), -(-Q // m)
+    flag = F.pad(bad.any(1, keepdim=True).float(), (pad, a + tw * m, pad, a + th * m))
+    tiles = F.max_pool2d(flag, a, stride=m)[:, :, :th, :tw] > 0  # the a x a patch of each tile
+    return tiles.repeat_interleave(m, 2).repeat_interleave(m, 3)[:, :, :P, :Q]
+
+
+@pytest.mark.parametrize("algo, m", [("winograd", 4), ("winograd_f2", 2)])
+def test_non_finite_inputs_stay_in_their_tiles(algo, m):
+    """A NaN or Inf input makes every output of a tile that reads it non-finite (the
+    transforms mix a tile's whole patch, and Inf - Inf is NaN), never more: outputs that are
+    non-finite in F.conv2d are non-finite here, all others of untouched tiles finite."""
+    x = torch.randn(2, 3, 13, 11)
+    x[0, 1, 4, 4] = float("nan")
+    x[1, 2, 0, 0] = float("inf")
+    x[1, 0, 12, 10] = -float("inf")
+    w = torch.randn(4, 3, 3, 3)
+    got, want = cnnkern.conv2d(x, w, padding=1, algo=algo), F.conv2d(x, w, padding=1)
+    may = _tiles_reading(~x.isfinite(), m, 1, want.shape[2:]).expand_as(want)
+    assert (~want.isfinite() <= ~got.isfinite()).all()  # torch's non-finite outputs are ours
+    assert (~got.isfinite() <= may).all()               # ours stay in the tiles that read one
+    assert got[~may].isfinite().all() and (~may).sum() > want.numel() // 2
+    torch.testing.assert_close(got[~may], want[~may], rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
 # gradcheck, opcheck
 # ---------------------------------------------------------------------------------------------
 
