@@ -23,9 +23,8 @@ constexpr int64_t kWinogradRowHalo = 8;
 
 // Where a filter transform reads: tap i (row-major 3x3) of channel c of the call's j-th
 // filter is w[j * filter_stride + c * channel_stride + (rotated ? 8 - i : i)]. A weight
-// tensor K x Cg x 3 x 3 as it is: strides Cg*9 and 9 (the fast case); the forward's weight
-// seen as grad-input's filters (turned by 180 degrees, K and C swapped) would be strides 9
-// and Kg*9, rotated.
+// tensor K x Cg x 3 x 3 as it is: strides Cg*9 and 9. Grad-input reads the forward's weight
+// turned by 180 degrees with K and C swapped: strides 9 and Kg*9, rotated.
 template <typename T>
 struct FilterSource {
   const T* w;

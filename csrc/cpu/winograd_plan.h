@@ -42,15 +42,7 @@ std::unique_ptr<T[]> alloc(int64_t n) {
 // problem it ran: one block's V and M (about kBlockBytes), the filter-streaming V (at most
 // kStreamBytes, calling thread only) and a filter chunk with its products
 // (a*a*(C + tiles)*kChunk elements, tiles <= kStreamTiles), and a row buffer.
-enum ScratchSlot {
-  kScratchV,
-  kScratchM,
-  kScratchU,
-  kScratchMt,
-  kScratchRow,
-  kScratchW,  // grad-input's turned, transposed filters, a chunk at a time
-  kScratchSlots
-};
+enum ScratchSlot { kScratchV, kScratchM, kScratchU, kScratchMt, kScratchRow, kScratchSlots };
 
 struct ScratchBuffer {
   void* p = nullptr;
@@ -158,22 +150,12 @@ struct Plan {
   // U[g][.][xi] transposed (A = U^T, K x C), which packing does at no extra cost.
   int64_t u_width() const { return round_up(Kg, kWinogradRowGroup); }
   int64_t u_elems() const { return G * A2 * Cg * u_width(); }
-  // Filters k0 .. k0 + nk - 1, channels c0 .. c0 + nc - 1 of group g, for kern.filters. A
-  // weight tensor is read in place. Grad-input's (flipped) filters are first copied, turned
-  // and transposed, into this thread's scratch: read in place they would need a gather per
-  // tap, and AVX2 gathers are slow (they made grad-input a third slower than the forward).
-  FilterSource<T> filter_source(const T* w, int64_t g, int64_t k0, int64_t nk, int64_t c0,
-                                int64_t nc) const {
-    if (!flipped) return {w + ((g * Kg + k0) * Cg + c0) * 9, Cg * 9, 9, false};
-    // Filter k, channel c of this (grad-input) problem: the forward's weight at filter
-    // g*Cg + c, channel k (Cg and Kg are this problem's), turned by 180 degrees.
-    T* buf = scratch<T>(kScratchW, nk * nc * 9);
-    for (int64_t c = 0; c < nc; ++c) {
-      const T* src = w + ((g * Cg + c0 + c) * Kg + k0) * 9;
-      for (int64_t j = 0; j < nk; ++j)
-        for (int i = 0; i < 9; ++i) buf[(j * nc + c) * 9 + i] = src[j * 9 + 8 - i];
-    }
-    return {buf, nc * 9, 9, false};
+  // Filters k0 .., channels c0 .. of group g in the weight tensor (see FilterSource). For
+  // grad-input (flipped), filter k, channel c is the forward's filter g*Cg + c, channel k,
+  // turned by 180 degrees (Cg and Kg are this problem's).
+  FilterSource<T> filter_source(const T* w, int64_t g, int64_t k0, int64_t c0) const {
+    if (flipped) return {w + ((g * Cg + c0) * Kg + k0) * 9, 9, Kg * 9, true};
+    return {w + ((g * Kg + k0) * Cg + c0) * 9, Cg * 9, 9, false};
   }
 
   // Parallel over (group, 16 channels): each call writes whole rows of U.
@@ -183,8 +165,8 @@ struct Plan {
     parallel(G * cchunks, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t g = i / cchunks, c0 = (i % cchunks) * kc, nc = std::min(kc, Cg - c0);
-        kern.filters(filter_source(w, g, 0, Kg, c0, nc), nc, Kg, U + (g * Cg + c0) * A2 * kw,
-                     A2 * kw, kw);
+        kern.filters(filter_source(w, g, 0, c0), nc, Kg, U + (g * Cg + c0) * A2 * kw, A2 * kw,
+                     kw);
       }
     });
   }
