@@ -11,7 +11,7 @@
 // uses are included first (compiled for the default target), except common/winograd.h,
 // whose templates are instantiated here only with this file's vector type F8, so no code
 // compiled for AVX2 can be shared with (and picked by the linker for) the generic build.
-// winograd_rows_generic.cpp calls in only after __builtin_cpu_supports says the CPU has both.
+// winograd_kernels_generic.cpp calls in only after __builtin_cpu_supports says the CPU has both.
 
 #include <cstdint>
 
