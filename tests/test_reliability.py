@@ -77,7 +77,9 @@ def test_concurrent_callers_get_correct_results():
                 torch.testing.assert_close(cnnkern.conv2d(x, w, padding=1), F.conv2d(x, w, padding=1))
                 torch.testing.assert_close(cnnkern.max_pool2d(x, 2), F.max_pool2d(x, 2))
                 with cnnkern.autotuning():  # the shared cache, under its lock
-                    torch.testing.assert_close(cnnkern.conv2d(x, w), F.conv2d(x, w))
+                    # the tuner may pick winograd (F(4x4)), ~10x direct's float32 error
+                    torch.testing.assert_close(cnnkern.conv2d(x, w), F.conv2d(x, w),
+                                               rtol=1e-4, atol=1e-4)
         except Exception as e:  # noqa: BLE001 - reported below with the thread's index
             errors.append((i, repr(e)))
 
