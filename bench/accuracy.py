@@ -38,7 +38,7 @@ def rel_errors(out: torch.Tensor, ref: torch.Tensor) -> Tuple[float, float]:
 
 
 def _layer_problem(layer: dict, crop: int) -> dict:
-    p = runner.conv_problem(layer, 1)
+    p = runner.conv_problem(layer, 1)  # stride, padding, dilation as [h, w]
     if crop:
         p["H"], p["W"] = min(p["H"], crop), min(p["W"], crop)
     return p
@@ -46,7 +46,7 @@ def _layer_problem(layer: dict, crop: int) -> dict:
 
 def _runners(p: dict, x, w, go):
     """{pass: (fn(algo) -> float32 result, float64 reference)}; algo None is PyTorch's op."""
-    st, pd, dl, g = p["stride"], p["padding"], p["dilation"], p["groups"]
+    st, pd, dl, g = list(p["stride"]), list(p["padding"]), list(p["dilation"]), p["groups"]
     ops = torch.ops.cnnkern
 
     def aten_bwd(go_, x_, w_, mask):
@@ -81,8 +81,8 @@ def measure(layers: dict, algos: List[str], passes, crop: int, seed: int = 0) ->
         x = torch.randn(p["N"], p["C"], p["H"], p["W"], generator=gen, dtype=torch.float64)
         w = torch.randn(p["K"], p["C"] // p["groups"], p["R"], p["S"], generator=gen,
                         dtype=torch.float64)
-        out_shape = F.conv2d(x, w, None, p["stride"], p["padding"], p["dilation"],
-                             p["groups"]).shape
+        st, pd, dl = (tuple(p[k]) for k in ("stride", "padding", "dilation"))
+        out_shape = F.conv2d(x, w, None, st, pd, dl, p["groups"]).shape
         go = torch.randn(out_shape, generator=gen, dtype=torch.float64)
         fns, refs = _runners(p, x, w, go)
         shape = f"{p['C']}->{p['K']} {p['H']}x{p['W']} {p['R']}x{p['S']}"
@@ -90,9 +90,8 @@ def measure(layers: dict, algos: List[str], passes, crop: int, seed: int = 0) ->
             ref = refs[pass_]()
             errors: Dict[str, object] = {}
             for algo in algos:
-                ok, why = cnnkern.can_implement(x.float(), w.float(), None, p["stride"],
-                                                p["padding"], p["dilation"], p["groups"],
-                                                algo=algo)
+                ok, why = cnnkern.can_implement(x.float(), w.float(), None, st, pd, dl,
+                                                p["groups"], algo=algo)
                 errors[algo] = rel_errors(fns[pass_](algo), ref) if ok else why
             errors[REFERENCE] = rel_errors(fns[pass_](None), ref)
             rows.append(dict(layer=layer["name"], shape=shape, pass_=pass_, errors=errors))

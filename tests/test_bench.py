@@ -119,7 +119,9 @@ def test_autotune_context_manager_and_cache_round_trip(clean_cache, tmp_path):
         assert cnnkern.tuning.enabled()
         y = cnnkern.conv2d(x, w, padding=1)
     assert not cnnkern.tuning.enabled()
-    torch.testing.assert_close(y, torch.nn.functional.conv2d(x, w, padding=1))
+    # the tuner may pick winograd (F(4x4)), ~10x direct's float32 error
+    torch.testing.assert_close(y, torch.nn.functional.conv2d(x, w, padding=1), rtol=1e-4,
+                               atol=1e-4)
     entries = cnnkern.tuning.cache()
     assert len(entries) == 1 and set(entries.values()) <= set(cnnkern.algorithms("cpu"))
     path = tmp_path / "tune.json"

@@ -130,7 +130,7 @@ void forward_streaming(const Plan<M, T>& plan, const T* input, const T* weight, 
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t g = i / chunks, k0 = (i % chunks) * kChunk;
       const int64_t nk = std::min(kChunk, Kg - k0), k_first = g * Kg + k0;
-      plan.kern.filters(plan.filter_source(weight, g, k0), Cg, nk, Uc, A2 * kw,
+      plan.kern.filters(plan.filter_source(weight, g, k0, 0), Cg, nk, Uc, A2 * kw,
                         kw);  // Uc[c][xi][kk]
       for (int64_t xi = 0; xi < A2; ++xi)  // Mt[t][xi][kk]
         gemm_packed<T>(packed[g * A2 + xi], nk, Uc + xi * kw, A2 * kw, 1, T(0),

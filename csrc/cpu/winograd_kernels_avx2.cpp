@@ -11,7 +11,7 @@
 // uses are included first (compiled for the default target), except common/winograd.h,
 // whose templates are instantiated here only with this file's vector type F8, so no code
 // compiled for AVX2 can be shared with (and picked by the linker for) the generic build.
-// winograd_rows_generic.cpp calls in only after __builtin_cpu_supports says the CPU has both.
+// winograd_kernels_generic.cpp calls in only after __builtin_cpu_supports says the CPU has both.
 
 #include <cstdint>
 
@@ -198,6 +198,7 @@ struct Rows {
   // the next 8, so they stay in cache (filters outermost rewrote all of U per 8 filters).
   static void filters(FilterSource<float> src, int64_t Cg, int64_t nk, float* U, int64_t cs,
                       int64_t xs) {
+    if (src.rotated && src.filter_stride == 9) return filters_flipped(src, Cg, nk, U, cs, xs);
     if (src.channel_stride != 9 || src.rotated) return filters_strided(src, Cg, nk, U, cs, xs);
     int64_t c0 = 0;
     for (; c0 + 8 <= Cg; c0 += 8) {  // 8 channels = 72 contiguous floats per filter
@@ -221,8 +222,31 @@ struct Rows {
                       cs, xs);
   }
 
-  // Any other layout (grad-input's turned, transposed filters): each tap of 8 filters is
-  // one AVX2 gather (lane l at l * filter_stride).
+  // Grad-input's turned, transposed filters: the 8 filters of a channel are 72 contiguous
+  // floats (9 taps each). Unaligned loads at l*9 and an 8 x 8 transpose give taps 0..7 over
+  // the lanes; tap 8 is put together from scalars. (Gathers were 3x slower here.)
+  static void filters_flipped(FilterSource<float> src, int64_t Cg, int64_t nk, float* U,
+                              int64_t cs, int64_t xs) {
+    for (int64_t c = 0; c < Cg; ++c) {
+      for (int64_t kk = 0; kk < nk; kk += 8) {
+        const int nl = static_cast<int>(nk - kk < 8 ? nk - kk : 8);
+        const float* base = src.w + kk * 9 + c * src.channel_stride;
+        __m256 r[8];
+        alignas(32) float last[8];
+        for (int l = 0; l < 8; ++l) {
+          r[l] = l < nl ? _mm256_loadu_ps(base + l * 9) : _mm256_setzero_ps();
+          last[l] = l < nl ? base[l * 9 + 8] : 0.0f;
+        }
+        transpose8(r);  // r[i] lane l = tap i of filter l
+        F8 g[9];
+        g[0].v = _mm256_load_ps(last);  // turned by 180 degrees: tap i reads tap 8 - i
+        for (int i = 1; i < 9; ++i) g[i].v = r[8 - i];
+        filter8(g, U + c * cs + kk, xs);
+      }
+    }
+  }
+
+  // Any other layout: each tap of 8 filters is one AVX2 gather (lane l at l * filter_stride).
   static void filters_strided(FilterSource<float> src, int64_t Cg, int64_t nk, float* U,
                               int64_t cs, int64_t xs) {
     const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);

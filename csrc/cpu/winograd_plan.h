@@ -38,9 +38,10 @@ std::unique_ptr<T[]> alloc(int64_t n) {
 
 // Per-thread workspaces, grow-only and kept for the thread's lifetime: the same multi-MB
 // buffers come back on every call, and fresh ones cost a page fault (and a zeroed page) per
-// 4 KiB each time -- 10% of a 14x14 layer. A thread keeps at most one block's V and M
-// (about kBlockBytes), or the filter-streaming buffers (V of <= kStreamBytes on the calling
-// thread, 2 x a*a*C*32 floats on each), plus two row buffers.
+// 4 KiB each time -- 10% of a 14x14 layer. What a thread keeps is bounded by the largest
+// problem it ran: one block's V and M (about kBlockBytes), the filter-streaming V (at most
+// kStreamBytes, calling thread only) and a filter chunk with its products
+// (a*a*(C + tiles)*kChunk elements, tiles <= kStreamTiles), and a row buffer.
 enum ScratchSlot { kScratchV, kScratchM, kScratchU, kScratchMt, kScratchRow, kScratchSlots };
 
 struct ScratchBuffer {
@@ -103,7 +104,6 @@ struct Plan {
   int64_t ld;             // row length of the V and M workspaces (NB + room for a lane group)
   int64_t in_w, out_w;    // row lengths of the per-thread row buffers
   bool serial;            // too small to be worth a parallel region
-
   bool flipped;           // the weight is grad-input's (see winograd_cpu.h)
 
   // nb: tiles per block, or 0 for the default (block_size()).
@@ -150,10 +150,12 @@ struct Plan {
   // U[g][.][xi] transposed (A = U^T, K x C), which packing does at no extra cost.
   int64_t u_width() const { return round_up(Kg, kWinogradRowGroup); }
   int64_t u_elems() const { return G * A2 * Cg * u_width(); }
-  // Filters k0 .. of group g in the weight tensor (see FilterSource).
-  FilterSource<T> filter_source(const T* w, int64_t g, int64_t k0) const {
-    if (flipped) return {w + (g * Cg * Kg + k0) * 9, 9, Kg * 9, true};
-    return {w + (g * Kg + k0) * Cg * 9, Cg * 9, 9, false};
+  // Filters k0 .., channels c0 .. of group g in the weight tensor (see FilterSource). For
+  // grad-input (flipped), filter k, channel c is the forward's filter g*Cg + c, channel k,
+  // turned by 180 degrees (Cg and Kg are this problem's).
+  FilterSource<T> filter_source(const T* w, int64_t g, int64_t k0, int64_t c0) const {
+    if (flipped) return {w + ((g * Cg + c0) * Kg + k0) * 9, 9, Kg * 9, true};
+    return {w + ((g * Kg + k0) * Cg + c0) * 9, Cg * 9, 9, false};
   }
 
   // Parallel over (group, 16 channels): each call writes whole rows of U.
@@ -162,10 +164,9 @@ struct Plan {
     const int64_t cchunks = (Cg + kc - 1) / kc, kw = u_width();
     parallel(G * cchunks, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
-        const int64_t g = i / cchunks, c0 = (i % cchunks) * kc;
-        FilterSource<T> src = filter_source(w, g, 0);
-        src.w += c0 * src.channel_stride;
-        kern.filters(src, std::min(kc, Cg - c0), Kg, U + (g * Cg + c0) * A2 * kw, A2 * kw, kw);
+        const int64_t g = i / cchunks, c0 = (i % cchunks) * kc, nc = std::min(kc, Cg - c0);
+        kern.filters(filter_source(w, g, 0, c0), nc, Kg, U + (g * Cg + c0) * A2 * kw, A2 * kw,
+                     kw);
       }
     });
   }
@@ -209,6 +210,34 @@ struct Plan {
     }
   }
 
+  // An input-side row kernel (input_row or grad_output_row) on a run of n tiles whose
+  // patches start at rows y0 .. y0 + rows - 1, column x0 of `plane` (H x W): whole groups
+  // of 8 tiles whose reads (up to 8*m + halo columns) lie inside the plane read it in place;
+  // the others (padding, edges) go through the zero-padded row buffer `buf`.
+  template <typename Kernel>
+  void run_input_kernel(Kernel kernel, const T* plane, int64_t H, int64_t W, int64_t y0,
+                        int64_t x0, int rows, int64_t n, T* buf, T* dst) const {
+    constexpr int64_t G8 = kWinogradRowGroup, span = G8 * m;
+    int64_t d0 = 0, d1 = 0;  // tiles [d0, d1) read in place
+    if (y0 >= 0 && y0 + rows <= H) {
+      const int64_t first = x0 >= 0 ? 0 : (-x0 + span - 1) / span;  // x0 + g*span >= 0
+      const int64_t room = W - kWinogradRowHalo - x0;                // x0 + (g+1)*span + halo <= W
+      const int64_t end = std::min(room >= span ? room / span : 0, n / G8);
+      if (end > first) {
+        d0 = first * G8;
+        d1 = end * G8;
+      }
+    }
+    auto buffered = [&](int64_t b0, int64_t b1) {
+      if (b1 <= b0) return;
+      copy_rows(plane, H, W, y0, x0 + b0 * m, rows, in_w, buf);
+      kernel(buf, in_w, b1 - b0, dst + b0, ld);
+    };
+    buffered(0, d0);
+    if (d1 > d0) kernel(plane + y0 * W + x0 + d0 * m, W, d1 - d0, dst + d0, ld);
+    buffered(d1, n);
+  }
+
   // --- phases of one block of nt tiles starting at tile t0 ---------------------------------
 
   // Vw[c][xi][t] = (B^T d B)[xi] of the block's tiles, parallel over channels.
@@ -219,9 +248,8 @@ struct Plan {
       for (int64_t c = c0; c < c1; ++c)
         for_each_run(t0, nt, [&](int64_t row, int64_t tx0, int64_t n, int64_t t) {
           const int64_t img = row / TH, ty = row % TH;
-          copy_rows(in + (img * p.C + c) * HW, p.H, p.W, ty * m - p.pad_h, tx0 * m - p.pad_w, a,
-                    in_w, buf);
-          kern.input_row(buf, in_w, n, Vw + c * A2 * ld + t, ld);
+          run_input_kernel(kern.input_row, in + (img * p.C + c) * HW, p.H, p.W, ty * m - p.pad_h,
+                           tx0 * m - p.pad_w, a, n, buf, Vw + c * A2 * ld + t);
         });
     });
   }
@@ -263,8 +291,8 @@ struct Plan {
       for (int64_t k = k0; k < k1; ++k)
         for_each_run(t0, nt, [&](int64_t row, int64_t tx0, int64_t n, int64_t t) {
           const int64_t img = row / TH, ty = row % TH;
-          copy_rows(go + (img * p.K + k) * PQ, p.P, p.Q, ty * m, tx0 * m, m, in_w, buf);
-          kern.grad_output_row(buf, in_w, n, Mw + k * A2 * ld + t, ld);
+          run_input_kernel(kern.grad_output_row, go + (img * p.K + k) * PQ, p.P, p.Q, ty * m,
+                           tx0 * m, m, n, buf, Mw + k * A2 * ld + t);
         });
     });
   }
