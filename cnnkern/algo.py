@@ -49,10 +49,12 @@ def can_implement(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torc
 
 
 def select(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
-           stride=1, padding=0, dilation=1, groups: int = 1, *, algo: str = "auto") -> str:
-    """The algorithm a call with these arguments runs (raises if none can)."""
+           stride=1, padding=0, dilation=1, groups: int = 1, *, algo: str = "auto",
+           pass_: str = "fwd") -> str:
+    """The algorithm a call with these arguments runs for `pass_` ("fwd", "bwd_input" or
+    "bwd_weight": "auto" may pick a different one for each); raises if none can."""
     args = _problem(input, weight, stride, padding, dilation)
-    return _ops.conv2d_select(*args, groups, input.dtype, input.device.type, algo)
+    return _ops.conv2d_select(*args, groups, input.dtype, input.device.type, algo, pass_)
 
 
 def explain(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
@@ -61,9 +63,14 @@ def explain(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tens
     device = input.device.type
     lines = []
     try:
-        chosen = select(input, weight, bias, stride, padding, dilation, groups, algo=algo)
+        chosen = {p: select(input, weight, bias, stride, padding, dilation, groups, algo=algo,
+                            pass_=p) for p in ("fwd", "bwd_input", "bwd_weight")}
         how = "picked by auto" if algo == "auto" else "as requested"
-        lines.append(f"runs: {chosen} ({how}) on {device}")
+        if len(set(chosen.values())) == 1:
+            lines.append(f"runs: {chosen['fwd']} ({how}) on {device}")
+        else:
+            each = ", ".join(f"{name} for {p}" for p, name in chosen.items())
+            lines.append(f"runs: {each} ({how}) on {device}")
     except (RuntimeError, ValueError) as e:
         lines.append(f"cannot run: {str(e).splitlines()[0]}")
     built = algorithms(device)

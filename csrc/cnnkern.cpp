@@ -35,10 +35,13 @@ std::string conv2d_why_not_op(c10::IntArrayRef input_size, c10::IntArrayRef weig
 std::string conv2d_select_op(c10::IntArrayRef input_size, c10::IntArrayRef weight_size,
                              c10::IntArrayRef stride, c10::IntArrayRef padding,
                              c10::IntArrayRef dilation, int64_t groups, c10::ScalarType dtype,
-                             const std::string& device, const std::string& algo) {
+                             const std::string& device, const std::string& algo,
+                             const std::string& pass) {
   const Conv2dProblem p = make_conv2d_problem("cnnkern.conv2d", input_size, weight_size, stride,
                                               padding, dilation, groups);
-  return select_conv2d_algo("cnnkern.conv2d", parse_backend(device), p, dtype, algo).name;
+  return select_conv2d_algo("cnnkern.conv2d", parse_backend(device), p, dtype, algo,
+                            parse_conv_pass(pass))
+      .name;
 }
 
 }  // namespace
@@ -82,7 +85,8 @@ TORCH_LIBRARY(cnnkern, m) {
       &cnnkern::conv2d_why_not_op);
   m.def(
       "conv2d_select(int[] input_size, int[] weight_size, int[2] stride, int[2] padding, "
-      "int[2] dilation, int groups, ScalarType dtype, str device, str algo) -> str",
+      "int[2] dilation, int groups, ScalarType dtype, str device, str algo, "
+      "str pass_=\"fwd\") -> str",
       &cnnkern::conv2d_select_op);
 
   // INTERNAL, for tests only (tests/test_gemm.py): the CPU GEMM behind im2col and Winograd,

@@ -154,3 +154,51 @@ def test_every_built_cpu_algorithm_matches_torch(dtype):
         # Winograd's transforms lose a little more than direct summation.
         scale = 10.0 if algo.startswith("winograd") else 1.0
         assert_close(out, ref, scale=scale * max(1.0, float(ref.abs().max())))
+
+
+# The CPU "auto" rule (csrc/cpu/conv2d_auto_rule.cpp), one case per shape class it documents.
+AUTO_RULE_CASES = [
+    # (input size, weight size, stride, padding, groups, dtype, pass, expected)
+    ((1, 64, 56, 56), (64, 64, 3, 3), 1, 1, 1, torch.float32, "fwd", "winograd_f2"),
+    ((1, 64, 56, 56), (64, 64, 3, 3), 1, 1, 1, torch.float32, "bwd_input", "winograd_f2"),
+    ((1, 64, 56, 56), (64, 64, 3, 3), 1, 1, 1, torch.float32, "bwd_weight", "winograd_f2"),
+    ((1, 64, 56, 56), (64, 64, 3, 3), 1, 1, 1, torch.float64, "fwd", "im2col"),
+    ((1, 64, 56, 56), (64, 64, 3, 3), 2, 1, 1, torch.float32, "fwd", "im2col"),
+    ((1, 256, 56, 56), (64, 256, 1, 1), 1, 0, 1, torch.float32, "fwd", "im2col"),
+    ((1, 64, 56, 56), (64, 1, 3, 3), 1, 1, 64, torch.float32, "fwd", "direct"),
+    ((1, 64, 56, 56), (64, 1, 3, 3), 1, 1, 64, torch.float32, "bwd_weight", "direct"),
+    ((1, 128, 28, 28), (128, 4, 3, 3), 1, 1, 32, torch.float32, "fwd", "direct"),
+    ((1, 3, 224, 224), (64, 3, 3, 3), 1, 1, 1, torch.float32, "fwd", "im2col"),
+    ((1, 3, 224, 224), (64, 3, 3, 3), 1, 1, 1, torch.float32, "bwd_weight", "direct"),
+]
+
+
+@pytest.mark.skipif(set(cnnkern.algorithms("cpu")) != KNOWN, reason="needs every CPU algorithm")
+@pytest.mark.parametrize("in_size,w_size,stride,padding,groups,dtype,pass_,expected",
+                         AUTO_RULE_CASES)
+def test_cpu_auto_rule_picks_the_documented_algorithm(in_size, w_size, stride, padding, groups,
+                                                      dtype, pass_, expected):
+    x, w = torch.empty(in_size, dtype=dtype), torch.empty(w_size, dtype=dtype)
+    got = cnnkern.select(x, w, stride=stride, padding=padding, groups=groups, pass_=pass_)
+    assert got == expected
+
+
+def test_select_rejects_an_unknown_pass():
+    x, w = _problem()
+    with pytest.raises(RuntimeError, match="pass must be 'fwd', 'bwd_input' or 'bwd_weight'.*'bwd'"):
+        cnnkern.select(x, w, padding=1, pass_="bwd")
+
+
+def test_auto_backward_runs_the_algorithm_select_names_for_each_pass():
+    """conv1_1-like: auto runs im2col forward and direct grad-weight; results match torch."""
+    x = torch.randn(1, 3, 20, 20, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(8, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+    assert cnnkern.select(x, w, padding=1, pass_="bwd_weight") == "direct"
+    y = cnnkern.conv2d(x, w, padding=1)
+    g = torch.randn_like(y)
+    gx, gw = torch.autograd.grad(y, (x, w), g)
+    ref = F.conv2d(x, w, padding=1)
+    rx, rw = torch.autograd.grad(ref, (x, w), g)
+    assert_close(y, ref)
+    assert_close(gx, rx)
+    assert_close(gw, rw)

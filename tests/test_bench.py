@@ -168,3 +168,23 @@ def test_autotune_switch_is_process_wide_and_blocks_are_per_thread(clean_cache):
     finally:
         cnnkern.autotune(False)
     assert not cnnkern.tuning.enabled()
+
+
+def test_speedup_matrix_pivots_rows_and_names_every_miss():
+    from cnnkern.bench import speedups
+    rows = [
+        {"layer": "a", "pass_": "fwd", "algo": "direct", "speedup": 0.4},
+        {"layer": "a", "pass_": "fwd", "algo": "im2col", "speedup": 1.25},
+        {"layer": "a", "pass_": "bwd_weight", "algo": "im2col", "speedup": 0.69},
+        {"layer": "b", "pass_": "fwd", "algo": "direct", "speedup": None},  # could not run
+    ]
+    text = speedups.render({"rows": rows, "environment": {"threads": 2}},
+                           speedups.parse_targets("direct=0.5, im2col=0.7"))
+    assert "| layer | pass | direct | im2col |" in text
+    assert "| a | fwd | 0.40* | 1.25 |" in text
+    assert "| a | bwd_weight | - | 0.69* |" in text
+    assert "| b |" not in text
+    assert "Below target (2):" in text
+    assert "- a fwd direct: 0.40x < 0.5x" in text and "- a bwd_weight im2col: 0.69x < 0.7x" in text
+    with pytest.raises(ValueError, match="algo=ratio.*'direct'"):
+        speedups.parse_targets("direct")

@@ -23,6 +23,22 @@ const std::vector<std::string>& known_conv2d_algos() {
   return names;
 }
 
+const char* conv_pass_name(ConvPass pass) {
+  switch (pass) {
+    case ConvPass::Forward: return "fwd";
+    case ConvPass::BackwardInput: return "bwd_input";
+    case ConvPass::BackwardWeight: return "bwd_weight";
+  }
+  return "?";
+}
+
+ConvPass parse_conv_pass(const std::string& name) {
+  for (ConvPass p : {ConvPass::Forward, ConvPass::BackwardInput, ConvPass::BackwardWeight})
+    if (name == conv_pass_name(p)) return p;
+  TORCH_CHECK(false, "cnnkern: pass must be 'fwd', 'bwd_input' or 'bwd_weight'; got '", name,
+              "'");
+}
+
 namespace {
 
 // Filled by static registrars while the library loads, read-only afterwards; the mutex
@@ -31,6 +47,7 @@ namespace {
 struct Registry {
   std::mutex mutex;
   std::deque<Conv2dAlgo> algos[2];
+  Conv2dAutoRule auto_rules[2];
 };
 
 Registry& registry() {
@@ -52,27 +69,51 @@ const Conv2dAlgo* find(Backend b, const std::string& name) {
   return nullptr;
 }
 
+bool has_kernel(const Conv2dAlgo& a, ConvPass pass) {
+  switch (pass) {
+    case ConvPass::Forward: return static_cast<bool>(a.forward);
+    case ConvPass::BackwardInput: return static_cast<bool>(a.backward_input);
+    case ConvPass::BackwardWeight: return static_cast<bool>(a.backward_weight);
+  }
+  return false;
+}
+
+// "auto": the backend rule's preferences first, then the rest by auto_priority; the first
+// that can run the problem and has the pass's kernel. nullptr (with `reason`) if none can.
+const Conv2dAlgo* resolve_auto(Backend b, const Conv2dProblem& p, at::ScalarType dtype,
+                               ConvPass pass, std::string* reason) {
+  std::vector<const Conv2dAlgo*> order;
+  for (const Conv2dAlgo& a : algos_of(b)) order.push_back(&a);
+  std::stable_sort(order.begin(), order.end(), [](const Conv2dAlgo* x, const Conv2dAlgo* y) {
+    return x->auto_priority > y->auto_priority;
+  });
+  if (const Conv2dAutoRule& rule = registry().auto_rules[static_cast<int>(b)]) {
+    const std::vector<std::string> preferred = rule(p, dtype, pass);
+    auto rank = [&](const Conv2dAlgo* a) {
+      return std::find(preferred.begin(), preferred.end(), a->name) - preferred.begin();
+    };
+    std::stable_sort(order.begin(), order.end(),
+                     [&](const Conv2dAlgo* x, const Conv2dAlgo* y) { return rank(x) < rank(y); });
+  }
+  std::ostringstream why;
+  for (const Conv2dAlgo* a : order) {
+    std::string r = a->why_not(p, dtype);
+    if (r.empty() && !has_kernel(*a, pass))
+      r = std::string("no ") + conv_pass_name(pass) + " kernel";
+    if (r.empty()) return a;
+    why << (why.tellp() > 0 ? "; " : "") << a->name << ": " << r;
+  }
+  *reason = "no algorithm on " + std::string(backend_name(b)) + " can run this problem (" +
+            (order.empty() ? std::string("none is built") : why.str()) + ")";
+  return nullptr;
+}
+
 // The chosen algorithm, or nullptr with `reason` set.
 const Conv2dAlgo* resolve(Backend b, const Conv2dProblem& p, at::ScalarType dtype,
-                          const std::string& algo, std::string* reason) {
+                          const std::string& algo, ConvPass pass, std::string* reason) {
   std::lock_guard<std::mutex> lock(registry().mutex);
   const std::deque<Conv2dAlgo>& algos = algos_of(b);
-  if (algo == "auto") {
-    const Conv2dAlgo* best = nullptr;
-    std::ostringstream why;
-    for (const Conv2dAlgo& a : algos) {
-      const std::string r = a.why_not(p, dtype);
-      if (r.empty()) {
-        if (best == nullptr || a.auto_priority > best->auto_priority) best = &a;
-      } else {
-        why << (why.tellp() > 0 ? "; " : "") << a.name << ": " << r;
-      }
-    }
-    if (best == nullptr)
-      *reason = "no algorithm on " + std::string(backend_name(b)) + " can run this problem (" +
-                (algos.empty() ? std::string("none is built") : why.str()) + ")";
-    return best;
-  }
+  if (algo == "auto") return resolve_auto(b, p, dtype, pass, reason);
   const auto& known = known_conv2d_algos();
   if (std::find(known.begin(), known.end(), algo) == known.end()) {
     *reason = "algo must be 'auto' or one of " + join(known) + "; got '" + algo + "'";
@@ -96,6 +137,13 @@ const Conv2dAlgo* resolve(Backend b, const Conv2dProblem& p, at::ScalarType dtyp
 
 }  // namespace
 
+void register_conv2d_auto_rule(Backend backend, Conv2dAutoRule rule) {
+  std::lock_guard<std::mutex> lock(registry().mutex);
+  Conv2dAutoRule& slot = registry().auto_rules[static_cast<int>(backend)];
+  TORCH_CHECK(!slot, "cnnkern: a conv2d auto rule registered twice for ", backend_name(backend));
+  slot = std::move(rule);
+}
+
 void register_conv2d_algo(Backend backend, Conv2dAlgo algo) {
   std::lock_guard<std::mutex> lock(registry().mutex);
   TORCH_CHECK(find(backend, algo.name) == nullptr, "cnnkern: conv2d algorithm '", algo.name,
@@ -113,14 +161,15 @@ std::vector<std::string> conv2d_algos(Backend backend) {
 std::string conv2d_why_not(Backend backend, const Conv2dProblem& p, at::ScalarType dtype,
                            const std::string& algo) {
   std::string reason;
-  resolve(backend, p, dtype, algo, &reason);
+  resolve(backend, p, dtype, algo, ConvPass::Forward, &reason);
   return reason;
 }
 
 const Conv2dAlgo& select_conv2d_algo(const char* op, Backend backend, const Conv2dProblem& p,
-                                     at::ScalarType dtype, const std::string& algo) {
+                                     at::ScalarType dtype, const std::string& algo,
+                                     ConvPass pass) {
   std::string reason;
-  const Conv2dAlgo* a = resolve(backend, p, dtype, algo, &reason);
+  const Conv2dAlgo* a = resolve(backend, p, dtype, algo, pass, &reason);
   TORCH_CHECK(a != nullptr, op, ": ", reason);
   return *a;
 }

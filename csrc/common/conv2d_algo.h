@@ -25,6 +25,12 @@ Backend parse_backend(const std::string& device);  // "cpu" / "cuda"
 // Every algorithm name cnnkern knows, built or not (the `algo=` values besides "auto").
 const std::vector<std::string>& known_conv2d_algos();
 
+// The pass an algorithm is chosen for: "auto" may prefer a different algorithm for each.
+enum class ConvPass { Forward, BackwardInput, BackwardWeight };
+// "fwd", "bwd_input", "bwd_weight" (the benchmark's names) <-> ConvPass.
+const char* conv_pass_name(ConvPass pass);
+ConvPass parse_conv_pass(const std::string& name);
+
 struct Conv2dAlgo {
   std::string name;
   // Higher wins under "auto" among the algorithms that can run a problem.
@@ -46,6 +52,14 @@ struct Conv2dAlgo {
 
 void register_conv2d_algo(Backend backend, Conv2dAlgo algo);
 
+// A backend's "auto" rule: algorithm names in order of preference for a problem, dtype and
+// pass. "auto" takes the first of them that can run the problem (and has the pass's kernel);
+// algorithms the rule does not name come after it, highest auto_priority first. Without a
+// rule, auto_priority alone decides.
+using Conv2dAutoRule = std::function<std::vector<std::string>(const Conv2dProblem&,
+                                                              at::ScalarType, ConvPass)>;
+void register_conv2d_auto_rule(Backend backend, Conv2dAutoRule rule);
+
 // The algorithms built for a backend, in registration order.
 std::vector<std::string> conv2d_algos(Backend backend);
 
@@ -53,13 +67,17 @@ std::vector<std::string> conv2d_algos(Backend backend);
 std::string conv2d_why_not(Backend backend, const Conv2dProblem& p, at::ScalarType dtype,
                            const std::string& algo);
 
-// Resolves `algo` or throws (c10::Error) with the reason, prefixed by `op`.
+// Resolves `algo` for `pass` or throws (c10::Error) with the reason, prefixed by `op`.
 const Conv2dAlgo& select_conv2d_algo(const char* op, Backend backend, const Conv2dProblem& p,
-                                     at::ScalarType dtype, const std::string& algo);
+                                     at::ScalarType dtype, const std::string& algo,
+                                     ConvPass pass = ConvPass::Forward);
 
 struct Conv2dAlgoRegistrar {
   Conv2dAlgoRegistrar(Backend backend, Conv2dAlgo algo) {
     register_conv2d_algo(backend, std::move(algo));
+  }
+  Conv2dAlgoRegistrar(Backend backend, Conv2dAutoRule rule) {
+    register_conv2d_auto_rule(backend, std::move(rule));
   }
 };
 
@@ -70,3 +88,7 @@ struct Conv2dAlgoRegistrar {
 #define CONV2D_REGISTER_ALGO(backend, ...)                                   \
   static ::cnnkern::Conv2dAlgoRegistrar CNNKERN_CONCAT(conv2d_algo_reg_, __LINE__)( \
       backend, __VA_ARGS__)
+// At file scope, once per backend: CONV2D_REGISTER_AUTO_RULE(Backend::CPU, rule_function);
+#define CONV2D_REGISTER_AUTO_RULE(backend, rule)                                     \
+  static ::cnnkern::Conv2dAlgoRegistrar CNNKERN_CONCAT(conv2d_auto_rule_reg_, __LINE__)( \
+      backend, ::cnnkern::Conv2dAutoRule(rule))

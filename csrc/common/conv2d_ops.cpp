@@ -13,12 +13,11 @@ namespace {
 constexpr const char* kOp = "cnnkern.conv2d";
 
 const Conv2dAlgo& select_with(const char* op, Backend backend, const Conv2dProblem& p,
-                              at::ScalarType dtype, const std::string& algo, bool need_input,
-                              bool need_weight) {
-  const Conv2dAlgo& a = select_conv2d_algo(op, backend, p, dtype, algo);
-  TORCH_CHECK(!need_input || a.backward_input, op, ": algo '", a.name,
+                              at::ScalarType dtype, const std::string& algo, ConvPass pass) {
+  const Conv2dAlgo& a = select_conv2d_algo(op, backend, p, dtype, algo, pass);
+  TORCH_CHECK(pass != ConvPass::BackwardInput || a.backward_input, op, ": algo '", a.name,
               "' has no grad-input kernel on ", backend_name(backend));
-  TORCH_CHECK(!need_weight || a.backward_weight, op, ": algo '", a.name,
+  TORCH_CHECK(pass != ConvPass::BackwardWeight || a.backward_weight, op, ": algo '", a.name,
               "' has no grad-weight kernel on ", backend_name(backend));
   return a;
 }
@@ -31,7 +30,7 @@ at::Tensor conv2d_op(Backend backend, const at::Tensor& input, const at::Tensor&
                      const std::string& algo) {
   const Conv2dProblem p =
       make_conv2d_problem(kOp, input, weight, bias, stride, padding, dilation, groups);
-  const Conv2dAlgo& a = select_with(kOp, backend, p, input.scalar_type(), algo, false, false);
+  const Conv2dAlgo& a = select_with(kOp, backend, p, input.scalar_type(), algo, ConvPass::Forward);
   if (p.output_numel() == 0) return at::empty({p.N, p.K, p.P, p.Q}, input.options());
   c10::optional<at::Tensor> b;
   if (bias.has_value()) b = bias->contiguous();
@@ -48,7 +47,7 @@ at::Tensor conv2d_backward_input_op(Backend backend, const at::Tensor& grad_outp
                                               dilation, groups);
   check_grad_output(kOp, grad_output, p.N, p.K, p.P, p.Q);
   const Conv2dAlgo& a =
-      select_with(kOp, backend, p, grad_output.scalar_type(), algo, true, false);
+      select_with(kOp, backend, p, grad_output.scalar_type(), algo, ConvPass::BackwardInput);
   if (p.output_numel() == 0) return at::zeros(input_size, grad_output.options());
   return a.backward_input(grad_output.contiguous(), weight.contiguous(), p);
 }
@@ -63,7 +62,7 @@ at::Tensor conv2d_backward_weight_op(Backend backend, const at::Tensor& grad_out
                                               dilation, groups);
   check_grad_output(kOp, grad_output, p.N, p.K, p.P, p.Q);
   const Conv2dAlgo& a =
-      select_with(kOp, backend, p, grad_output.scalar_type(), algo, false, true);
+      select_with(kOp, backend, p, grad_output.scalar_type(), algo, ConvPass::BackwardWeight);
   if (p.output_numel() == 0) return at::zeros(weight_size, grad_output.options());
   return a.backward_weight(grad_output.contiguous(), input.contiguous(), p);
 }
