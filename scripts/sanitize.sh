@@ -5,6 +5,7 @@
 #
 #   bash scripts/sanitize.sh                 # the whole suite (slow: ~3x)
 #   bash scripts/sanitize.sh -k "conv or pool"
+#   bash scripts/sanitize.sh tests/test_winograd.py tests/test_gemm.py   # only these files
 #
 # Python itself is not instrumented, so the runtimes are preloaded; leak checking is off
 # (CPython keeps objects alive at exit by design).
@@ -19,5 +20,8 @@ export LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=lib
 export ASAN_OPTIONS="detect_leaks=0:alloc_dealloc_mismatch=0:halt_on_error=1:abort_on_error=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 # torch.compile / DDP spawn compilers and processes that do not need the sanitizers
+# Test paths among the arguments replace the default (the whole tests/ folder).
+targets=(tests)
+for arg in "$@"; do [[ "$arg" == tests/* ]] && targets=(); done
 PYTHONPATH="$WORK" "$PY" -m pytest -q -p no:cacheprovider \
-  -k "not compile and not ddp and not digits" "$@" tests
+  -k "not compile and not ddp and not digits" "$@" "${targets[@]}"

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
+from hypothesis import HealthCheck, assume, event, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import cnnkern  # noqa: E402
@@ -47,19 +47,35 @@ def conv_cases(draw):
     depthwise = draw(st.booleans()) and groups == 1
     if depthwise:  # groups == C == K
         groups = C = K = draw(st.integers(1, 8))
-    R, S = draw(st.integers(1, 7)), draw(st.integers(1, 7))
+    # A third of the cases are 3x3 stride-1 undilated, the shapes Winograd can run (uniform
+    # draws would give it ~1 case in 400).
+    winograd_shaped = draw(st.integers(0, 2)) == 0
+    R, S = (3, 3) if winograd_shaped else (draw(st.integers(1, 7)), draw(st.integers(1, 7)))
     H, W = draw(st.integers(1, 40)), draw(st.integers(1, 40))
-    dilation = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (1, 1) if winograd_shaped else (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     padding = draw(st.one_of(st.tuples(st.integers(0, 3), st.integers(0, 3)),
                              st.sampled_from(["same", "valid"])))
-    stride = (1, 1) if padding == "same" else (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    stride = ((1, 1) if padding == "same" or winograd_shaped
+              else (draw(st.integers(1, 3)), draw(st.integers(1, 3))))
     pad = (0, 0) if padding in ("same", "valid") else padding
     if padding != "same":  # torch's rule: the dilated kernel fits in the padded input
         assume(H + 2 * pad[0] >= dilation[0] * (R - 1) + 1)
         assume(W + 2 * pad[1] >= dilation[1] * (S - 1) + 1)
     return dict(N=draw(st.integers(0, 4)), C=C, K=K, H=H, W=W, R=R, S=S, groups=groups,
                 stride=stride, padding=padding, dilation=dilation, bias=draw(st.booleans()),
-                layout=draw(st.sampled_from(LAYOUTS)), seed=draw(st.integers(0, 2**16)))
+                layout=draw(st.sampled_from(LAYOUTS)), seed=draw(st.integers(0, 2**16)),
+                dtype=draw(st.sampled_from([torch.float64, torch.float32])))
+
+
+def _assert_near(got, want, dtype, algo):
+    """float64: to rounding. float32 (the SIMD kernels): error relative to the reference's
+    largest magnitude, looser for F(4x4) Winograd, whose float32 error is ~10x the others'."""
+    if dtype == torch.float64:
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9, msg=algo)
+        return
+    scale = want.abs().max().item() if want.numel() else 0.0
+    tol = (1e-4 if algo == "winograd" else 1e-5) * max(scale, 1.0)
+    torch.testing.assert_close(got.double(), want, rtol=0, atol=tol, msg=algo)
 
 
 @given(conv_cases())
@@ -75,20 +91,22 @@ def test_conv2d_matches_torch_for_every_algorithm_that_can_run(case):
     ref = F.conv2d(ref_in[0], ref_in[1], ref_in[2] if b is not None else None, **kw)
     g = torch.randn(ref.shape, generator=gen, dtype=torch.float64)
     ref_grads = torch.autograd.grad(ref, ref_in, g, allow_unused=True) if ref.numel() else None
+    dtype = case["dtype"]
     ran = 0
     for algo in cnnkern.algorithms("cpu"):
-        if not cnnkern.can_implement(x, w, b, algo=algo, **kw)[0]:
+        if not cnnkern.can_implement(x.to(dtype), w.to(dtype), algo=algo, **kw)[0]:
             continue
         ran += 1
-        ins = [_layout(t.clone(), case["layout"]).requires_grad_() for t in (x, w)]
-        ins += [b.clone().requires_grad_()] if b is not None else []
+        event(f"ran {algo}")
+        ins = [_layout(t.to(dtype), case["layout"]).requires_grad_() for t in (x, w)]
+        ins += [b.to(dtype).requires_grad_()] if b is not None else []
         out = cnnkern.conv2d(ins[0], ins[1], ins[2] if b is not None else None, algo=algo, **kw)
-        assert out.shape == ref.shape, algo
-        torch.testing.assert_close(out, ref.detach(), rtol=1e-9, atol=1e-9, msg=algo)
+        assert out.shape == ref.shape and out.dtype == dtype, algo
+        _assert_near(out, ref.detach(), dtype, algo)
         if ref.numel():
-            grads = torch.autograd.grad(out, ins, g)
+            grads = torch.autograd.grad(out, ins, g.to(dtype))
             for got, want in zip(grads, ref_grads):
-                torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9, msg=algo)
+                _assert_near(got, want, dtype, algo)
     assert ran >= 1  # "direct" runs everything torch accepts
 
 
