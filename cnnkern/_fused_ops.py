@@ -3,11 +3,12 @@
 - conv2d_relu: conv2d with the ReLU in the algorithm's epilogue (the eval path of the fused
   conv + BN + ReLU layers, with BN folded into the weight and bias). Backward: the gradient
   through the ReLU mask taken from the output (y > 0), then the conv's backward ops.
-- conv_bn_relu_train: conv, then one statistics pass and one normalise(+ReLU) pass over the
-  conv output z. Saves x, w, z and the per-channel mean/invstd (plus gamma/beta, which are
-  parameters anyway) -- not the normalised tensor nor the output. Backward: bn_relu_backward
-  (one reduction pass and one grad_z pass, the ReLU mask recomputed from z), then the conv's
-  backward ops.
+- bn_relu_train: after the conv (cnnkern::conv2d, its own autograd node, which saves x and w),
+  one statistics pass and one normalise(+ReLU) pass over the conv output z. Saves z and the
+  per-channel mean/invstd (plus gamma/beta, which are parameters anyway) -- not the
+  normalised tensor nor the output. Backward: bn_relu_backward (one reduction pass and one
+  grad_z pass, the ReLU mask recomputed from z); then the conv node's backward ops. Being
+  the later node, it runs first in backward and frees z before the conv's backward runs.
 """
 
 from __future__ import annotations
@@ -71,30 +72,24 @@ torch.library.register_autograd("cnnkern::conv2d_relu", _conv2d_relu_backward,
                                 setup_context=_conv2d_relu_setup_context)
 
 
-# --- conv_bn_relu_train / bn_relu_backward ------------------------------------------------
+# --- bn_relu_train / bn_relu_backward ----------------------------------------------------
 
-@torch.library.register_fake("cnnkern::conv_bn_relu_train")
-def _conv_bn_relu_train_fake(input, weight, bias, bn_weight, bn_bias, eps, relu, stride, padding,
-                             dilation, groups, algo):
-    _meta._check(weight.dim() == 4,
-                 lambda: f"{_FUSED}: expected a 4-D weight; got size "
-                         f"{_meta.sizes_str(weight.shape)}")
-    k = weight.shape[0]
-    check_bn_vector(_FUSED, "bn_weight", bn_weight, input, k)
-    check_bn_vector(_FUSED, "bn_bias", bn_bias, input, k)
+@torch.library.register_fake("cnnkern::bn_relu_train")
+def _bn_relu_train_fake(z, bn_weight, bn_bias, eps, relu):
+    _meta._check(z.dim() == 4, lambda: f"{_FUSED}: expected a 4-D z (the conv output); got size "
+                                       f"{_meta.sizes_str(z.shape)}")
+    k = z.shape[1]
+    check_bn_vector(_FUSED, "bn_weight", bn_weight, z, k)
+    check_bn_vector(_FUSED, "bn_bias", bn_bias, z, k)
     _meta._check(eps > 0, lambda: f"{_FUSED}: eps must be positive; got {eps}")
-    _meta.check_conv2d_tensors(_CONV, input, weight, bias)
-    shape = _meta.conv2d_output_shape(_CONV, input.shape, weight.shape, stride, padding,
-                                      dilation, groups)
-    _check_conv_algo(input, weight, stride, padding, dilation, groups, algo)
-    n, _, p, q = shape
+    n, _, p, q = z.shape
     if _is_concrete(n, p, q):
         _meta._check(n * p * q > 1,
                      lambda: (f"{_FUSED}: expected more than 1 value per channel when "
-                              f"training; got conv output size {_meta.sizes_str(shape)}"))
-    sd = _stats_dtype(input.dtype)
-    return (input.new_empty(shape), input.new_empty(shape), input.new_empty(k, dtype=sd),
-            input.new_empty(k, dtype=sd), input.new_empty(k, dtype=sd))
+                              f"training; got conv output size {_meta.sizes_str(z.shape)}"))
+    sd = _stats_dtype(z.dtype)
+    return (z.new_empty(z.shape), z.new_empty(k, dtype=sd), z.new_empty(k, dtype=sd),
+            z.new_empty(k, dtype=sd))
 
 
 @torch.library.register_fake("cnnkern::bn_relu_backward")
@@ -110,34 +105,23 @@ def _bn_relu_backward_fake(grad_out, z, mean, invstd, bn_weight, bn_bias, relu):
 
 
 def _train_setup_context(ctx, inputs, output):
-    (input, weight, bias, bn_weight, bn_bias, eps, relu, stride, padding, dilation, groups,
-     algo) = inputs
-    out, z, mean, invstd, var = output
-    ctx.mark_non_differentiable(z, mean, invstd, var)
-    ctx.save_for_backward(input, weight, z, mean, invstd, bn_weight, bn_bias)
-    ctx.conv_args = (stride, padding, dilation, groups, algo)
+    z, bn_weight, bn_bias, eps, relu = inputs
+    out, mean, invstd, var = output
+    ctx.mark_non_differentiable(mean, invstd, var)
+    ctx.save_for_backward(z, mean, invstd, bn_weight, bn_bias)
     ctx.relu = relu
-    ctx.has_bias = bias is not None
 
 
-def _train_backward(ctx, grad_out, _gz, _gmean, _ginvstd, _gvar):
-    input, weight, z, mean, invstd, bn_weight, bn_bias = ctx.saved_tensors
+def _train_backward(ctx, grad_out, _gmean, _ginvstd, _gvar):
+    z, mean, invstd, bn_weight, bn_bias = ctx.saved_tensors
     if grad_out is None:
         grad_out = torch.zeros_like(z)
     gz, g_gamma, g_beta = ops.bn_relu_backward(grad_out, z, mean, invstd, bn_weight, bn_bias,
                                                ctx.relu)
     need = ctx.needs_input_grad
-    grad_input = grad_weight = grad_bias = None
-    if need[0]:
-        grad_input = ops.conv2d_backward_input(gz, weight, input.shape, *ctx.conv_args)
-    if need[1]:
-        grad_weight = ops.conv2d_backward_weight(gz, input, weight.shape, *ctx.conv_args)
-    if ctx.has_bias and need[2]:
-        # Zero up to rounding (BN removes each channel's mean), kept for exactness.
-        grad_bias = gz.sum((0, 2, 3))
-    return (grad_input, grad_weight, grad_bias, g_gamma if need[3] else None,
-            g_beta if need[4] else None) + (None,) * 7
+    return (gz if need[0] else None, g_gamma if need[1] else None,
+            g_beta if need[2] else None, None, None)
 
 
-torch.library.register_autograd("cnnkern::conv_bn_relu_train", _train_backward,
+torch.library.register_autograd("cnnkern::bn_relu_train", _train_backward,
                                 setup_context=_train_setup_context)

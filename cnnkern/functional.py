@@ -219,8 +219,8 @@ def conv_bn_relu(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch
 
     Eval (training=False): BN is folded into the conv's weight and bias (fold_bn) and the ReLU
     runs in the conv algorithm's epilogue: one convolution, one pass over the output.
-    Training: the conv, then one statistics pass and one normalise+ReLU pass (see
-    cnnkern/_fused_ops.py for what is saved for backward).
+    Training: the conv, then one statistics pass and one normalise+ReLU pass over its output
+    (cnnkern::bn_relu_train; cnnkern/_fused_ops.py says what is saved for backward).
     """
     op = "cnnkern.conv_bn_relu"
     if not isinstance(algo, str):
@@ -241,17 +241,17 @@ def conv_bn_relu(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch
         w, b = fold_bn(weight, bias, bn_weight, bn_bias, running_mean, running_var, eps)
         out = folded_conv(x, w, b, stride, pad, dilation, groups, relu=relu, algo=algo)
     else:
-        out, _z, mean, _invstd, var = _ops.conv_bn_relu_train(
-            x, weight, bias, bn_weight, bn_bias, float(eps), bool(relu), stride, pad, dilation,
-            groups, algo)
+        z = folded_conv(x, weight, bias, stride, pad, dilation, groups, relu=False, algo=algo)
+        out, mean, _invstd, var = _ops.bn_relu_train(z, bn_weight, bn_bias, float(eps),
+                                                     bool(relu))
         if running_mean is not None or running_var is not None:
             _update_running_stats(running_mean, running_var, mean, var,
-                                  _z.numel() // max(_z.shape[1], 1), momentum)
+                                  z.numel() // max(z.shape[1], 1), momentum)
     return out.squeeze(0) if unbatched else out
 
 
 def folded_conv(x, w, b, stride, pad, dilation, groups, *, relu, algo):
-    """The eval path's single convolution (ReLU in the epilogue); arguments already resolved."""
+    """One convolution, the ReLU in its epilogue when relu; arguments already resolved."""
     if algo == "auto" and _tuning.enabled():
         algo = _tuning.choose(x, w, b, stride, pad, dilation, groups)
     conv = _ops.conv2d_relu if relu else _ops.conv2d

@@ -1,5 +1,5 @@
 """Fused conv + BatchNorm (+ ReLU): cnnkern.conv_bn_relu, cnnkern.nn.ConvBNReLU2d / ConvBN2d,
-the conv2d_relu epilogue op and the conv_bn_relu_train / bn_relu_backward ops, against the
+the conv2d_relu epilogue op and the bn_relu_train / bn_relu_backward ops, against the
 unfused torch sequence nn.Conv2d -> nn.BatchNorm2d -> nn.ReLU (float64 references where the
 comparison is numeric)."""
 
@@ -226,9 +226,9 @@ def test_training_op_gradcheck_float64(relu, affine):
     beta = torch.randn(4, dtype=torch.float64).requires_grad_(affine)
 
     def f(x, w, b, gamma, beta):
-        return OPS.conv_bn_relu_train(x, w, b, gamma if affine else None,
-                                      beta if affine else None, 1e-5, relu, [1, 1], [1, 1],
-                                      [1, 1], 1, "auto")[0]
+        z = OPS.conv2d(x, w, b, [1, 1], [1, 1], [1, 1], 1, "auto")
+        return OPS.bn_relu_train(z, gamma if affine else None, beta if affine else None, 1e-5,
+                                 relu)[0]
     assert torch.autograd.gradcheck(f, (x, w, b, gamma, beta))
 
 
@@ -244,10 +244,9 @@ def test_opcheck_fused_ops(dtype, requires_grad):
         return torch.randn(*s, dtype=dtype).requires_grad_(requires_grad)
     x, w, b, gamma, beta = t(2, 4, 6, 6), t(6, 2, 3, 3), t(6), t(6), t(6)
     _opcheck(OPS.conv2d_relu.default, (x, w, b, [1, 1], [1, 1], [1, 1], 2, "auto"))
-    _opcheck(OPS.conv_bn_relu_train.default,
-             (x, w, b, gamma, beta, 1e-5, True, [2, 1], [1, 0], [1, 1], 2, "auto"))
-    _opcheck(OPS.conv_bn_relu_train.default,
-             (x, w, None, None, None, 1e-3, False, [1, 1], [1, 1], [1, 1], 2, "auto"))
+    z = t(2, 6, 5, 5)
+    _opcheck(OPS.bn_relu_train.default, (z, gamma, beta, 1e-5, True))
+    _opcheck(OPS.bn_relu_train.default, (z, None, None, 1e-3, False))
     z = torch.randn(2, 6, 5, 5, dtype=dtype)
     mean, invstd = torch.randn(6, dtype=dtype), torch.rand(6, dtype=dtype) + 0.5
     _opcheck(OPS.bn_relu_backward.default,
@@ -419,10 +418,13 @@ def test_errors_name_the_argument_and_value():
     with pytest.raises(RuntimeError, match=r"more than 1 value per channel"):
         f(torch.randn(1, 3, 3, 3), w, None, v4, v4, v4, v4, True)
     # the op itself (C++) names the argument too
+    z = torch.randn(2, 4, 3, 3)
     with pytest.raises(RuntimeError, match=r"bn_bias must have 4 elements .*got size \[5\]"):
-        OPS.conv_bn_relu_train(x, w, None, v4, v5, 1e-5, True, [1, 1], [0, 0], [1, 1], 1, "auto")
+        OPS.bn_relu_train(z, v4, v5, 1e-5, True)
     with pytest.raises(RuntimeError, match=r"eps must be positive; got -1"):
-        OPS.conv_bn_relu_train(x, w, None, v4, v4, -1.0, True, [1, 1], [0, 0], [1, 1], 1, "auto")
+        OPS.bn_relu_train(z, v4, v4, -1.0, True)
+    with pytest.raises(RuntimeError, match=r"more than 1 value per channel"):
+        OPS.bn_relu_train(z[:1, :, :1, :1], v4, v4, 1e-5, True)
     # the module: BN size vs conv out channels
     m = cnnkern.nn.ConvBNReLU2d(3, 4, 3)
     m[1] = nn.BatchNorm2d(5)

@@ -3,7 +3,6 @@
 #include <ATen/ATen.h>
 
 #include "common/checks.h"
-#include "common/conv2d_ops.h"
 
 namespace cnnkern {
 
@@ -15,7 +14,8 @@ at::ScalarType stats_dtype(at::ScalarType t) {
   return t == at::kDouble ? at::kDouble : at::kFloat;
 }
 
-// gamma / beta: absent, or K values of the input's dtype on its device.
+// gamma / beta: absent, or K values of the input's dtype on its device (the conv output z
+// is called "input" in messages: it has the conv input's dtype and device).
 void check_affine(const char* what, const c10::optional<at::Tensor>& t, const at::Tensor& input,
                   int64_t K) {
   if (!t.has_value() || !t->defined()) return;
@@ -35,19 +35,15 @@ std::pair<at::Tensor, at::Tensor> affine(const c10::optional<at::Tensor>& w,
 
 }  // namespace
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> conv_bn_relu_train_op(
-    Backend backend, const BnReluKernels& kern, const at::Tensor& input,
-    const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
-    const c10::optional<at::Tensor>& bn_weight, const c10::optional<at::Tensor>& bn_bias,
-    double eps, bool relu, c10::IntArrayRef stride, c10::IntArrayRef padding,
-    c10::IntArrayRef dilation, int64_t groups, const std::string& algo) {
-  TORCH_CHECK(weight.dim() == 4, kOp, ": expected a 4-D weight; got size ",
-              sizes_str(weight.sizes()));
-  const int64_t K = weight.size(0);
-  check_affine("bn_weight", bn_weight, input, K);
-  check_affine("bn_bias", bn_bias, input, K);
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bn_relu_train_op(
+    const BnReluKernels& kern, const at::Tensor& z_, const c10::optional<at::Tensor>& bn_weight,
+    const c10::optional<at::Tensor>& bn_bias, double eps, bool relu) {
+  check_rank(kOp, "z (the conv output)", z_, 4);
+  const int64_t K = z_.size(1);
+  check_affine("bn_weight", bn_weight, z_, K);
+  check_affine("bn_bias", bn_bias, z_, K);
   TORCH_CHECK(eps > 0, kOp, ": eps must be positive; got ", eps);
-  at::Tensor z = conv2d_op(backend, input, weight, bias, stride, padding, dilation, groups, algo);
+  const at::Tensor z = z_.contiguous();
   const int64_t M = z.size(0) * z.size(2) * z.size(3);
   TORCH_CHECK(M > 1, kOp, ": expected more than 1 value per channel when training; got conv "
               "output size ", sizes_str(z.sizes()));
@@ -60,7 +56,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> conv_bn_r
   const at::Tensor shift = beta - mean * scale;
   at::Tensor out = at::empty_like(z);
   kern.apply(z, scale, shift, relu, out);
-  return {out, z, mean, invstd, var};
+  return {out, mean, invstd, var};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> bn_relu_backward_op(

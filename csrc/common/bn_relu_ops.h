@@ -1,9 +1,11 @@
 #pragma once
-// The fused conv + BatchNorm (batch statistics) + ReLU training op and its backward, shared by
-// the CPU and CUDA registrations. The op body checks the arguments, runs the registered conv
-// (any algorithm, conv2d_op), then the backend's kernels:
+// The fused BatchNorm (batch statistics) + ReLU training op that follows the conv in
+// cnnkern.conv_bn_relu(training=True), and its backward, shared by the CPU and CUDA
+// registrations. The conv is the registered conv2d op (any algorithm), called first as its own
+// autograd node: in backward, this op's node runs first and frees z before the conv's
+// backward runs, which keeps the step's peak memory below the unfused sequence's.
 //
-//   forward   z = conv(x)                      (the conv's own output, kept for backward)
+//   forward   z = conv(x)                      (cnnkern::conv2d; z is saved for backward)
 //             stats:  ONE pass over z -> per-channel mean, biased var, invstd
 //             apply:  ONE pass  y = act(z * scale + shift),  scale = gamma * invstd,
 //                                                           shift = beta - mean * scale
@@ -44,14 +46,11 @@ struct BnReluKernels {
                  const at::Tensor& b, const at::Tensor& c, bool relu, at::Tensor& gz);
 };
 
-// Returns (out, z, mean, invstd, var): var is the biased batch variance (the caller turns it
+// Returns (out, mean, invstd, var): var is the biased batch variance (the caller turns it
 // into the unbiased running estimate); mean/invstd/var in the stats dtype.
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> conv_bn_relu_train_op(
-    Backend backend, const BnReluKernels& kern, const at::Tensor& input,
-    const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
-    const c10::optional<at::Tensor>& bn_weight, const c10::optional<at::Tensor>& bn_bias,
-    double eps, bool relu, c10::IntArrayRef stride, c10::IntArrayRef padding,
-    c10::IntArrayRef dilation, int64_t groups, const std::string& algo);
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bn_relu_train_op(
+    const BnReluKernels& kern, const at::Tensor& z, const c10::optional<at::Tensor>& bn_weight,
+    const c10::optional<at::Tensor>& bn_bias, double eps, bool relu);
 
 // Returns (grad_z, grad_bn_weight, grad_bn_bias); the grads of absent gamma/beta are still
 // returned (the sums are computed anyway) and ignored by the caller.
@@ -60,17 +59,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bn_relu_backward_op(
     const at::Tensor& mean, const at::Tensor& invstd, const c10::optional<at::Tensor>& bn_weight,
     const c10::optional<at::Tensor>& bn_bias, bool relu);
 
-// Registers conv_bn_relu_train and bn_relu_backward for a dispatch key.
-template <Backend B, const BnReluKernels& (*Kernels)(), class Guard>
+// The implementations of bn_relu_train and bn_relu_backward for a dispatch key.
+template <const BnReluKernels& (*Kernels)(), class Guard>
 struct BnReluOps {
-  static std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> train(
-      const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
-      const c10::optional<at::Tensor>& bn_weight, const c10::optional<at::Tensor>& bn_bias,
-      double eps, bool relu, c10::IntArrayRef stride, c10::IntArrayRef padding,
-      c10::IntArrayRef dilation, int64_t groups, c10::string_view algo) {
-    Guard guard(input);
-    return conv_bn_relu_train_op(B, Kernels(), input, weight, bias, bn_weight, bn_bias, eps, relu,
-                                 stride, padding, dilation, groups, std::string(algo));
+  static std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> train(
+      const at::Tensor& z, const c10::optional<at::Tensor>& bn_weight,
+      const c10::optional<at::Tensor>& bn_bias, double eps, bool relu) {
+    Guard guard(z);
+    return bn_relu_train_op(Kernels(), z, bn_weight, bn_bias, eps, relu);
   }
   static std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(
       const at::Tensor& grad_out, const at::Tensor& z, const at::Tensor& mean,

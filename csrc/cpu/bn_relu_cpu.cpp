@@ -213,7 +213,7 @@ const BnReluKernels& bn_relu_cpu_kernels() {
 
 TORCH_LIBRARY_IMPL(cnnkern, CPU, m) {
   using namespace cnnkern;
-  using Ops = BnReluOps<Backend::CPU, bn_relu_cpu_kernels, NoDeviceGuard>;
-  m.impl("conv_bn_relu_train", TORCH_FN(Ops::train));
+  using Ops = BnReluOps<bn_relu_cpu_kernels, NoDeviceGuard>;
+  m.impl("bn_relu_train", TORCH_FN(Ops::train));
   m.impl("bn_relu_backward", TORCH_FN(Ops::backward));
 }

@@ -58,7 +58,7 @@ const BnReluKernels& bn_relu_cuda_kernels() {
 
 TORCH_LIBRARY_IMPL(cnnkern, CUDA, m) {
   using namespace cnnkern;
-  using Ops = BnReluOps<Backend::CUDA, bn_relu_cuda_kernels, CudaDeviceGuard>;
-  m.impl("conv_bn_relu_train", TORCH_FN(Ops::train));
+  using Ops = BnReluOps<bn_relu_cuda_kernels, CudaDeviceGuard>;
+  m.impl("bn_relu_train", TORCH_FN(Ops::train));
   m.impl("bn_relu_backward", TORCH_FN(Ops::backward));
 }
