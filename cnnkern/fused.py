@@ -118,15 +118,16 @@ class _ConvBNBase(nn.Sequential):
                                    bn.running_mean, bn.running_var, False, 0.0, bn.eps,
                                    conv.stride, padding, conv.dilation, conv.groups,
                                    relu=self._with_relu, algo=conv.algo)
+        op = "cnnkern.conv_bn_relu"
+        x, unbatched = ck._batched(input, op)
+        ck._check_bn_args(op, x, conv.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var)
         w, b = self._folded(sources, bn.eps)
-        x, unbatched = ck._batched(input, "cnnkern.conv_bn_relu")
         if x.dtype != w.dtype or x.device != w.device:
-            raise RuntimeError(f"cnnkern.conv_bn_relu: input and weight must have the same "
-                               f"dtype and device; got input {x.dtype} on {x.device} and "
-                               f"weight {w.dtype} on {w.device}")
-        stride = ck._pair(conv.stride, "stride", "cnnkern.conv_bn_relu")
-        dilation = ck._pair(conv.dilation, "dilation", "cnnkern.conv_bn_relu")
-        pad, extra = ck.conv_padding(padding, w.shape, stride, dilation, "cnnkern.conv_bn_relu")
+            raise RuntimeError(f"{op}: input and weight must have the same dtype and device; got "
+                               f"input {x.dtype} on {x.device} and weight {w.dtype} on {w.device}")
+        stride = ck._pair(conv.stride, "stride", op)
+        dilation = ck._pair(conv.dilation, "dilation", op)
+        pad, extra = ck.conv_padding(padding, w.shape, stride, dilation, op)
         if extra is not None:
             x = F.pad(x, extra)
         out = ck.folded_conv(x, w, b, stride, pad, dilation, conv.groups,

@@ -430,6 +430,13 @@ def test_errors_name_the_argument_and_value():
     m[1] = nn.BatchNorm2d(5)
     with pytest.raises(RuntimeError, match=r"must have 4 elements .*got size \[5\]"):
         m(x)
+    m.eval()
+    with torch.no_grad(), pytest.raises(RuntimeError,
+                                        match=r"bn_weight must have 4 elements .*got size \[5\]"):
+        m(x)
+    with torch.no_grad(), pytest.raises(RuntimeError, match=r"input and bn_weight must have the "
+                                                            r"same dtype; got input torch.float64"):
+        cnnkern.nn.ConvBNReLU2d(3, 4, 3).eval()(x.double())
 
 
 # --- determinism ----------------------------------------------------------------------------
