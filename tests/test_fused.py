@@ -489,3 +489,30 @@ def test_cuda_bitwise_deterministic():
     r2 = _step(copy.deepcopy(m), x, g)
     for a, b in zip(r1, r2):
         assert torch.equal(a, b)
+
+
+def test_eval_is_one_conv_call_with_the_relu_epilogue():
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Log(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    m = cnnkern.nn.ConvBNReLU2d(4, 6, 3, padding=1).eval()
+    x = torch.randn(2, 4, 7, 7)
+    with torch.no_grad():
+        m(x)  # folds and caches
+        with Log() as log:
+            m(x)
+    assert log.ops == ["cnnkern.conv2d_relu.default"], log.ops
+    mb = cnnkern.nn.ConvBN2d(4, 6, 3, padding=1).eval()
+    with torch.no_grad():
+        mb(x)
+        with Log() as log:
+            mb(x)
+    assert log.ops == ["cnnkern.conv2d.default"], log.ops
