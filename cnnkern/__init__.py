@@ -9,18 +9,20 @@ import torch
 
 from . import _C  # noqa: F401  (loads the library: registers the ops' schemas and kernels)
 from . import _ops  # noqa: F401  (fake kernels and autograd)
+from . import _fused_ops  # noqa: F401  (the fused conv + BN + ReLU ops' fake kernels and autograd)
 from . import nn
 from .algo import KNOWN_ALGORITHMS, algorithms, can_implement, explain, select
 from . import tuning
 from .tuning import autotune, autotuning
 from .tuning import load as autotune_load
 from .tuning import save as autotune_save
-from .functional import adaptive_avg_pool2d, avg_pool2d, conv2d, conv_transpose2d, max_pool2d
+from .functional import (adaptive_avg_pool2d, avg_pool2d, conv2d, conv_bn_relu, conv_transpose2d,
+                         max_pool2d)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "nn", "algorithms",
+    "conv2d", "conv_bn_relu", "conv_transpose2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "nn", "algorithms",
     "can_implement", "explain", "select", "KNOWN_ALGORITHMS", "cuda_built", "cuda_available",
     "autotune", "autotuning", "autotune_save", "autotune_load", "tuning",
 ]

@@ -159,3 +159,112 @@ def adaptive_avg_pool2d(input: torch.Tensor, output_size) -> torch.Tensor:
     size = [x.shape[2 + i] if s is None else s for i, s in enumerate(size)]
     out = _ops.adaptive_avg_pool2d(x, size)
     return out.squeeze(0) if unbatched else out
+
+
+# --- fused conv + BatchNorm (+ ReLU) ------------------------------------------------------
+
+def fold_bn(weight: torch.Tensor, bias: Optional[torch.Tensor], bn_weight: Optional[torch.Tensor],
+            bn_bias: Optional[torch.Tensor], running_mean: torch.Tensor,
+            running_var: torch.Tensor, eps: float = 1e-5) -> Tuple[torch.Tensor, torch.Tensor]:
+    """BatchNorm (eval) folded into the conv before it: (w', b') with
+    w' = w * gamma / sqrt(var + eps) and b' = (b - mean) * gamma / sqrt(var + eps) + beta,
+    computed in float64 and rounded once to the weight's dtype. Differentiable."""
+    dt = weight.dtype
+    scale = torch.sqrt(running_var.double() + eps).reciprocal()
+    if bn_weight is not None:
+        scale = scale * bn_weight.double()
+    w = (weight.double() * scale.view(-1, 1, 1, 1)).to(dt)
+    b = -running_mean.double() if bias is None else bias.double() - running_mean.double()
+    b = b * scale
+    if bn_bias is not None:
+        b = b + bn_bias.double()
+    return w, b.to(dt)
+
+
+def _check_bn_args(op, x, weight, bn_weight, bn_bias, running_mean, running_var):
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
+        shape = list(weight.shape) if isinstance(weight, torch.Tensor) else weight
+        raise RuntimeError(f"{op}: expected a 4-D weight (out_channels, in_channels/groups, kH, "
+                           f"kW); got {shape}")
+    k = weight.shape[0]
+    for name, t in (("bn_weight", bn_weight), ("bn_bias", bn_bias),
+                    ("running_mean", running_mean), ("running_var", running_var)):
+        if t is None:
+            continue
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{op}: {name} must be a Tensor or None; got {type(t).__name__}")
+        if t.dim() != 1 or t.shape[0] != k:
+            raise RuntimeError(f"{op}: {name} must have {k} elements (the conv's out_channels, "
+                               f"weight.size(0)); got size {list(t.shape)}")
+        if t.device != x.device:
+            raise RuntimeError(f"{op}: input and {name} must be on the same device; got input on "
+                               f"{x.device} and {name} on {t.device}")
+        if t.dtype != x.dtype:
+            raise RuntimeError(f"{op}: input and {name} must have the same dtype; got input "
+                               f"{x.dtype} and {name} {t.dtype}")
+
+
+def conv_bn_relu(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                 bn_weight: Optional[torch.Tensor], bn_bias: Optional[torch.Tensor],
+                 running_mean: Optional[torch.Tensor], running_var: Optional[torch.Tensor],
+                 training: bool = False, momentum: float = 0.1, eps: float = 1e-5,
+                 stride: IntOrPair = 1, padding: Union[IntOrPair, str] = 0,
+                 dilation: IntOrPair = 1, groups: int = 1, *, relu: bool = True,
+                 algo: str = "auto") -> torch.Tensor:
+    """relu(batch_norm(conv2d(input, weight, bias, ...), ...)) in one fused layer.
+
+    Arguments as F.conv2d and F.batch_norm (momentum is the already-resolved exponential
+    average factor; running stats may be None when training, then only the batch statistics
+    are used; they are updated in place when training). relu=False gives conv + BN.
+
+    Eval (training=False): BN is folded into the conv's weight and bias (fold_bn) and the ReLU
+    runs in the conv algorithm's epilogue: one convolution, one pass over the output.
+    Training: the conv, then one statistics pass and one normalise+ReLU pass over its output
+    (cnnkern::bn_relu_train; cnnkern/_fused_ops.py says what is saved for backward).
+    """
+    op = "cnnkern.conv_bn_relu"
+    if not isinstance(algo, str):
+        raise TypeError(f"{op}: algo must be a string; got {algo!r}")
+    x, unbatched = _batched(input, op)
+    _check_bn_args(op, x, weight, bn_weight, bn_bias, running_mean, running_var)
+    stride = _pair(stride, "stride", op)
+    dilation = _pair(dilation, "dilation", op)
+    pad, extra = conv_padding(padding, weight.shape, stride, dilation, op)
+    if extra is not None:
+        x = F.pad(x, extra)
+    if not training:
+        if running_mean is None or running_var is None:
+            raise ValueError(f"{op}: running_mean and running_var are needed when not training "
+                             f"(training=False); got running_mean "
+                             f"{'None' if running_mean is None else 'given'} and running_var "
+                             f"{'None' if running_var is None else 'given'}")
+        w, b = fold_bn(weight, bias, bn_weight, bn_bias, running_mean, running_var, eps)
+        out = folded_conv(x, w, b, stride, pad, dilation, groups, relu=relu, algo=algo)
+    else:
+        z = folded_conv(x, weight, bias, stride, pad, dilation, groups, relu=False, algo=algo)
+        out, mean, _invstd, var = _ops.bn_relu_train(z, bn_weight, bn_bias, float(eps),
+                                                     bool(relu))
+        if running_mean is not None or running_var is not None:
+            _update_running_stats(running_mean, running_var, mean, var,
+                                  z.numel() // max(z.shape[1], 1), momentum)
+    return out.squeeze(0) if unbatched else out
+
+
+def folded_conv(x, w, b, stride, pad, dilation, groups, *, relu, algo):
+    """One convolution, the ReLU in its epilogue when relu; arguments already resolved."""
+    if algo == "auto" and _tuning.enabled():
+        algo = _tuning.choose(x, w, b, stride, pad, dilation, groups)
+    conv = _ops.conv2d_relu if relu else _ops.conv2d
+    return conv(x, w, b, stride, pad, dilation, groups, algo)
+
+
+def _update_running_stats(running_mean, running_var, mean, var, count, momentum):
+    """As nn.BatchNorm2d: r = (1 - momentum) * r + momentum * batch value, the batch variance
+    unbiased (count / (count - 1)); computed in float64, rounded once."""
+    with torch.no_grad():
+        m = float(momentum)
+        if running_mean is not None:
+            running_mean.copy_(running_mean.double() * (1 - m) + mean.double() * m)
+        if running_var is not None:
+            unbiased = var.double() * (count / (count - 1))
+            running_var.copy_(running_var.double() * (1 - m) + unbiased * m)

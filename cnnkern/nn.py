@@ -11,7 +11,8 @@ from torch import nn
 
 from . import functional as ck
 
-__all__ = ["Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d"]
+__all__ = ["Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
+           "ConvBNReLU2d", "ConvBN2d"]
 
 
 class Conv2d(nn.Conv2d):
@@ -88,3 +89,7 @@ class AdaptiveAvgPool2d(nn.AdaptiveAvgPool2d):
     def forward(self, input):
         return ck.adaptive_avg_pool2d(input, self.output_size)
 
+
+
+# The fused conv + BN (+ ReLU) layers live in fused.py (they need Conv2d from here).
+from .fused import ConvBN2d, ConvBNReLU2d  # noqa: E402

@@ -52,12 +52,31 @@ TORCH_LIBRARY(cnnkern, m) {
   m.def(
       "conv2d(Tensor input, Tensor weight, Tensor? bias, int[2] stride, int[2] padding, "
       "int[2] dilation, int groups, str algo) -> Tensor");
+  // conv2d with ReLU in the algorithm's epilogue (one pass): the eval path of the fused
+  // conv + BN(folded into weight and bias) + ReLU layers.
+  m.def(
+      "conv2d_relu(Tensor input, Tensor weight, Tensor? bias, int[2] stride, int[2] padding, "
+      "int[2] dilation, int groups, str algo) -> Tensor");
   m.def(
       "conv2d_backward_input(Tensor grad_output, Tensor weight, SymInt[4] input_size, "
       "int[2] stride, int[2] padding, int[2] dilation, int groups, str algo) -> Tensor");
   m.def(
       "conv2d_backward_weight(Tensor grad_output, Tensor input, SymInt[4] weight_size, "
       "int[2] stride, int[2] padding, int[2] dilation, int groups, str algo) -> Tensor");
+
+  // BatchNorm (batch statistics) + optional ReLU on a conv output z, training mode: one
+  // statistics pass and one normalise+ReLU pass (common/bn_relu_ops.h); the second half of
+  // cnnkern.conv_bn_relu(training=True). Returns (out, mean, invstd, biased var); only `out`
+  // is differentiable. Running statistics are updated by the caller (the op stays functional
+  // so that autograd can be registered for it).
+  m.def(
+      "bn_relu_train(Tensor z, Tensor? bn_weight, Tensor? bn_bias, float eps, bool relu) "
+      "-> (Tensor, Tensor, Tensor, Tensor)");
+  // Its backward: (grad_z, grad_bn_weight, grad_bn_bias) in one reduction pass and one grad_z
+  // pass; the conv's autograd node takes grad_z from there.
+  m.def(
+      "bn_relu_backward(Tensor grad_out, Tensor z, Tensor mean, Tensor invstd, "
+      "Tensor? bn_weight, Tensor? bn_bias, bool relu) -> (Tensor, Tensor, Tensor)");
 
   // Pooling. Indices are flat positions within each H x W plane, as torch returns them.
   m.def(

@@ -188,3 +188,21 @@ def test_speedup_matrix_pivots_rows_and_names_every_miss():
     assert "- a fwd direct: 0.40x < 0.5x" in text and "- a bwd_weight im2col: 0.69x < 0.7x" in text
     with pytest.raises(ValueError, match="algo=ratio.*'direct'"):
         speedups.parse_targets("direct")
+
+
+def test_fused_benchmark_runs_on_tiny_shapes(capsys):
+    """bench/fused.py (python -m cnnkern.bench.fused --quick) end to end, so it cannot rot."""
+    import os
+    import sys
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from bench import fused
+
+    assert fused.main(["--quick", "--threads", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "| 1 | quick 4x9 |" in text and "| 1 | quick 3x8 s2 |" in text
+    rows = fused.run(["quick"], [1], batch=2, repeat=1, algo="auto")
+    for r in rows:
+        assert r["eval_max_abs_err"] < 1e-4
+        assert r["eval_ratio"] > 0 and r["train_ratio"] > 0
+        # fused saves z (+ per-channel stats); the unfused sequence z and the ReLU output
+        assert 0 < r["saved_ours"] < r["saved_torch"]

@@ -31,15 +31,24 @@ enum class ConvPass { Forward, BackwardInput, BackwardWeight };
 const char* conv_pass_name(ConvPass pass);
 ConvPass parse_conv_pass(const std::string& name);
 
+// What a forward applies to each output element after the sum (and the bias) while the
+// element is still in registers or cache: no extra sweep over the output. The fused
+// conv + BN(folded) + ReLU of cnnkern.nn.ConvBNReLU2d in eval mode runs on this.
+struct Conv2dEpilogue {
+  bool relu = false;  // out = max(out, 0); NaN stays NaN, as torch.relu
+};
+
 struct Conv2dAlgo {
   std::string name;
   // Higher wins under "auto" among the algorithms that can run a problem.
   int auto_priority = 0;
   // "" when the algorithm can run the problem in this dtype, else the reason it cannot.
   std::function<std::string(const Conv2dProblem&, at::ScalarType)> why_not;
-  // Inputs arrive contiguous (NCHW) on the right device; outputs are contiguous NCHW.
+  // Inputs arrive contiguous (NCHW) on the right device; outputs are contiguous NCHW,
+  // with the epilogue applied.
   std::function<at::Tensor(const at::Tensor& input, const at::Tensor& weight,
-                           const c10::optional<at::Tensor>& bias, const Conv2dProblem&)>
+                           const c10::optional<at::Tensor>& bias, const Conv2dProblem&,
+                           const Conv2dEpilogue&)>
       forward;
   // May be empty: then the op fails clearly for this algorithm's backward.
   std::function<at::Tensor(const at::Tensor& grad_output, const at::Tensor& weight,

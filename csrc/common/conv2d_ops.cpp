@@ -27,14 +27,16 @@ const Conv2dAlgo& select_with(const char* op, Backend backend, const Conv2dProbl
 at::Tensor conv2d_op(Backend backend, const at::Tensor& input, const at::Tensor& weight,
                      const c10::optional<at::Tensor>& bias, c10::IntArrayRef stride,
                      c10::IntArrayRef padding, c10::IntArrayRef dilation, int64_t groups,
-                     const std::string& algo) {
+                     const std::string& algo, bool relu) {
   const Conv2dProblem p =
       make_conv2d_problem(kOp, input, weight, bias, stride, padding, dilation, groups);
   const Conv2dAlgo& a = select_with(kOp, backend, p, input.scalar_type(), algo, ConvPass::Forward);
   if (p.output_numel() == 0) return at::empty({p.N, p.K, p.P, p.Q}, input.options());
   c10::optional<at::Tensor> b;
   if (bias.has_value()) b = bias->contiguous();
-  return a.forward(input.contiguous(), weight.contiguous(), b, p);
+  Conv2dEpilogue epi;
+  epi.relu = relu;
+  return a.forward(input.contiguous(), weight.contiguous(), b, p, epi);
 }
 
 at::Tensor conv2d_backward_input_op(Backend backend, const at::Tensor& grad_output,

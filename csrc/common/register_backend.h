@@ -31,6 +31,16 @@ struct BackendOps {
                      std::string(algo));
   }
 
+  // conv2d with the ReLU in the algorithm's epilogue (the folded eval path of ConvBNReLU2d).
+  static at::Tensor conv2d_relu(const at::Tensor& input, const at::Tensor& weight,
+                                const c10::optional<at::Tensor>& bias, c10::IntArrayRef stride,
+                                c10::IntArrayRef padding, c10::IntArrayRef dilation,
+                                int64_t groups, c10::string_view algo) {
+    Guard guard(input);
+    return conv2d_op(B, input, weight, bias, stride, padding, dilation, groups,
+                     std::string(algo), /*relu=*/true);
+  }
+
   static at::Tensor conv2d_backward_input(const at::Tensor& grad_output,
                                           const at::Tensor& weight, c10::IntArrayRef input_size,
                                           c10::IntArrayRef stride, c10::IntArrayRef padding,
@@ -106,6 +116,7 @@ struct BackendOps {
 template <class Ops>
 void register_backend_ops(torch::Library& m) {
   m.impl("conv2d", TORCH_FN(Ops::conv2d));
+  m.impl("conv2d_relu", TORCH_FN(Ops::conv2d_relu));
   m.impl("conv2d_backward_input", TORCH_FN(Ops::conv2d_backward_input));
   m.impl("conv2d_backward_weight", TORCH_FN(Ops::conv2d_backward_weight));
   m.impl("max_pool2d_with_indices", TORCH_FN(Ops::max_pool2d_with_indices));

@@ -160,7 +160,7 @@ int64_t strip_length(int64_t tile, int64_t row_len, int64_t total) {
 
 template <typename T>
 void forward_impl(const at::Tensor& input, const at::Tensor& weight, const T* bias, T* out,
-                  const Conv2dProblem& p) {
+                  const Conv2dProblem& p, bool relu) {
   const DirectKernels<T>& kn = kernels<T>();
   const ForwardLayout L = forward_layout(p);
   const at::Tensor X = pack_planes<T>(input.const_data_ptr<T>(), p.N * p.C, p.H, p.W, L.pk,
@@ -201,6 +201,7 @@ void forward_impl(const at::Tensor& input, const at::Tensor& weight, const T* bi
     j.dst_row = p.Q;
     j.dst_col = 1;
     j.bias = bias ? bias + k0 : nullptr;
+    j.relu = relu;
     kn.conv(j);
   });
 }
@@ -361,6 +362,7 @@ void backward_input_impl(const at::Tensor& grad_output, const at::Tensor& weight
     j.dst_row = p.stride_h * p.W;
     j.dst_col = p.stride_w;
     j.bias = nullptr;
+    j.relu = false;
     kn.conv(j);
   });
 }
@@ -435,17 +437,19 @@ std::string why_not_direct(const Conv2dProblem&, at::ScalarType dtype) {
 }
 
 at::Tensor forward(const at::Tensor& input, const at::Tensor& weight,
-                   const c10::optional<at::Tensor>& bias, const Conv2dProblem& p) {
+                   const c10::optional<at::Tensor>& bias, const Conv2dProblem& p,
+                   const Conv2dEpilogue& epi) {
   at::Tensor out = at::empty({p.N, p.K, p.P, p.Q}, input.options());
   if (out.numel() == 0) return out;
   if (p.C_per_group() == 0) {  // nothing to sum: the bias alone
     if (bias) out.copy_(bias->view({1, p.K, 1, 1}).expand_as(out));
     else out.zero_();
+    if (epi.relu) out.relu_();
     return out;
   }
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "cnnkern_conv2d_direct_cpu", [&] {
     forward_impl<scalar_t>(input, weight, bias ? bias->const_data_ptr<scalar_t>() : nullptr,
-                           out.mutable_data_ptr<scalar_t>(), p);
+                           out.mutable_data_ptr<scalar_t>(), p, epi.relu);
   });
   return out;
 }

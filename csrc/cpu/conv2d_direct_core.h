@@ -46,6 +46,7 @@ struct FlatConvJob {
   T* dst;
   int64_t dst_base, dst_kstride, dst_row, dst_col;
   const T* bias;
+  bool relu;  // store max(value, 0) (the fused ReLU epilogue; NaN stays NaN)
 };
 
 // Grad-weight: for k < kbn, c < cn, t < ntaps,

@@ -137,8 +137,13 @@ inline void scatter_tile(const FlatConvJob<T>& j, int64_t i0, int64_t i1, const 
       for (int k = 0; k < KB; ++k) {
         const T* s = buf + k * width + (i - i0) - v;  // s[vv] is column vv of this row
         T* d = j.dst + k * j.dst_kstride + row;
-        if (j.bias) {
-          const T b = j.bias[k];
+        const T b = j.bias ? j.bias[k] : T(0);
+        if (j.relu) {
+          for (int64_t vv = va; vv < vb; ++vv) {
+            const T y = s[vv] + b;
+            d[vv * j.dst_col] = y < T(0) ? T(0) : y;
+          }
+        } else if (j.bias) {
           for (int64_t vv = va; vv < vb; ++vv) d[vv * j.dst_col] = s[vv] + b;
         } else {
           for (int64_t vv = va; vv < vb; ++vv) d[vv * j.dst_col] = s[vv];

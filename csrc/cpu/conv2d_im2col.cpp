@@ -127,7 +127,8 @@ void block_range(int64_t Cg, int64_t cb, int64_t b, int64_t* c0, int64_t* c1) {
 }
 
 template <typename T>
-void forward_kernel(const T* in, const T* w, const T* bias, T* out, const Conv2dProblem& p) {
+void forward_kernel(const T* in, const T* w, const T* bias, T* out, const Conv2dProblem& p,
+                    bool relu) {
   const Plan pl = make_plan(p, sizeof(T));
   std::vector<cpu::GemmPackedA<T>> wp;  // W[g]: Kg x CRS, row-major
   for (int64_t g = 0; g < pl.G; ++g)
@@ -140,14 +141,14 @@ void forward_kernel(const T* in, const T* w, const T* bias, T* out, const Conv2d
     T* C = out + (n * p.K + g * pl.Kg) * pl.PQ;
     const T* bias_g = bias ? bias + g * pl.Kg : nullptr;
     if (pl.input_is_columns) {
-      cpu::gemm_packed(wp[g], pl.PQ, in_g, pl.HW, 1, T(0), C, pl.PQ, bias_g);
+      cpu::gemm_packed(wp[g], pl.PQ, in_g, pl.HW, 1, T(0), C, pl.PQ, bias_g, relu);
       return;
     }
     const cpu::GemmPackB<T> pack = [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc,
                                        int64_t nr, T* dst) {
       cpu::pack_columns(in_g, p, k0, kc, j0, nc, nr, dst);
     };
-    cpu::gemm_packed_custom_b(wp[g], pl.PQ, pack, T(0), C, pl.PQ, bias_g);
+    cpu::gemm_packed_custom_b(wp[g], pl.PQ, pack, T(0), C, pl.PQ, bias_g, relu);
   };
   const int64_t tasks = p.N * pl.G;
   const int64_t nt = threads_for(p);
@@ -240,12 +241,13 @@ std::string why_not_im2col(const Conv2dProblem&, at::ScalarType dtype) {
 }
 
 at::Tensor forward(const at::Tensor& input, const at::Tensor& weight,
-                   const c10::optional<at::Tensor>& bias, const Conv2dProblem& p) {
+                   const c10::optional<at::Tensor>& bias, const Conv2dProblem& p,
+                   const Conv2dEpilogue& epi) {
   at::Tensor out = at::empty({p.N, p.K, p.P, p.Q}, input.options());
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "cnnkern_conv2d_im2col_cpu", [&] {
     forward_kernel<scalar_t>(input.const_data_ptr<scalar_t>(), weight.const_data_ptr<scalar_t>(),
                              bias ? bias->const_data_ptr<scalar_t>() : nullptr,
-                             out.mutable_data_ptr<scalar_t>(), p);
+                             out.mutable_data_ptr<scalar_t>(), p, epi.relu);
   });
   return out;
 }

@@ -40,12 +40,14 @@ std::string why_not_winograd(const char* name, const Conv2dProblem& p, at::Scala
 
 template <int M>
 at::Tensor forward(const at::Tensor& input, const at::Tensor& weight,
-                   const c10::optional<at::Tensor>& bias, const Conv2dProblem& p) {
+                   const c10::optional<at::Tensor>& bias, const Conv2dProblem& p,
+                   const Conv2dEpilogue& epi) {
   at::Tensor out = at::empty({p.N, p.K, p.P, p.Q}, input.options());
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "cnnkern_conv2d_winograd_cpu", [&] {
     cpu::winograd_forward<M, scalar_t>(
         input.const_data_ptr<scalar_t>(), weight.const_data_ptr<scalar_t>(),
-        bias ? bias->const_data_ptr<scalar_t>() : nullptr, out.mutable_data_ptr<scalar_t>(), p);
+        bias ? bias->const_data_ptr<scalar_t>() : nullptr, out.mutable_data_ptr<scalar_t>(), p,
+        /*flipped_weight=*/false, epi.relu);
   });
   return out;
 }

@@ -52,12 +52,21 @@ struct BSource {
   const GemmPackB<T>* pack = nullptr;
 };
 
+// The ReLU epilogue on an m x n block of C just written (NaN stays NaN, as torch.relu).
+template <typename T>
+void relu_block(T* C, int64_t m, int64_t n, int64_t rsc) {
+  for (int64_t i = 0; i < m; ++i) {
+    T* c = C + i * rsc;
+    for (int64_t j = 0; j < n; ++j) c[j] = c[j] < T(0) ? T(0) : c[j];
+  }
+}
+
 // C[0:M, 0:N] = A[row0 : row0 + M] * B[:, col0 : col0 + N] + beta * C (+ bias[row0 + i] on
 // row i, bias padded to whole micro-tiles) on the calling thread.
 template <typename T>
 void gemm_serial(const GemmKernels<T>& kt, int64_t M, int64_t N, int64_t K,
                  const ASource<T>& a, int64_t row0, const BSource<T>& b, int64_t col0, T beta,
-                 T* C, int64_t rsc, const T* bias) {
+                 T* C, int64_t rsc, const T* bias, bool relu = false) {
   const int64_t kb = k_block(K, kt.kc);
   // Whole micro-tiles: pack_a / pack_b fill the last panel up to mr / nr.
   const int64_t ncb = round_up(min64(kt.nc, N), kt.nr);
@@ -85,6 +94,7 @@ void gemm_serial(const GemmKernels<T>& kt, int64_t M, int64_t N, int64_t K,
         }
         const T* block_bias = (bias != nullptr && pc == 0) ? bias + row0 + ic : nullptr;
         kt.macro(mc, nc, kc, blockA, pb, C + ic * rsc + jc, rsc, accumulate, block_bias);
+        if (relu && pc + kc >= K) relu_block(C + ic * rsc + jc, mc, nc, rsc);
       }
     }
   }
@@ -94,7 +104,8 @@ void gemm_serial(const GemmKernels<T>& kt, int64_t M, int64_t N, int64_t K,
 // independent serial GEMM that packs its own rows of A and columns of B.
 template <typename T>
 void gemm_driver(const GemmKernels<T>& kt, int64_t M, int64_t N, int64_t K, const ASource<T>& a,
-                 const BSource<T>& b, T beta, T* C, int64_t rsc, const T* row_bias = nullptr) {
+                 const BSource<T>& b, T beta, T* C, int64_t rsc, const T* row_bias = nullptr,
+                 bool relu = false) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {
     for (int64_t i = 0; i < M; ++i) {
@@ -106,6 +117,7 @@ void gemm_driver(const GemmKernels<T>& kt, int64_t M, int64_t N, int64_t K, cons
         for (int64_t j = 0; j < N; ++j) c[j] += add;
       }
     }
+    if (relu) relu_block(C, M, N, rsc);
     return;
   }
   // The micro-kernel reads the bias of whole micro-tiles: pad it with zeros.
@@ -118,7 +130,7 @@ void gemm_driver(const GemmKernels<T>& kt, int64_t M, int64_t N, int64_t K, cons
   }
   const int64_t nt = at::in_parallel_region() ? 1 : at::get_num_threads();
   if (nt <= 1 || 2.0 * M * N * K < kMinParallelFlops) {
-    gemm_serial(kt, M, N, K, a, 0, b, 0, beta, C, rsc, bias);
+    gemm_serial(kt, M, N, K, a, 0, b, 0, beta, C, rsc, bias, relu);
     return;
   }
   // Grid tm x tn (tm * tn = nt) with the least work for the busiest thread: its block of C
@@ -147,7 +159,7 @@ void gemm_driver(const GemmKernels<T>& kt, int64_t M, int64_t N, int64_t K, cons
       const int64_t i0 = (t / tn) * m_step, j0 = (t % tn) * n_step;
       if (i0 >= M || j0 >= N) continue;
       const int64_t m = min64(m_step, M - i0), n = min64(n_step, N - j0);
-      gemm_serial(kt, m, n, K, a, i0, b, j0, beta, C + i0 * rsc + j0, rsc, bias);
+      gemm_serial(kt, m, n, K, a, i0, b, j0, beta, C + i0 * rsc + j0, rsc, bias, relu);
     }
   });
 }
@@ -300,7 +312,7 @@ namespace {
 
 template <typename T>
 void gemm_packed_from(const GemmPackedA<T>& pa, int64_t N, const gemm_detail::BSource<T>& b,
-                      T beta, T* C, int64_t rsc, const T* row_bias) {
+                      T beta, T* C, int64_t rsc, const T* row_bias, bool relu) {
   const auto& kt = *static_cast<const gemm_detail::GemmKernels<T>*>(pa.kernels);
   gemm_detail::ASource<T> a;
   a.packed = pa.data.get();
@@ -308,27 +320,27 @@ void gemm_packed_from(const GemmPackedA<T>& pa, int64_t N, const gemm_detail::BS
   if (pa.M > 0 && pa.K > 0) {
     TORCH_CHECK(a.packed != nullptr, "cnnkern gemm_packed: the packed A holds no data");
   }
-  gemm_detail::gemm_driver(kt, pa.M, N, pa.K, a, b, beta, C, rsc, row_bias);
+  gemm_detail::gemm_driver(kt, pa.M, N, pa.K, a, b, beta, C, rsc, row_bias, relu);
 }
 
 }  // namespace
 
 template <typename T>
 void gemm_packed(const GemmPackedA<T>& pa, int64_t N, const T* B, int64_t rsb, int64_t csb,
-                 T beta, T* C, int64_t rsc, const T* row_bias) {
+                 T beta, T* C, int64_t rsc, const T* row_bias, bool relu) {
   gemm_detail::BSource<T> b;
   b.B = B;
   b.rsb = rsb;
   b.csb = csb;
-  gemm_packed_from(pa, N, b, beta, C, rsc, row_bias);
+  gemm_packed_from(pa, N, b, beta, C, rsc, row_bias, relu);
 }
 
 template <typename T>
 void gemm_packed_custom_b(const GemmPackedA<T>& pa, int64_t N, const GemmPackB<T>& pack_b,
-                          T beta, T* C, int64_t rsc, const T* row_bias) {
+                          T beta, T* C, int64_t rsc, const T* row_bias, bool relu) {
   gemm_detail::BSource<T> b;
   b.pack = &pack_b;
-  gemm_packed_from(pa, N, b, beta, C, rsc, row_bias);
+  gemm_packed_from(pa, N, b, beta, C, rsc, row_bias, relu);
 }
 
 template void gemm<float>(int64_t, int64_t, int64_t, const float*, int64_t, int64_t,
@@ -340,15 +352,15 @@ template GemmPackedA<float> gemm_pack_a<float>(int64_t, int64_t, const float*, i
 template GemmPackedA<double> gemm_pack_a<double>(int64_t, int64_t, const double*, int64_t,
                                                  int64_t);
 template void gemm_packed<float>(const GemmPackedA<float>&, int64_t, const float*, int64_t,
-                                 int64_t, float, float*, int64_t, const float*);
+                                 int64_t, float, float*, int64_t, const float*, bool);
 template void gemm_packed<double>(const GemmPackedA<double>&, int64_t, const double*, int64_t,
-                                  int64_t, double, double*, int64_t, const double*);
+                                  int64_t, double, double*, int64_t, const double*, bool);
 template void gemm_packed_custom_b<float>(const GemmPackedA<float>&, int64_t,
                                           const GemmPackB<float>&, float, float*, int64_t,
-                                          const float*);
+                                          const float*, bool);
 template void gemm_packed_custom_b<double>(const GemmPackedA<double>&, int64_t,
                                            const GemmPackB<double>&, double, double*, int64_t,
-                                           const double*);
+                                           const double*, bool);
 
 }  // namespace cpu
 }  // namespace cnnkern

@@ -52,9 +52,11 @@ GemmPackedA<T> gemm_pack_a(int64_t M, int64_t K, const T* A, int64_t rsa, int64_
 // C = A * B + beta * C with A given packed (M = pa.M, K = pa.K). With row_bias (M values),
 // row i also gets row_bias[i], added at no extra cost: it starts the accumulation chain (so
 // C(i, j) = beta * C(i, j) + (row_bias[i] + sum_k A(i, k) B(k, j)), the sum in k order).
+// relu: C = max(C, 0) on each macro block right after its last k block is stored (while it
+// is still in cache), so a fused conv + ReLU needs no extra sweep over C.
 template <typename T>
 void gemm_packed(const GemmPackedA<T>& pa, int64_t N, const T* B, int64_t rsb, int64_t csb,
-                 T beta, T* C, int64_t rsc, const T* row_bias = nullptr);
+                 T beta, T* C, int64_t rsc, const T* row_bias = nullptr, bool relu = false);
 
 // A B operand that the caller packs itself, straight from its own layout (e.g. the columns
 // of an implicit im2col, read from the image with no column matrix in between).
@@ -71,7 +73,8 @@ using GemmPackB = std::function<void(int64_t k0, int64_t kc, int64_t j0, int64_t
 // the same bits as gemm_packed with the equivalent strided B.
 template <typename T>
 void gemm_packed_custom_b(const GemmPackedA<T>& pa, int64_t N, const GemmPackB<T>& pack_b,
-                          T beta, T* C, int64_t rsc, const T* row_bias = nullptr);
+                          T beta, T* C, int64_t rsc, const T* row_bias = nullptr,
+                          bool relu = false);
 
 }  // namespace cpu
 }  // namespace cnnkern

@@ -16,13 +16,14 @@
 namespace cnnkern {
 namespace cpu {
 
-// out = conv2d(input, weight) + bias (bias may be null).
+// out = conv2d(input, weight) + bias (bias may be null), then max(out, 0) when relu (applied
+// as each output tile is written: the fused ReLU epilogue).
 // flipped_weight: `weight` is the filter tensor of the convolution whose grad-input this is
 // (p.C x p.K/groups x 3 x 3), used turned by 180 degrees with its K and C axes swapped per
 // group -- read in place, never copied.
 template <int M, typename T>
 void winograd_forward(const T* input, const T* weight, const T* bias, T* output,
-                      const Conv2dProblem& p, bool flipped_weight = false);
+                      const Conv2dProblem& p, bool flipped_weight = false, bool relu = false);
 
 // grad_weight = d(sum(output * grad_output)) / d(weight), accumulated in the Winograd domain:
 // dU = sum over tiles of (A dY A^T) x (B^T d B), then grad_weight = G^T dU G.

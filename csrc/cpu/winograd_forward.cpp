@@ -51,7 +51,7 @@ Schedule choose_schedule(const Plan<M, T>& plan) {
 
 template <int M, typename T>
 void forward_blocked(const Plan<M, T>& plan, const T* input, const T* weight, const T* bias,
-                     T* output) {
+                     T* output, bool relu) {
   const int64_t G = plan.G, A2 = plan.A2, Kg = plan.Kg, Cg = plan.Cg, ld = plan.ld;
   const int64_t kw = plan.u_width();
   auto U = alloc<T>(plan.u_elems());
@@ -84,7 +84,7 @@ void forward_blocked(const Plan<M, T>& plan, const T* input, const T* weight, co
           gemm_packed<T>(packed[i], nt, Vi, A2 * ld, 1, T(0), Mi, A2 * ld);
       }
     });
-    plan.output_phase(Mw, t0, nt, bias, output);
+    plan.output_phase(Mw, t0, nt, bias, output, relu);
   };
 
   // Scheduling only (results are the same either way): whole blocks per thread when they
@@ -106,7 +106,7 @@ void forward_blocked(const Plan<M, T>& plan, const T* input, const T* weight, co
 
 template <int M, typename T>
 void forward_streaming(const Plan<M, T>& plan, const T* input, const T* weight, const T* bias,
-                       T* output) {
+                       T* output, bool relu) {
   const int64_t G = plan.G, A2 = plan.A2, Kg = plan.Kg, Cg = plan.Cg, ld = plan.ld;
   const int64_t nt = plan.tiles;  // one block
   std::vector<GemmPackedA<T>> packed(G * A2);
@@ -135,7 +135,7 @@ void forward_streaming(const Plan<M, T>& plan, const T* input, const T* weight, 
       for (int64_t xi = 0; xi < A2; ++xi)  // Mt[t][xi][kk]
         gemm_packed<T>(packed[g * A2 + xi], nk, Uc + xi * kw, A2 * kw, 1, T(0),
                        Mt + xi * kw, A2 * kw);
-      plan.output_filter_lanes(Mt, kw, k_first, nk, bias, output);
+      plan.output_filter_lanes(Mt, kw, k_first, nk, bias, output, relu);
     }
   });
 }
@@ -144,20 +144,20 @@ void forward_streaming(const Plan<M, T>& plan, const T* input, const T* weight, 
 
 template <int M, typename T>
 void winograd_forward(const T* input, const T* weight, const T* bias, T* output,
-                      const Conv2dProblem& p, bool flipped_weight) {
+                      const Conv2dProblem& p, bool flipped_weight, bool relu) {
   if (p.N == 0 || p.K == 0 || p.P <= 0 || p.Q <= 0) return;
   const Plan<M, T> probe(p, flipped_weight);
   if (choose_schedule(probe) == Schedule::Streaming) {
     const Plan<M, T> plan(p, flipped_weight, /*nb=*/probe.tiles);  // all tiles in one block
-    forward_streaming(plan, input, weight, bias, output);
+    forward_streaming(plan, input, weight, bias, output, relu);
   } else {
-    forward_blocked(probe, input, weight, bias, output);
+    forward_blocked(probe, input, weight, bias, output, relu);
   }
 }
 
 #define CNNKERN_INSTANTIATE(M, T)                                        \
   template void winograd_forward<M, T>(const T*, const T*, const T*, T*, \
-                                       const Conv2dProblem&, bool);
+                                       const Conv2dProblem&, bool, bool);
 CNNKERN_INSTANTIATE(2, float)
 CNNKERN_INSTANTIATE(2, double)
 CNNKERN_INSTANTIATE(4, float)

@@ -40,11 +40,12 @@ struct WinogradKernels {
   // (B^T d_l B)[xi] for l < ntiles only. Reads columns < round_up(ntiles, 8)*m + halo.
   void (*input_row)(const T* src, int64_t src_rs, int64_t ntiles, T* dst, int64_t xi_stride);
   // Output tiles: tile l's Winograd-domain values are src[xi * xi_stride + l]; writes
-  // dst[i * dst_rs + l*m + j] = (A^T x_l A)[i][j] + bias for i, j < m. Reads lanes
+  // dst[i * dst_rs + l*m + j] = (A^T x_l A)[i][j] + bias for i, j < m, then max(., 0) when
+  // relu (NaN stays NaN). Reads lanes
   // < round_up(ntiles, 8) and writes columns < round_up(ntiles, 8)*m (exactly ntiles*m when
   // ntiles is a multiple of 8, so it can write into the output; else the caller crops).
   void (*output_row)(const T* src, int64_t xi_stride, int64_t ntiles, T bias, T* dst,
-                     int64_t dst_rs);
+                     int64_t dst_rs, bool relu);
   // Grad-output tiles (the adjoint of output_row): src holds m rows of grad_output
   // starting at the first tile's left edge; writes dst[xi * xi_stride + l] = (A dy_l A^T)[xi]
   // for l < ntiles only. Reads columns < round_up(ntiles, 8)*m + halo.

@@ -166,13 +166,17 @@ struct Rows {
   }
 
   static void output_row(const float* src, int64_t xs, int64_t ntiles, float bias, float* dst,
-                         int64_t rs) {
+                         int64_t rs, bool relu) {
     const __m256 b = _mm256_set1_ps(bias);
+    const __m256 zero = _mm256_setzero_ps();
     for (int64_t t = 0; t < ntiles; t += 8) {
       F8 x[A2], y[m * m];
       for (int xi = 0; xi < A2; ++xi) x[xi].v = _mm256_loadu_ps(src + xi * xs + t);
       winograd::output_transform<M, float>(x, a, 1, y, m, 1);
       for (int q = 0; q < m * m; ++q) y[q].v = _mm256_add_ps(y[q].v, b);
+      // max_ps returns its second operand when either is NaN: NaN stays NaN, as torch.relu.
+      if (relu)
+        for (int q = 0; q < m * m; ++q) y[q].v = _mm256_max_ps(zero, y[q].v);
       for (int i = 0; i < m; ++i) interleave_m<M>(y + i * m, dst + i * rs + t * m);
     }
   }

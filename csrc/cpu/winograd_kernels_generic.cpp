@@ -54,7 +54,8 @@ struct Rows {
     }
   }
 
-  static void output_row(const T* src, int64_t xs, int64_t ntiles, T bias, T* dst, int64_t rs) {
+  static void output_row(const T* src, int64_t xs, int64_t ntiles, T bias, T* dst, int64_t rs,
+                         bool relu) {
     for (int64_t t = 0; t < ntiles; t += L) {
       V x[A2], y[m * m];
       for (int xi = 0; xi < A2; ++xi) std::memcpy(&x[xi], src + xi * xs + t, sizeof(V));
@@ -62,6 +63,8 @@ struct Rows {
       for (int q = 0; q < m * m; ++q) y[q] += bias;
       alignas(32) T buf[m * m * L];
       std::memcpy(buf, y, sizeof(y));
+      if (relu)
+        for (auto& v : buf) v = v < T(0) ? T(0) : v;  // NaN stays NaN, as torch.relu
       T* o = dst + t * m;
       for (int i = 0; i < m; ++i)
         for (int l = 0; l < L; ++l)

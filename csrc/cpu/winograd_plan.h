@@ -254,8 +254,10 @@ struct Plan {
     });
   }
 
-  // out[k, tile] = A^T Mw[k][.][t] A + bias[k], cropped at the edges; parallel over k.
-  void output_phase(const T* Mw, int64_t t0, int64_t nt, const T* bias, T* out) const {
+  // out[k, tile] = A^T Mw[k][.][t] A + bias[k] (then ReLU when relu), cropped at the edges;
+  // parallel over k.
+  void output_phase(const T* Mw, int64_t t0, int64_t nt, const T* bias, T* out,
+                    bool relu) const {
     const int64_t PQ = p.P * p.Q;
     parallel(p.K, [&](int64_t k0, int64_t k1) {
       T* buf = scratch<T>(kScratchRow, m * out_w);
@@ -269,10 +271,11 @@ struct Plan {
           int64_t direct = 0;
           if (oy + m <= p.P) {
             direct = std::min(n, (p.Q - ox) / m) / kWinogradRowGroup * kWinogradRowGroup;
-            if (direct > 0) kern.output_row(Mw + k * A2 * ld + t, ld, direct, b, o, p.Q);
+            if (direct > 0)
+              kern.output_row(Mw + k * A2 * ld + t, ld, direct, b, o, p.Q, relu);
           }
           if (direct == n) return;
-          kern.output_row(Mw + k * A2 * ld + t + direct, ld, n - direct, b, buf, out_w);
+          kern.output_row(Mw + k * A2 * ld + t + direct, ld, n - direct, b, buf, out_w, relu);
           const int64_t nrows = std::min<int64_t>(m, p.P - oy);
           const int64_t ncols = std::min((n - direct) * m, p.Q - ox - direct * m);
           o += direct * m;
@@ -301,7 +304,7 @@ struct Plan {
   // kw, all tiles in one block) for the nk filters k_first ..: out[k, tile t] = A^T x A + b,
   // L filters at a time (lanes over k). Runs on the calling thread.
   void output_filter_lanes(const T* Mt, int64_t kw, int64_t k_first, int64_t nk, const T* bias,
-                           T* out) const {
+                           T* out, bool relu) const {
     const int64_t PQ = p.P * p.Q;
     alignas(32) T buf[m * m * L];
     for (int64_t t = 0; t < tiles; ++t) {
@@ -319,7 +322,10 @@ struct Plan {
           const T b = bias ? bias[k] : T(0);
           T* o = out + (img * p.K + k) * PQ + oy * p.Q + ox;
           for (int64_t i = 0; i < nrows; ++i)
-            for (int64_t j = 0; j < ncols; ++j) o[i * p.Q + j] = buf[(i * m + j) * L + l] + b;
+            for (int64_t j = 0; j < ncols; ++j) {
+              const T y = buf[(i * m + j) * L + l] + b;
+              o[i * p.Q + j] = relu && y < T(0) ? T(0) : y;
+            }
         }
       }
     }

@@ -18,7 +18,7 @@ template <class T>
 __global__ void conv2d_direct_forward_kernel(const Conv2dProblem p, const T* __restrict__ input,
                                              const T* __restrict__ weight,
                                              const T* __restrict__ bias,
-                                             T* __restrict__ output) {
+                                             T* __restrict__ output, bool relu) {
   using A = acc_t<T>;
   const int64_t Cg = p.C_per_group(), Kg = p.K_per_group();
   const int64_t HW = p.H * p.W, RS = p.R * p.S;
@@ -48,6 +48,7 @@ __global__ void conv2d_direct_forward_kernel(const Conv2dProblem p, const T* __r
       }
     }
     if (bias != nullptr) acc += ldg_acc(bias + k);
+    if (relu && acc < A(0)) acc = A(0);  // the fused ReLU epilogue; NaN stays NaN
     output[i] = from_acc<T>(acc);
   }
 }
@@ -141,14 +142,14 @@ __global__ void conv2d_direct_backward_weight_kernel(const Conv2dProblem p,
 
 cudaError_t launch_conv2d_direct_forward(CudaDType dt, const Conv2dProblem& p, const void* input,
                                          const void* weight, const void* bias, void* output,
-                                         cudaStream_t stream) {
+                                         bool relu, cudaStream_t stream) {
   const int64_t n = p.output_numel();
   if (n == 0) return cudaSuccess;
   return dispatch_dtype(dt, [&](auto tag) {
     using T = typename decltype(tag)::type;
     conv2d_direct_forward_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(
         p, static_cast<const T*>(input), static_cast<const T*>(weight),
-        static_cast<const T*>(bias), static_cast<T*>(output));
+        static_cast<const T*>(bias), static_cast<T*>(output), relu);
     return cudaGetLastError();
   });
 }

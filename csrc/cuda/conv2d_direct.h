@@ -11,10 +11,10 @@
 
 namespace cnnkern {
 
-// bias: K elements, or nullptr.
+// bias: K elements, or nullptr. relu: store max(out, 0) (the fused ReLU epilogue).
 cudaError_t launch_conv2d_direct_forward(CudaDType dt, const Conv2dProblem& p, const void* input,
                                          const void* weight, const void* bias, void* output,
-                                         cudaStream_t stream);
+                                         bool relu, cudaStream_t stream);
 cudaError_t launch_conv2d_direct_backward_input(CudaDType dt, const Conv2dProblem& p,
                                                 const void* grad_output, const void* weight,
                                                 void* grad_input, cudaStream_t stream);

@@ -23,7 +23,8 @@ std::string direct_why_not(const Conv2dProblem&, at::ScalarType dtype) {
 }
 
 at::Tensor direct_forward(const at::Tensor& input, const at::Tensor& weight,
-                          const c10::optional<at::Tensor>& bias, const Conv2dProblem& p) {
+                          const c10::optional<at::Tensor>& bias, const Conv2dProblem& p,
+                          const Conv2dEpilogue& epi) {
   at::Tensor output = at::empty({p.N, p.K, p.P, p.Q}, input.options());
   if (output.numel() == 0) return output;
   at::Tensor b;
@@ -35,7 +36,7 @@ at::Tensor direct_forward(const at::Tensor& input, const at::Tensor& weight,
   }
   C10_CUDA_CHECK(launch_conv2d_direct_forward(
       cuda_dtype_of(input), p, input.const_data_ptr(), weight.const_data_ptr(),
-      b.defined() ? b.const_data_ptr() : nullptr, output.mutable_data_ptr(),
+      b.defined() ? b.const_data_ptr() : nullptr, output.mutable_data_ptr(), epi.relu,
       at::cuda::getCurrentCUDAStream()));
   return output;
 }
