@@ -98,7 +98,13 @@ def _check_same(ref, m, steps, x_list, g_list, tol, train=True):
         gr, gm = _grads(ref), _grads(m)
         assert gr.keys() == gm.keys()
         for name in gr:
-            assert_close(gm[name], gr[name], **tol, msg=f"grad {name}")
+            kw = dict(tol)
+            if train and name == "0.bias":
+                # BN in training mode cancels a conv bias: its gradient is exactly 0, and both
+                # results are rounding noise of a sum of terms as large as grad_z's entries
+                # (at most |grad_y| * gamma * invstd * 2 each); judge against that sum's size.
+                kw["scale"] = max(1.0, float(g.abs().sum(dim=(0, 2, 3)).max()))
+            assert_close(gm[name], gr[name], **kw, msg=f"grad {name}")
     for (name, b_ref), (_, b) in zip(ref.named_buffers(), m.named_buffers()):
         if b_ref.dtype == torch.long:
             assert b.item() == b_ref.item(), name
