@@ -383,7 +383,8 @@ def _trace_chains(module: nn.Module, prefix: str, aliases):
     found = []
     try:
         for mode in (True, False):
-            module.train(mode)
+            for m in flags:            # the flag only: a module's own train() may do more
+                m.training = mode
             found.append(_graph_chains(module, _Tracer().trace(module), prefix, aliases))
     finally:
         for m, flag in flags.items():
@@ -460,7 +461,11 @@ def convert(model: nn.Module, algo: str = "auto", fuse: bool = True, *, inplace:
     if not isinstance(algo, str):
         raise TypeError(f"cnnkern.convert: algo must be a string; got {algo!r}")
     if not inplace:
-        model = copy.deepcopy(model)
+        try:
+            model = copy.deepcopy(model)
+        except Exception as e:  # noqa: BLE001  (whatever deepcopy raises, say what to do)
+            raise RuntimeError(f"cnnkern.convert: cannot deep-copy the model ({e}); "
+                               f"inplace=True converts it in place instead") from e
     rep = ConvertReport()
     aliases: Dict[int, List[str]] = defaultdict(list)
     for name, m in model.named_modules(remove_duplicate=False):

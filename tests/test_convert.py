@@ -677,3 +677,38 @@ def test_check_set_algo_workflow_covers_converted_convs():
     assert plan["layer1.conv1"] == "winograd"                 # a fused conv is a cnnkern conv
     assert plan["conv1"].startswith("auto (") and "winograd needs a 3x3" in plan["conv1"]
     assert model.layer1.conv1.algo == "winograd"
+
+
+class CallsBatchNormForward(tnn.Module):
+    """Calls the BN module, then its forward once more directly."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = tnn.Conv2d(3, 4, 3, padding=1), tnn.BatchNorm2d(4)
+
+    def forward(self, x):
+        y = self.bn(self.conv(x))
+        return self.bn.forward(y * 2)
+
+
+def test_bn_forward_called_directly_is_not_fused():
+    # fx would trace into bn.forward, where _check_input_dim branches on the input: the model
+    # does not trace, and outside an nn.Sequential nothing is fused.
+    original = CallsBatchNormForward()
+    model, report = cnnkern.convert(original, report=True)
+    assert report.analysis[""].startswith("untraceable (TraceError")
+    assert type(model.bn) is tnn.BatchNorm2d and type(model.conv) is cnn.Conv2d
+    x = torch.randn(2, 3, 8, 8)
+    assert_close(model(x), original(x))
+
+
+def test_tracing_uses_the_training_flag_only():
+    class FreezesOnTrain(SmallResNet):
+        def train(self, mode=True):
+            raise AssertionError("convert must not call train()")
+
+    original = FreezesOnTrain()
+    for m in original.modules():
+        m.training = False
+    model = cnnkern.convert(original)
+    assert not model.training and not model.layer1.bn1.training
