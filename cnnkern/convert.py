@@ -12,18 +12,26 @@ are left alone, with the reason in the report):
 Finding chains. The model (or, where it does not trace, each of its submodules, recursively)
 is traced with torch.fx, only to read its data flow: a chain is a conv module call whose output
 feeds only a BatchNorm2d module call (num_features == out_channels), each module called once
-and registered under one name; if the BN's output feeds only a ReLU (an nn.ReLU module,
-F.relu, torch.relu, .relu(), inplace or not) the ReLU is fused too. The model is traced in
-train and in eval mode and a chain is fused only where both agree (a forward may branch on
-self.training). Where a (sub)module does not trace (data-dependent control flow...), chains
-are taken from its nn.Sequential children instead: adjacent Conv2d, BatchNorm2d(, ReLU), whose
-data flow nn.Sequential fixes. The modules are then swapped in the original module tree: the
-result has the original classes and state_dict keys (never an fx.GraphModule).
+and registered under one name. The model is traced in train and in eval mode and a chain is
+fused only where both agree (a forward may branch on self.training). Where a (sub)module does
+not trace (data-dependent control flow...), chains are taken from its nn.Sequential children
+instead: adjacent Conv2d, BatchNorm2d(, ReLU), whose data flow nn.Sequential fixes. The
+modules are then swapped in the original module tree: the result has the original classes
+and state_dict keys (never an fx.GraphModule).
 
-ReLU. An nn.ReLU module called only in the chain becomes nn.Identity. One called elsewhere
-too (ResNet's BasicBlock applies `self.relu` again after the residual add), or a functional
-relu, stays where it is: it then runs on the fused output, which is already >= 0, so values
-and gradients are unchanged (relu(relu(x)) = relu(x), same mask); it only costs one pass.
+ReLU. If the BN's output feeds only an nn.ReLU module that is called nowhere else, the ReLU is
+fused in and the module becomes nn.Identity. A ReLU that must stay (ResNet's BasicBlock applies
+`self.relu` again after the residual add; F.relu / torch.relu / .relu_() are code in the
+forward) stays exactly as it is and only conv + BN are fused: a ReLU runs there anyway, and
+fusing it as well would only add a second ReLU mask to the backward.
+
+In-place writes. A model may write into a BN's output (torchvision's BasicBlock does
+`out += identity`; an inplace ReLU that stays): fine for batch_norm, whose backward does not
+keep its output, an autograd error for a fused op that does. Where the graph shows such a write
+(fx records `x += y` as x + y, so a binary operator with the fused output on its left counts)
+and the fused op keeps its output (tried once, see _fused_modules), the fused conv returns a
+copy while autograd records. In the nn.Sequential scan the next module is checked; past the
+Sequential's end a write is assumed possible.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from cnnkern import _fused_modules
 from cnnkern._fused_modules import FusedAwayBatchNorm2d, FusedConvBatchNorm2d
 from cnnkern.check import set_algo
 from cnnkern.convert import ConvertReport
-from conftest import assert_close, assert_exact
+from conftest import assert_close, assert_exact, requires_cuda
 
 torchvision = pytest.importorskip("torchvision")
 
@@ -304,6 +304,14 @@ def test_resnet18_report_outputs_and_keys():
         original.train(mode), model.train(mode)
         assert_close(model(x), original(x))
     assert_state_close(model.state_dict(), original.state_dict(), rtol=1e-5, atol=1e-6)
+
+    # Training the converted copy leaves the original's parameters and buffers alone.
+    before = snapshot(original)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    model(x).square().mean().backward()
+    opt.step()
+    assert_state_close(snapshot(original), before, 0, 0)
+    assert not torch.equal(model.conv1.weight, original.conv1.weight)
 
 
 def resnet18_small():
@@ -712,3 +720,16 @@ def test_tracing_uses_the_training_flag_only():
         m.training = False
     model = cnnkern.convert(original)
     assert not model.training and not model.layer1.bn1.training
+
+
+@requires_cuda
+def test_converted_model_on_cuda_matches_cudnn(monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    original = SmallResNet().cuda()
+    model, report = cnnkern.convert(original, report=True)
+    assert report.skipped == [] and len(report.fused) == 6
+    x = torch.randn(4, 3, 16, 16, device="cuda")
+    for mode in (False, True):
+        original.train(mode), model.train(mode)
+        assert_close(model(x), original(x))
+    assert_state_close(model.state_dict(), original.state_dict(), rtol=1e-5, atol=1e-6)
