@@ -30,6 +30,19 @@ from conftest import assert_close, assert_exact, requires_cuda
 
 torchvision = pytest.importorskip("torchvision")
 
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These tests run whole models of small layers, where a second OpenMP thread costs more
+    than it brings, and on a busy 2-core machine far more (SmallResNet's training test: 0.3 s
+    at one thread, 11 s at two while other jobs ran). Results do not depend on the thread
+    count (tests/test_reliability.py checks that), so one thread tests the same thing."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
 # float64 training: rounding (1e-16) amplified by train-mode BN over a few SGD steps stays far
 # below this; a wrong momentum, variance or gradient is off at the percent level.
 F64_RTOL, F64_ATOL = 1e-8, 1e-10
