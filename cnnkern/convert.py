@@ -177,20 +177,31 @@ def _type_problem(m: nn.Module, torch_type: type) -> str:
             f"nn.{torch_type.__name__} whose forward may differ; left as it is")
 
 
-def _device_problem(weight: torch.Tensor) -> str:
-    device = weight.device.type
+def _device_problem(t: torch.Tensor, what: str = "its weight") -> str:
+    """Why cnnkern has no kernels for tensors like `t` ("" if it has)."""
+    device = t.device.type
     if device == "meta":
         return ""
     if device == "cuda":
         from . import cuda_built
         if not cuda_built():
-            return "its weight is on cuda but cnnkern was built without its CUDA kernels"
+            return f"{what} is on cuda but cnnkern was built without its CUDA kernels"
     if device not in _DTYPES:
-        return f"its weight is on {device}, which has no cnnkern kernels"
-    if weight.dtype not in _DTYPES[device]:
+        return f"{what} is on {device}, which has no cnnkern kernels"
+    if t.dtype not in _DTYPES[device]:
         allowed = ", ".join(str(d).replace("torch.", "") for d in _DTYPES[device])
-        return (f"its weight has dtype {str(weight.dtype).replace('torch.', '')}; cnnkern's "
+        return (f"{what} has dtype {str(t.dtype).replace('torch.', '')}; cnnkern's "
                 f"{device} kernels take {allowed}")
+    return ""
+
+
+def _pool_problem(model: nn.Module) -> str:
+    """A pooling layer has no tensor of its own: the model's say what it will be fed."""
+    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+        if t.is_floating_point():
+            why = _device_problem(t, f"the model's {name}")
+            if why:
+                return why
     return ""
 
 
@@ -486,6 +497,7 @@ def convert(model: nn.Module, algo: str = "auto", fuse: bool = True, *, inplace:
             rep.entries.append(ConvertEntry(conv_name, "conv_bn", False, why, bn=bn_name))
 
     new: Dict[int, nn.Module] = {}   # id(old module) -> its replacement
+    pool_problem = _pool_problem(model)
     fallbacks: List[str] = []
 
     def conv_algo(conv, name):
@@ -537,7 +549,8 @@ def convert(model: nn.Module, algo: str = "auto", fuse: bool = True, *, inplace:
             torch_type = next(t for t in _POOLS if isinstance(m, t))
             new_type, kind = _POOLS[torch_type]
             why = _type_problem(m, torch_type) or (
-                f"has hooks ({_hooks(m)}) that a swap would drop" if _hooks(m) else "")
+                f"has hooks ({_hooks(m)}) that a swap would drop" if _hooks(m) else ""
+            ) or pool_problem
             if why:
                 rep.entries.append(ConvertEntry(name, kind, False, why))
                 continue

@@ -577,6 +577,17 @@ def test_model_that_is_a_single_layer():
     assert type(cnnkern.convert(tnn.MaxPool2d(2))) is cnn.MaxPool2d
 
 
+def test_dtypes_without_cnnkern_kernels_are_left_alone():
+    original = small_vgg_bn().to(torch.bfloat16)          # cnnkern's CPU kernels: f32, f64
+    model, report = cnnkern.convert(original, report=True)
+    assert report.replaced == []
+    assert ("its weight has dtype bfloat16; cnnkern's cpu kernels take float32, float64"
+            in report.entry("0.0", "conv2d").detail)
+    assert "the model's 0.0.weight has dtype bfloat16" in report.entry("0.3", "max_pool2d").detail
+    x = torch.randn(2, 3, 16, 16, dtype=torch.bfloat16)
+    torch.testing.assert_close(model(x), original(x), rtol=0, atol=0)
+
+
 def test_converting_twice_changes_nothing_more():
     model = cnnkern.convert(SmallResNet())
     again, report = cnnkern.convert(model, report=True)
