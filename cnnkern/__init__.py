@@ -3,6 +3,7 @@
     import cnnkern
     y = cnnkern.conv2d(x, w, b, stride=1, padding="same", algo="auto")
     layer = cnnkern.nn.Conv2d(3, 64, 3, padding=1)      # drop-in for torch.nn.Conv2d
+    model = cnnkern.convert(torch_model)                # convs, pools, fused Conv-BN-ReLU
 """
 
 import torch
@@ -18,13 +19,16 @@ from .tuning import load as autotune_load
 from .tuning import save as autotune_save
 from .functional import (adaptive_avg_pool2d, avg_pool2d, conv2d, conv_bn_relu, conv_transpose2d,
                          max_pool2d)
+# After this import `cnnkern.convert` is the function (the module is cnnkern.convert's file).
+from .convert import ConvertReport, convert
 
 __version__ = "0.1.0"
 
 __all__ = [
     "conv2d", "conv_bn_relu", "conv_transpose2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "nn", "algorithms",
     "can_implement", "explain", "select", "KNOWN_ALGORITHMS", "cuda_built", "cuda_available",
-    "autotune", "autotuning", "autotune_save", "autotune_load", "tuning",
+    "autotune", "autotuning", "autotune_save", "autotune_load", "tuning", "convert",
+    "ConvertReport",
 ]
 
 
