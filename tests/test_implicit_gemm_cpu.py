@@ -1,0 +1,187 @@
+"""The CUDA implicit-GEMM convolution's index math and tile loop, checked on the CPU.
+
+common/implicit_gemm.h holds everything the CUDA kernel computes besides the FMAs' hardware:
+the per-pass gathers (A, B, C offsets), the tile load/store mappings, the double-buffered
+tile loop, the epilogue and the split-K plan. The tests-only ops below run that same code in
+float64 on the CPU (cpu/implicit_gemm_test_ops.cpp): the dense operands against F.unfold and
+friends, and each pass emulated block by block (thread after thread, NaN-filled shared tiles
+and outputs, bounds-checked gathers) against torch's convolution and its gradients.
+"""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import assert_close
+from shapes import CONV_CASES, ConvCase, conv_params, layer_cases
+
+import cnnkern  # noqa: F401  (loads the ops)
+
+ops = torch.ops.cnnkern
+D = torch.float64
+BK = 16
+
+# Shapes that stress the tiles beyond the curated matrix: several m and n tiles with tails,
+# many k-tiles (the double buffer turns over), groups with K/g > 64.
+# fmt: off
+TILE_CASES = [
+    ConvCase("tiles_k70_c20_multi_m",   2, 20, 11, 10, 70, 3, 3, 1, 1, 1, 1),
+    ConvCase("tiles_groups2_kg66",      1, 12,  9,  9, 132, 3, 3, 2, 1, 1, 2),
+    ConvCase("tiles_long_reduction",    3, 40,  6,  7, 5, 3, 3, 1, 1, 1, 1),
+    ConvCase("tiles_1x1_m_tail",        3, 17, 13,  5, 65, 1, 1, 1, 0, 1, 1),
+    ConvCase("tiles_stride2_dgrad",     2,  9, 12, 11, 67, 3, 3, 2, 1, 1, 1),
+]
+# fmt: on
+
+CASES = [c for c in CONV_CASES if c.N > 0] + TILE_CASES
+
+
+def _args(case):
+    (sh, sw) = case.stride if isinstance(case.stride, tuple) else (case.stride,) * 2
+    (ph, pw) = case.padding if isinstance(case.padding, tuple) else (case.padding,) * 2
+    (dh, dw) = case.dilation if isinstance(case.dilation, tuple) else (case.dilation,) * 2
+    return [sh, sw], [ph, pw], [dh, dw], case.groups
+
+
+def _tensors(case):
+    x = torch.randn(case.input_shape, dtype=D)
+    w = torch.randn(case.weight_shape, dtype=D)
+    g = torch.randn(case.output_shape, dtype=D)
+    return x, w, g
+
+
+@pytest.mark.parametrize("case", conv_params(CASES))
+def test_fprop_a_is_unfold(case):
+    x, w, g = _tensors(case)
+    a = ops._igemm_matrix("fprop", "a", x, w, g, *_args(case))
+    cols = F.unfold(x, (case.R, case.S), dilation=case.dilation, padding=case.padding,
+                    stride=case.stride)  # N x (C*R*S) x (P*Q), channel-major rows
+    G, CgRS = case.groups, case.C // case.groups * case.R * case.S
+    ref = torch.stack([cols[:, gi * CgRS:(gi + 1) * CgRS, :].permute(0, 2, 1).reshape(-1, CgRS)
+                       for gi in range(G)])
+    assert torch.equal(a, ref)
+
+
+@pytest.mark.parametrize("case", conv_params(CASES))
+def test_fprop_b_and_wgrad_operands(case):
+    x, w, g = _tensors(case)
+    G, Kg = case.groups, case.K // case.groups
+    b = ops._igemm_matrix("fprop", "b", x, w, g, *_args(case))
+    assert torch.equal(b, w.reshape(G, Kg, -1).transpose(1, 2))
+    # wgrad's B is fprop's A (the im2col matrix), its A the grad_output rows per channel.
+    assert torch.equal(ops._igemm_matrix("wgrad", "b", x, w, g, *_args(case)),
+                       ops._igemm_matrix("fprop", "a", x, w, g, *_args(case)))
+    wa = ops._igemm_matrix("wgrad", "a", x, w, g, *_args(case))
+    ref = g.reshape(case.N, G, Kg, -1).permute(1, 2, 0, 3).reshape(G, Kg, -1)
+    assert torch.equal(wa, ref)
+
+
+def _dgrad_a_reference(case, g):
+    """A(m = (n, h, w), k = (kk, r, s)) = grad_out(n, kk, p, q) where h = p*sh - ph + r*dh."""
+    (sh, sw), (ph, pw), (dh, dw), G = _args(case)
+    N, K, P, Q = case.output_shape
+    Kg = K // G
+    H, W, R, S = case.H, case.W, case.R, case.S
+    out = torch.zeros(G, N, H, W, Kg, R, S, dtype=D)
+    for r in range(R):
+        for s in range(S):
+            for h in range(H):
+                hh = h + ph - r * dh
+                if hh < 0 or hh % sh or hh // sh >= P:
+                    continue
+                for w_ in range(W):
+                    ww = w_ + pw - s * dw
+                    if ww < 0 or ww % sw or ww // sw >= Q:
+                        continue
+                    for gi in range(G):
+                        out[gi, :, h, w_, :, r, s] = g[:, gi * Kg:(gi + 1) * Kg, hh // sh, ww // sw]
+    return out.reshape(G, N * H * W, Kg * R * S)
+
+
+@pytest.mark.parametrize("case", conv_params(CASES[::2]))
+def test_dgrad_operands(case):
+    x, w, g = _tensors(case)
+    G, Kg, Cg = case.groups, case.K // case.groups, case.C // case.groups
+    assert torch.equal(ops._igemm_matrix("dgrad", "a", x, w, g, *_args(case)),
+                       _dgrad_a_reference(case, g))
+    b = ops._igemm_matrix("dgrad", "b", x, w, g, *_args(case))  # (kk, r, s) x c
+    ref = w.reshape(G, Kg, Cg, case.R * case.S).permute(0, 1, 3, 2).reshape(G, -1, Cg)
+    assert torch.equal(b, ref)
+
+
+@pytest.mark.parametrize("relu", [False, True], ids=["plain", "relu"])
+@pytest.mark.parametrize("case", conv_params(CASES))
+def test_emulated_fprop_matches_conv2d(case, relu):
+    x, w, g = _tensors(case)
+    bias = torch.randn(case.K, dtype=D)
+    out = ops._igemm_emulate("fprop", x, w, g, bias, *_args(case), 0, relu)
+    ref = F.conv2d(x, w, bias, **case.kwargs())
+    if relu:
+        ref = F.relu(ref)
+    assert_close(out, ref)
+
+
+@pytest.mark.parametrize("case", conv_params(CASES))
+def test_emulated_dgrad_matches_torch(case):
+    x, w, g = _tensors(case)
+    out = ops._igemm_emulate("dgrad", x, w, g, None, *_args(case))
+    ref = torch.nn.grad.conv2d_input(x.shape, w, g, **case.kwargs())
+    assert_close(out, ref)
+
+
+@pytest.mark.parametrize("splits", [0, 1, 2, 3, 1000], ids=lambda s: f"splits{s}")
+@pytest.mark.parametrize("case", conv_params(CASES))
+def test_emulated_wgrad_matches_torch(case, splits):
+    x, w, g = _tensors(case)
+    out = ops._igemm_emulate("wgrad", x, w, g, None, *_args(case), splits)
+    ref = torch.nn.grad.conv2d_weight(x, w.shape, g, **case.kwargs())
+    assert_close(out, ref)
+
+
+def test_emulation_catches_a_wrong_schedule():
+    """The emulation is not vacuous: NaN-filled outputs stay NaN where nothing was written."""
+    case = TILE_CASES[0]
+    x, w, g = _tensors(case)
+    x[0, 0, 0, 0] = float("nan")
+    out = ops._igemm_emulate("fprop", x, w, g, None, *_args(case))
+    ref = F.conv2d(x, w, None, **case.kwargs())
+    assert torch.equal(out.isnan(), ref.isnan()) and out.isnan().any()
+
+
+def _plan(pass_, case, splits=0):
+    keys = ["M", "N", "K", "tiles_m", "tiles_n", "splits", "k_chunk", "grid_z", "ws"]
+    return dict(zip(keys, ops._igemm_plan(pass_, list(case.input_shape), list(case.weight_shape),
+                                          *_args(case), splits)))
+
+
+def _layer_cases():
+    return layer_cases(batch=32)
+
+
+@pytest.mark.parametrize("forced", [0, 1, 5, 10**6])
+@pytest.mark.parametrize("case", conv_params(CASES + _layer_cases()))
+def test_plan_invariants(case, forced):
+    for pass_ in ("fprop", "dgrad", "wgrad"):
+        pl = _plan(pass_, case, forced)
+        assert pl["k_chunk"] % BK == 0 and pl["k_chunk"] > 0
+        # the splits cover [0, K) exactly, none empty
+        assert pl["splits"] * pl["k_chunk"] >= pl["K"] > (pl["splits"] - 1) * pl["k_chunk"]
+        assert pl["tiles_m"] * 64 >= pl["M"] > (pl["tiles_m"] - 1) * 64
+        assert pl["tiles_n"] * 64 >= pl["N"] > (pl["tiles_n"] - 1) * 64
+        assert pl["grid_z"] == case.groups * pl["splits"] <= 65535
+        if pass_ != "wgrad":
+            assert pl["splits"] == 1 and pl["ws"] == 0
+        else:
+            assert pl["ws"] <= 1 << 24
+            assert pl["ws"] == (0 if pl["splits"] == 1 else pl["splits"] * pl["M"] * pl["N"] * case.groups)
+
+
+def test_plan_splits_big_reductions():
+    """VGG16's first layer at batch 32: one 64 x 27 output tile and a 1.6M-long N*P*Q
+    reduction -> split until the grid fills the GPU; its last layer (576 tiles) needs none."""
+    vgg = [c for c in _layer_cases() if c.id.startswith("vgg16")]
+    first, last = vgg[0], vgg[-1]
+    assert (first.C, first.K, last.C, last.K, last.H) == (3, 64, 512, 512, 14)
+    pl = _plan("wgrad", first)
+    assert pl["splits"] == 264 and pl["tiles_m"] * pl["tiles_n"] == 1, pl
+    assert _plan("wgrad", last)["splits"] == 1
