@@ -111,6 +111,9 @@ TORCH_LIBRARY(cnnkern, m) {
       "int[2] stride, int[2] padding, int[2] dilation, int groups, int splits=0, "
       "bool relu=False) -> Tensor");
   m.def(
+      "_wino_emulate(int m, str pass_, Tensor input, Tensor weight, Tensor grad_output, "
+      "Tensor? bias, int[2] padding, int groups, int chunk_images=0) -> Tensor");
+  m.def(
       "_igemm_plan(str pass_, int[] input_size, int[] weight_size, int[2] stride, "
       "int[2] padding, int[2] dilation, int groups, int splits=0) -> int[]",
       &cnnkern::igemm_plan_op);

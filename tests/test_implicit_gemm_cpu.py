@@ -185,3 +185,62 @@ def test_plan_splits_big_reductions():
     pl = _plan("wgrad", first)
     assert pl["splits"] == 264 and pl["tiles_m"] * pl["tiles_n"] == 1, pl
     assert _plan("wgrad", last)["splits"] == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# The CUDA Winograd pipeline (common/winograd_gemm.h): transforms + the same tile loop.
+# ---------------------------------------------------------------------------------------------
+
+
+def _winograd_ok(case):
+    (sh, sw), _, (dh, dw), _ = _args(case)
+    return (case.R, case.S, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1)
+
+
+# fmt: off
+WINO_EXTRA = [
+    ConvCase("wino_pad3_crop",        2, 3, 9, 10, 4, 3, 3, 1, 3, 1, 1),  # turned pad 2-3 < 0
+    ConvCase("wino_pad0_tail",        3, 5, 11, 6, 7, 3, 3, 1, 0, 1, 1),
+    ConvCase("wino_groups3_pad2x0",   2, 6, 8, 9, 9, 3, 3, 1, (2, 0), 1, 3),
+    ConvCase("wino_many_channels",    1, 70, 6, 6, 66, 3, 3, 1, 1, 1, 1),  # several GEMM tiles
+]
+# fmt: on
+WINO_CASES = [c for c in CASES if _winograd_ok(c)] + WINO_EXTRA
+
+
+@pytest.mark.parametrize("m", [2, 4], ids=["f2", "f4"])
+@pytest.mark.parametrize("case", conv_params(WINO_CASES))
+def test_emulated_winograd_forward_and_grad_input(case, m):
+    x, w, g = _tensors(case)
+    bias = torch.randn(case.K, dtype=D)
+    _, pad, _, groups = _args(case)
+    out = ops._wino_emulate(m, "fprop", x, w, g, bias, pad, groups)
+    assert_close(out, F.conv2d(x, w, bias, **case.kwargs()))
+    gi = ops._wino_emulate(m, "dgrad", x, w, g, None, pad, groups)
+    assert_close(gi, torch.nn.grad.conv2d_input(x.shape, w, g, **case.kwargs()))
+
+
+@pytest.mark.parametrize("chunk", [1, 2])
+def test_emulated_winograd_batch_chunks(chunk):
+    case = WINO_EXTRA[1]  # N = 3: chunks of 1 and of 2 (+ a remainder of 1)
+    x, w, g = _tensors(case)
+    _, pad, _, groups = _args(case)
+    for pass_ in ("fprop", "dgrad"):
+        whole = ops._wino_emulate(4, pass_, x, w, g, None, pad, groups)
+        assert torch.equal(ops._wino_emulate(4, pass_, x, w, g, None, pad, groups, chunk), whole)
+
+
+@pytest.mark.skipif("winograd" not in cnnkern.algorithms("cuda"),
+                    reason="CUDA kernels not built")
+@pytest.mark.parametrize("algo", ["winograd", "winograd_f2", "im2col"])
+def test_cuda_algorithm_rules(algo):
+    """The CUDA registry answers without a GPU: Winograd's rules match the CPU's."""
+    why = torch.ops.cnnkern.conv2d_why_not
+    assert why([1, 4, 8, 8], [4, 4, 3, 3], [1, 1], [1, 1], [1, 1], 1, torch.float16, "cuda",
+               algo) == ""
+    r = why([1, 4, 8, 8], [4, 4, 5, 5], [1, 1], [2, 2], [1, 1], 1, torch.float32, "cuda", algo)
+    if algo == "im2col":
+        assert r == ""
+    else:
+        assert r.endswith(f"{algo} needs a 3x3 kernel with stride 1 and dilation 1; got 5x5 "
+                          "kernel, stride 1, dilation 1"), r

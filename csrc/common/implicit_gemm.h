@@ -59,10 +59,15 @@ static_assert(Tile::kThreads == 256, "the load mappings below assume 256 threads
 // Operand maps. Each gives the GEMM sizes of one group and the element offsets (in elements of
 // the tensor named in the table above), -1 for a structural zero. a_m_contiguous tells the tile
 // loader which coordinate is contiguous in memory (so consecutive threads take it).
+// A map is built from its Params and a batch index (the group here; other users of the tile
+// loop, e.g. the Winograd GEMMs in common/winograd_gemm.h, define their own maps).
 // ---------------------------------------------------------------------------------------------
 
 struct FpropMap {
+  using Params = Conv2dProblem;
   static constexpr Pass kPass = Pass::Fprop;
+  // GEMMs per launch (grid z without splits): one per group.
+  static CNNKERN_HD int64_t batches(const Params& prob) { return prob.groups; }
   static constexpr bool a_m_contiguous = true;   // consecutive m = consecutive q
   static constexpr bool b_k_contiguous = true;   // weight rows are (c, r, s)
   Conv2dProblem p;
@@ -94,7 +99,10 @@ struct FpropMap {
 };
 
 struct DgradMap {
+  using Params = Conv2dProblem;
   static constexpr Pass kPass = Pass::Dgrad;
+  // GEMMs per launch (grid z without splits): one per group.
+  static CNNKERN_HD int64_t batches(const Params& prob) { return prob.groups; }
   static constexpr bool a_m_contiguous = true;   // consecutive m = consecutive w -> q (stride 1)
   static constexpr bool b_k_contiguous = true;   // (r, s) of one (k, c) are contiguous
   Conv2dProblem p;
@@ -130,7 +138,10 @@ struct DgradMap {
 };
 
 struct WgradMap {
+  using Params = Conv2dProblem;
   static constexpr Pass kPass = Pass::Wgrad;
+  // GEMMs per launch (grid z without splits): one per group.
+  static CNNKERN_HD int64_t batches(const Params& prob) { return prob.groups; }
   static constexpr bool a_m_contiguous = false;  // A(k_out, (n,p,q)): contiguous in q
   static constexpr bool b_k_contiguous = true;   // B((n,p,q), (c,r,s)): input row, contiguous in q
   Conv2dProblem p;
@@ -177,7 +188,7 @@ constexpr int64_t kMaxGridX = 2147483647, kMaxGridYZ = 65535;
 
 struct Plan {
   int64_t M = 0, N = 0, K = 0;      // per-group GEMM sizes
-  int64_t groups = 1;
+  int64_t groups = 1;               // GEMMs per launch (Map::batches)
   int64_t tiles_m = 0, tiles_n = 0;
   int64_t splits = 1;                // wgrad only; 1 for fprop/dgrad
   int64_t k_chunk = 0;               // reduction range of one split, a multiple of BK
@@ -193,13 +204,13 @@ struct Plan {
 
 // forced_splits > 0 overrides the heuristic (tests); it is still clamped to the valid range.
 template <class Map>
-CNNKERN_HD Plan make_plan(const Conv2dProblem& p, int64_t forced_splits = 0) {
+CNNKERN_HD Plan make_plan(const typename Map::Params& p, int64_t forced_splits = 0) {
   const Map map(p, 0);
   Plan pl;
   pl.M = map.M;
   pl.N = map.N;
   pl.K = map.K;
-  pl.groups = p.groups;
+  pl.groups = Map::batches(p);
   pl.tiles_m = ceil_div(pl.M, Tile::BM);
   pl.tiles_n = ceil_div(pl.N, Tile::BN);
   int64_t splits = 1;
@@ -225,7 +236,7 @@ CNNKERN_HD Plan make_plan(const Conv2dProblem& p, int64_t forced_splits = 0) {
 CNNKERN_HD const char* plan_why_not(const Plan& pl) {
   if (pl.tiles_m > kMaxGridX) return "too many output rows for one grid (N*P*Q / 64 >= 2^31)";
   if (pl.tiles_n > kMaxGridYZ) return "too many GEMM columns for one grid (> 65535 tiles of 64)";
-  if (pl.grid_z() > kMaxGridYZ) return "groups > 65535";
+  if (pl.grid_z() > kMaxGridYZ) return "more than 65535 GEMMs (groups) in one grid";
   return "";
 }
 

@@ -12,10 +12,15 @@
 //       (splits = 0: the plan's own choice). Shared tiles start NaN-filled, outputs too, and
 //       every gather offset is bounds-checked, so a hole in the schedule shows as NaN or an
 //       error rather than a plausible number.
+//   _wino_emulate(m, pass, input, weight, grad_output, bias, padding, groups, chunk_images)
+//       the CUDA Winograd F(m x m, 3x3) pipeline (common/winograd_gemm.h): "fprop" gives the
+//       output, "dgrad" grad-input (the turned problem); chunk_images = 0: the launcher's chunk.
 //   _igemm_plan(pass, input_size, weight_size, stride, padding, dilation, groups, splits)
 //       [M, N, K, tiles_m, tiles_n, splits, k_chunk, grid_z, workspace_elems]
 
 #include <ATen/ATen.h>
+
+#include <algorithm>
 #include <torch/library.h>
 
 #include <limits>
@@ -25,6 +30,7 @@
 
 #include "common/checks.h"
 #include "common/implicit_gemm.h"
+#include "common/winograd_gemm.h"
 
 namespace cnnkern {
 namespace {
@@ -62,6 +68,11 @@ struct CpuCvt {
     g_bounds.bad = true;
     return 0.0;
   }
+};
+
+// Unchecked reads (the Winograd transforms' own bounds are tested through their results).
+struct PlainCvt {
+  static double load(const double* base, int64_t off) { return base[off]; }
 };
 
 struct Emu {
@@ -150,38 +161,38 @@ at::Tensor igemm_matrix(c10::string_view pass, c10::string_view operand, const a
 }
 
 template <class Map>
-void emulate(const Conv2dProblem& p, const igemm::Plan& pl, const at::Tensor& a_src,
-             const at::Tensor& b_src, const double* bias, bool relu, at::Tensor& out) {
+void emulate(const typename Map::Params& prm, const igemm::Plan& pl, const double* a_src,
+             int64_t a_numel, const double* b_src, int64_t b_numel, const double* bias,
+             bool relu, double* out, int64_t out_numel) {
   const bool split = Map::kPass == igemm::Pass::Wgrad && pl.splits > 1;
   const double nan = std::numeric_limits<double>::quiet_NaN();
   std::vector<double> ws(split ? static_cast<size_t>(pl.workspace_elems()) : 0, nan);
   g_bounds = Bounds{};
-  g_bounds.base[0] = a_src.const_data_ptr<double>();
-  g_bounds.numel[0] = a_src.numel();
-  g_bounds.base[1] = b_src.const_data_ptr<double>();
-  g_bounds.numel[1] = b_src.numel();
+  g_bounds.base[0] = a_src;
+  g_bounds.numel[0] = a_numel;
+  g_bounds.base[1] = b_src;
+  g_bounds.numel[1] = b_numel;
   bool bad = false;
   auto sm = std::make_unique<igemm::SharedTiles<double>>();
   std::vector<igemm::ThreadState<double>> st(Tile::kThreads);
   const CpuExec ex;
   for (int64_t z = 0; z < pl.grid_z(); ++z) {
     const int64_t g = z / pl.splits, s = z % pl.splits;
-    const Map map(p, g);
+    const Map map(prm, g);
     for (int64_t by = 0; by < pl.tiles_n; ++by) {
       for (int64_t bx = 0; bx < pl.tiles_m; ++bx) {
         std::fill_n(&sm->a[0][0][0], sizeof(sm->a) / sizeof(double), nan);
         std::fill_n(&sm->b[0][0][0], sizeof(sm->b) / sizeof(double), nan);
         const int64_t m0 = bx * Tile::BM, n0 = by * Tile::BN;
-        igemm::block_mainloop<CpuCvt>(ex, map, a_src.const_data_ptr<double>(),
-                                      b_src.const_data_ptr<double>(), m0, n0, pl.k_begin(s),
-                                      pl.k_end(s), *sm, st.data());
+        igemm::block_mainloop<CpuCvt>(ex, map, a_src, b_src, m0, n0, pl.k_begin(s), pl.k_end(s),
+                                      *sm, st.data());
         for (int t = 0; t < Tile::kThreads; ++t) {
           if (split) {
             Emu e{ws.data() + s * pl.groups * pl.M * pl.N, pl.groups * pl.M * pl.N, nullptr,
                   false, &bad};
             igemm::block_epilogue(map, m0, n0, t, st[t], e);
           } else {
-            Emu e{out.mutable_data_ptr<double>(), out.numel(), bias, relu, &bad};
+            Emu e{out, out_numel, bias, relu, &bad};
             igemm::block_epilogue(map, m0, n0, t, st[t], e);
           }
         }
@@ -191,14 +202,19 @@ void emulate(const Conv2dProblem& p, const igemm::Plan& pl, const at::Tensor& a_
   TORCH_CHECK(!g_bounds.bad, kOp, ": a gather read outside its tensor");
   TORCH_CHECK(!bad, kOp, ": an epilogue wrote outside its output");
   if (split) {  // the reduction kernel's order: split 0, 1, 2, ...
-    const int64_t numel = out.numel();
-    double* o = out.mutable_data_ptr<double>();
-    for (int64_t e = 0; e < numel; ++e) {
+    for (int64_t e = 0; e < out_numel; ++e) {
       double acc = ws[e];
-      for (int64_t s = 1; s < pl.splits; ++s) acc += ws[s * numel + e];
-      o[e] = acc;
+      for (int64_t s = 1; s < pl.splits; ++s) acc += ws[s * out_numel + e];
+      out[e] = acc;
     }
   }
+}
+
+template <class Map>
+void emulate_conv(const Conv2dProblem& p, const igemm::Plan& pl, const at::Tensor& a,
+                  const at::Tensor& b, const double* bias, bool relu, at::Tensor& out) {
+  emulate<Map>(p, pl, a.const_data_ptr<double>(), a.numel(), b.const_data_ptr<double>(),
+               b.numel(), bias, relu, out.mutable_data_ptr<double>(), out.numel());
 }
 
 at::Tensor igemm_emulate(c10::string_view pass, const at::Tensor& input, const at::Tensor& weight,
@@ -221,21 +237,85 @@ at::Tensor igemm_emulate(c10::string_view pass, const at::Tensor& input, const a
     case igemm::Pass::Fprop:
       out = at::full({p.N, p.K, p.P, p.Q}, nan, x.options());
       if (out.numel() > 0)
-        emulate<igemm::FpropMap>(p, igemm::make_plan<igemm::FpropMap>(p), x, w, pb, relu, out);
+        emulate_conv<igemm::FpropMap>(p, igemm::make_plan<igemm::FpropMap>(p), x, w, pb, relu, out);
       break;
     case igemm::Pass::Dgrad:
       out = at::full({p.N, p.C, p.H, p.W}, nan, x.options());
       if (out.numel() > 0)
-        emulate<igemm::DgradMap>(p, igemm::make_plan<igemm::DgradMap>(p), go, w, nullptr, false,
+        emulate_conv<igemm::DgradMap>(p, igemm::make_plan<igemm::DgradMap>(p), go, w, nullptr, false,
                                  out);
       break;
     case igemm::Pass::Wgrad:
       out = at::full({p.K, p.C_per_group(), p.R, p.S}, nan, x.options());
       if (out.numel() > 0)
-        emulate<igemm::WgradMap>(p, igemm::make_plan<igemm::WgradMap>(p, splits), go, x, nullptr,
+        emulate_conv<igemm::WgradMap>(p, igemm::make_plan<igemm::WgradMap>(p, splits), go, x, nullptr,
                                  false, out);
       break;
   }
+  return out;
+}
+
+// The CUDA Winograd pipeline (common/winograd_gemm.h) for one chunk size: filter items,
+// then per chunk of images input items, the a*a*groups GEMMs through the tile loop, output
+// items. Workspace buffers start NaN-filled.
+template <int M>
+void wino_run(const Conv2dProblem& q, bool flipped, const double* x, const double* w,
+              const double* bias, double* y, int64_t chunk) {
+  using wino_gemm::Geom;
+  constexpr int aa = Geom<M>::aa;
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  std::vector<double> U(static_cast<size_t>(aa * q.K * q.C_per_group()), nan);
+  for (int64_t i = 0; i < q.K * q.C_per_group(); ++i)
+    wino_gemm::filter_item<M, double, PlainCvt>(q, w, flipped, U.data(), i);
+  bool bad = false;
+  for (int64_t n0 = 0; n0 < q.N; n0 += chunk) {
+    Conv2dProblem qc = q;
+    qc.N = std::min(chunk, q.N - n0);
+    const Geom<M> gm(qc);
+    std::vector<double> V(static_cast<size_t>(aa * qc.C * gm.T), nan);
+    std::vector<double> Mo(static_cast<size_t>(aa * qc.K * gm.T), nan);
+    for (int64_t i = 0; i < qc.C * gm.T; ++i)
+      wino_gemm::input_item<M, double, PlainCvt>(qc, gm, x + n0 * q.C * q.H * q.W, V.data(), i);
+    const wino_gemm::GemmParams wp = wino_gemm::gemm_params<M>(qc, gm);
+    emulate<wino_gemm::GemmMap>(wp, igemm::make_plan<wino_gemm::GemmMap>(wp), V.data(),
+                                static_cast<int64_t>(V.size()), U.data(),
+                                static_cast<int64_t>(U.size()), nullptr, false, Mo.data(),
+                                static_cast<int64_t>(Mo.size()));
+    Emu oc{y + n0 * q.K * q.P * q.Q, qc.output_numel(), bias, false, &bad};
+    for (int64_t i = 0; i < qc.N * qc.K * gm.TH * gm.TW; ++i)
+      wino_gemm::output_item<M>(qc, gm, Mo.data(), i, oc);
+  }
+  TORCH_CHECK(!bad, kOp, ": a Winograd output item wrote outside its chunk");
+}
+
+at::Tensor wino_emulate(int64_t m, c10::string_view pass, const at::Tensor& input,
+                        const at::Tensor& weight, const at::Tensor& grad_output,
+                        const c10::optional<at::Tensor>& bias, c10::IntArrayRef padding,
+                        int64_t groups, int64_t chunk_images) {
+  TORCH_CHECK(m == 2 || m == 4, kOp, ": m must be 2 or 4; got ", m);
+  const Conv2dProblem p = problem_of(input, weight, grad_output, {1, 1}, padding, {1, 1}, groups);
+  TORCH_CHECK(p.R == 3 && p.S == 3, kOp, ": Winograd needs 3x3 filters; got ", p.R, "x", p.S);
+  const igemm::Pass ps = parse_pass(pass);
+  TORCH_CHECK(ps != igemm::Pass::Wgrad, kOp, ": the CUDA Winograd has no wgrad pass");
+  const bool dgrad = ps == igemm::Pass::Dgrad;
+  const Conv2dProblem q = dgrad ? wino_gemm::turned_problem(p) : p;
+  const at::Tensor x = (dgrad ? grad_output : input).contiguous(), w = weight.contiguous();
+  at::Tensor b;
+  if (bias.has_value() && !dgrad) b = bias->contiguous();
+  at::Tensor out = at::full({q.N, q.K, q.P, q.Q}, std::numeric_limits<double>::quiet_NaN(),
+                            x.options());
+  if (out.numel() == 0) return out;
+  const int64_t chunk =
+      chunk_images > 0 ? chunk_images
+                       : (m == 2 ? wino_gemm::images_per_chunk<2>(q, wino_gemm::kMaxChunkElems)
+                                 : wino_gemm::images_per_chunk<4>(q, wino_gemm::kMaxChunkElems));
+  const double* pb = b.defined() ? b.const_data_ptr<double>() : nullptr;
+  if (m == 2)
+    wino_run<2>(q, dgrad, x.const_data_ptr<double>(), w.const_data_ptr<double>(), pb,
+                out.mutable_data_ptr<double>(), chunk);
+  else
+    wino_run<4>(q, dgrad, x.const_data_ptr<double>(), w.const_data_ptr<double>(), pb,
+                out.mutable_data_ptr<double>(), chunk);
   return out;
 }
 
@@ -263,4 +343,5 @@ std::vector<int64_t> igemm_plan_op(const std::string& pass, c10::IntArrayRef inp
 TORCH_LIBRARY_IMPL(cnnkern, CPU, m) {
   m.impl("_igemm_matrix", TORCH_FN(cnnkern::igemm_matrix));
   m.impl("_igemm_emulate", TORCH_FN(cnnkern::igemm_emulate));
+  m.impl("_wino_emulate", TORCH_FN(cnnkern::wino_emulate));
 }
