@@ -109,7 +109,7 @@ TORCH_LIBRARY(cnnkern, m) {
   m.def(
       "_igemm_emulate(str pass_, Tensor input, Tensor weight, Tensor grad_output, Tensor? bias, "
       "int[2] stride, int[2] padding, int[2] dilation, int groups, int splits=0, "
-      "bool relu=False) -> Tensor");
+      "bool relu=False, bool mma=False) -> Tensor");
   m.def(
       "_wino_emulate(int m, str pass_, Tensor input, Tensor weight, Tensor grad_output, "
       "Tensor? bias, int[2] padding, int groups, int chunk_images=0) -> Tensor");

@@ -220,3 +220,29 @@ def test_im2col_non_contiguous_and_offset_views():
     w = torch.randn(8, 4, 3, 3, device=DEV)[:, :, :, :]
     out = cnnkern.conv2d(x, w, padding=1, algo="im2col")
     assert_close(out, F.conv2d(x.double(), w.double(), padding=1))
+
+
+def test_simt_fallback_for_half_types():
+    """CNNKERN_IGEMM_SIMT=1 puts float16/bfloat16 on the SIMT path (read once per process, so
+    in a child process); both paths must meet the low-precision rule."""
+    import os
+    import subprocess
+    import sys
+
+    if not _built("im2col"):
+        pytest.skip("im2col not built for CUDA")
+    code = (
+        "import torch, torch.nn.functional as F, cnnkern\n"
+        "torch.manual_seed(0)\n"
+        "for dt in (torch.float16, torch.bfloat16):\n"
+        "    x = torch.randn(2, 24, 13, 11, device='cuda').to(dt)\n"
+        "    w = (torch.randn(40, 24, 3, 3, device='cuda') / 15).to(dt)\n"
+        "    ref = F.conv2d(x.double(), w.double(), padding=1)\n"
+        "    err = (cnnkern.conv2d(x, w, padding=1, algo='im2col').double() - ref).abs().max()\n"
+        "    terr = (F.conv2d(x, w, padding=1).double() - ref).abs().max()\n"
+        "    assert err <= 3 * terr + torch.finfo(dt).eps * ref.abs().max(), (dt, err, terr)\n"
+        "print('ok')\n")
+    env = dict(os.environ, CNNKERN_IGEMM_SIMT="1")
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-2000:]

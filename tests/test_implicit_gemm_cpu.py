@@ -109,31 +109,39 @@ def test_dgrad_operands(case):
     assert torch.equal(b, ref)
 
 
+# "simt": the float32/float64 micro-tiles; "mma": the float16/bfloat16 tensor-core warp tiling
+# and fragment layouts (the hardware's arithmetic is not emulated, its index math is).
+COMPUTE = pytest.mark.parametrize("mma", [False, True], ids=["simt", "mma"])
+
+
+@COMPUTE
 @pytest.mark.parametrize("relu", [False, True], ids=["plain", "relu"])
 @pytest.mark.parametrize("case", conv_params(CASES))
-def test_emulated_fprop_matches_conv2d(case, relu):
+def test_emulated_fprop_matches_conv2d(case, relu, mma):
     x, w, g = _tensors(case)
     bias = torch.randn(case.K, dtype=D)
-    out = ops._igemm_emulate("fprop", x, w, g, bias, *_args(case), 0, relu)
+    out = ops._igemm_emulate("fprop", x, w, g, bias, *_args(case), 0, relu, mma)
     ref = F.conv2d(x, w, bias, **case.kwargs())
     if relu:
         ref = F.relu(ref)
     assert_close(out, ref)
 
 
+@COMPUTE
 @pytest.mark.parametrize("case", conv_params(CASES))
-def test_emulated_dgrad_matches_torch(case):
+def test_emulated_dgrad_matches_torch(case, mma):
     x, w, g = _tensors(case)
-    out = ops._igemm_emulate("dgrad", x, w, g, None, *_args(case))
+    out = ops._igemm_emulate("dgrad", x, w, g, None, *_args(case), mma=mma)
     ref = torch.nn.grad.conv2d_input(x.shape, w, g, **case.kwargs())
     assert_close(out, ref)
 
 
+@COMPUTE
 @pytest.mark.parametrize("splits", [0, 1, 2, 3, 1000], ids=lambda s: f"splits{s}")
 @pytest.mark.parametrize("case", conv_params(CASES))
-def test_emulated_wgrad_matches_torch(case, splits):
+def test_emulated_wgrad_matches_torch(case, splits, mma):
     x, w, g = _tensors(case)
-    out = ops._igemm_emulate("wgrad", x, w, g, None, *_args(case), splits)
+    out = ops._igemm_emulate("wgrad", x, w, g, None, *_args(case), splits, mma=mma)
     ref = torch.nn.grad.conv2d_weight(x, w.shape, g, **case.kwargs())
     assert_close(out, ref)
 
@@ -244,3 +252,14 @@ def test_cuda_algorithm_rules(algo):
     else:
         assert r.endswith(f"{algo} needs a 3x3 kernel with stride 1 and dilation 1; got 5x5 "
                           "kernel, stride 1, dilation 1"), r
+
+
+@pytest.mark.skipif("im2col" not in cnnkern.algorithms("cuda"), reason="CUDA kernels not built")
+def test_cuda_im2col_refuses_what_its_32_bit_index_math_cannot_hold():
+    why = torch.ops.cnnkern.conv2d_why_not
+    r = why([1, 1, 2 ** 30, 2], [1, 1, 1, 1], [1, 1], [0, 0], [1, 1], 1, torch.float32, "cuda",
+            "im2col")
+    assert "height and width must be < 2^30" in r, r
+    r = why([1, 2 ** 26, 4, 4], [1, 2 ** 26, 4, 4], [1, 1], [0, 0], [1, 1], 1, torch.float32,
+            "cuda", "im2col")
+    assert "C/groups*R*S" in r, r

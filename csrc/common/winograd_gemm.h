@@ -64,7 +64,8 @@ struct GemmMap {
   using Params = GemmParams;
   static constexpr igemm::Pass kPass = igemm::Pass::Fprop;  // never split
   static constexpr bool a_m_contiguous = true;
-  static constexpr bool b_k_contiguous = true;
+  using ARow = int64_t;  // m (the tile)
+  using BRow = int64_t;  // k (the channel within the group)
   static CNNKERN_HD int64_t batches(const Params& w) { return w.aa * w.groups; }
   Params w;
   int64_t xi, g;
@@ -72,8 +73,10 @@ struct GemmMap {
   CNNKERN_HD GemmMap(const Params& prm, int64_t z)
       : w(prm), xi(z / prm.groups), g(z % prm.groups), M(prm.T), N(prm.K / prm.groups),
         K(prm.C / prm.groups) {}
-  CNNKERN_HD int64_t a_offset(int64_t m, int64_t k) const { return (xi * w.C + g * K + k) * w.T + m; }
-  CNNKERN_HD int64_t b_offset(int64_t k, int64_t n) const { return (xi * w.K + g * N + n) * K + k; }
+  CNNKERN_HD ARow a_row(int64_t m) const { return m; }
+  CNNKERN_HD int64_t a_at(ARow m, int64_t k) const { return (xi * w.C + g * K + k) * w.T + m; }
+  CNNKERN_HD BRow b_row(int64_t k) const { return k; }
+  CNNKERN_HD int64_t b_at(BRow k, int64_t n) const { return (xi * w.K + g * N + n) * K + k; }
   CNNKERN_HD int64_t c_offset(int64_t m, int64_t n) const { return (xi * w.K + g * N + n) * w.T + m; }
   CNNKERN_HD int64_t channel(int64_t) const { return 0; }  // the bias is added after step 4
 };

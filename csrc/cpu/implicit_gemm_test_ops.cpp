@@ -9,7 +9,8 @@
 //                  splits, relu)
 //       the whole pass through block_mainloop / block_epilogue, block after block and thread
 //       after thread, with the split-K workspace and its fixed-order reduction for wgrad
-//       (splits = 0: the plan's own choice). Shared tiles start NaN-filled, outputs too, and
+//       (splits = 0: the plan's own choice; mma: the tensor-core policy's warp tiling and
+//       fragment layouts instead of the SIMT micro-tiles). Shared tiles start NaN-filled, outputs too, and
 //       every gather offset is bounds-checked, so a hole in the schedule shows as NaN or an
 //       error rather than a plausible number.
 //   _wino_emulate(m, pass, input, weight, grad_output, bias, padding, groups, chunk_images)
@@ -68,6 +69,50 @@ struct CpuCvt {
     g_bounds.bad = true;
     return 0.0;
   }
+};
+
+// The tensor-core policy's index math (igemm::MmaLayout) without the hardware: each thread
+// rebuilds its warp's 16 x 16 A and 16 x 8 B mma operands from every lane's fragment
+// coordinates (NaN where no lane supplies an element, so a hole in the layout shows), then
+// adds to each accumulator the dot product at its (row, col) of the C fragment layout.
+struct MmaEmuCompute {
+  using L = igemm::MmaLayout;
+  template <class State>
+  static void compute(const igemm::SharedTiles<double>& sm, int buf, int t, State& st) {
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    const int lane = t % 32, m0 = L::warp_m0(t), n0 = L::warp_n0(t);
+    double A[2][16][16], B[2][16][8];
+    std::fill_n(&A[0][0][0], 2 * 16 * 16, nan);
+    std::fill_n(&B[0][0][0], 2 * 16 * 8, nan);
+    for (int l = 0; l < 32; ++l) {
+      for (int mt = 0; mt < 2; ++mt) {
+        for (int e = 0; e < 8; ++e) {
+          int r, k;
+          L::a_frag(l, e, r, k);
+          A[mt][r][k] = sm.a[buf][k][m0 + 16 * mt + r];
+        }
+      }
+      for (int nt = 0; nt < 2; ++nt) {
+        for (int e = 0; e < 4; ++e) {
+          int k, n;
+          L::b_frag(l, e, k, n);
+          B[nt][k][n] = sm.b[buf][k][n0 + 8 * nt + n];
+        }
+      }
+    }
+    for (int i = 0; i < 4; ++i) {
+      const int mt = i / 2, nt = i % 2;
+      for (int j = 0; j < 4; ++j) {
+        const int r = L::row(t, i, j) - m0 - 16 * mt, c = L::col(t, i, j) - n0 - 8 * nt;
+        double sum = 0.0;
+        for (int k = 0; k < 16; ++k) sum += A[mt][r][k] * B[nt][k][c];
+        st.acc[i][j] += sum;
+      }
+    }
+    (void)lane;
+  }
+  static int row(int t, int i, int j) { return L::row(t, i, j); }
+  static int col(int t, int i, int j) { return L::col(t, i, j); }
 };
 
 // Unchecked reads (the Winograd transforms' own bounds are tested through their results).
@@ -133,7 +178,7 @@ at::Tensor dense_operand(const Conv2dProblem& p, bool a, const at::Tensor& a_src
     const int64_t rows = a ? map.M : map.K, cols = a ? map.K : map.N;
     for (int64_t i = 0; i < rows; ++i) {
       for (int64_t j = 0; j < cols; ++j) {
-        const int64_t off = a ? map.a_offset(i, j) : map.b_offset(i, j);
+        const int64_t off = a ? igemm::a_offset(map, i, j) : igemm::b_offset(map, i, j);
         const int64_t lim = a ? a_src.numel() : b_src.numel();
         TORCH_CHECK(off < lim, kOp, ": gather offset ", off, " >= ", lim);
         o[(g * rows + i) * cols + j] = off < 0 ? 0.0 : (a ? pa : pb)[off];
@@ -160,7 +205,7 @@ at::Tensor igemm_matrix(c10::string_view pass, c10::string_view operand, const a
   return at::Tensor();
 }
 
-template <class Map>
+template <class Map, class Compute = igemm::SimtCompute>
 void emulate(const typename Map::Params& prm, const igemm::Plan& pl, const double* a_src,
              int64_t a_numel, const double* b_src, int64_t b_numel, const double* bias,
              bool relu, double* out, int64_t out_numel) {
@@ -174,7 +219,7 @@ void emulate(const typename Map::Params& prm, const igemm::Plan& pl, const doubl
   g_bounds.numel[1] = b_numel;
   bool bad = false;
   auto sm = std::make_unique<igemm::SharedTiles<double>>();
-  std::vector<igemm::ThreadState<double>> st(Tile::kThreads);
+  std::vector<igemm::ThreadState<double, typename Map::ARow>> st(Tile::kThreads);
   const CpuExec ex;
   for (int64_t z = 0; z < pl.grid_z(); ++z) {
     const int64_t g = z / pl.splits, s = z % pl.splits;
@@ -184,16 +229,16 @@ void emulate(const typename Map::Params& prm, const igemm::Plan& pl, const doubl
         std::fill_n(&sm->a[0][0][0], sizeof(sm->a) / sizeof(double), nan);
         std::fill_n(&sm->b[0][0][0], sizeof(sm->b) / sizeof(double), nan);
         const int64_t m0 = bx * Tile::BM, n0 = by * Tile::BN;
-        igemm::block_mainloop<CpuCvt>(ex, map, a_src, b_src, m0, n0, pl.k_begin(s), pl.k_end(s),
+        igemm::block_mainloop<CpuCvt, Compute>(ex, map, a_src, b_src, m0, n0, pl.k_begin(s), pl.k_end(s),
                                       *sm, st.data());
         for (int t = 0; t < Tile::kThreads; ++t) {
           if (split) {
             Emu e{ws.data() + s * pl.groups * pl.M * pl.N, pl.groups * pl.M * pl.N, nullptr,
                   false, &bad};
-            igemm::block_epilogue(map, m0, n0, t, st[t], e);
+            igemm::block_epilogue<Compute>(map, m0, n0, t, st[t], e);
           } else {
             Emu e{out, out_numel, bias, relu, &bad};
-            igemm::block_epilogue(map, m0, n0, t, st[t], e);
+            igemm::block_epilogue<Compute>(map, m0, n0, t, st[t], e);
           }
         }
       }
@@ -212,7 +257,13 @@ void emulate(const typename Map::Params& prm, const igemm::Plan& pl, const doubl
 
 template <class Map>
 void emulate_conv(const Conv2dProblem& p, const igemm::Plan& pl, const at::Tensor& a,
-                  const at::Tensor& b, const double* bias, bool relu, at::Tensor& out) {
+                  const at::Tensor& b, const double* bias, bool relu, bool mma, at::Tensor& out) {
+  if (mma) {
+    emulate<Map, MmaEmuCompute>(p, pl, a.const_data_ptr<double>(), a.numel(),
+                                b.const_data_ptr<double>(), b.numel(), bias, relu,
+                                out.mutable_data_ptr<double>(), out.numel());
+    return;
+  }
   emulate<Map>(p, pl, a.const_data_ptr<double>(), a.numel(), b.const_data_ptr<double>(),
                b.numel(), bias, relu, out.mutable_data_ptr<double>(), out.numel());
 }
@@ -220,7 +271,8 @@ void emulate_conv(const Conv2dProblem& p, const igemm::Plan& pl, const at::Tenso
 at::Tensor igemm_emulate(c10::string_view pass, const at::Tensor& input, const at::Tensor& weight,
                          const at::Tensor& grad_output, const c10::optional<at::Tensor>& bias,
                          c10::IntArrayRef stride, c10::IntArrayRef padding,
-                         c10::IntArrayRef dilation, int64_t groups, int64_t splits, bool relu) {
+                         c10::IntArrayRef dilation, int64_t groups, int64_t splits, bool relu,
+                         bool mma) {
   const Conv2dProblem p = problem_of(input, weight, grad_output, stride, padding, dilation, groups);
   const at::Tensor x = input.contiguous(), w = weight.contiguous(), go = grad_output.contiguous();
   at::Tensor b;
@@ -237,19 +289,20 @@ at::Tensor igemm_emulate(c10::string_view pass, const at::Tensor& input, const a
     case igemm::Pass::Fprop:
       out = at::full({p.N, p.K, p.P, p.Q}, nan, x.options());
       if (out.numel() > 0)
-        emulate_conv<igemm::FpropMap>(p, igemm::make_plan<igemm::FpropMap>(p), x, w, pb, relu, out);
+        emulate_conv<igemm::FpropMap>(p, igemm::make_plan<igemm::FpropMap>(p), x, w, pb, relu,
+                                      mma, out);
       break;
     case igemm::Pass::Dgrad:
       out = at::full({p.N, p.C, p.H, p.W}, nan, x.options());
       if (out.numel() > 0)
-        emulate_conv<igemm::DgradMap>(p, igemm::make_plan<igemm::DgradMap>(p), go, w, nullptr, false,
-                                 out);
+        emulate_conv<igemm::DgradMap>(p, igemm::make_plan<igemm::DgradMap>(p), go, w, nullptr,
+                                      false, mma, out);
       break;
     case igemm::Pass::Wgrad:
       out = at::full({p.K, p.C_per_group(), p.R, p.S}, nan, x.options());
       if (out.numel() > 0)
-        emulate_conv<igemm::WgradMap>(p, igemm::make_plan<igemm::WgradMap>(p, splits), go, x, nullptr,
-                                 false, out);
+        emulate_conv<igemm::WgradMap>(p, igemm::make_plan<igemm::WgradMap>(p, splits), go, x,
+                                      nullptr, false, mma, out);
       break;
   }
   return out;

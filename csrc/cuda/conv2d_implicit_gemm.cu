@@ -22,7 +22,9 @@ using cuda_detail::dispatch_dtype;
 using cuda_detail::kThreads;
 
 const char* igemm_cuda_why_not(const Conv2dProblem& p) {
-  const char* r = igemm::plan_why_not(igemm::make_plan<igemm::FpropMap>(p));
+  const char* r = igemm::index32_why_not(p);
+  if (r[0] != '\0') return r;
+  r = igemm::plan_why_not(igemm::make_plan<igemm::FpropMap>(p));
   if (r[0] != '\0') return r;
   r = igemm::plan_why_not(igemm::make_plan<igemm::DgradMap>(p));
   if (r[0] != '\0') return r;

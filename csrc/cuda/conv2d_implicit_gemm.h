@@ -7,8 +7,9 @@
 // The index math and the tile loop live in common/implicit_gemm.h, which the CPU tests run
 // through an emulation of the same loop (tests/test_implicit_gemm_cpu.py).
 //
-// SIMT path for every dtype: float32 with exact fp32 FMAs (no TF32), float16/bfloat16 loaded,
-// converted and accumulated in fp32 (no tensor cores yet), float64 in fp64.
+// float32 on the CUDA cores with exact fp32 FMAs (no TF32), float64 in fp64; float16/bfloat16
+// on the tensor cores (mma.sync.m16n8k16, fp32 accumulators), or on the same SIMT path as
+// float32 when the environment sets CNNKERN_IGEMM_SIMT=1 (a diagnostic switch).
 
 #include <cuda_runtime_api.h>
 
