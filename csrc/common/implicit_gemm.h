@@ -8,10 +8,10 @@
 // are never materialised: A(m, k) and B(k, n) are gathered from the tensors through the maps
 // below (offset < 0 means "zero": padding, or a stride hole).
 //
-//   pass    M               N       K (reduction)   A(m, k)               B(k, n)           C(m, n)
-//   fprop   N*P*Q (n,p,q)   K/g     C/g*R*S (c,r,s) input(n,c,h,w)        weight(k,c,r,s)   output(n,k,p,q)
-//   dgrad   N*H*W (n,h,w)   C/g     K/g*R*S (k,r,s) grad_out(n,k,p,q)     weight(k,c,r,s)   grad_in(n,c,h,w)
-//   wgrad   K/g   (k)       C/g*R*S N*P*Q   (n,p,q) grad_out(n,k,p,q)     input(n,c,h,w)    grad_w(k,c,r,s)
+//   pass   M              N        K (reduction)    A(m, k)             B(k, n)          C(m, n)
+//   fprop  N*P*Q (n,p,q)  K/g      C/g*R*S (c,r,s)  input(n,c,h,w)      weight(k,c,r,s)  output
+//   dgrad  N*H*W (n,h,w)  C/g      K/g*R*S (k,r,s)  grad_out(n,k,p,q)   weight(k,c,r,s)  grad_in
+//   wgrad  K/g   (k)      C/g*R*S  N*P*Q   (n,p,q)  grad_out(n,k,p,q)   input(n,c,h,w)   grad_w
 //
 // dgrad is the gather form: grad_in(h, w) collects every (p, q, r, s) with
 // h = p*stride - pad + r*dil, i.e. p = (h + pad - r*dil) / stride when that divides exactly and
@@ -395,7 +395,8 @@ CNNKERN_HD void load_tiles(const Map& map, const In* a_src, const In* b_src, int
 }
 
 template <class Acc, class Map>
-CNNKERN_HD void store_tiles(const ThreadState<Acc, typename Map::ARow>& st, int t, SharedTiles<Acc>& sm, int buf) {
+CNNKERN_HD void store_tiles(const ThreadState<Acc, typename Map::ARow>& st, int t,
+                            SharedTiles<Acc>& sm, int buf) {
 CNNKERN_UNROLL
   for (int i = 0; i < Tile::kLoadsA; ++i) {
     int ml, kl;

@@ -77,7 +77,9 @@ struct GemmMap {
   CNNKERN_HD int64_t a_at(ARow m, int64_t k) const { return (xi * w.C + g * K + k) * w.T + m; }
   CNNKERN_HD BRow b_row(int64_t k) const { return k; }
   CNNKERN_HD int64_t b_at(BRow k, int64_t n) const { return (xi * w.K + g * N + n) * K + k; }
-  CNNKERN_HD int64_t c_offset(int64_t m, int64_t n) const { return (xi * w.K + g * N + n) * w.T + m; }
+  CNNKERN_HD int64_t c_offset(int64_t m, int64_t n) const {
+    return (xi * w.K + g * N + n) * w.T + m;
+  }
   CNNKERN_HD int64_t channel(int64_t) const { return 0; }  // the bias is added after step 4
 };
 

@@ -6,13 +6,13 @@
 //       the dense GEMM operand ("a": groups x M x K, "b": groups x K x N) gathered element by
 //       element through the pass's map (compare "fprop"/"a" with F.unfold).
 //   _igemm_emulate(pass, input, weight, grad_output, bias, stride, padding, dilation, groups,
-//                  splits, relu)
+//                  splits, relu, mma)
 //       the whole pass through block_mainloop / block_epilogue, block after block and thread
 //       after thread, with the split-K workspace and its fixed-order reduction for wgrad
 //       (splits = 0: the plan's own choice; mma: the tensor-core policy's warp tiling and
-//       fragment layouts instead of the SIMT micro-tiles). Shared tiles start NaN-filled, outputs too, and
-//       every gather offset is bounds-checked, so a hole in the schedule shows as NaN or an
-//       error rather than a plausible number.
+//       fragment layouts instead of the SIMT micro-tiles). Shared tiles start NaN-filled,
+//       outputs too, and every gather offset is bounds-checked, so a hole in the schedule
+//       shows as NaN or an error rather than a plausible number.
 //   _wino_emulate(m, pass, input, weight, grad_output, bias, padding, groups, chunk_images)
 //       the CUDA Winograd F(m x m, 3x3) pipeline (common/winograd_gemm.h): "fprop" gives the
 //       output, "dgrad" grad-input (the turned problem); chunk_images = 0: the launcher's chunk.
@@ -229,8 +229,8 @@ void emulate(const typename Map::Params& prm, const igemm::Plan& pl, const doubl
         std::fill_n(&sm->a[0][0][0], sizeof(sm->a) / sizeof(double), nan);
         std::fill_n(&sm->b[0][0][0], sizeof(sm->b) / sizeof(double), nan);
         const int64_t m0 = bx * Tile::BM, n0 = by * Tile::BN;
-        igemm::block_mainloop<CpuCvt, Compute>(ex, map, a_src, b_src, m0, n0, pl.k_begin(s), pl.k_end(s),
-                                      *sm, st.data());
+        igemm::block_mainloop<CpuCvt, Compute>(ex, map, a_src, b_src, m0, n0, pl.k_begin(s),
+                                               pl.k_end(s), *sm, st.data());
         for (int t = 0; t < Tile::kThreads; ++t) {
           if (split) {
             Emu e{ws.data() + s * pl.groups * pl.M * pl.N, pl.groups * pl.M * pl.N, nullptr,

@@ -39,9 +39,9 @@ cudaError_t launch_igemm_forward(CudaDType dt, const Conv2dProblem& p, const voi
   return dispatch_dtype(dt, [&](auto tag) {
     using T = typename decltype(tag)::type;
     return launch_pass<igemm::FpropMap, T>(p, pl, static_cast<const T*>(input),
-                                        static_cast<const T*>(weight),
-                                        static_cast<const T*>(bias), relu,
-                                        static_cast<T*>(output), nullptr, stream);
+                                           static_cast<const T*>(weight),
+                                           static_cast<const T*>(bias), relu,
+                                           static_cast<T*>(output), nullptr, stream);
   });
 }
 
@@ -53,8 +53,8 @@ cudaError_t launch_igemm_backward_input(CudaDType dt, const Conv2dProblem& p,
   return dispatch_dtype(dt, [&](auto tag) {
     using T = typename decltype(tag)::type;
     return launch_pass<igemm::DgradMap, T>(p, pl, static_cast<const T*>(grad_output),
-                                        static_cast<const T*>(weight), nullptr, false,
-                                        static_cast<T*>(grad_input), nullptr, stream);
+                                           static_cast<const T*>(weight), nullptr, false,
+                                           static_cast<T*>(grad_input), nullptr, stream);
   });
 }
 

@@ -119,7 +119,8 @@ const char* winograd_cuda_why_not(int m, const Conv2dProblem& p) {
 size_t winograd_workspace_bytes(CudaDType dt, int m, const Conv2dProblem& p, bool grad_input) {
   const Conv2dProblem q = grad_input ? wino_gemm::turned_problem(p) : p;
   const Layout l = m == 2 ? layout_for<2>(q) : layout_for<4>(q);
-  return static_cast<size_t>(l.total()) * (dt == CudaDType::Double ? sizeof(double) : sizeof(float));
+  const size_t acc_bytes = dt == CudaDType::Double ? sizeof(double) : sizeof(float);
+  return static_cast<size_t>(l.total()) * acc_bytes;
 }
 
 cudaError_t launch_winograd(CudaDType dt, int m, const Conv2dProblem& p, bool grad_input,

@@ -42,8 +42,8 @@ std::string why_not(const Conv2dProblem& p, at::ScalarType dtype) {
   }
   const auto dtypes = cuda_kernel_dtypes();
   if (std::find(dtypes.begin(), dtypes.end(), dtype) == dtypes.end())
-    return std::string(name<M>()) + " (CUDA) supports float32, float64, float16 and bfloat16; got " +
-           c10::toString(dtype);
+    return std::string(name<M>()) +
+           " (CUDA) supports float32, float64, float16 and bfloat16; got " + c10::toString(dtype);
   const char* grid = winograd_cuda_why_not(M, p);
   if (grid[0] != '\0') return std::string(name<M>()) + " (CUDA): " + grid;
   grid = igemm_cuda_why_not(p);  // its grad-weight

@@ -160,8 +160,8 @@ __global__ void __launch_bounds__(Tile::kThreads)
   const int64_t m0 = static_cast<int64_t>(blockIdx.x) * Tile::BM;
   const int64_t n0 = static_cast<int64_t>(blockIdx.y) * Tile::BN;
   const GpuExec ex;
-  igemm::block_mainloop<GpuCvt<T>, Compute>(ex, map, a_src, b_src, m0, n0, pl.k_begin(split),
-                                   pl.k_end(split), sm, st);
+  igemm::block_mainloop<GpuCvt<T>, Compute>(ex, map, a_src, b_src, m0, n0,
+                                            pl.k_begin(split), pl.k_end(split), sm, st);
   const int t = static_cast<int>(threadIdx.x);
   if (ws != nullptr) {
     WorkspaceEpilogue<A> e{ws + split * pl.groups * pl.M * pl.N};
