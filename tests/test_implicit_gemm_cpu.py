@@ -181,7 +181,8 @@ def test_plan_invariants(case, forced):
             assert pl["splits"] == 1 and pl["ws"] == 0
         else:
             assert pl["ws"] <= 1 << 24
-            assert pl["ws"] == (0 if pl["splits"] == 1 else pl["splits"] * pl["M"] * pl["N"] * case.groups)
+            full = pl["splits"] * pl["M"] * pl["N"] * case.groups
+            assert pl["ws"] == (0 if pl["splits"] == 1 else full)
 
 
 def test_plan_splits_big_reductions():
