@@ -15,6 +15,13 @@
 #include "cpu/gemm_dispatch.h"
 
 namespace cnnkern {
+
+// cpu/implicit_gemm_test_ops.cpp (tests only).
+std::vector<int64_t> igemm_plan_op(const std::string& pass, c10::IntArrayRef input_size,
+                                   c10::IntArrayRef weight_size, c10::IntArrayRef stride,
+                                   c10::IntArrayRef padding, c10::IntArrayRef dilation,
+                                   int64_t groups, int64_t splits);
+
 namespace {
 
 // Introspection (no tensors): which algorithms a backend has, why one cannot run a shape.
@@ -116,6 +123,23 @@ TORCH_LIBRARY(cnnkern, m) {
       "_gemm(Tensor a, Tensor b, Tensor? c, bool trans_a, bool trans_b, bool prepack_a=False, "
       "bool custom_b=False, Tensor? row_bias=None, str isa=\"\") -> Tensor");
   m.def("_gemm_isas() -> str[]", &cnnkern::cpu::gemm_detail::available_isas);
+  // INTERNAL, for tests only (tests/test_implicit_gemm_cpu.py): the CUDA implicit-GEMM index
+  // math and tile loop (common/implicit_gemm.h) run on the CPU in float64 -- a pass's dense
+  // operand, the whole pass emulated block by block, and its grid / split-K plan.
+  m.def(
+      "_igemm_matrix(str pass_, str operand, Tensor input, Tensor weight, Tensor grad_output, "
+      "int[2] stride, int[2] padding, int[2] dilation, int groups) -> Tensor");
+  m.def(
+      "_igemm_emulate(str pass_, Tensor input, Tensor weight, Tensor grad_output, Tensor? bias, "
+      "int[2] stride, int[2] padding, int[2] dilation, int groups, int splits=0, "
+      "bool relu=False, bool mma=False) -> Tensor");
+  m.def(
+      "_wino_emulate(int m, str pass_, Tensor input, Tensor weight, Tensor grad_output, "
+      "Tensor? bias, int[2] padding, int groups, int chunk_images=0) -> Tensor");
+  m.def(
+      "_igemm_plan(str pass_, int[] input_size, int[] weight_size, int[2] stride, "
+      "int[2] padding, int[2] dilation, int groups, int splits=0) -> int[]",
+      &cnnkern::igemm_plan_op);
 }
 
 // A bare extension module: `import cnnkern._C` loads this library, and with it the

@@ -27,6 +27,13 @@ if command -v compute-sanitizer > /dev/null; then
   timeout 300 compute-sanitizer --tool memcheck --error-exitcode 99 \
     "$PY" -m pytest -q -x tests/test_cuda.py -k "direct and not bf16" 2>&1 \
     | tail -20 | tee "$DEST/memcheck_$stamp.log"
+  # The implicit-GEMM / Winograd kernels: every curated shape in float32 NCHW (all three
+  # passes), float16 too, and the split-K grad-weight.
+  timeout 600 compute-sanitizer --tool memcheck --error-exitcode 99 \
+    "$PY" -m pytest -q -x tests/test_cuda_gemm.py \
+    -k "(curated_f32 and nchw) or (curated_low_precision and f16) or (bitwise and f32 and not 64x64)" \
+    2>&1 | tail -20 | tee -a "$DEST/memcheck_$stamp.log"
+  [ "${PIPESTATUS[0]}" = 0 ] || { echo "[gpu_check] memcheck of test_cuda_gemm.py failed"; tests_rc=1; }
 fi
 echo "[gpu_check] tests exit code: $tests_rc; results in $DEST"
 exit "$tests_rc"

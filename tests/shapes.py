@@ -204,3 +204,21 @@ def pool_params(cases=None):
 
 def adaptive_params():
     return [pytest.param(*c[1:], id=c[0]) for c in ADAPTIVE_CASES]
+
+
+def layer_cases(names=("vgg16", "resnet50"), batch=2):
+    """Every distinct conv of the named bench layer sets (bench/layers/*.json) at `batch`."""
+    from cnnkern.bench import runner
+
+    seen, out = set(), []
+    for name in names:
+        for layer in runner.load_layers(name)["conv2d"]:
+            c = ConvCase(f"{name}_{layer['name']}", batch, layer["C"], layer["H"], layer["W"],
+                         layer["K"], layer["R"], layer["S"], _pair(layer.get("stride", 1)),
+                         _pair(layer.get("padding", 0)), _pair(layer.get("dilation", 1)),
+                         layer.get("groups", 1))
+            key = (c.C, c.H, c.W, c.K, c.R, c.S, c.stride, c.padding, c.dilation, c.groups)
+            if key not in seen:  # ResNet repeats its blocks
+                seen.add(key)
+                out.append(c)
+    return out

@@ -1,0 +1,40 @@
+#pragma once
+// Launchers for the CUDA implicit-GEMM convolution (conv2d_implicit_gemm.cu). Torch-free: raw
+// pointers to contiguous NCHW data (weights K x C/groups x R x S), the element type as a tag, a
+// stream. Each returns the first failing launch's cudaError_t. Every output element is written
+// once (no zero-fill needed); nothing uses atomics, so results are deterministic.
+//
+// The index math and the tile loop live in common/implicit_gemm.h, which the CPU tests run
+// through an emulation of the same loop (tests/test_implicit_gemm_cpu.py).
+//
+// float32 on the CUDA cores with exact fp32 FMAs (no TF32), float64 in fp64; float16/bfloat16
+// on the tensor cores (mma.sync.m16n8k16, fp32 accumulators), or on the same SIMT path as
+// float32 when the environment sets CNNKERN_IGEMM_SIMT=1 (a diagnostic switch).
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+
+#include "common/conv2d_problem.h"
+#include "cuda/cuda_dtype.h"
+
+namespace cnnkern {
+
+// "" when the implicit-GEMM grids fit this problem, else the reason.
+const char* igemm_cuda_why_not(const Conv2dProblem& p);
+
+// bias: K elements or nullptr; relu: clamp the result (after the bias) at 0.
+cudaError_t launch_igemm_forward(CudaDType dt, const Conv2dProblem& p, const void* input,
+                                 const void* weight, const void* bias, bool relu, void* output,
+                                 cudaStream_t stream);
+cudaError_t launch_igemm_backward_input(CudaDType dt, const Conv2dProblem& p,
+                                        const void* grad_output, const void* weight,
+                                        void* grad_input, cudaStream_t stream);
+// Bytes of device workspace launch_igemm_backward_weight needs (0: none, pass nullptr).
+size_t igemm_backward_weight_workspace_bytes(CudaDType dt, const Conv2dProblem& p);
+cudaError_t launch_igemm_backward_weight(CudaDType dt, const Conv2dProblem& p,
+                                         const void* grad_output, const void* input,
+                                         void* grad_weight, void* workspace,
+                                         cudaStream_t stream);
+
+}  // namespace cnnkern

@@ -1,0 +1,143 @@
+// Winograd F(m x m, 3x3) convolution on CUDA, m = 2 or 4: input-transform kernel -> one
+// implicit-GEMM launch for the a*a*groups Winograd-domain GEMMs (cuda/implicit_gemm_kernel.cuh,
+// the same tile loop as algo "im2col") -> output-transform kernel with the bias. The filter
+// transform runs once per call (no cache across calls yet). The batch is processed in chunks
+// so the workspace stays bounded (wino_gemm::kMaxChunkElems). All stage math is in
+// common/winograd_gemm.h; the transforms in common/winograd.h. Everything accumulates in fp32
+// (fp64 for float64); float16/bfloat16 are converted on load and rounded once on store.
+
+#include "cuda/conv2d_winograd.h"
+
+#include "common/winograd_gemm.h"
+#include "cuda/implicit_gemm_kernel.cuh"
+
+namespace cnnkern {
+namespace {
+
+using namespace cuda_detail;
+using igemm_cuda::GpuCvt;
+using igemm_cuda::OutputEpilogue;
+using wino_gemm::Geom;
+
+template <int M, class T>
+__global__ void wino_input_kernel(const Conv2dProblem q, const Geom<M> gm,
+                                  const T* __restrict__ x, acc_t<T>* __restrict__ V) {
+  const int64_t total = q.C * gm.T;
+  for (int64_t i = global_thread_id(); i < total; i += global_thread_count())
+    wino_gemm::input_item<M, acc_t<T>, GpuCvt<T>>(q, gm, x, V, i);
+}
+
+template <int M, class T>
+__global__ void wino_filter_kernel(const Conv2dProblem q, const T* __restrict__ w, bool flipped,
+                                   acc_t<T>* __restrict__ U) {
+  const int64_t total = q.K * q.C_per_group();
+  for (int64_t i = global_thread_id(); i < total; i += global_thread_count())
+    wino_gemm::filter_item<M, acc_t<T>, GpuCvt<T>>(q, w, flipped, U, i);
+}
+
+template <int M, class T>
+__global__ void wino_output_kernel(const Conv2dProblem q, const Geom<M> gm,
+                                   const acc_t<T>* __restrict__ Mo, const T* __restrict__ bias,
+                                   bool relu, T* __restrict__ y) {
+  OutputEpilogue<T> out{y, bias, relu};
+  const int64_t total = q.N * q.K * gm.TH * gm.TW;
+  for (int64_t i = global_thread_id(); i < total; i += global_thread_count())
+    wino_gemm::output_item<M>(q, gm, Mo, i, out);
+}
+
+// Buffer sizes in accumulator elements, each rounded up to 64 (256-byte aligned for float).
+struct Layout {
+  int64_t u = 0, v = 0, mo = 0, images = 0;
+  int64_t total() const { return u + v + mo; }
+};
+int64_t round64(int64_t n) { return (n + 63) / 64 * 64; }
+
+template <int M>
+Layout layout_for(const Conv2dProblem& q) {
+  constexpr int aa = Geom<M>::aa;
+  Layout l;
+  l.images = wino_gemm::images_per_chunk<M>(q, wino_gemm::kMaxChunkElems);
+  Conv2dProblem qc = q;
+  qc.N = l.images;
+  const Geom<M> gm(qc);
+  l.u = round64(aa * q.K * q.C_per_group());
+  l.v = round64(aa * q.C * gm.T);
+  l.mo = round64(aa * q.K * gm.T);
+  return l;
+}
+
+template <int M>
+const char* why_not_m(const Conv2dProblem& p) {
+  for (const Conv2dProblem& q : {p, wino_gemm::turned_problem(p)}) {
+    Conv2dProblem qc = q;
+    qc.N = wino_gemm::images_per_chunk<M>(q, wino_gemm::kMaxChunkElems);
+    const Geom<M> gm(qc);
+    const char* r = igemm::plan_why_not(
+        igemm::make_plan<wino_gemm::GemmMap>(wino_gemm::gemm_params<M>(qc, gm)));
+    if (r[0] != '\0') return r;
+  }
+  return "";
+}
+
+template <int M, class T>
+cudaError_t run(const Conv2dProblem& q, bool flipped, const T* x, const T* w, const T* bias,
+                bool relu, T* y, void* workspace, cudaStream_t stream) {
+  using A = acc_t<T>;
+  const Layout l = layout_for<M>(q);
+  A* U = static_cast<A*>(workspace);
+  A* V = U + l.u;
+  A* Mo = V + l.v;
+  wino_filter_kernel<M, T><<<blocks_for(q.K * q.C_per_group()), kThreads, 0, stream>>>(
+      q, w, flipped, U);
+  cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess) return err;
+  for (int64_t n0 = 0; n0 < q.N; n0 += l.images) {
+    Conv2dProblem qc = q;
+    qc.N = q.N - n0 < l.images ? q.N - n0 : l.images;
+    const Geom<M> gm(qc);
+    wino_input_kernel<M, T><<<blocks_for(qc.C * gm.T), kThreads, 0, stream>>>(
+        qc, gm, x + n0 * q.C * q.H * q.W, V);
+    if ((err = cudaGetLastError()) != cudaSuccess) return err;
+    const wino_gemm::GemmParams wp = wino_gemm::gemm_params<M>(qc, gm);
+    const igemm::Plan pl = igemm::make_plan<wino_gemm::GemmMap>(wp);
+    err = igemm_cuda::launch_pass<wino_gemm::GemmMap, A>(wp, pl, V, U, nullptr, false, Mo,
+                                                         nullptr, stream);
+    if (err != cudaSuccess) return err;
+    wino_output_kernel<M, T><<<blocks_for(qc.N * qc.K * gm.TH * gm.TW), kThreads, 0, stream>>>(
+        qc, gm, Mo, bias, relu, y + n0 * q.K * q.P * q.Q);
+    if ((err = cudaGetLastError()) != cudaSuccess) return err;
+  }
+  return cudaSuccess;
+}
+
+}  // namespace
+
+const char* winograd_cuda_why_not(int m, const Conv2dProblem& p) {
+  return m == 2 ? why_not_m<2>(p) : why_not_m<4>(p);
+}
+
+size_t winograd_workspace_bytes(CudaDType dt, int m, const Conv2dProblem& p, bool grad_input) {
+  const Conv2dProblem q = grad_input ? wino_gemm::turned_problem(p) : p;
+  const Layout l = m == 2 ? layout_for<2>(q) : layout_for<4>(q);
+  const size_t acc_bytes = dt == CudaDType::Double ? sizeof(double) : sizeof(float);
+  return static_cast<size_t>(l.total()) * acc_bytes;
+}
+
+cudaError_t launch_winograd(CudaDType dt, int m, const Conv2dProblem& p, bool grad_input,
+                            const void* src, const void* weight, const void* bias, bool relu,
+                            void* dst, void* workspace, cudaStream_t stream) {
+  const Conv2dProblem q = grad_input ? wino_gemm::turned_problem(p) : p;
+  if (q.output_numel() == 0) return cudaSuccess;
+  if (workspace == nullptr || (m != 2 && m != 4)) return cudaErrorInvalidValue;
+  return dispatch_dtype(dt, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* x = static_cast<const T*>(src);
+    const T* w = static_cast<const T*>(weight);
+    const T* b = static_cast<const T*>(bias);
+    T* y = static_cast<T*>(dst);
+    return m == 2 ? run<2, T>(q, grad_input, x, w, b, relu, y, workspace, stream)
+                  : run<4, T>(q, grad_input, x, w, b, relu, y, workspace, stream);
+  });
+}
+
+}  // namespace cnnkern

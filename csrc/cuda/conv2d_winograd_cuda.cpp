@@ -1,0 +1,118 @@
+// Registers the CUDA Winograd convolutions ("winograd" = F(4x4,3x3), "winograd_f2" =
+// F(2x2,3x3)) and glues at::Tensor to conv2d_winograd.cu. grad-weight is the implicit GEMM's
+// (exact summation order does not matter to Winograd's accuracy there). Inputs arrive
+// contiguous NCHW on the current (guarded) device. One forward wrapper per algorithm
+// (forward<M>) so a later epilogue argument only touches it: the kernels take a relu flag.
+
+#include <ATen/cuda/CUDAContext.h>
+#include <ATen/ops/empty.h>
+#include <c10/cuda/CUDAException.h>
+
+#include <algorithm>
+#include <sstream>
+#include <string>
+
+#include "common/conv2d_algo.h"
+#include "cuda/conv2d_implicit_gemm.h"
+#include "cuda/conv2d_winograd.h"
+#include "cuda/cuda_glue.h"
+
+namespace cnnkern {
+namespace {
+
+std::string pair_str(int64_t h, int64_t w) {
+  return h == w ? std::to_string(h) : std::to_string(h) + "x" + std::to_string(w);
+}
+
+template <int M>
+const char* name() {
+  return M == 4 ? "winograd" : "winograd_f2";
+}
+
+// Same rules as the CPU Winograd (cpu/conv2d_winograd.cpp), plus the CUDA grid limits.
+template <int M>
+std::string why_not(const Conv2dProblem& p, at::ScalarType dtype) {
+  if (p.R != 3 || p.S != 3 || p.stride_h != 1 || p.stride_w != 1 || p.dil_h != 1 ||
+      p.dil_w != 1) {
+    std::ostringstream os;
+    os << name<M>() << " needs a 3x3 kernel with stride 1 and dilation 1; got " << p.R << "x"
+       << p.S << " kernel, stride " << pair_str(p.stride_h, p.stride_w) << ", dilation "
+       << pair_str(p.dil_h, p.dil_w);
+    return os.str();
+  }
+  const auto dtypes = cuda_kernel_dtypes();
+  if (std::find(dtypes.begin(), dtypes.end(), dtype) == dtypes.end())
+    return std::string(name<M>()) +
+           " (CUDA) supports float32, float64, float16 and bfloat16; got " + c10::toString(dtype);
+  const char* grid = winograd_cuda_why_not(M, p);
+  if (grid[0] != '\0') return std::string(name<M>()) + " (CUDA): " + grid;
+  grid = igemm_cuda_why_not(p);  // its grad-weight
+  if (grid[0] != '\0') return std::string(name<M>()) + " (CUDA grad-weight): " + grid;
+  return "";
+}
+
+at::Tensor workspace(const at::Tensor& like, size_t bytes) {
+  return at::empty({static_cast<int64_t>(bytes)}, like.options().dtype(at::kByte));
+}
+
+template <int M>
+at::Tensor forward(const at::Tensor& input, const at::Tensor& weight,
+                   const c10::optional<at::Tensor>& bias, const Conv2dProblem& p) {
+  at::Tensor output = at::empty({p.N, p.K, p.P, p.Q}, input.options());
+  if (output.numel() == 0) return output;
+  at::Tensor b;
+  if (bias.has_value() && bias->defined()) {
+    TORCH_CHECK(bias->scalar_type() == input.scalar_type() && bias->numel() == p.K,
+                "conv2d (", name<M>(), ", CUDA): bias must have ", p.K, " elements of dtype ",
+                input.scalar_type(), "; got ", bias->numel(), " of ", bias->scalar_type());
+    b = bias->contiguous();
+  }
+  const CudaDType dt = cuda_dtype_of(input);
+  at::Tensor ws = workspace(input, winograd_workspace_bytes(dt, M, p, false));
+  C10_CUDA_CHECK(launch_winograd(dt, M, p, /*grad_input=*/false, input.const_data_ptr(),
+                                 weight.const_data_ptr(),
+                                 b.defined() ? b.const_data_ptr() : nullptr, /*relu=*/false,
+                                 output.mutable_data_ptr(), ws.mutable_data_ptr(),
+                                 at::cuda::getCurrentCUDAStream()));
+  return output;
+}
+
+template <int M>
+at::Tensor backward_input(const at::Tensor& grad_output, const at::Tensor& weight,
+                          const Conv2dProblem& p) {
+  at::Tensor grad_input = at::empty({p.N, p.C, p.H, p.W}, grad_output.options());
+  if (grad_input.numel() == 0) return grad_input;
+  const CudaDType dt = cuda_dtype_of(grad_output);
+  at::Tensor ws = workspace(grad_output, winograd_workspace_bytes(dt, M, p, true));
+  C10_CUDA_CHECK(launch_winograd(dt, M, p, /*grad_input=*/true, grad_output.const_data_ptr(),
+                                 weight.const_data_ptr(), nullptr, false,
+                                 grad_input.mutable_data_ptr(), ws.mutable_data_ptr(),
+                                 at::cuda::getCurrentCUDAStream()));
+  return grad_input;
+}
+
+at::Tensor backward_weight(const at::Tensor& grad_output, const at::Tensor& input,
+                           const Conv2dProblem& p) {
+  at::Tensor grad_weight = at::empty({p.K, p.C_per_group(), p.R, p.S}, grad_output.options());
+  if (grad_weight.numel() == 0) return grad_weight;
+  const CudaDType dt = cuda_dtype_of(grad_output);
+  const size_t bytes = igemm_backward_weight_workspace_bytes(dt, p);
+  at::Tensor ws = bytes > 0 ? workspace(grad_output, bytes) : at::Tensor();
+  C10_CUDA_CHECK(launch_igemm_backward_weight(dt, p, grad_output.const_data_ptr(),
+                                              input.const_data_ptr(),
+                                              grad_weight.mutable_data_ptr(),
+                                              ws.defined() ? ws.mutable_data_ptr() : nullptr,
+                                              at::cuda::getCurrentCUDAStream()));
+  return grad_weight;
+}
+
+}  // namespace
+
+// Below direct's 10, as on the CPU: Winograd trades accuracy for speed (F(4x4)'s float32 error
+// is ~10x direct's), so "auto" takes it only once the H100 benchmark shows it pays.
+CONV2D_REGISTER_ALGO(Backend::CUDA, Conv2dAlgo{"winograd", /*auto_priority=*/5, why_not<4>,
+                                               forward<4>, backward_input<4>, backward_weight});
+CONV2D_REGISTER_ALGO(Backend::CUDA, Conv2dAlgo{"winograd_f2", /*auto_priority=*/4, why_not<2>,
+                                               forward<2>, backward_input<2>, backward_weight});
+
+}  // namespace cnnkern

@@ -1,0 +1,248 @@
+"""GPU tests of the CUDA implicit-GEMM convolution (algo "im2col"), and of any other CUDA
+algorithm listed in NEW_ALGOS once it is built: forward, grad-input and grad-weight against
+cuDNN / float64 references on the curated matrix and on every VGG16 and ResNet-50 conv (small
+batch), NCHW and channels_last; float32 tight (TF32 off; integer-valued inputs exact),
+float16/bfloat16 by "error vs float64 at most K_LOWP x cuDNN's own error"; float64 gradcheck;
+opcheck on CUDA tensors; bitwise-deterministic grad-weight (split-K, no atomics).
+
+Skipped cleanly without a GPU. The index math and tile loop behind "im2col" are checked on the
+CPU by tests/test_implicit_gemm_cpu.py; this file checks the GPU run itself.
+"""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import cnnkern
+from conftest import assert_close, assert_exact, fp64_error_ratio, int_tensor, requires_cuda
+from shapes import CONV_CASES, ConvCase, conv_params, layer_cases
+
+pytestmark = [pytest.mark.cuda, requires_cuda]
+
+DEV = "cuda"
+K_LOWP = 3.0
+NEW_ALGOS = ["im2col", "winograd", "winograd_f2"]
+
+
+def _built(algo):
+    return torch.cuda.is_available() and algo in cnnkern.algorithms("cuda")
+
+
+@pytest.fixture(autouse=True)
+def no_tf32():
+    old_cudnn, old_mm = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old_cudnn, old_mm
+
+
+def _why_not(algo, case, dtype):
+    return torch.ops.cnnkern.conv2d_why_not(
+        list(case.input_shape), list(case.weight_shape), *_pairs(case), case.groups, dtype,
+        "cuda", algo)
+
+
+def _pairs(case):
+    def pair(v):
+        return list(v) if isinstance(v, (tuple, list)) else [v, v]
+    return pair(case.stride), pair(case.padding), pair(case.dilation)
+
+
+def _skip_unless(algo, case, dtype):
+    if not _built(algo):
+        pytest.skip(f"{algo} not built for CUDA")
+    reason = _why_not(algo, case, dtype)
+    if reason:
+        pytest.skip(reason)
+
+
+def _grads(fn, x, w, b, g, **kw):
+    x, w = x.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
+    b = b.detach().clone().requires_grad_() if b is not None else None
+    out = fn(x, w, b, **kw)
+    out.backward(g)
+    return out, x.grad, w.grad, (b.grad if b is not None else None)
+
+
+CURATED = [c for c in CONV_CASES if c.N > 0]
+LAYERS = layer_cases(batch=2)
+LAYOUTS = ["nchw", "channels_last"]
+
+
+def _layout(t, layout):
+    return t.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else t
+
+
+def _check_fp32(algo, case, layout):
+    _skip_unless(algo, case, torch.float32)
+    fan_in = case.C // case.groups * case.R * case.S
+    x = _layout(torch.randn(case.input_shape, device=DEV), layout)
+    w = _layout(torch.randn(case.weight_shape, device=DEV) / fan_in ** 0.5, layout)
+    b = torch.randn(case.K, device=DEV)
+    g = _layout(torch.randn(case.output_shape, device=DEV), layout)
+    got = _grads(cnnkern.conv2d, x, w, b, g, algo=algo, **case.kwargs())
+    ref = _grads(F.conv2d, x.double(), w.double(), b.double(), g.double(), **case.kwargs())
+    cudnn = _grads(F.conv2d, x, w, b, g, **case.kwargs())
+    # Winograd's float32 error grows with the tile; the GEMM's is plain fp32 summation.
+    scale = 10.0 if algo.startswith("winograd") else 1.0
+    for name, a, r, c in zip(("out", "grad_input", "grad_weight", "grad_bias"), got, ref, cudnn):
+        assert a.device.type == "cuda" and a.dtype == torch.float32
+        s = scale * max(1.0, r.abs().max().item())
+        assert_close(a, r, scale=s, msg=lambda m, n=name: f"{n} vs float64: {m}")
+        assert_close(a, c.double(), scale=s, msg=lambda m, n=name: f"{n} vs cuDNN: {m}")
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("case", conv_params(CURATED))
+@pytest.mark.parametrize("algo", NEW_ALGOS)
+def test_curated_f32(algo, case, layout):
+    _check_fp32(algo, case, layout)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("case", conv_params(LAYERS))
+@pytest.mark.parametrize("algo", NEW_ALGOS)
+def test_layers_f32(algo, case, layout):
+    _check_fp32(algo, case, layout)
+
+
+@pytest.mark.parametrize("case", conv_params(CURATED + LAYERS[::4]))
+def test_im2col_f32_integer_inputs_exact(case):
+    _skip_unless("im2col", case, torch.float32)
+    x = int_tensor(*case.input_shape, lo=-2, hi=3, device=DEV)
+    w = int_tensor(*case.weight_shape, lo=-2, hi=3, device=DEV)
+    b = int_tensor(case.K, device=DEV)
+    g = int_tensor(*case.output_shape, lo=-2, hi=3, device=DEV)
+    got = _grads(cnnkern.conv2d, x, w, b, g, algo="im2col", **case.kwargs())
+    ref = _grads(F.conv2d, x.double(), w.double(), b.double(), g.double(), **case.kwargs())
+    for a, r in zip(got, ref):
+        assert r.abs().max().item() < 2 ** 24  # every partial sum exact in fp32
+        assert_exact(a, r.float())
+
+
+def _check_lowp(algo, case, dtype, layout):
+    _skip_unless(algo, case, dtype)
+    fan_in = case.C // case.groups * case.R * case.S
+    x = _layout(torch.randn(case.input_shape, device=DEV).to(dtype), layout)
+    w = _layout((torch.randn(case.weight_shape, device=DEV) / fan_in ** 0.5).to(dtype), layout)
+    b = torch.randn(case.K, device=DEV).to(dtype)
+    g = _layout(torch.randn(case.output_shape, device=DEV).to(dtype), layout)
+    ours = _grads(cnnkern.conv2d, x, w, b, g, algo=algo, **case.kwargs())
+    theirs = _grads(F.conv2d, x, w, b, g, **case.kwargs())
+    ref = _grads(F.conv2d, x.double(), w.double(), b.double(), g.double(), **case.kwargs())
+    for name, o, t, r in zip(("out", "grad_input", "grad_weight", "grad_bias"), ours, theirs, ref):
+        assert o.dtype == dtype
+        err, torch_err = fp64_error_ratio(o, r, t)
+        floor = torch.finfo(dtype).eps * max(1.0, r.abs().max().item())
+        assert err <= K_LOWP * torch_err + floor, (name, err, torch_err)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["f16", "bf16"])
+@pytest.mark.parametrize("case", conv_params(CURATED))
+@pytest.mark.parametrize("algo", NEW_ALGOS)
+def test_curated_low_precision(algo, case, dtype):
+    _check_lowp(algo, case, dtype, "nchw")
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["f16", "bf16"])
+@pytest.mark.parametrize("case", conv_params(LAYERS))
+@pytest.mark.parametrize("algo", NEW_ALGOS)
+def test_layers_low_precision(algo, case, dtype, layout):
+    _check_lowp(algo, case, dtype, layout)
+
+
+@pytest.mark.parametrize("case", conv_params(CURATED[::3]))
+@pytest.mark.parametrize("algo", NEW_ALGOS)
+def test_gradcheck_f64(algo, case):
+    _skip_unless(algo, case, torch.float64)
+    x = torch.randn(case.input_shape, dtype=torch.float64, device=DEV, requires_grad=True)
+    w = torch.randn(case.weight_shape, dtype=torch.float64, device=DEV, requires_grad=True)
+    b = torch.randn(case.K, dtype=torch.float64, device=DEV, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda x, w, b: cnnkern.conv2d(x, w, b, algo=algo, **case.kwargs()), (x, w, b))
+
+
+@pytest.mark.parametrize("algo", NEW_ALGOS)
+def test_opcheck_cuda(algo):
+    case = ConvCase("opcheck", 2, 4, 7, 6, 5, 3, 3, 1, 1, 1, 1)
+    _skip_unless(algo, case, torch.float32)
+    x = torch.randn(case.input_shape, device=DEV, requires_grad=True)
+    w = torch.randn(case.weight_shape, device=DEV, requires_grad=True)
+    b = torch.randn(case.K, device=DEV, requires_grad=True)
+    res = torch.library.opcheck(torch.ops.cnnkern.conv2d.default,
+                                (x, w, b, [1, 1], [1, 1], [1, 1], 1, algo))
+    assert all(v == "SUCCESS" for v in res.values()), res
+    g = torch.randn(case.output_shape, device=DEV)
+    res = torch.library.opcheck(torch.ops.cnnkern.conv2d_backward_input.default,
+                                (g, w.detach(), list(case.input_shape), [1, 1], [1, 1], [1, 1],
+                                 1, algo))
+    assert all(v == "SUCCESS" for v in res.values()), res
+    res = torch.library.opcheck(torch.ops.cnnkern.conv2d_backward_weight.default,
+                                (g, x.detach(), list(case.weight_shape), [1, 1], [1, 1],
+                                 [1, 1], 1, algo))
+    assert all(v == "SUCCESS" for v in res.values()), res
+
+
+# Shapes whose grad-weight is split (long N*P*Q reduction, few output tiles) and one that is not.
+DETERMINISM = [
+    ConvCase("split_k_64x64_56", 8, 64, 56, 56, 64, 3, 3, 1, 1, 1, 1),
+    ConvCase("split_k_1x1_groups2", 16, 64, 28, 28, 32, 1, 1, 1, 0, 1, 2),
+    ConvCase("no_split", 1, 3, 8, 8, 4, 3, 3, 1, 1, 1, 1),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["f32", "f16"])
+@pytest.mark.parametrize("case", conv_params(DETERMINISM))
+@pytest.mark.parametrize("algo", NEW_ALGOS)
+def test_bitwise_deterministic(algo, case, dtype):
+    _skip_unless(algo, case, dtype)
+    x = torch.randn(case.input_shape, device=DEV).to(dtype)
+    w = (torch.randn(case.weight_shape, device=DEV) / 30).to(dtype)
+    g = torch.randn(case.output_shape, device=DEV).to(dtype)
+    runs = [_grads(cnnkern.conv2d, x, w, None, g, algo=algo, **case.kwargs())[:3]
+            for _ in range(2)]
+    for a, b in zip(*runs):
+        assert torch.equal(a, b)
+    if algo == "im2col":
+        plan = torch.ops.cnnkern._igemm_plan("wgrad", list(case.input_shape),
+                                             list(case.weight_shape), *_pairs(case), case.groups)
+        assert (plan[5] > 1) == case.id.startswith("split_k"), plan
+
+
+def test_im2col_non_contiguous_and_offset_views():
+    """Views with a storage offset and odd strides arrive contiguous (op layer) and stay right."""
+    if not _built("im2col"):
+        pytest.skip("im2col not built for CUDA")
+    big = torch.randn(3, 6, 11, 13, device=DEV)
+    x = big[1:, 1:5, 1:10, ::2]
+    w = torch.randn(8, 4, 3, 3, device=DEV)[:, :, :, :]
+    out = cnnkern.conv2d(x, w, padding=1, algo="im2col")
+    assert_close(out, F.conv2d(x.double(), w.double(), padding=1))
+
+
+def test_simt_fallback_for_half_types():
+    """CNNKERN_IGEMM_SIMT=1 puts float16/bfloat16 on the SIMT path (read once per process, so
+    in a child process); both paths must meet the low-precision rule."""
+    import os
+    import subprocess
+    import sys
+
+    if not _built("im2col"):
+        pytest.skip("im2col not built for CUDA")
+    code = (
+        "import torch, torch.nn.functional as F, cnnkern\n"
+        "torch.manual_seed(0)\n"
+        "for dt in (torch.float16, torch.bfloat16):\n"
+        "    x = torch.randn(2, 24, 13, 11, device='cuda').to(dt)\n"
+        "    w = (torch.randn(40, 24, 3, 3, device='cuda') / 15).to(dt)\n"
+        "    ref = F.conv2d(x.double(), w.double(), padding=1)\n"
+        "    err = (cnnkern.conv2d(x, w, padding=1, algo='im2col').double() - ref).abs().max()\n"
+        "    terr = (F.conv2d(x, w, padding=1).double() - ref).abs().max()\n"
+        "    assert err <= 3 * terr + torch.finfo(dt).eps * ref.abs().max(), (dt, err, terr)\n"
+        "print('ok')\n")
+    env = dict(os.environ, CNNKERN_IGEMM_SIMT="1")
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-2000:]
