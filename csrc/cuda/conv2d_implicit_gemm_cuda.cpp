@@ -3,8 +3,7 @@
 // at::Tensor to the torch-free launchers in conv2d_implicit_gemm.cu. Inputs arrive contiguous
 // NCHW on the current (guarded) device.
 //
-// One forward wrapper per algorithm (im2col_forward) so that a later epilogue argument
-// (bias + ReLU fusion) only touches it: the kernel already takes a relu flag.
+// The forward applies the registry's epilogue (bias, then ReLU if asked) as it stores.
 
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/ops/empty.h>
@@ -33,7 +32,8 @@ std::string im2col_why_not(const Conv2dProblem& p, at::ScalarType dtype) {
 }
 
 at::Tensor im2col_forward(const at::Tensor& input, const at::Tensor& weight,
-                          const c10::optional<at::Tensor>& bias, const Conv2dProblem& p) {
+                          const c10::optional<at::Tensor>& bias, const Conv2dProblem& p,
+                          const Conv2dEpilogue& epi) {
   at::Tensor output = at::empty({p.N, p.K, p.P, p.Q}, input.options());
   if (output.numel() == 0) return output;
   at::Tensor b;
@@ -46,7 +46,7 @@ at::Tensor im2col_forward(const at::Tensor& input, const at::Tensor& weight,
   C10_CUDA_CHECK(launch_igemm_forward(cuda_dtype_of(input), p, input.const_data_ptr(),
                                       weight.const_data_ptr(),
                                       b.defined() ? b.const_data_ptr() : nullptr,
-                                      /*relu=*/false, output.mutable_data_ptr(),
+                                      epi.relu, output.mutable_data_ptr(),
                                       at::cuda::getCurrentCUDAStream()));
   return output;
 }

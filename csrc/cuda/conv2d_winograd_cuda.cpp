@@ -1,8 +1,8 @@
 // Registers the CUDA Winograd convolutions ("winograd" = F(4x4,3x3), "winograd_f2" =
 // F(2x2,3x3)) and glues at::Tensor to conv2d_winograd.cu. grad-weight is the implicit GEMM's
 // (exact summation order does not matter to Winograd's accuracy there). Inputs arrive
-// contiguous NCHW on the current (guarded) device. One forward wrapper per algorithm
-// (forward<M>) so a later epilogue argument only touches it: the kernels take a relu flag.
+// contiguous NCHW on the current (guarded) device. The forward applies the registry's epilogue
+// (bias, then ReLU if asked) in the output transform.
 
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/ops/empty.h>
@@ -57,7 +57,8 @@ at::Tensor workspace(const at::Tensor& like, size_t bytes) {
 
 template <int M>
 at::Tensor forward(const at::Tensor& input, const at::Tensor& weight,
-                   const c10::optional<at::Tensor>& bias, const Conv2dProblem& p) {
+                   const c10::optional<at::Tensor>& bias, const Conv2dProblem& p,
+                   const Conv2dEpilogue& epi) {
   at::Tensor output = at::empty({p.N, p.K, p.P, p.Q}, input.options());
   if (output.numel() == 0) return output;
   at::Tensor b;
@@ -71,7 +72,7 @@ at::Tensor forward(const at::Tensor& input, const at::Tensor& weight,
   at::Tensor ws = workspace(input, winograd_workspace_bytes(dt, M, p, false));
   C10_CUDA_CHECK(launch_winograd(dt, M, p, /*grad_input=*/false, input.const_data_ptr(),
                                  weight.const_data_ptr(),
-                                 b.defined() ? b.const_data_ptr() : nullptr, /*relu=*/false,
+                                 b.defined() ? b.const_data_ptr() : nullptr, epi.relu,
                                  output.mutable_data_ptr(), ws.mutable_data_ptr(),
                                  at::cuda::getCurrentCUDAStream()));
   return output;
