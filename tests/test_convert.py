@@ -747,6 +747,7 @@ def test_tracing_uses_the_training_flag_only():
     assert not model.training and not model.layer1.bn1.training
 
 
+@pytest.mark.cuda
 @requires_cuda
 def test_converted_model_on_cuda_matches_cudnn(monkeypatch):
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)

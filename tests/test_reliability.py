@@ -168,6 +168,47 @@ def test_cuda_graph_capture_replays_a_cnnkern_model():
             torch.testing.assert_close(static_y, model(new_x))
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not cnnkern.cuda_available(), reason="needs a CUDA GPU and cnnkern's CUDA kernels")
+def test_threads_on_separate_cuda_streams_get_correct_results(monkeypatch):
+    """Every kernel launches on the caller's current stream: threads each on their own stream,
+    all algorithms and passes at once, match cuDNN computed afterwards on the default stream."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    gen = torch.Generator(device="cuda").manual_seed(3)
+    x = torch.randn(4, 32, 28, 28, device="cuda", generator=gen)
+    w = torch.randn(32, 32, 3, 3, device="cuda", generator=gen) / 17
+    algos = cnnkern.algorithms("cuda")
+    results, errors = {}, []
+
+    def work(i):
+        try:
+            stream = torch.cuda.Stream()
+            with torch.cuda.stream(stream):
+                xi, wi = (x * (i + 1)).requires_grad_(), w.clone().requires_grad_()
+                for _ in range(3):
+                    y = cnnkern.conv2d(xi, wi, padding=1, algo=algos[i % len(algos)])
+                    gx, gw = torch.autograd.grad(cnnkern.max_pool2d(y, 2).sum(), (xi, wi))
+            stream.synchronize()
+            results[i] = (y.detach(), gx, gw)
+        except Exception as e:  # noqa: BLE001 - reported below with the thread's index
+            errors.append((i, repr(e)))
+
+    pool = [threading.Thread(target=work, args=(i,)) for i in range(2 * len(algos))]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    assert not errors
+    for i, (y, gx, gw) in results.items():
+        xi, wi = (x * (i + 1)).requires_grad_(), w.clone().requires_grad_()
+        ref = F.conv2d(xi, wi, padding=1)
+        rx, rw = torch.autograd.grad(F.max_pool2d(ref, 2).sum(), (xi, wi))
+        tol = dict(rtol=1e-3, atol=1e-3 * (i + 1))  # winograd F(4x4)'s float32 error included
+        torch.testing.assert_close(y, ref.detach(), **tol)
+        torch.testing.assert_close(gx, rx, **tol)
+        torch.testing.assert_close(gw, rw, rtol=1e-3, atol=1e-2 * (i + 1))
+
+
 def _ddp_worker(rank, world, port, batch, steps, out_path):
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
