@@ -3,13 +3,16 @@
 //   dU[k][xi][c] = sum_t dM[k][xi][t] V[c][xi][t]    one GEMM per group and xi
 //   grad_w[k][c] = G^T dU[k][.][c] G                 the adjoint of the filter transform
 // with V the forward's transformed input tiles. Two schedules, as in the forward:
-// - blocked: blocks of tiles accumulated into dU in a fixed order, each phase split over
-//   channels, filters or GEMMs;
+// - blocked: runs of whole blocks of tiles, each accumulated by one thread into its own
+//   partial dU, the partials then added in a fixed order (one run: blocks in turn, each phase
+//   split over channels, filters or GEMMs);
 // - filter-streaming (few tiles): V and dM of all tiles once, V packed once as the GEMM's A
 //   operand; threads take chunks of filters, each a GEMM per xi (dU^T of the chunk, in cache)
 //   and the filter adjoint with lanes over filters. No a*a*K*C dU is ever written (38 MB
 //   for a 512 x 512 layer in F(4x4)).
 // Either way the reduction over tiles has one order whatever the thread count.
+
+#include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -26,27 +29,91 @@ namespace {
 
 using wino::Plan;
 
+// Partial sums of the blocked grad-weight: the blocks are cut into this many contiguous runs
+// (fewer when there are fewer blocks or the partial dUs would pass kPartialBytes), each summed
+// by one thread into its own dU, then the partials added in run order. A function of the
+// problem only, never of the thread count: changing it changes the rounding, not the result's
+// independence from threads.
+constexpr int64_t kPartials = 8;
+constexpr int64_t kPartialBytes = int64_t(32) << 20;
+
+template <int M, typename T>
+int64_t partial_runs(const Plan<M, T>& plan) {
+  const int64_t du_bytes = plan.G * plan.A2 * plan.Kg * plan.Cg * int64_t(sizeof(T));
+  const int64_t by_memory = std::max<int64_t>(1, kPartialBytes / std::max<int64_t>(du_bytes, 1));
+  return std::min({kPartials, plan.nblocks, by_memory});
+}
+
+// dU (+)= the GEMMs of one block of tiles (V, dM already in Vw, Mw), on the calling thread.
+template <int M, typename T>
+void accumulate_block(const Plan<M, T>& plan, int64_t nt, const T* Vw, const T* Mw, bool first,
+                      T* dU) {
+  const int64_t A2 = plan.A2, Kg = plan.Kg, Cg = plan.Cg, ld = plan.ld;
+  for (int64_t i = 0; i < plan.G * A2; ++i) {
+    const int64_t g = i / A2, xi = i % A2;
+    // dU[g's k][xi][c] (+)= dM[k][xi][t] V[c][xi][t]^T
+    gemm<T>(Kg, Cg, nt, Mw + (g * Kg * A2 + xi) * ld, A2 * ld, 1, Vw + (g * Cg * A2 + xi) * ld,
+            1, A2 * ld, first ? T(0) : T(1), dU + (g * Kg * A2 + xi) * Cg, A2 * Cg);
+  }
+}
+
+// Many blocks: one parallel region over partial_runs() runs of whole blocks (each thread
+// transforms and multiplies its blocks alone), then one adding the partials. A thread that
+// the OS deschedules then delays the call once, not at every block: with a parallel region
+// per block phase, a machine with other work made this 10-40x slower at 2 threads.
+template <int M, typename T>
+void backward_weight_runs(const Plan<M, T>& plan, int64_t runs, const T* grad_output,
+                          const T* input, T* dU) {
+  const int64_t n = plan.G * plan.A2 * plan.Kg * plan.Cg;
+  auto partial = wino::alloc<T>(runs * n);
+  at::parallel_for(0, runs, 1, [&](int64_t r0, int64_t r1) {
+    T* Vw = wino::scratch<T>(wino::kScratchV, plan.v_elems());
+    T* Mw = wino::scratch<T>(wino::kScratchM, plan.m_elems());
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t b0 = r * plan.nblocks / runs, b1 = (r + 1) * plan.nblocks / runs;
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t t0 = b * plan.NB, nt = std::min(plan.NB, plan.tiles - t0);
+        plan.input_phase(input, t0, nt, Vw);  // serial: inside this parallel region
+        plan.grad_output_phase(grad_output, t0, nt, Mw);
+        accumulate_block(plan, nt, Vw, Mw, b == b0, partial.get() + r * n);
+      }
+    }
+  });
+  at::parallel_for(0, n, 4096, [&](int64_t e0, int64_t e1) {
+    for (int64_t e = e0; e < e1; ++e) {
+      T sum = partial[e];
+      for (int64_t r = 1; r < runs; ++r) sum += partial[r * n + e];
+      dU[e] = sum;
+    }
+  });
+}
+
 template <int M, typename T>
 void backward_weight_blocked(const Plan<M, T>& plan, const T* grad_output, const T* input,
                              T* grad_weight) {
   const Conv2dProblem& p = plan.p;
   const int64_t G = plan.G, A2 = plan.A2, Kg = plan.Kg, Cg = plan.Cg, ld = plan.ld;
   auto dU = wino::alloc<T>(G * A2 * Kg * Cg);
-  T* Vw = wino::scratch<T>(wino::kScratchV, plan.v_elems());
-  T* Mw = wino::scratch<T>(wino::kScratchM, plan.m_elems());
-  for (int64_t b = 0; b < plan.nblocks; ++b) {
-    const int64_t t0 = b * plan.NB, nt = std::min(plan.NB, plan.tiles - t0);
-    plan.input_phase(input, t0, nt, Vw);
-    plan.grad_output_phase(grad_output, t0, nt, Mw);
-    plan.parallel(G * A2, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) {
-        const int64_t g = i / A2, xi = i % A2;
-        // dU[g's k][xi][c] (+)= dM[k][xi][t] V[c][xi][t]^T
-        gemm<T>(Kg, Cg, nt, Mw + (g * Kg * A2 + xi) * ld, A2 * ld, 1,
-                Vw + (g * Cg * A2 + xi) * ld, 1, A2 * ld, b > 0 ? T(1) : T(0),
-                dU.get() + (g * Kg * A2 + xi) * Cg, A2 * Cg);
-      }
-    });
+  const int64_t runs = partial_runs(plan);
+  if (!plan.serial && runs > 1) {
+    backward_weight_runs(plan, runs, grad_output, input, dU.get());
+  } else {
+    // One run: blocks in turn, each phase split over channels, filters or GEMMs.
+    T* Vw = wino::scratch<T>(wino::kScratchV, plan.v_elems());
+    T* Mw = wino::scratch<T>(wino::kScratchM, plan.m_elems());
+    for (int64_t b = 0; b < plan.nblocks; ++b) {
+      const int64_t t0 = b * plan.NB, nt = std::min(plan.NB, plan.tiles - t0);
+      plan.input_phase(input, t0, nt, Vw);
+      plan.grad_output_phase(grad_output, t0, nt, Mw);
+      plan.parallel(G * A2, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) {
+          const int64_t g = i / A2, xi = i % A2;
+          gemm<T>(Kg, Cg, nt, Mw + (g * Kg * A2 + xi) * ld, A2 * ld, 1,
+                  Vw + (g * Cg * A2 + xi) * ld, 1, A2 * ld, b > 0 ? T(1) : T(0),
+                  dU.get() + (g * Kg * A2 + xi) * Cg, A2 * Cg);
+        }
+      });
+    }
   }
   wino::filter_gradients<M, T>(dU.get(), p.K, Cg, grad_weight, plan.serial);
 }

@@ -87,11 +87,14 @@ void forward_blocked(const Plan<M, T>& plan, const T* input, const T* weight, co
     plan.output_phase(Mw, t0, nt, bias, output, relu);
   };
 
-  // Scheduling only (results are the same either way): whole blocks per thread when they
-  // share out evenly, else blocks in turn with each phase split over threads.
+  // Scheduling only (results are the same either way): whole blocks per thread when there
+  // are at least two per thread (at worst 5 blocks on 2 threads, 20% idle), else blocks in
+  // turn with each phase split over threads. Whole blocks open one parallel region; a region
+  // per phase and block made a machine with other work (a descheduled thread at every
+  // barrier) run F(4x4) on 64x56x56 x 8 4-5x slower at 2 threads than at 1.
   const int64_t threads = at::get_num_threads();
   if (!plan.serial && plan.nblocks >= threads &&
-      (plan.nblocks % threads == 0 || plan.nblocks >= 4 * threads)) {
+      (plan.nblocks % threads == 0 || plan.nblocks >= 2 * threads)) {
     plan.parallel(plan.nblocks, [&](int64_t b0, int64_t b1) {
       T* Vw = wino::scratch<T>(wino::kScratchV, plan.v_elems());
       T* Mw = wino::scratch<T>(wino::kScratchM, plan.m_elems());
