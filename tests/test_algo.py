@@ -161,7 +161,7 @@ AUTO_RULE_CASES = [
     # (input size, weight size, stride, padding, groups, dtype, pass, expected)
     ((1, 64, 56, 56), (64, 64, 3, 3), 1, 1, 1, torch.float32, "fwd", "winograd_f2"),
     ((1, 64, 56, 56), (64, 64, 3, 3), 1, 1, 1, torch.float32, "bwd_input", "winograd_f2"),
-    ((1, 64, 56, 56), (64, 64, 3, 3), 1, 1, 1, torch.float32, "bwd_weight", "im2col"),
+    ((1, 64, 56, 56), (64, 64, 3, 3), 1, 1, 1, torch.float32, "bwd_weight", "winograd_f2"),
     ((1, 64, 56, 56), (64, 64, 3, 3), 1, 1, 1, torch.float64, "fwd", "im2col"),
     ((1, 64, 56, 56), (64, 64, 3, 3), 2, 1, 1, torch.float32, "fwd", "im2col"),
     ((1, 256, 56, 56), (64, 256, 1, 1), 1, 0, 1, torch.float32, "fwd", "im2col"),
@@ -170,6 +170,8 @@ AUTO_RULE_CASES = [
     ((1, 128, 28, 28), (128, 4, 3, 3), 1, 1, 32, torch.float32, "fwd", "direct"),
     ((1, 3, 224, 224), (64, 3, 3, 3), 1, 1, 1, torch.float32, "fwd", "im2col"),
     ((1, 3, 224, 224), (64, 3, 3, 3), 1, 1, 1, torch.float32, "bwd_weight", "direct"),
+    ((8, 3, 224, 224), (64, 3, 3, 3), 1, 1, 1, torch.float32, "bwd_weight", "im2col"),
+    ((64, 6, 14, 14), (16, 6, 5, 5), 1, 0, 1, torch.float32, "fwd", "direct"),  # LeNet-5 C3
 ]
 
 
