@@ -34,20 +34,8 @@ struct Geom {
       : TH(igemm::ceil_div(q.P, M)), TW(igemm::ceil_div(q.Q, M)), T(q.N * TH * TW) {}
 };
 
-// grad-input of (3x3, stride 1, dilation 1, pad) = forward of this problem: grad_output as the
-// input, C and K swapped, padding 2 - pad (negative for pad > 2: its output is a crop).
-CNNKERN_HD Conv2dProblem turned_problem(const Conv2dProblem& p) {
-  Conv2dProblem q = p;
-  q.C = p.K;
-  q.H = p.P;
-  q.W = p.Q;
-  q.K = p.C;
-  q.P = p.H;
-  q.Q = p.W;
-  q.pad_h = 2 - p.pad_h;
-  q.pad_w = 2 - p.pad_w;
-  return q;
-}
+// The grad-input problem (the forward of the turned problem): shared with the CPU backend.
+using winograd::turned_problem;
 
 struct GemmParams {
   int64_t T = 0;       // tiles (GEMM rows)

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "common/conv2d_algo.h"
+#include "common/winograd.h"
 #include "cpu/winograd_cpu.h"
 
 namespace cnnkern {
@@ -56,15 +57,7 @@ template <int M>
 at::Tensor backward_input(const at::Tensor& grad_output, const at::Tensor& weight,
                           const Conv2dProblem& p) {
   // Filters w'[g*Cg + c][k] = rot180(w[g*Kg + k][c]), read from w in place (flipped_weight).
-  Conv2dProblem q = p;
-  q.C = p.K;
-  q.H = p.P;
-  q.W = p.Q;
-  q.K = p.C;
-  q.P = p.H;
-  q.Q = p.W;
-  q.pad_h = 2 - p.pad_h;  // may be negative: a crop
-  q.pad_w = 2 - p.pad_w;
+  const Conv2dProblem q = winograd::turned_problem(p);  // padding may be negative: a crop
   at::Tensor gi = at::empty({p.N, p.C, p.H, p.W}, grad_output.options());
   AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "cnnkern_conv2d_winograd_bwd_input_cpu",
                              [&] {

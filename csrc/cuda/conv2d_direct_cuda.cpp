@@ -27,13 +27,7 @@ at::Tensor direct_forward(const at::Tensor& input, const at::Tensor& weight,
                           const Conv2dEpilogue& epi) {
   at::Tensor output = at::empty({p.N, p.K, p.P, p.Q}, input.options());
   if (output.numel() == 0) return output;
-  at::Tensor b;
-  if (bias.has_value() && bias->defined()) {
-    TORCH_CHECK(bias->scalar_type() == input.scalar_type() && bias->numel() == p.K,
-                "conv2d (direct, CUDA): bias must have ", p.K, " elements of dtype ",
-                input.scalar_type(), "; got ", bias->numel(), " of ", bias->scalar_type());
-    b = bias->contiguous();
-  }
+  const at::Tensor b = checked_bias(bias, input, p.K, "direct");
   C10_CUDA_CHECK(launch_conv2d_direct_forward(
       cuda_dtype_of(input), p, input.const_data_ptr(), weight.const_data_ptr(),
       b.defined() ? b.const_data_ptr() : nullptr, output.mutable_data_ptr(), epi.relu,

@@ -19,8 +19,6 @@
 namespace cnnkern {
 namespace {
 
-constexpr const char* kName = "im2col (CUDA implicit GEMM)";
-
 std::string im2col_why_not(const Conv2dProblem& p, at::ScalarType dtype) {
   const auto dtypes = cuda_kernel_dtypes();
   if (std::find(dtypes.begin(), dtypes.end(), dtype) == dtypes.end())
@@ -36,13 +34,7 @@ at::Tensor im2col_forward(const at::Tensor& input, const at::Tensor& weight,
                           const Conv2dEpilogue& epi) {
   at::Tensor output = at::empty({p.N, p.K, p.P, p.Q}, input.options());
   if (output.numel() == 0) return output;
-  at::Tensor b;
-  if (bias.has_value() && bias->defined()) {
-    TORCH_CHECK(bias->scalar_type() == input.scalar_type() && bias->numel() == p.K,
-                "conv2d (", kName, "): bias must have ", p.K, " elements of dtype ",
-                input.scalar_type(), "; got ", bias->numel(), " of ", bias->scalar_type());
-    b = bias->contiguous();
-  }
+  const at::Tensor b = checked_bias(bias, input, p.K, "im2col");
   C10_CUDA_CHECK(launch_igemm_forward(cuda_dtype_of(input), p, input.const_data_ptr(),
                                       weight.const_data_ptr(),
                                       b.defined() ? b.const_data_ptr() : nullptr,

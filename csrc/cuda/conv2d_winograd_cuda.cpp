@@ -61,13 +61,7 @@ at::Tensor forward(const at::Tensor& input, const at::Tensor& weight,
                    const Conv2dEpilogue& epi) {
   at::Tensor output = at::empty({p.N, p.K, p.P, p.Q}, input.options());
   if (output.numel() == 0) return output;
-  at::Tensor b;
-  if (bias.has_value() && bias->defined()) {
-    TORCH_CHECK(bias->scalar_type() == input.scalar_type() && bias->numel() == p.K,
-                "conv2d (", name<M>(), ", CUDA): bias must have ", p.K, " elements of dtype ",
-                input.scalar_type(), "; got ", bias->numel(), " of ", bias->scalar_type());
-    b = bias->contiguous();
-  }
+  const at::Tensor b = checked_bias(bias, input, p.K, name<M>());
   const CudaDType dt = cuda_dtype_of(input);
   at::Tensor ws = workspace(input, winograd_workspace_bytes(dt, M, p, false));
   C10_CUDA_CHECK(launch_winograd(dt, M, p, /*grad_input=*/false, input.const_data_ptr(),

@@ -33,4 +33,15 @@ inline CudaDType cuda_dtype_of(const at::Tensor& t) {
   }
 }
 
+// The bias as a forward kernel reads it: contiguous, or undefined when there is none. Checked
+// against the input's dtype and the K filters (`algo` names the algorithm in the message).
+inline at::Tensor checked_bias(const c10::optional<at::Tensor>& bias, const at::Tensor& input,
+                               int64_t K, const char* algo) {
+  if (!bias.has_value() || !bias->defined()) return at::Tensor();
+  TORCH_CHECK(bias->scalar_type() == input.scalar_type() && bias->numel() == K, "conv2d (",
+              algo, ", CUDA): bias must have ", K, " elements of dtype ", input.scalar_type(),
+              "; got ", bias->numel(), " of ", bias->scalar_type());
+  return bias->contiguous();
+}
+
 }  // namespace cnnkern
