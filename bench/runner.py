@@ -89,18 +89,6 @@ def layer_sets() -> List[str]:
     return sorted(p.stem for p in LAYER_DIR.glob("*.json"))
 
 
-def cpu_model() -> str:
-    """The CPU's model name (Linux /proc/cpuinfo), else what the platform module knows."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def environment(device: torch.device) -> dict:
     info = {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -110,7 +98,7 @@ def environment(device: torch.device) -> dict:
         "cnnkern_cuda_built": cnnkern.cuda_built(),
         "device": str(device),
         "threads": torch.get_num_threads(),
-        "cpu": cpu_model(),
+        "cpu": cnnkern.tuning.cpu_model(),
         "cpu_count": os.cpu_count(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "host": platform.node(),

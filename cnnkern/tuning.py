@@ -64,7 +64,8 @@ def enabled() -> bool:
     return stack[-1] if stack else _enabled
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else what the platform module knows."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -78,7 +79,7 @@ def _cpu_model() -> str:
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{_cpu_model()} x{torch.get_num_threads()} threads"
+    return f"{cpu_model()} x{torch.get_num_threads()} threads"
 
 
 def _layout(t: torch.Tensor) -> str:
