@@ -41,12 +41,15 @@ for stage in "${stages[@]}"; do
       ;;
     bench)
       # Every algorithm and pass vs cuDNN (TF32 off) on the default layer set, then the
-      # VGG16 3x3 layers at batch 32, float32 and float16. (bench/fused.py is CPU-only so far.)
+      # VGG16 3x3 layers at batch 32, float32 and float16, then fused conv+BN+ReLU against
+      # cuDNN conv + BatchNorm2d + ReLU (eval, training step, peak memory) at batch 32.
       timeout 150 "$PY" -m cnnkern --device cuda --passes all --no-progress \
         --json "$DEST/bench_gpu_default_$stamp.json" 2>&1 | tail -5
       timeout 200 "$PY" -m cnnkern --device cuda --layers vgg16 --batch 32 --dtypes float32,float16 \
         --passes all --min-time 0.05 --no-progress --json "$DEST/bench_gpu_vgg16_b32_$stamp.json" \
         2>&1 | tail -5
+      timeout 150 "$PY" -m cnnkern.bench.fused --device cuda --batch 32 --dtypes float32,float16 \
+        --json "$DEST/bench_gpu_fused_b32_$stamp.json" 2>&1 | tee "$DEST/bench_gpu_fused_b32_$stamp.md"
       ;;
     memcheck)
       # Memory safety of the CUDA kernels, over bounded slices (the sanitizer slows kernels

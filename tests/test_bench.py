@@ -199,10 +199,30 @@ def test_fused_benchmark_runs_on_tiny_shapes(capsys):
 
     assert fused.main(["--quick", "--threads", "1"]) == 0
     text = capsys.readouterr().out
-    assert "| 1 | quick 4x9 |" in text and "| 1 | quick 3x8 s2 |" in text
+    assert "| 1 | float32 | quick 4x9 |" in text and "| 1 | float32 | quick 3x8 s2 |" in text
     rows = fused.run(["quick"], [1], batch=2, repeat=1, algo="auto")
     for r in rows:
         assert r["eval_max_abs_err"] < 1e-4
         assert r["eval_ratio"] > 0 and r["train_ratio"] > 0
         # fused saves z (+ per-channel stats); the unfused sequence z and the ReLU output
         assert 0 < r["saved_ours"] < r["saved_torch"]
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not cnnkern.cuda_available(), reason="needs a CUDA GPU and the CUDA build")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_fused_benchmark_runs_on_the_gpu(dtype):
+    """The CUDA side of bench/fused.py: CUDA-event timing, CUDA peak memory, both dtypes."""
+    import os
+    import sys
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from bench import fused
+
+    rows = fused.run(["quick"], [1], batch=2, repeat=1, algo="auto",
+                     device=torch.device("cuda"), dtypes=[dtype])
+    for r in rows:
+        assert r["dtype"] == str(dtype).replace("torch.", "")
+        assert r["eval_max_abs_err"] < (1e-4 if dtype == torch.float32 else 2e-2)
+        assert r["eval_ratio"] > 0 and r["train_ratio"] > 0
+        assert 0 < r["saved_ours"] < r["saved_torch"]
+        assert r["peak_torch"] > 0 and r["peak_ours"] > 0
