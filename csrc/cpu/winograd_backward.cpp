@@ -29,19 +29,23 @@ namespace {
 
 using wino::Plan;
 
-// Partial sums of the blocked grad-weight: the blocks are cut into this many contiguous runs
-// (fewer when there are fewer blocks or the partial dUs would pass kPartialBytes), each summed
-// by one thread into its own dU, then the partials added in run order. A function of the
-// problem only, never of the thread count: changing it changes the rounding, not the result's
-// independence from threads.
+// Partial sums of the blocked grad-weight: the blocks are cut into this many contiguous runs,
+// each summed by one thread into its own dU, then the partials added in run order into the
+// first. A function of the problem only, never of the thread count: changing it changes the
+// rounding, not the result's independence from threads. Up to kPartials runs while they fit
+// kPartialBytes, but at least two (one run splits every phase of every block over the
+// threads, which a machine with other work makes many times slower): the partials are the
+// step's largest temporary (two of a 512 x 512 layer's are 32 MiB in F(2x2)), so the budget
+// keeps a training step's peak memory near PyTorch's.
 constexpr int64_t kPartials = 8;
-constexpr int64_t kPartialBytes = int64_t(32) << 20;
+constexpr int64_t kPartialBytes = int64_t(8) << 20;
 
 template <int M, typename T>
 int64_t partial_runs(const Plan<M, T>& plan) {
   const int64_t du_bytes = plan.G * plan.A2 * plan.Kg * plan.Cg * int64_t(sizeof(T));
-  const int64_t by_memory = std::max<int64_t>(1, kPartialBytes / std::max<int64_t>(du_bytes, 1));
-  return std::min({kPartials, plan.nblocks, by_memory});
+  const int64_t by_memory = std::clamp<int64_t>(kPartialBytes / std::max<int64_t>(du_bytes, 1),
+                                                2, kPartials);
+  return std::min(plan.nblocks, by_memory);
 }
 
 // dU (+)= the GEMMs of one block of tiles (V, dM already in Vw, Mw), on the calling thread.
@@ -58,14 +62,14 @@ void accumulate_block(const Plan<M, T>& plan, int64_t nt, const T* Vw, const T* 
 }
 
 // Many blocks: one parallel region over partial_runs() runs of whole blocks (each thread
-// transforms and multiplies its blocks alone), then one adding the partials. A thread that
-// the OS deschedules then delays the call once, not at every block: with a parallel region
-// per block phase, a machine with other work made this 10-40x slower at 2 threads.
+// transforms and multiplies its blocks alone), then one adding the partials into the first
+// (dU = partial, no separate buffer). A thread that the OS deschedules then delays the call
+// once, not at every block: with a parallel region per block phase, a machine with other
+// work made this 10-40x slower at 2 threads.
 template <int M, typename T>
 void backward_weight_runs(const Plan<M, T>& plan, int64_t runs, const T* grad_output,
-                          const T* input, T* dU) {
+                          const T* input, T* partial) {
   const int64_t n = plan.G * plan.A2 * plan.Kg * plan.Cg;
-  auto partial = wino::alloc<T>(runs * n);
   at::parallel_for(0, runs, 1, [&](int64_t r0, int64_t r1) {
     T* Vw = wino::scratch<T>(wino::kScratchV, plan.v_elems());
     T* Mw = wino::scratch<T>(wino::kScratchM, plan.m_elems());
@@ -75,7 +79,7 @@ void backward_weight_runs(const Plan<M, T>& plan, int64_t runs, const T* grad_ou
         const int64_t t0 = b * plan.NB, nt = std::min(plan.NB, plan.tiles - t0);
         plan.input_phase(input, t0, nt, Vw);  // serial: inside this parallel region
         plan.grad_output_phase(grad_output, t0, nt, Mw);
-        accumulate_block(plan, nt, Vw, Mw, b == b0, partial.get() + r * n);
+        accumulate_block(plan, nt, Vw, Mw, b == b0, partial + r * n);
       }
     }
   });
@@ -83,7 +87,7 @@ void backward_weight_runs(const Plan<M, T>& plan, int64_t runs, const T* grad_ou
     for (int64_t e = e0; e < e1; ++e) {
       T sum = partial[e];
       for (int64_t r = 1; r < runs; ++r) sum += partial[r * n + e];
-      dU[e] = sum;
+      partial[e] = sum;
     }
   });
 }
@@ -93,9 +97,10 @@ void backward_weight_blocked(const Plan<M, T>& plan, const T* grad_output, const
                              T* grad_weight) {
   const Conv2dProblem& p = plan.p;
   const int64_t G = plan.G, A2 = plan.A2, Kg = plan.Kg, Cg = plan.Cg, ld = plan.ld;
-  auto dU = wino::alloc<T>(G * A2 * Kg * Cg);
-  const int64_t runs = partial_runs(plan);
-  if (!plan.serial && runs > 1) {
+  const int64_t runs = (!plan.serial && plan.nblocks > 1) ? partial_runs(plan) : 1;
+  // dU, or with several runs their partials, the first of which becomes dU.
+  auto dU = wino::alloc<T>(runs * G * A2 * Kg * Cg);
+  if (runs > 1) {
     backward_weight_runs(plan, runs, grad_output, input, dU.get());
   } else {
     // One run: blocks in turn, each phase split over channels, filters or GEMMs.
@@ -185,7 +190,7 @@ void winograd_backward_weight(const T* grad_output, const T* input, T* grad_weig
   const char* env = std::getenv("CNNKERN_WINOGRAD_SCHEDULE");
   const bool streaming = env != nullptr && env[0] != '\0'
                              ? std::strcmp(env, "streaming") == 0
-                             : probe.streamable(p.C + p.K);
+                             : probe.streamable(p.C + p.K, wino::kStreamBytesGradWeight);
   if (streaming) {
     const Plan<M, T> plan(p, false, /*nb=*/probe.tiles);  // all tiles in one block
     backward_weight_streaming(plan, grad_output, input, grad_weight);
