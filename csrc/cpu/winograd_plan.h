@@ -143,11 +143,18 @@ struct Plan {
         std::max<int64_t>(kWinogradRowGroup, std::min(kMaxBlock, kBlockBytes / per_tile));
     if (TW <= target) {
       const int64_t rows = p.N * TH, max_rows = target / TW;
-      const int64_t n = (rows + max_rows - 1) / max_rows;
+      const int64_t n = balanced_blocks((rows + max_rows - 1) / max_rows, rows);
       return (rows + n - 1) / n * TW;
     }
-    const int64_t n = (tiles + target - 1) / target;
+    const int64_t n = balanced_blocks((tiles + target - 1) / target, tiles);
     return round_up((tiles + n - 1) / n, kWinogradRowGroup);
+  }
+
+  // More than two blocks: a multiple of four (at most `units`), so that 2 or 4 threads taking
+  // whole blocks get equal shares: 7 blocks of VGG16 conv3_2 (256 x 28x28 x 8) left one of two
+  // threads idle for an eighth of the call.
+  static int64_t balanced_blocks(int64_t n, int64_t units) {
+    return n <= 2 ? n : std::min(round_up(n, 4), units);
   }
 
   // The transformed filters of every group, U[g][c][xi][k] with rows of u_width() filters:
