@@ -84,7 +84,7 @@ def _bn_relu_train_fake(z, bn_weight, bn_bias, eps, relu):
     _meta._check(eps > 0, lambda: f"{_FUSED}: eps must be positive; got {eps}")
     n, _, p, q = z.shape
     if _is_concrete(n, p, q):
-        _meta._check(n * p * q > 1,
+        _meta._check(n * p * q != 1,
                      lambda: (f"{_FUSED}: expected more than 1 value per channel when "
                               f"training; got conv output size {_meta.sizes_str(z.shape)}"))
     sd = _stats_dtype(z.dtype)

@@ -244,9 +244,10 @@ def conv_bn_relu(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch
         z = folded_conv(x, weight, bias, stride, pad, dilation, groups, relu=False, algo=algo)
         out, mean, _invstd, var = _ops.bn_relu_train(z, bn_weight, bn_bias, float(eps),
                                                      bool(relu))
-        if running_mean is not None or running_var is not None:
-            _update_running_stats(running_mean, running_var, mean, var,
-                                  z.numel() // max(z.shape[1], 1), momentum)
+        count = z.numel() // max(z.shape[1], 1)
+        if count > 0 and (running_mean is not None or running_var is not None):
+            # An empty batch leaves the running statistics as they were (as F.batch_norm).
+            _update_running_stats(running_mean, running_var, mean, var, count, momentum)
     return out.squeeze(0) if unbatched else out
 
 

@@ -445,6 +445,23 @@ def test_errors_name_the_argument_and_value():
         cnnkern.nn.ConvBNReLU2d(3, 4, 3).eval()(x.double())
 
 
+def test_empty_batch_in_training_is_an_empty_output_as_torch():
+    """F.batch_norm lets an empty batch through in training (empty output, running statistics
+    untouched, zero gamma/beta gradients); nn.BatchNorm2d still counts the batch."""
+    torch.manual_seed(0)
+    ref, m = _pair("3x3_pad1", bias=True)
+    ref.train(), m.train()
+    x = torch.randn(0, 4, 9, 8)
+    y_ref, y = ref(x.clone().requires_grad_()), m(x.clone().requires_grad_())
+    assert y.shape == y_ref.shape == (0, 6, 9, 8)
+    y.sum().backward()
+    y_ref.sum().backward()
+    for a, b in zip(m.state_dict().values(), ref.state_dict().values()):
+        assert torch.equal(a, b)  # running stats unchanged, num_batches_tracked counted
+    assert torch.equal(m[1].weight.grad, ref[1].weight.grad)
+    assert torch.equal(m[1].bias.grad, torch.zeros(6))
+
+
 # --- determinism ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("algo", CPU_ALGOS)

@@ -228,3 +228,104 @@ def test_invalid_conv_arguments_are_rejected_whenever_torch_rejects_them(a):
     # cnnkern may reject more (integer dtypes: torch's CPU conv supports some; we do not)
     elif not ours_ok:
         assume(False)
+
+
+@st.composite
+def conv_bn_relu_cases(draw):
+    case = draw(conv_cases())
+    case.update(training=draw(st.booleans()), relu=draw(st.booleans()),
+                affine=draw(st.booleans()), running=draw(st.sampled_from([True, True, False])),
+                momentum=draw(st.sampled_from([0.1, 0.5, 1.0])),
+                eps=draw(st.sampled_from([1e-5, 1e-3])))
+    return case
+
+
+def _bn_tolerance(z, var, eps, dtype, algo):
+    """BN divides the conv's error by the batch (or running) standard deviation: the float32
+    tolerance on the output is the conv's, relative to max|z|, times max 1/sqrt(var + eps)."""
+    if dtype == torch.float64:
+        return 1e-8
+    scale = (z.abs().max().item() if z.numel() else 0.0) * (var + eps).rsqrt().max().item()
+    return (1e-4 if algo == "winograd" else 1e-5) * max(scale, 1.0)
+
+
+@given(conv_bn_relu_cases())
+def test_conv_bn_relu_matches_torch_for_every_algorithm_that_can_run(case):
+    """cnnkern.conv_bn_relu (eval: BN folded, ReLU in the epilogue; training: conv +
+    bn_relu_train) against F.conv2d -> F.batch_norm -> F.relu in float64: output, running
+    statistics, and (float64 draws) every gradient; torch's rejections (one value per channel
+    in training, no running statistics in eval) must be ours too."""
+    gen = torch.Generator().manual_seed(case["seed"])
+    d64 = torch.float64
+    x = torch.randn(case["N"], case["C"], case["H"], case["W"], generator=gen, dtype=d64)
+    w = torch.randn(case["K"], case["C"] // case["groups"], case["R"], case["S"], generator=gen,
+                    dtype=d64)
+    b = torch.randn(case["K"], generator=gen, dtype=d64) if case["bias"] else None
+    gamma = torch.rand(case["K"], generator=gen, dtype=d64) + 0.5 if case["affine"] else None
+    beta = torch.randn(case["K"], generator=gen, dtype=d64) if case["affine"] else None
+    rm = torch.randn(case["K"], generator=gen, dtype=d64) if case["running"] else None
+    rv = torch.rand(case["K"], generator=gen, dtype=d64) + 0.5 if case["running"] else None
+    kw = dict(stride=case["stride"], padding=case["padding"], dilation=case["dilation"],
+              groups=case["groups"])
+    bn = dict(training=case["training"], momentum=case["momentum"], eps=case["eps"])
+    leaves = [t for t in (x, w, b, gamma, beta) if t is not None]
+
+    def ref_fn(ins, rm_, rv_):
+        it = iter(ins)
+        xi, wi = next(it), next(it)
+        bi, gi, be = (next(it) if t is not None else None for t in (b, gamma, beta))
+        z = F.conv2d(xi, wi, bi, **kw)
+        y = F.batch_norm(z, rm_, rv_, gi, be, **bn)
+        return (F.relu(y) if case["relu"] else y), z
+
+    ref_in = [t.clone().requires_grad_() for t in leaves]
+    ref_rm, ref_rv = (None if t is None else t.clone() for t in (rm, rv))
+    try:
+        ref, z = ref_fn(ref_in, ref_rm, ref_rv)
+        torch_error = None
+    except (RuntimeError, ValueError) as e:
+        torch_error = e
+    dtype = case["dtype"]
+    ran = 0
+    for algo in cnnkern.algorithms("cpu"):
+        if not cnnkern.can_implement(x.to(dtype), w.to(dtype), algo=algo, **kw)[0]:
+            continue
+        ran += 1
+        ins = [(_layout(t.to(dtype), case["layout"]) if t.dim() == 4 else t.to(dtype))
+               .requires_grad_() for t in leaves]
+        it = iter(ins)
+        xi, wi = next(it), next(it)
+        bi, gi, be = (next(it) if t is not None else None for t in (b, gamma, beta))
+        our_rm, our_rv = (None if t is None else t.to(dtype, copy=True) for t in (rm, rv))
+        call = lambda: cnnkern.conv_bn_relu(xi, wi, bi, gi, be, our_rm, our_rv, **bn, **kw,  # noqa: E731
+                                            relu=case["relu"], algo=algo)
+        if torch_error is not None or not (case["training"] or case["running"]):
+            # Eval needs running statistics: torch lets an empty batch through without them
+            # (its empty-input shortcut); we reject that call as well.
+            with pytest.raises((RuntimeError, ValueError)) as e:
+                call()
+            assert str(e.value).strip(), "an error without a message"
+            event("rejected, as by torch" if torch_error is not None else "rejected: eval "
+                  "without running statistics")
+            continue
+        event(f"{'train' if case['training'] else 'eval'} ran {algo}")
+        out = call()
+        assert out.shape == ref.shape and out.dtype == dtype, algo
+        if case["training"]:
+            var = z.detach().var(dim=(0, 2, 3), unbiased=False) if z.numel() else torch.ones(1)
+        else:
+            var = rv
+        tol = _bn_tolerance(z.detach(), var, case["eps"], dtype, algo)
+        torch.testing.assert_close(out.double(), ref.detach(), rtol=0, atol=tol, msg=algo,
+                                   equal_nan=True)
+        for got, want in ((our_rm, ref_rm), (our_rv, ref_rv)):
+            if want is not None:
+                torch.testing.assert_close(got.double(), want, rtol=0,
+                                           atol=1e-8 if dtype == d64 else 1e-4 * max(
+                                               1.0, want.abs().max().item()), equal_nan=True)
+        if dtype == d64 and ref.numel():
+            g = torch.randn(ref.shape, generator=gen, dtype=d64)
+            for got, want in zip(torch.autograd.grad(out, ins, g),
+                                 torch.autograd.grad(ref, ref_in, g, retain_graph=True)):
+                torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-7, msg=algo)
+    assert ran >= 1

@@ -1,5 +1,7 @@
 #include "common/bn_relu_ops.h"
 
+#include <cmath>
+
 #include <ATen/ATen.h>
 
 #include "common/checks.h"
@@ -45,11 +47,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bn_relu_train_op(
   TORCH_CHECK(eps > 0, kOp, ": eps must be positive; got ", eps);
   const at::Tensor z = z_.contiguous();
   const int64_t M = z.size(0) * z.size(2) * z.size(3);
-  TORCH_CHECK(M > 1, kOp, ": expected more than 1 value per channel when training; got conv "
+  // As F.batch_norm: one value per channel has no variance (an error); an empty batch gives
+  // an empty output (mean and variance 0 here, and the caller leaves running stats alone).
+  TORCH_CHECK(M != 1, kOp, ": expected more than 1 value per channel when training; got conv "
               "output size ", sizes_str(z.sizes()));
   const auto opts = z.options().dtype(stats_dtype(z.scalar_type()));
   at::Tensor mean = at::empty({K}, opts), var = at::empty({K}, opts);
   at::Tensor invstd = at::empty({K}, opts);
+  if (M == 0) {
+    mean.zero_();
+    var.zero_();
+    invstd.fill_(1.0 / std::sqrt(eps));
+    return {at::empty_like(z), mean, invstd, var};
+  }
   kern.stats(z, eps, mean, var, invstd);
   auto [gamma, beta] = affine(bn_weight, bn_bias, K, opts);
   const at::Tensor scale = gamma * invstd;
