@@ -78,8 +78,8 @@ def _assert_near(got, want, dtype, algo):
     torch.testing.assert_close(got.double(), want, rtol=0, atol=tol, msg=algo)
 
 
-@given(conv_cases())
-def test_conv2d_matches_torch_for_every_algorithm_that_can_run(case):
+def _conv_inputs(case):
+    """(generator, x, w, b or None, conv keyword arguments) of a conv case, in float64."""
     gen = torch.Generator().manual_seed(case["seed"])
     x = torch.randn(case["N"], case["C"], case["H"], case["W"], generator=gen, dtype=torch.float64)
     w = torch.randn(case["K"], case["C"] // case["groups"], case["R"], case["S"], generator=gen,
@@ -87,16 +87,26 @@ def test_conv2d_matches_torch_for_every_algorithm_that_can_run(case):
     b = torch.randn(case["K"], generator=gen, dtype=torch.float64) if case["bias"] else None
     kw = dict(stride=case["stride"], padding=case["padding"], dilation=case["dilation"],
               groups=case["groups"])
+    return gen, x, w, b, kw
+
+
+def _runnable(x, w, dtype, kw):
+    """The CPU algorithms that can run this conv in dtype ("direct" runs all torch accepts)."""
+    algos = [a for a in cnnkern.algorithms("cpu")
+             if cnnkern.can_implement(x.to(dtype), w.to(dtype), algo=a, **kw)[0]]
+    assert algos, "no algorithm can run a case torch accepts"
+    return algos
+
+
+@given(conv_cases())
+def test_conv2d_matches_torch_for_every_algorithm_that_can_run(case):
+    gen, x, w, b, kw = _conv_inputs(case)
     ref_in = [t.clone().requires_grad_() for t in (x, w)] + ([b.clone().requires_grad_()] if b is not None else [])
     ref = F.conv2d(ref_in[0], ref_in[1], ref_in[2] if b is not None else None, **kw)
     g = torch.randn(ref.shape, generator=gen, dtype=torch.float64)
     ref_grads = torch.autograd.grad(ref, ref_in, g, allow_unused=True) if ref.numel() else None
     dtype = case["dtype"]
-    ran = 0
-    for algo in cnnkern.algorithms("cpu"):
-        if not cnnkern.can_implement(x.to(dtype), w.to(dtype), algo=algo, **kw)[0]:
-            continue
-        ran += 1
+    for algo in _runnable(x, w, dtype, kw):
         event(f"ran {algo}")
         ins = [_layout(t.to(dtype), case["layout"]).requires_grad_() for t in (x, w)]
         ins += [b.to(dtype).requires_grad_()] if b is not None else []
@@ -107,7 +117,6 @@ def test_conv2d_matches_torch_for_every_algorithm_that_can_run(case):
             grads = torch.autograd.grad(out, ins, g.to(dtype))
             for got, want in zip(grads, ref_grads):
                 _assert_near(got, want, dtype, algo)
-    assert ran >= 1  # "direct" runs everything torch accepts
 
 
 @st.composite
@@ -255,18 +264,12 @@ def test_conv_bn_relu_matches_torch_for_every_algorithm_that_can_run(case):
     bn_relu_train) against F.conv2d -> F.batch_norm -> F.relu in float64: output, running
     statistics, and (float64 draws) every gradient; torch's rejections (one value per channel
     in training, no running statistics in eval) must be ours too."""
-    gen = torch.Generator().manual_seed(case["seed"])
+    gen, x, w, b, kw = _conv_inputs(case)
     d64 = torch.float64
-    x = torch.randn(case["N"], case["C"], case["H"], case["W"], generator=gen, dtype=d64)
-    w = torch.randn(case["K"], case["C"] // case["groups"], case["R"], case["S"], generator=gen,
-                    dtype=d64)
-    b = torch.randn(case["K"], generator=gen, dtype=d64) if case["bias"] else None
     gamma = torch.rand(case["K"], generator=gen, dtype=d64) + 0.5 if case["affine"] else None
     beta = torch.randn(case["K"], generator=gen, dtype=d64) if case["affine"] else None
     rm = torch.randn(case["K"], generator=gen, dtype=d64) if case["running"] else None
     rv = torch.rand(case["K"], generator=gen, dtype=d64) + 0.5 if case["running"] else None
-    kw = dict(stride=case["stride"], padding=case["padding"], dilation=case["dilation"],
-              groups=case["groups"])
     bn = dict(training=case["training"], momentum=case["momentum"], eps=case["eps"])
     leaves = [t for t in (x, w, b, gamma, beta) if t is not None]
 
@@ -286,11 +289,7 @@ def test_conv_bn_relu_matches_torch_for_every_algorithm_that_can_run(case):
     except (RuntimeError, ValueError) as e:
         torch_error = e
     dtype = case["dtype"]
-    ran = 0
-    for algo in cnnkern.algorithms("cpu"):
-        if not cnnkern.can_implement(x.to(dtype), w.to(dtype), algo=algo, **kw)[0]:
-            continue
-        ran += 1
+    for algo in _runnable(x, w, dtype, kw):
         ins = [(_layout(t.to(dtype), case["layout"]) if t.dim() == 4 else t.to(dtype))
                .requires_grad_() for t in leaves]
         it = iter(ins)
@@ -328,4 +327,3 @@ def test_conv_bn_relu_matches_torch_for_every_algorithm_that_can_run(case):
             for got, want in zip(torch.autograd.grad(out, ins, g),
                                  torch.autograd.grad(ref, ref_in, g, retain_graph=True)):
                 torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-7, msg=algo)
-    assert ran >= 1
