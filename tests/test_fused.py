@@ -203,7 +203,10 @@ def test_fold_bn_is_the_eval_formula_in_float64():
 # --- the epilogue op ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("algo", CPU_ALGOS)
-def test_conv2d_relu_epilogue_every_algorithm(algo):
+@pytest.mark.parametrize("schedule", ["", "blocked", "streaming"])  # Winograd's two schedules
+def test_conv2d_relu_epilogue_every_algorithm(algo, schedule, monkeypatch):
+    monkeypatch.setenv("CNNKERN_WINOGRAD_SCHEDULE", schedule)
+    # 6 filters: the streaming output transform's last lane group is partly empty.
     x, w, b = torch.randn(2, 4, 10, 10), torch.randn(6, 4, 3, 3), torch.randn(6)
     x[0, 0, 0, 0] = float("nan")  # NaN stays NaN through the ReLU, as torch.relu
     out = OPS.conv2d_relu(x, w, b, [1, 1], [1, 1], [1, 1], 1, algo)

@@ -319,25 +319,30 @@ struct Plan {
                            T* out, bool relu) const {
     const int64_t PQ = p.P * p.Q;
     alignas(32) T buf[m * m * L];
-    for (int64_t t = 0; t < tiles; ++t) {
-      const int64_t img = t / (TH * TW), oy = (t / TW % TH) * m, ox = t % TW * m;
-      const int64_t nrows = std::min<int64_t>(m, p.P - oy), ncols = std::min<int64_t>(m, p.Q - ox);
-      for (int64_t kk = 0; kk < nk; kk += L) {
+    for (int64_t kk = 0; kk < nk; kk += L) {
+      const int nvalid = static_cast<int>(std::min<int64_t>(L, nk - kk));
+      alignas(32) T lanes[L] = {};
+      if (bias) std::copy(bias + k_first + kk, bias + k_first + kk + nvalid, lanes);
+      V b;
+      std::memcpy(&b, lanes, sizeof(V));
+      for (int64_t t = 0; t < tiles; ++t) {
+        const int64_t img = t / (TH * TW), oy = (t / TW % TH) * m, ox = t % TW * m;
+        const int64_t nrows = std::min<int64_t>(m, p.P - oy);
+        const int64_t ncols = std::min<int64_t>(m, p.Q - ox);
         V x[A2], y[m * m];
         for (int xi = 0; xi < A2; ++xi)
           std::memcpy(&x[xi], Mt + (t * A2 + xi) * kw + kk, sizeof(V));
         winograd::output_transform<M, T>(x, a, 1, y, m, 1);
+        for (auto& v : y) v += b;
         std::memcpy(buf, y, sizeof(y));
-        const int nvalid = static_cast<int>(std::min<int64_t>(L, nk - kk));
+        // The ReLU as a select in a loop of its own: a per-element `relu && y < 0` branch on
+        // the sign of random data mispredicted half the time (+18% on 256 x 14x14 x 8).
+        if (relu)
+          for (T& v : buf) v = v < T(0) ? T(0) : v;  // NaN stays NaN, as torch.relu
         for (int l = 0; l < nvalid; ++l) {
-          const int64_t k = k_first + kk + l;
-          const T b = bias ? bias[k] : T(0);
-          T* o = out + (img * p.K + k) * PQ + oy * p.Q + ox;
+          T* o = out + (img * p.K + k_first + kk + l) * PQ + oy * p.Q + ox;
           for (int64_t i = 0; i < nrows; ++i)
-            for (int64_t j = 0; j < ncols; ++j) {
-              const T y = buf[(i * m + j) * L + l] + b;
-              o[i * p.Q + j] = relu && y < T(0) ? T(0) : y;
-            }
+            for (int64_t j = 0; j < ncols; ++j) o[i * p.Q + j] = buf[(i * m + j) * L + l];
         }
       }
     }
