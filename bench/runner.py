@@ -106,7 +106,10 @@ def environment(device: torch.device) -> dict:
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
         info["cudnn"] = torch.backends.cudnn.version()
-        info["tf32"] = torch.backends.cudnn.allow_tf32
+        info["tf32"] = torch.backends.cudnn.allow_tf32  # cuDNN's (the reference's) setting
+    # cnnkern's own (cnnkern.backends.allow_tf32): float32 on the TF32 tensor cores where
+    # cnnkern has such a path; `cnnkern --tf32` sets both, for a like-for-like comparison.
+    info["cnnkern_allow_tf32"] = cnnkern.backends.get_allow_tf32()
     return info
 
 
@@ -165,13 +168,15 @@ def _describe(p: dict) -> str:
 
 
 def _conv_closures(p, x, w, go, algo):
-    """(cnnkern fn, torch fn) per pass; `algo` None gives only the torch ones."""
+    """(cnnkern fn, torch fn) per pass; `algo` None gives only the torch ones. cnnkern's ops get
+    cnnkern.backends.allow_tf32 as it is now, as cnnkern.conv2d would pass it."""
     args = (p["stride"], p["padding"], p["dilation"], p["groups"])
     ops = torch.ops.cnnkern
+    tf32 = cnnkern.backends.get_allow_tf32()
     ours = {
-        "fwd": lambda: ops.conv2d(x, w, None, *args, algo),
-        "bwd_input": lambda: ops.conv2d_backward_input(go, w, list(x.shape), *args, algo),
-        "bwd_weight": lambda: ops.conv2d_backward_weight(go, x, list(w.shape), *args, algo),
+        "fwd": lambda: ops.conv2d(x, w, None, *args, algo, tf32),
+        "bwd_input": lambda: ops.conv2d_backward_input(go, w, list(x.shape), *args, algo, tf32),
+        "bwd_weight": lambda: ops.conv2d_backward_weight(go, x, list(w.shape), *args, algo, tf32),
     }
 
     def torch_bwd(mask, x=x, w=w, go=go):
@@ -217,8 +222,9 @@ def bench_conv(layer: dict, device, dtype, layout, passes, algos, batch, min_run
              "bwd_input": (go.numel() + w.numel() + x.numel()) * elem,
              "bwd_weight": (go.numel() + x.numel() + w.numel()) * elem}
     dname = str(dtype).replace("torch.", "")
+    # cnnkern's %peak: the TF32 tensor-core peak when cnnkern may use it for float32
     peak = peaks.get("tf32" if (device.type == "cuda" and dtype == torch.float32
-                                and torch.backends.cudnn.allow_tf32) else dname)
+                                and cnnkern.backends.get_allow_tf32()) else dname)
     # The float64 reference: PyTorch's op on the CPU in float64.
     _, exact = _conv_closures(p, x64, w64, go64, None)
     rows = []

@@ -4,6 +4,7 @@
     y = cnnkern.conv2d(x, w, b, stride=1, padding="same", algo="auto")
     layer = cnnkern.nn.Conv2d(3, 64, 3, padding=1)      # drop-in for torch.nn.Conv2d
     model = cnnkern.convert(torch_model)                # convs, pools, fused Conv-BN-ReLU
+    cnnkern.backends.allow_tf32 = True                  # opt in: float32 on TF32 tensor cores
 """
 
 import torch
@@ -11,6 +12,7 @@ import torch
 from . import _C  # noqa: F401  (loads the library: registers the ops' schemas and kernels)
 from . import _ops  # noqa: F401  (fake kernels and autograd)
 from . import _fused_ops  # noqa: F401  (the fused conv + BN + ReLU ops' fake kernels and autograd)
+from . import backends
 from . import nn
 from .algo import KNOWN_ALGORITHMS, algorithms, can_implement, explain, select
 from . import tuning
@@ -28,7 +30,7 @@ __all__ = [
     "conv2d", "conv_bn_relu", "conv_transpose2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "nn", "algorithms",
     "can_implement", "explain", "select", "KNOWN_ALGORITHMS", "cuda_built", "cuda_available",
     "autotune", "autotuning", "autotune_save", "autotune_load", "tuning", "convert",
-    "ConvertReport",
+    "ConvertReport", "backends",
 ]
 
 

@@ -40,7 +40,8 @@ def check_bn_vector(op, what, t, ref, k):
 # --- conv2d_relu --------------------------------------------------------------------------
 
 @torch.library.register_fake("cnnkern::conv2d_relu")
-def _conv2d_relu_fake(input, weight, bias, stride, padding, dilation, groups, algo):
+def _conv2d_relu_fake(input, weight, bias, stride, padding, dilation, groups, algo,
+                      allow_tf32=False):
     _meta.check_conv2d_tensors(_CONV, input, weight, bias)
     shape = _meta.conv2d_output_shape(_CONV, input.shape, weight.shape, stride, padding,
                                       dilation, groups)
@@ -49,9 +50,9 @@ def _conv2d_relu_fake(input, weight, bias, stride, padding, dilation, groups, al
 
 
 def _conv2d_relu_setup_context(ctx, inputs, output):
-    input, weight, bias, stride, padding, dilation, groups, algo = inputs
+    input, weight, bias, stride, padding, dilation, groups, algo, allow_tf32 = inputs
     ctx.save_for_backward(input, weight, output)
-    ctx.conv_args = (stride, padding, dilation, groups, algo)
+    ctx.conv_args = (stride, padding, dilation, groups, algo, allow_tf32)
     ctx.has_bias = bias is not None
 
 
@@ -65,7 +66,7 @@ def _conv2d_relu_backward(ctx, grad_output):
         grad_weight = ops.conv2d_backward_weight(grad, input, weight.shape, *ctx.conv_args)
     if ctx.has_bias and ctx.needs_input_grad[2]:
         grad_bias = grad.sum((0, 2, 3))
-    return grad_input, grad_weight, grad_bias, None, None, None, None, None
+    return grad_input, grad_weight, grad_bias, None, None, None, None, None, None
 
 
 torch.library.register_autograd("cnnkern::conv2d_relu", _conv2d_relu_backward,

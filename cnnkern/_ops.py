@@ -33,8 +33,13 @@ def _check_conv_algo(input, weight, stride, padding, dilation, groups, algo):
         raise RuntimeError(f"{_CONV}: {reason}")
 
 
+# `allow_tf32` (cnnkern.backends) changes how float32 rounds on CUDA, never a shape, dtype or
+# error, so the fake kernels take it and ignore it; the autograd formulas pass the forward's
+# value on to the backward ops.
+
 @torch.library.register_fake("cnnkern::conv2d")
-def _conv2d_fake(input, weight, bias, stride, padding, dilation, groups, algo):
+def _conv2d_fake(input, weight, bias, stride, padding, dilation, groups, algo,
+                 allow_tf32=False):
     _meta.check_conv2d_tensors(_CONV, input, weight, bias)
     shape = _meta.conv2d_output_shape(_CONV, input.shape, weight.shape, stride, padding,
                                       dilation, groups)
@@ -44,7 +49,7 @@ def _conv2d_fake(input, weight, bias, stride, padding, dilation, groups, algo):
 
 @torch.library.register_fake("cnnkern::conv2d_backward_input")
 def _conv2d_backward_input_fake(grad_output, weight, input_size, stride, padding, dilation,
-                                groups, algo):
+                                groups, algo, allow_tf32=False):
     _meta.check_same_device_dtype(_CONV, "grad_output", grad_output, "weight", weight)
     shape = _meta.conv2d_output_shape(_CONV, input_size, weight.shape, stride, padding,
                                       dilation, groups)
@@ -54,7 +59,7 @@ def _conv2d_backward_input_fake(grad_output, weight, input_size, stride, padding
 
 @torch.library.register_fake("cnnkern::conv2d_backward_weight")
 def _conv2d_backward_weight_fake(grad_output, input, weight_size, stride, padding, dilation,
-                                 groups, algo):
+                                 groups, algo, allow_tf32=False):
     _meta.check_same_device_dtype(_CONV, "grad_output", grad_output, "input", input)
     shape = _meta.conv2d_output_shape(_CONV, input.shape, weight_size, stride, padding,
                                       dilation, groups)
@@ -63,9 +68,9 @@ def _conv2d_backward_weight_fake(grad_output, input, weight_size, stride, paddin
 
 
 def _conv2d_setup_context(ctx, inputs, output):
-    input, weight, bias, stride, padding, dilation, groups, algo = inputs
+    input, weight, bias, stride, padding, dilation, groups, algo, allow_tf32 = inputs
     ctx.save_for_backward(input, weight)
-    ctx.conv_args = (stride, padding, dilation, groups, algo)
+    ctx.conv_args = (stride, padding, dilation, groups, algo, allow_tf32)
     ctx.has_bias = bias is not None
 
 
@@ -79,7 +84,7 @@ def _conv2d_backward(ctx, grad_output):
                                                  *ctx.conv_args)
     if ctx.has_bias and ctx.needs_input_grad[2]:
         grad_bias = grad_output.sum((0, 2, 3))
-    return grad_input, grad_weight, grad_bias, None, None, None, None, None
+    return grad_input, grad_weight, grad_bias, None, None, None, None, None, None
 
 
 torch.library.register_autograd("cnnkern::conv2d", _conv2d_backward,
@@ -90,9 +95,9 @@ torch.library.register_autograd("cnnkern::conv2d", _conv2d_backward,
 # is differentiable: its adjoint in grad_output is the forward conv, and its derivative in the
 # weight is the weight gradient of that conv with the roles of the two tensors swapped.
 def _conv2d_backward_input_setup_context(ctx, inputs, output):
-    grad_output, weight, input_size, stride, padding, dilation, groups, algo = inputs
+    grad_output, weight, input_size, stride, padding, dilation, groups, algo, allow_tf32 = inputs
     ctx.save_for_backward(grad_output, weight)
-    ctx.conv_args = (stride, padding, dilation, groups, algo)
+    ctx.conv_args = (stride, padding, dilation, groups, algo, allow_tf32)
 
 
 def _conv2d_backward_input_backward(ctx, grad):
@@ -102,7 +107,7 @@ def _conv2d_backward_input_backward(ctx, grad):
         d_grad_output = ops.conv2d(grad, weight, None, *ctx.conv_args)
     if ctx.needs_input_grad[1]:
         d_weight = ops.conv2d_backward_weight(grad_output, grad, weight.shape, *ctx.conv_args)
-    return d_grad_output, d_weight, None, None, None, None, None, None
+    return d_grad_output, d_weight, None, None, None, None, None, None, None
 
 
 torch.library.register_autograd("cnnkern::conv2d_backward_input",

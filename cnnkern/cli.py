@@ -21,7 +21,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="cnnkern",
         description="Time every cnnkern algorithm against PyTorch's own op (cuDNN on the GPU, "
-                    "TF32 off unless --tf32; oneDNN on the CPU) on a layer set, with the error "
+                    "TF32 off unless --tf32, which also allows cnnkern's own TF32 path; oneDNN on "
+                    "the CPU) on a layer set, with the error "
                     "against it and against a float64 reference. Subcommands: check, summary, "
                     "train-digits (each with --help).")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: cuda if usable)")
@@ -38,7 +39,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="comma-separated algorithms (default: every one built for the device)")
     p.add_argument("--min-time", type=float, default=0.2,
                    help="seconds of timed runs per measurement (default: 0.2)")
-    p.add_argument("--tf32", action="store_true", help="let cuDNN use TF32 for float32")
+    p.add_argument("--tf32", action="store_true",
+                   help="let cuDNN and cnnkern (cnnkern.backends.allow_tf32) use TF32 for "
+                        "float32: a like-for-like comparison; recorded in the JSON")
     p.add_argument("--json", metavar="PATH", help="also write rows, peaks and environment as JSON")
     p.add_argument("--markdown", metavar="PATH", help="also write the table as Markdown")
     p.add_argument("--plot", metavar="DIR", help="write speedup and roofline PNGs to DIR")
@@ -63,8 +66,6 @@ def _choices(text: str, allowed, what: str):
 
 
 def bench_main(argv) -> int:
-    import os
-
     import cnnkern
     from cnnkern.bench import runner
 
@@ -87,6 +88,15 @@ def bench_main(argv) -> int:
     algos = args.algos.split(",") if args.algos else cnnkern.algorithms(device.type)
     layers = runner.load_layers(args.layers)
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = args.tf32
+    with cnnkern.backends.tf32(args.tf32):  # this thread, for the run; restored after it
+        return _bench_run(args, device, passes, dtypes, layouts, algos, layers)
+
+
+def _bench_run(args, device, passes, dtypes, layouts, algos, layers) -> int:
+    import os
+
+    from cnnkern.bench import runner
+
     env = runner.environment(device)
     ref_name = "cuDNN" if device.type == "cuda" else "torch"
 

@@ -12,6 +12,7 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 
+from . import backends as _backends
 from . import tuning as _tuning
 
 IntOrPair = Union[int, Sequence[int]]
@@ -85,7 +86,8 @@ def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tenso
         x = F.pad(x, extra)
     if algo == "auto" and _tuning.enabled():
         algo = _tuning.choose(x, weight, bias, stride, pad, dilation, groups)
-    out = _ops.conv2d(x, weight, bias, stride, pad, dilation, groups, algo)
+    out = _ops.conv2d(x, weight, bias, stride, pad, dilation, groups, algo,
+                      _backends.get_allow_tf32())
     return out.squeeze(0) if unbatched else out
 
 
@@ -116,7 +118,8 @@ def conv_transpose2d(input: torch.Tensor, weight: torch.Tensor,
     out_size = [x.shape[0], weight.shape[1] * groups] + [
         (x.shape[2 + i] - 1) * stride[i] - 2 * padding[i] + dilation[i] * (weight.shape[2 + i] - 1)
         + output_padding[i] + 1 for i in range(2)]
-    out = _ops.conv2d_backward_input(x, weight, out_size, stride, padding, dilation, groups, algo)
+    out = _ops.conv2d_backward_input(x, weight, out_size, stride, padding, dilation, groups, algo,
+                                     _backends.get_allow_tf32())
     if bias is not None:
         out = out + bias.view(1, -1, 1, 1)
     return out.squeeze(0) if unbatched else out
@@ -256,7 +259,7 @@ def folded_conv(x, w, b, stride, pad, dilation, groups, *, relu, algo):
     if algo == "auto" and _tuning.enabled():
         algo = _tuning.choose(x, w, b, stride, pad, dilation, groups)
     conv = _ops.conv2d_relu if relu else _ops.conv2d
-    return conv(x, w, b, stride, pad, dilation, groups, algo)
+    return conv(x, w, b, stride, pad, dilation, groups, algo, _backends.get_allow_tf32())
 
 
 def _update_running_stats(running_mean, running_var, mean, var, count, momentum):

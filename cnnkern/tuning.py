@@ -8,11 +8,12 @@ the fastest (like torch.backends.cudnn.benchmark).
     cnnkern.tuning.cache(), cnnkern.tuning.clear()
 
 Only calls with algo="auto" are tuned. The key holds everything the choice depends on: the
-device model, the CPU thread count, torch and cnnkern versions, dtype, memory layout, shapes
-and convolution parameters; so a cache loaded on another GPU or torch version re-tunes instead
-of reusing a stale choice. The cache is shared by all threads behind a lock; the on/off switch
-is process-wide, and `autotuning()` blocks override it per thread. While
-torch.compile traces (fake tensors, nothing to time) a cached choice is used, else "auto".
+device model, the CPU thread count, torch and cnnkern versions, dtype, memory layout, shapes,
+convolution parameters and whether TF32 is allowed (cnnkern.backends); so a cache loaded on
+another GPU or torch version re-tunes instead of reusing a stale choice. The cache is shared
+by all threads behind a lock; the on/off switch is process-wide, and `autotuning()` blocks
+override it per thread. While torch.compile traces (fake tensors, nothing to time) a cached
+choice is used, else "auto".
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import time
 from typing import Callable, Dict, Optional
 
 import torch
+
+from . import backends as _backends
 
 
 _lock = threading.RLock()
@@ -97,7 +100,7 @@ def cache_key(input, weight, bias, stride, padding, dilation, groups) -> str:
         _device_name(input.device), torch.__version__, __version__, str(input.dtype),
         _layout(input), list(input.shape), list(weight.shape), bias is not None,
         list(stride), padding if isinstance(padding, str) else list(padding), list(dilation),
-        groups,
+        groups, "tf32" if _backends.get_allow_tf32() else "exact",
     ])
 
 

@@ -21,6 +21,7 @@ std::vector<int64_t> igemm_plan_op(const std::string& pass, c10::IntArrayRef inp
                                    c10::IntArrayRef weight_size, c10::IntArrayRef stride,
                                    c10::IntArrayRef padding, c10::IntArrayRef dilation,
                                    int64_t groups, int64_t splits);
+std::vector<int64_t> mma_fragments_op(const std::string& shape, const std::string& operand);
 
 namespace {
 
@@ -55,21 +56,26 @@ std::string conv2d_select_op(c10::IntArrayRef input_size, c10::IntArrayRef weigh
 }  // namespace cnnkern
 
 TORCH_LIBRARY(cnnkern, m) {
-  // Convolution. `algo` is "auto" or a name from conv2d_algorithms(device).
+  // Convolution. `algo` is "auto" or a name from conv2d_algorithms(device). `allow_tf32`:
+  // float32 may run on TF32 tensor cores where an algorithm has such a path (the CUDA implicit
+  // GEMM); cnnkern's Python API passes cnnkern.backends.allow_tf32 as it was at the call, and
+  // the autograd formulas pass the forward's value on to its backward ops.
   m.def(
       "conv2d(Tensor input, Tensor weight, Tensor? bias, int[2] stride, int[2] padding, "
-      "int[2] dilation, int groups, str algo) -> Tensor");
+      "int[2] dilation, int groups, str algo, bool allow_tf32=False) -> Tensor");
   // conv2d with ReLU in the algorithm's epilogue (one pass): the eval path of the fused
   // conv + BN(folded into weight and bias) + ReLU layers.
   m.def(
       "conv2d_relu(Tensor input, Tensor weight, Tensor? bias, int[2] stride, int[2] padding, "
-      "int[2] dilation, int groups, str algo) -> Tensor");
+      "int[2] dilation, int groups, str algo, bool allow_tf32=False) -> Tensor");
   m.def(
       "conv2d_backward_input(Tensor grad_output, Tensor weight, SymInt[4] input_size, "
-      "int[2] stride, int[2] padding, int[2] dilation, int groups, str algo) -> Tensor");
+      "int[2] stride, int[2] padding, int[2] dilation, int groups, str algo, "
+      "bool allow_tf32=False) -> Tensor");
   m.def(
       "conv2d_backward_weight(Tensor grad_output, Tensor input, SymInt[4] weight_size, "
-      "int[2] stride, int[2] padding, int[2] dilation, int groups, str algo) -> Tensor");
+      "int[2] stride, int[2] padding, int[2] dilation, int groups, str algo, "
+      "bool allow_tf32=False) -> Tensor");
 
   // BatchNorm (batch statistics) + optional ReLU on a conv output z, training mode: one
   // statistics pass and one normalise+ReLU pass (common/bn_relu_ops.h); the second half of
@@ -132,7 +138,11 @@ TORCH_LIBRARY(cnnkern, m) {
   m.def(
       "_igemm_emulate(str pass_, Tensor input, Tensor weight, Tensor grad_output, Tensor? bias, "
       "int[2] stride, int[2] padding, int[2] dilation, int groups, int splits=0, "
-      "bool relu=False, bool mma=False) -> Tensor");
+      "bool relu=False, bool mma=False, bool tf32=False) -> Tensor");
+  // ... the TF32 path's operand rounding (the model of cvt.rna.tf32.f32) and the mma
+  // fragment layouts, (row, col) per lane and element.
+  m.def("_tf32_round(Tensor x) -> Tensor");
+  m.def("_mma_fragments(str shape, str operand) -> int[]", &cnnkern::mma_fragments_op);
   m.def(
       "_wino_emulate(int m, str pass_, Tensor input, Tensor weight, Tensor grad_output, "
       "Tensor? bias, int[2] padding, int groups, int chunk_images=0) -> Tensor");

@@ -125,6 +125,24 @@ def fp64_error_ratio(result, reference64, torch_result):
     return err, torch_err
 
 
+def tf32_reference(x):
+    """Round float32 values to tf32 (what cvt.rna.tf32.f32 does) by arithmetic, not bits: to the
+    nearest multiple of the value's tf32 spacing 2^(max(E, -126) - 10), halves away from zero;
+    past the largest tf32 value, infinity. Any device; returns float32."""
+    x = x.float().double()
+    a = x.abs()
+    finite = torch.isfinite(x) & (a > 0)
+    e = torch.floor(torch.log2(torch.where(finite, a, torch.ones_like(a))))
+    # log2 may land one off next to powers of two; fix with the defining inequality.
+    e = torch.where(torch.exp2(e) > a, e - 1, e)
+    e = torch.where(torch.exp2(e + 1) <= a, e + 1, e)
+    spacing = torch.exp2(torch.clamp(e, min=-126) - 10)
+    r = torch.floor(a / spacing + 0.5) * spacing
+    largest = (2 - 2.0 ** -10) * 2.0 ** 127
+    r = torch.where(r > largest, torch.full_like(r, float("inf")), r)
+    return torch.where(finite, torch.copysign(r, x), x).float()
+
+
 # ---------------------------------------------------------------------------------------------
 # Which ops ran
 # ---------------------------------------------------------------------------------------------

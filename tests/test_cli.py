@@ -42,6 +42,36 @@ def test_bench_writes_json(tmp_path, capsys):
     assert all(r["max_err"] < 1e-5 and r["gflops"] > 0 for r in conv_rows)
 
 
+def test_bench_tf32_allows_cnnkern_tf32_and_records_it(tmp_path, capsys, request):
+    """--tf32 lets cuDNN and cnnkern use TF32 (like for like); the JSON records cnnkern's flag,
+    the ops get it, and the flag is back to its old value after the run."""
+    import torch
+
+    from conftest import OpRecorder
+
+    old = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    request.addfinalizer(lambda: (setattr(torch.backends.cudnn, "allow_tf32", old[0]),
+                                  setattr(torch.backends.cuda.matmul, "allow_tf32", old[1])))
+    layers = {"conv2d": [{"name": "tiny", "N": 1, "C": 2, "H": 6, "W": 6, "K": 3, "R": 3, "S": 3,
+                          "stride": 1, "padding": 1}]}
+    spec = tmp_path / "layers.json"
+    spec.write_text(json.dumps(layers))
+    for flag in (False, True):
+        out_json = tmp_path / f"out{flag}.json"
+        argv = ["--device", "cpu", "--layers", str(spec), "--min-time", "0.001", "--algos",
+                "direct", "--passes", "all", "--json", str(out_json), "--no-progress"]
+        with OpRecorder() as rec:
+            assert main(argv + (["--tf32"] if flag else [])) == 0
+        env = json.loads(out_json.read_text())["environment"]
+        assert env["cnnkern_allow_tf32"] is flag
+        conv_ops = {"cnnkern::conv2d", "cnnkern::conv2d_backward_input",
+                    "cnnkern::conv2d_backward_weight"}
+        calls = [args for name, args, _ in rec.calls if name in conv_ops]
+        assert len(calls) >= 3 and all((len(a) > 8 and a[8]) == flag for a in calls)
+        assert cnnkern.backends.get_allow_tf32() is False
+    capsys.readouterr()
+
+
 def test_bench_rejects_unknown_pass(capsys):
     assert main(["--passes", "sideways"]) == 2
     assert "unknown pass" in capsys.readouterr().err

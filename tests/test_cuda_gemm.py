@@ -3,7 +3,10 @@ algorithm listed in NEW_ALGOS once it is built: forward, grad-input and grad-wei
 cuDNN / float64 references on the curated matrix and on every VGG16 and ResNet-50 conv (small
 batch), NCHW and channels_last; float32 tight (TF32 off; integer-valued inputs exact),
 float16/bfloat16 by "error vs float64 at most K_LOWP x cuDNN's own error"; float64 gradcheck;
-opcheck on CUDA tensors; bitwise-deterministic grad-weight (split-K, no atomics).
+opcheck on CUDA tensors; bitwise-deterministic grad-weight (split-K, no atomics). With
+cnnkern.backends.allow_tf32 on, float32 "im2col" runs on the TF32 tensor cores: checked against
+a float64 model of the TF32 rounding, against cuDNN's TF32 error, and off by default whatever
+torch's flags say.
 
 Skipped cleanly without a GPU. The index math and tile loop behind "im2col" are checked on the
 CPU by tests/test_implicit_gemm_cpu.py; this file checks the GPU run itself.
@@ -14,7 +17,8 @@ import torch
 import torch.nn.functional as F
 
 import cnnkern
-from conftest import assert_close, assert_exact, fp64_error_ratio, int_tensor, requires_cuda
+from conftest import (assert_close, assert_exact, fp64_error_ratio, int_tensor, requires_cuda,
+                      tf32_reference)
 from shapes import CONV_CASES, ConvCase, conv_params, layer_cases
 
 pytestmark = [pytest.mark.cuda, requires_cuda]
@@ -30,11 +34,16 @@ def _built(algo):
 
 @pytest.fixture(autouse=True)
 def no_tf32():
+    """cuDNN, torch's matmul and cnnkern all exact unless a test turns TF32 on; every flag is
+    restored after each test."""
     old_cudnn, old_mm = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    old_ours = cnnkern.backends.get_allow_tf32()
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
+    cnnkern.backends.set_allow_tf32(False)
     yield
     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old_cudnn, old_mm
+    cnnkern.backends.set_allow_tf32(old_ours)
 
 
 def _why_not(algo, case, dtype):
@@ -246,3 +255,121 @@ def test_simt_fallback_for_half_types():
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=300)
     assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-2000:]
+
+
+# ---------------------------------------------------------------------------------------------
+# float32 on the TF32 tensor cores (cnnkern.backends.allow_tf32), algo "im2col"
+# ---------------------------------------------------------------------------------------------
+
+K_TF32 = 3.0
+
+
+def _check_tf32(case, layout):
+    _skip_unless("im2col", case, torch.float32)
+    fan_in = case.C // case.groups * case.R * case.S
+    x = _layout(torch.randn(case.input_shape, device=DEV), layout)
+    w = _layout(torch.randn(case.weight_shape, device=DEV) / fan_in ** 0.5, layout)
+    b = torch.randn(case.K, device=DEV)
+    g = _layout(torch.randn(case.output_shape, device=DEV), layout)
+    with cnnkern.backends.tf32():
+        ours = _grads(cnnkern.conv2d, x, w, b, g, algo="im2col", **case.kwargs())
+    torch.backends.cudnn.allow_tf32 = True
+    theirs = _grads(F.conv2d, x, w, b, g, **case.kwargs())
+    ref = _grads(F.conv2d, x.double(), w.double(), b.double(), g.double(), **case.kwargs())
+    r = [tf32_reference(t).double() for t in (x, w, g)]
+    kw = case.kwargs()
+    model = (F.conv2d(r[0], r[1], b.double(), **kw),
+             torch.nn.grad.conv2d_input(x.shape, r[1], r[2], **kw),
+             torch.nn.grad.conv2d_weight(r[0], w.shape, r[2], **kw))
+    for name, o, t, e, m in zip(("out", "grad_input", "grad_weight"), ours, theirs, ref, model):
+        assert o.dtype == torch.float32
+        # 1. the rounding is cvt.rna's (round to nearest, ties away) and the sums are fp32:
+        #    the model of exactly that arithmetic agrees to float32 summation error
+        s = max(1.0, m.abs().max().item())
+        assert_close(o, m, scale=s, msg=lambda msg, n=name: f"{n} vs TF32 model: {msg}")
+        # 2. error vs float64 at most K_TF32 x cuDNN's with TF32 (or, where cuDNN picked an
+        #    fp32 kernel, x what rounding the operands to tf32 costs by itself)
+        err, cudnn_err = fp64_error_ratio(o, e, t)
+        model_err = (m - e).abs().max().item()
+        assert err <= K_TF32 * max(cudnn_err, model_err) + 1e-30, (name, err, cudnn_err,
+                                                                  model_err)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("case", conv_params(CURATED))
+def test_tf32_curated(case, layout):
+    _check_tf32(case, layout)
+
+
+@pytest.mark.parametrize("case", conv_params(LAYERS))
+def test_tf32_layers(case):
+    _check_tf32(case, "nchw")
+
+
+@pytest.mark.parametrize("case", conv_params(CURATED[::2] + LAYERS[::6]))
+def test_tf32_flag_off_is_the_exact_path(case):
+    """x of 13 significant bits: exact in float32 (every partial sum here too) but not in tf32
+    (11 bits); w and grad_output small integers (exact in tf32). Flag off (the default), even
+    with torch's TF32 on: bitwise the float64 result. Flag on: bitwise the result with x
+    rounded by cvt.rna (tf32_reference), which the exact path would not give."""
+    _skip_unless("im2col", case, torch.float32)
+    x = int_tensor(*case.input_shape, lo=-4095, hi=4096, device=DEV)
+    w = int_tensor(*case.weight_shape, lo=-2, hi=3, device=DEV)
+    b = int_tensor(case.K, device=DEV)
+    g = int_tensor(*case.output_shape, lo=-2, hi=3, device=DEV)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    kw = case.kwargs()
+    ref = _grads(F.conv2d, x.double(), w.double(), b.double(), g.double(), **kw)
+    assert max(r.abs().max().item() for r in ref) < 2 ** 24
+    exact = _grads(cnnkern.conv2d, x, w, b, g, algo="im2col", **kw)
+    for a, r in zip(exact[:3], ref[:3]):
+        assert_exact(a, r.float())
+    with cnnkern.backends.tf32():
+        rounded = _grads(cnnkern.conv2d, x, w, b, g, algo="im2col", **kw)
+    xr = tf32_reference(x).double()
+    model = (F.conv2d(xr, w.double(), b.double(), **kw),
+             ref[1],  # grad-input reads w and grad_output only: tf32-exact
+             torch.nn.grad.conv2d_weight(xr, w.shape, g.double(), **kw))
+    for a, m in zip(rounded[:3], model):
+        assert_exact(a, m.float())
+
+
+@pytest.mark.parametrize("case", conv_params(DETERMINISM))
+def test_tf32_bitwise_deterministic(case):
+    _skip_unless("im2col", case, torch.float32)
+    x = torch.randn(case.input_shape, device=DEV)
+    w = torch.randn(case.weight_shape, device=DEV) / 30
+    g = torch.randn(case.output_shape, device=DEV)
+    with cnnkern.backends.tf32():
+        runs = [_grads(cnnkern.conv2d, x, w, None, g, algo="im2col", **case.kwargs())[:3]
+                for _ in range(2)]
+    for a, b in zip(*runs):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("algo", ["winograd", "winograd_f2"])
+def test_tf32_reaches_winograd_grad_weight_only(algo):
+    """Winograd's grad-weight runs on the implicit GEMM, so the flag makes it TF32 (bitwise
+    im2col's); its forward and grad-input (Winograd-domain GEMMs) stay exact fp32."""
+    case = ConvCase("wino_tf32", 2, 16, 12, 12, 24, 3, 3, 1, 1, 1, 1)
+    if not _built(algo):
+        pytest.skip(f"{algo} not built for CUDA")
+    x = torch.randn(case.input_shape, device=DEV)
+    w = torch.randn(case.weight_shape, device=DEV) / 12
+    g = torch.randn(case.output_shape, device=DEV)
+    off = _grads(cnnkern.conv2d, x, w, None, g, algo=algo, **case.kwargs())
+    with cnnkern.backends.tf32():
+        on = _grads(cnnkern.conv2d, x, w, None, g, algo=algo, **case.kwargs())
+        im2col = _grads(cnnkern.conv2d, x, w, None, g, algo="im2col", **case.kwargs())
+    assert torch.equal(on[0], off[0]) and torch.equal(on[1], off[1])
+    assert torch.equal(on[2], im2col[2]) and not torch.equal(on[2], off[2])
+
+
+def test_tf32_opcheck_cuda():
+    case = ConvCase("opcheck_tf32", 2, 4, 7, 6, 5, 3, 3, 1, 1, 1, 1)
+    _skip_unless("im2col", case, torch.float32)
+    x = torch.randn(case.input_shape, device=DEV, requires_grad=True)
+    w = torch.randn(case.weight_shape, device=DEV, requires_grad=True)
+    res = torch.library.opcheck(torch.ops.cnnkern.conv2d.default,
+                                (x, w, None, [1, 1], [1, 1], [1, 1], 1, "im2col", True))
+    assert all(v == "SUCCESS" for v in res.values()), res

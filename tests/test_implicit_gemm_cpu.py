@@ -5,14 +5,17 @@ the per-pass gathers (A, B, C offsets), the tile load/store mappings, the double
 tile loop, the epilogue and the split-K plan. The tests-only ops below run that same code in
 float64 on the CPU (cpu/implicit_gemm_test_ops.cpp): the dense operands against F.unfold and
 friends, and each pass emulated block by block (thread after thread, NaN-filled shared tiles
-and outputs, bounds-checked gathers) against torch's convolution and its gradients.
+and outputs, bounds-checked gathers) against torch's convolution and its gradients; for the
+tensor-core paths, the mma fragment layouts against the PTX ISA's figures and, for float32 with
+TF32 allowed, the operand rounding (the model of cvt.rna.tf32.f32) against an arithmetic
+reference and the emulated passes against float64 references.
 """
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import assert_close
+from conftest import assert_close, tf32_reference
 from shapes import CONV_CASES, ConvCase, conv_params, layer_cases
 
 import cnnkern  # noqa: F401  (loads the ops)
@@ -144,6 +147,146 @@ def test_emulated_wgrad_matches_torch(case, splits, mma):
     out = ops._igemm_emulate("wgrad", x, w, g, None, *_args(case), splits, mma=mma)
     ref = torch.nn.grad.conv2d_weight(x, w.shape, g, **case.kwargs())
     assert_close(out, ref)
+
+
+# ---------------------------------------------------------------------------------------------
+# The float32 TF32 tensor-core path (cnnkern.backends.allow_tf32): operand rounding, the
+# m16n8k8 fragment layouts, and the passes emulated with both.
+# ---------------------------------------------------------------------------------------------
+
+def _tf32_inputs():
+    g = torch.Generator().manual_seed(1)
+    exps = torch.randint(-149, 128, (4000,), generator=g).double()
+    vals = (torch.rand(4000, generator=g, dtype=D) + 1) * torch.exp2(exps)
+    vals = vals.clamp(max=3.4e38) * torch.where(torch.rand(4000, generator=g) < 0.5, -1.0, 1.0)
+    one = 1.0
+    ties = [one + 2.0 ** -11, one + 3 * 2.0 ** -11, -(one + 2.0 ** -11), 2.0 ** -11 + 2.0 ** -22,
+            1.5 + 2.0 ** -11, (2 - 2.0 ** -11) * 2.0 ** 20]  # exact midpoints: away from zero
+    near = [one + 2.0 ** -11 - 2.0 ** -23, one + 2.0 ** -11 + 2.0 ** -23, 2 - 2.0 ** -23]
+    special = [0.0, -0.0, float("inf"), float("-inf"), 2.0 ** -149, 2.0 ** -136, 3 * 2.0 ** -137,
+               2.0 ** -126, 2.0 ** -126 - 2.0 ** -149, 3.4028234663852886e38,
+               (2 - 2.0 ** -10) * 2.0 ** 127, (2 - 2.0 ** -11) * 2.0 ** 127]
+    return torch.cat([vals, torch.tensor(ties + near + special, dtype=D)]).float()
+
+
+def test_tf32_round_is_round_to_nearest_ties_away():
+    x = _tf32_inputs()
+    got = ops._tf32_round(x)
+    ref = tf32_reference(x)
+    assert torch.equal(got, ref), (x[got != ref][:5], got[got != ref][:5], ref[got != ref][:5])
+    # the low 13 bits are zero: a tf32 value in an fp32 register
+    finite = torch.isfinite(got)
+    assert (got[finite].view(torch.int32) & 0x1FFF).eq(0).all()
+    # spot values stated by hand: ties go away from zero, not to even
+    spot = torch.tensor([1 + 2.0 ** -11, 1 + 3 * 2.0 ** -11, -(1 + 2.0 ** -11),
+                         1 + 2.0 ** -11 - 2.0 ** -23], dtype=torch.float32)
+    assert ops._tf32_round(spot).tolist() == [1 + 2.0 ** -10, 1 + 2.0 ** -9, -(1 + 2.0 ** -10), 1.0]
+    nan = ops._tf32_round(torch.tensor([float("nan"), -float("nan")]))
+    assert nan.isnan().all()
+
+
+def _ptx_fragment_table(shape, operand):
+    """The PTX ISA's fragment figures, element by element (groupID g = lane/4, threadID_in_group
+    t = lane%4): (row, col) of each of a lane's elements, in register order."""
+    def table(lane):
+        g, t = lane // 4, lane % 4
+        if shape == "m16n8k8_tf32":
+            if operand == "a":  # a0: (g, t), a1: (g+8, t), a2: (g, t+4), a3: (g+8, t+4)
+                return [(g, t), (g + 8, t), (g, t + 4), (g + 8, t + 4)]
+            if operand == "b":  # b0: (k=t, n=g), b1: (k=t+4, n=g)
+                return [(t, g), (t + 4, g)]
+        if shape == "m16n8k16":
+            if operand == "a":  # a0,a1: row g; a2,a3: row g+8; a4..a7: columns + 8
+                return [(g, 2 * t), (g, 2 * t + 1), (g + 8, 2 * t), (g + 8, 2 * t + 1),
+                        (g, 2 * t + 8), (g, 2 * t + 9), (g + 8, 2 * t + 8), (g + 8, 2 * t + 9)]
+            if operand == "b":
+                return [(2 * t, g), (2 * t + 1, g), (2 * t + 8, g), (2 * t + 9, g)]
+        # C (f32 accumulators, both shapes): c0,c1 row g, columns 2t, 2t+1; c2,c3 row g+8
+        return [(g, 2 * t), (g, 2 * t + 1), (g + 8, 2 * t), (g + 8, 2 * t + 1)]
+    return [rc for lane in range(32) for rc in table(lane)]
+
+
+MMA_TILES = {  # (rows, cols) of each operand: A m x k, B k x n, C m x n
+    "m16n8k16": {"a": (16, 16), "b": (16, 8), "c": (16, 8)},
+    "m16n8k8_tf32": {"a": (16, 8), "b": (8, 8), "c": (16, 8)},
+}
+
+
+@pytest.mark.parametrize("operand", ["a", "b", "c"])
+@pytest.mark.parametrize("shape", ["m16n8k16", "m16n8k8_tf32"])
+def test_mma_fragment_layouts(shape, operand):
+    """Every element of each operand tile is held by exactly one (lane, element), where the PTX
+    ISA's figure puts it."""
+    flat = ops._mma_fragments(shape, operand)
+    got = list(zip(flat[0::2], flat[1::2]))
+    rows, cols = MMA_TILES[shape][operand]
+    assert len(got) == rows * cols
+    assert sorted(got) == [(r, c) for r in range(rows) for c in range(cols)]
+    assert got == _ptx_fragment_table(shape, operand)
+
+
+def _tf32_tensors(case):
+    """float32-representable values (the GPU path reads float32)."""
+    x, w, g = _tensors(case)
+    return x.float().double(), w.float().double(), g.float().double()
+
+
+def _rounded(t):
+    return tf32_reference(t.float()).double()
+
+
+def _tf32_pass(pass_, case, x, w, g, bias=None, splits=0):
+    return ops._igemm_emulate(pass_, x, w, g, bias, *_args(case), splits, False, True, True)
+
+
+def _pass_ref(pass_, case, x, w, g, bias=None):
+    if pass_ == "fprop":
+        return F.conv2d(x, w, bias, **case.kwargs())
+    if pass_ == "dgrad":
+        return torch.nn.grad.conv2d_input(x.shape, w, g, **case.kwargs())
+    return torch.nn.grad.conv2d_weight(x, w.shape, g, **case.kwargs())
+
+
+TF32_CASES = CASES[::2] + TILE_CASES[1::2]
+
+
+@pytest.mark.parametrize("pass_", ["fprop", "dgrad", "wgrad"])
+@pytest.mark.parametrize("case", conv_params(TF32_CASES))
+def test_emulated_tf32_passes(case, pass_):
+    """The TF32 path emulated (m16n8k8 fragments, operands rounded, float64 sums): equal to a
+    float64 convolution of the tf32-rounded operands to float64 precision, and within the TF32
+    bound of the unrounded one: |err| <= (2^-10 + 2^-22) * sum|a||b| (each operand off by at
+    most 2^-11 relative)."""
+    x, w, g = _tf32_tensors(case)
+    bias = torch.randn(case.K, dtype=D).float().double() if pass_ == "fprop" else None
+    out = _tf32_pass(pass_, case, x, w, g, bias)
+    assert_close(out, _pass_ref(pass_, case, _rounded(x), _rounded(w), _rounded(g), bias))
+    exact = _pass_ref(pass_, case, x, w, g, bias)
+    magnitude = _pass_ref(pass_, case, x.abs(), w.abs(), g.abs())
+    bound = (2.0 ** -10 + 2.0 ** -22) * magnitude + 1e-12 * (1 + exact.abs())
+    err = (out - exact).abs()
+    assert (err <= bound).all(), (err - bound).max()
+    if out.numel() >= 16 and magnitude.max() > 0:
+        # and the rounding did happen: an exact-fp32 path would be ~1000x closer
+        assert err.max() > 2.0 ** -20 * magnitude.max(), err.max()
+
+
+def test_emulated_tf32_wgrad_splits_and_integers():
+    """Split-K partials add in a fixed order on the TF32 path too; small integers are exact in
+    tf32, so integer-valued operands give the exact result."""
+    case = TILE_CASES[2]  # a long N*P*Q reduction
+    x, w, g = (t.round().clamp(-4, 4) for t in _tf32_tensors(case))
+    ref = _pass_ref("wgrad", case, x, w, g)
+    for splits in (1, 3):
+        assert torch.equal(_tf32_pass("wgrad", case, x, w, g, splits=splits), ref)
+    assert torch.equal(_tf32_pass("fprop", case, x, w, g), _pass_ref("fprop", case, x, w, g))
+
+
+def test_emulate_tf32_needs_mma():
+    case = TILE_CASES[0]
+    x, w, g = _tensors(case)
+    with pytest.raises(RuntimeError, match="tf32=True .* needs mma=True"):
+        ops._igemm_emulate("fprop", x, w, g, None, *_args(case), 0, False, False, True)
 
 
 def test_emulation_catches_a_wrong_schedule():

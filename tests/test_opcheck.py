@@ -132,3 +132,16 @@ def test_adaptive_avg_pool2d(xs, out_size, dtype, requires_grad):
 def test_adaptive_avg_pool2d_backward(xs, out_size, dtype):
     g = torch.randn(xs[0], xs[1], *out_size, dtype=dtype)
     _opcheck(OPS.adaptive_avg_pool2d_backward.default, (g, list(xs)))
+
+
+def test_conv_ops_with_allow_tf32():
+    """The `allow_tf32` argument (cnnkern.backends) through schema, fake and autograd checks."""
+    x = torch.randn(2, 3, 6, 6, requires_grad=True)
+    w = torch.randn(4, 3, 3, 3, requires_grad=True)
+    b = torch.randn(4, requires_grad=True)
+    args = ([1, 1], [1, 1], [1, 1], 1, "auto", True)
+    _opcheck(OPS.conv2d.default, (x, w, b) + args)
+    _opcheck(OPS.conv2d_relu.default, (x, w, b) + args)
+    g = torch.randn(2, 4, 6, 6)
+    _opcheck(OPS.conv2d_backward_input.default, (g, w.detach(), [2, 3, 6, 6]) + args)
+    _opcheck(OPS.conv2d_backward_weight.default, (g, x.detach(), [4, 3, 3, 3]) + args)

@@ -38,6 +38,14 @@ struct Conv2dEpilogue {
   bool relu = false;  // out = max(out, 0); NaN stays NaN, as torch.relu
 };
 
+// How a pass may round: part of every op call (the `allow_tf32` schema argument, from
+// cnnkern.backends at the Python call), never a global read by a kernel. Only the CUDA
+// implicit GEMM reads it (float32 on TF32 tensor cores); every other algorithm and dtype
+// computes the same with it on or off.
+struct Conv2dMath {
+  bool allow_tf32 = false;
+};
+
 struct Conv2dAlgo {
   std::string name;
   // Higher wins under "auto" among the algorithms that can run a problem.
@@ -48,14 +56,14 @@ struct Conv2dAlgo {
   // with the epilogue applied.
   std::function<at::Tensor(const at::Tensor& input, const at::Tensor& weight,
                            const c10::optional<at::Tensor>& bias, const Conv2dProblem&,
-                           const Conv2dEpilogue&)>
+                           const Conv2dEpilogue&, const Conv2dMath&)>
       forward;
   // May be empty: then the op fails clearly for this algorithm's backward.
   std::function<at::Tensor(const at::Tensor& grad_output, const at::Tensor& weight,
-                           const Conv2dProblem&)>
+                           const Conv2dProblem&, const Conv2dMath&)>
       backward_input;
   std::function<at::Tensor(const at::Tensor& grad_output, const at::Tensor& input,
-                           const Conv2dProblem&)>
+                           const Conv2dProblem&, const Conv2dMath&)>
       backward_weight;
 };
 

@@ -27,7 +27,7 @@ const Conv2dAlgo& select_with(const char* op, Backend backend, const Conv2dProbl
 at::Tensor conv2d_op(Backend backend, const at::Tensor& input, const at::Tensor& weight,
                      const c10::optional<at::Tensor>& bias, c10::IntArrayRef stride,
                      c10::IntArrayRef padding, c10::IntArrayRef dilation, int64_t groups,
-                     const std::string& algo, bool relu) {
+                     const std::string& algo, bool relu, const Conv2dMath& math) {
   const Conv2dProblem p =
       make_conv2d_problem(kOp, input, weight, bias, stride, padding, dilation, groups);
   const Conv2dAlgo& a = select_with(kOp, backend, p, input.scalar_type(), algo, ConvPass::Forward);
@@ -36,14 +36,14 @@ at::Tensor conv2d_op(Backend backend, const at::Tensor& input, const at::Tensor&
   if (bias.has_value()) b = bias->contiguous();
   Conv2dEpilogue epi;
   epi.relu = relu;
-  return a.forward(input.contiguous(), weight.contiguous(), b, p, epi);
+  return a.forward(input.contiguous(), weight.contiguous(), b, p, epi, math);
 }
 
 at::Tensor conv2d_backward_input_op(Backend backend, const at::Tensor& grad_output,
                                     const at::Tensor& weight, c10::IntArrayRef input_size,
                                     c10::IntArrayRef stride, c10::IntArrayRef padding,
                                     c10::IntArrayRef dilation, int64_t groups,
-                                    const std::string& algo) {
+                                    const std::string& algo, const Conv2dMath& math) {
   check_same_device_dtype(kOp, "grad_output", grad_output, "weight", weight);
   const Conv2dProblem p = make_conv2d_problem(kOp, input_size, weight.sizes(), stride, padding,
                                               dilation, groups);
@@ -51,14 +51,14 @@ at::Tensor conv2d_backward_input_op(Backend backend, const at::Tensor& grad_outp
   const Conv2dAlgo& a =
       select_with(kOp, backend, p, grad_output.scalar_type(), algo, ConvPass::BackwardInput);
   if (p.output_numel() == 0) return at::zeros(input_size, grad_output.options());
-  return a.backward_input(grad_output.contiguous(), weight.contiguous(), p);
+  return a.backward_input(grad_output.contiguous(), weight.contiguous(), p, math);
 }
 
 at::Tensor conv2d_backward_weight_op(Backend backend, const at::Tensor& grad_output,
                                      const at::Tensor& input, c10::IntArrayRef weight_size,
                                      c10::IntArrayRef stride, c10::IntArrayRef padding,
                                      c10::IntArrayRef dilation, int64_t groups,
-                                     const std::string& algo) {
+                                     const std::string& algo, const Conv2dMath& math) {
   check_same_device_dtype(kOp, "grad_output", grad_output, "input", input);
   const Conv2dProblem p = make_conv2d_problem(kOp, input.sizes(), weight_size, stride, padding,
                                               dilation, groups);
@@ -66,7 +66,7 @@ at::Tensor conv2d_backward_weight_op(Backend backend, const at::Tensor& grad_out
   const Conv2dAlgo& a =
       select_with(kOp, backend, p, grad_output.scalar_type(), algo, ConvPass::BackwardWeight);
   if (p.output_numel() == 0) return at::zeros(weight_size, grad_output.options());
-  return a.backward_weight(grad_output.contiguous(), input.contiguous(), p);
+  return a.backward_weight(grad_output.contiguous(), input.contiguous(), p, math);
 }
 
 }  // namespace cnnkern

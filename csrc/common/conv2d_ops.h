@@ -16,18 +16,18 @@ namespace cnnkern {
 at::Tensor conv2d_op(Backend backend, const at::Tensor& input, const at::Tensor& weight,
                      const c10::optional<at::Tensor>& bias, c10::IntArrayRef stride,
                      c10::IntArrayRef padding, c10::IntArrayRef dilation, int64_t groups,
-                     const std::string& algo, bool relu = false);
+                     const std::string& algo, bool relu, const Conv2dMath& math);
 
 at::Tensor conv2d_backward_input_op(Backend backend, const at::Tensor& grad_output,
                                     const at::Tensor& weight, c10::IntArrayRef input_size,
                                     c10::IntArrayRef stride, c10::IntArrayRef padding,
                                     c10::IntArrayRef dilation, int64_t groups,
-                                    const std::string& algo);
+                                    const std::string& algo, const Conv2dMath& math);
 
 at::Tensor conv2d_backward_weight_op(Backend backend, const at::Tensor& grad_output,
                                      const at::Tensor& input, c10::IntArrayRef weight_size,
                                      c10::IntArrayRef stride, c10::IntArrayRef padding,
                                      c10::IntArrayRef dilation, int64_t groups,
-                                     const std::string& algo);
+                                     const std::string& algo, const Conv2dMath& math);
 
 }  // namespace cnnkern

@@ -24,6 +24,7 @@
 // Tensors are contiguous NCHW (weights K x C/g x R x S). Offsets are 64-bit everywhere.
 
 #include <cstdint>
+#include <cstring>
 
 #include "common/conv2d_problem.h"
 #include "common/macros.h"
@@ -443,23 +444,38 @@ struct SimtCompute {
   CNNKERN_HD static int col(int t, int, int j) { return c_col(t, j); }
 };
 
-// Tensor cores, mma.sync.m16n8k16 (fp16/bf16 operands, fp32 accumulators; the GPU side is
-// MmaCompute in cuda/implicit_gemm_kernel.cuh, the CPU emulation's in the tests-only ops).
+// Tensor cores, mma.sync with fp32 accumulators: the GPU side is MmaCompute in
+// cuda/implicit_gemm_kernel.cuh (its MMA step a policy: MmaOp<half>, MmaOp<bfloat16>,
+// Tf32MmaOp), the CPU emulation's in the tests-only ops. Two instruction shapes share one warp
+// tiling and one accumulator layout (MmaLayout) and differ in k and in their operand fragments
+// (MmaShapeK16, MmaShapeK8Tf32 below).
 // The 8 warps form 2 (m) x 4 (n); warp w owns rows 32*(w%2) .. +32 and columns 16*(w/2) .. +16,
-// i.e. 2 x 2 mma tiles of 16 x 8, and one k16 step covers the BK = 16 tile. Thread t's
-// acc[i][j] is element j of mma tile (i / 2, i % 2)'s accumulator fragment.
-// Fragment layouts (PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating point type"),
-// gid = lane / 4, tig = lane % 4:
-//   A (16 x 16, row): element e of 8 -> row gid + 8*((e/2)%2), column 2*tig + (e%2) + 8*(e/4)
-//   B (16 x 8, col):  element e of 4 -> row (k) 2*tig + (e%2) + 8*(e/2), column gid
+// i.e. 2 x 2 mma tiles of 16 x 8; the BK = 16 tile is one k16 step or two k8 steps. Thread t's
+// acc[i][j] is element j of mma tile (i / 2, i % 2)'s accumulator fragment, the same for both
+// shapes (PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating point type" and "... for
+// mma.m16n8k8", the f32 accumulator figures), gid = lane / 4, tig = lane % 4:
 //   C (16 x 8):       element j of 4 -> row gid + 8*(j/2), column 2*tig + (j%2)
-// Pairs of consecutive elements share one 32-bit register, the lower index in the low half.
 struct MmaLayout {
   static_assert(Tile::BK == 16 && Tile::BM == 64 && Tile::BN == 64 && Tile::kThreads == 256,
                 "the warp tiling below is written for 64 x 64 x 16 tiles and 8 warps");
   static_assert(Tile::TM * Tile::TN == 16, "2 x 2 mma tiles x 4 accumulators per thread");
   CNNKERN_HD static int warp_m0(int t) { return 32 * ((t / 32) % 2); }
   CNNKERN_HD static int warp_n0(int t) { return 16 * ((t / 32) / 2); }
+  CNNKERN_HD static int row(int t, int i, int j) {
+    return warp_m0(t) + 16 * (i / 2) + (t % 32) / 4 + 8 * (j / 2);
+  }
+  CNNKERN_HD static int col(int t, int i, int j) {
+    return warp_n0(t) + 8 * (i % 2) + 2 * (t % 4) + (j % 2);
+  }
+};
+
+// mma.sync.aligned.m16n8k16.row.col.f32.{f16,bf16}.{f16,bf16}.f32 (float16/bfloat16).
+// PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating point type":
+//   A (16 x 16, row): element e of 8 -> row gid + 8*((e/2)%2), column 2*tig + (e%2) + 8*(e/4)
+//   B (16 x 8, col):  element e of 4 -> row (k) 2*tig + (e%2) + 8*(e/2), column gid
+// Pairs of consecutive elements share one 32-bit register, the lower index in the low half.
+struct MmaShapeK16 {
+  static constexpr int kK = 16, kAElems = 8, kBElems = 4, kElemsPerReg = 2;
   CNNKERN_HD static void a_frag(int lane, int e, int& r, int& k) {
     r = lane / 4 + 8 * ((e / 2) % 2);
     k = 2 * (lane % 4) + (e % 2) + 8 * (e / 4);
@@ -468,13 +484,49 @@ struct MmaLayout {
     k = 2 * (lane % 4) + (e % 2) + 8 * (e / 2);
     n = lane / 4;
   }
-  CNNKERN_HD static int row(int t, int i, int j) {
-    return warp_m0(t) + 16 * (i / 2) + (t % 32) / 4 + 8 * (j / 2);
+};
+
+// mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 (float32 when TF32 is allowed).
+// PTX ISA, "Matrix Fragments for mma.m16n8k8" (the .tf32 figures), cross-checked against
+// CUTLASS's cute/atom/mma_traits_sm80.hpp, MMA_Traits<SM80_16x8x8_F32TF32TF32F32_TN>:
+// ALayout ((4,8),(2,2)):((16,1),(8,64)) and BLayout ((4,8),2):((8,1),32), column-major
+// (m,k) / (n,k) indices of the thread (tig + 4*gid) and value, which decode to:
+//   A (16 x 8, row):  element e of 4 -> row gid + 8*(e%2), column (k) tig + 4*(e/2)
+//                     (a0: (gid, tig), a1: (gid+8, tig), a2: (gid, tig+4), a3: (gid+8, tig+4))
+//   B (8 x 8, col):   element e of 2 -> row (k) tig + 4*e, column gid
+// One tf32 per 32-bit register (an fp32 bit pattern whose low 13 bits the tensor core ignores),
+// so each element is rounded first: cvt.rna.tf32.f32, round to nearest, ties away from zero,
+// to 10 explicit mantissa bits (tf32_round below is the CPU emulation's model of it).
+struct MmaShapeK8Tf32 {
+  static constexpr int kK = 8, kAElems = 4, kBElems = 2, kElemsPerReg = 1;
+  CNNKERN_HD static void a_frag(int lane, int e, int& r, int& k) {
+    r = lane / 4 + 8 * (e % 2);
+    k = lane % 4 + 4 * (e / 2);
   }
-  CNNKERN_HD static int col(int t, int i, int j) {
-    return warp_n0(t) + 8 * (i % 2) + 2 * (t % 4) + (j % 2);
+  CNNKERN_HD static void b_frag(int lane, int e, int& k, int& n) {
+    k = lane % 4 + 4 * e;
+    n = lane / 4;
   }
 };
+
+// The CPU model of cvt.rna.tf32.f32 (host only; the GPU uses the instruction): round a float
+// to 10 explicit mantissa bits, to nearest, ties away from zero, kept as a float whose low 13
+// bits are zero. Adding half a tf32 ulp (0x1000) to the magnitude bits and truncating does
+// exactly that for normal and subnormal numbers alike (a carry moves into the exponent; the
+// largest floats round to infinity); infinities pass through, NaN stays a (quiet) NaN.
+inline float tf32_round(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  if ((u & 0x7f800000u) != 0x7f800000u) {
+    u += 0x1000u;
+  } else if ((u & 0x007fffffu) != 0) {
+    u |= 0x00400000u;  // NaN: keep a mantissa bit that the truncation below leaves
+  }
+  u &= 0xffffe000u;
+  float r;
+  std::memcpy(&r, &u, sizeof r);
+  return r;
+}
 
 // Runs the tile loop of block (m0, n0) over the reduction range [k_begin, k_end) and leaves
 // the accumulators in st[slot]. Double-buffered: while a thread computes from shared buffer

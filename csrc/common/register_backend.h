@@ -22,33 +22,39 @@ struct NoDeviceGuard {
 
 template <Backend B, const Pool2dKernels& (*Kernels)(), class Guard>
 struct BackendOps {
+  static Conv2dMath math(bool allow_tf32) {
+    Conv2dMath m;
+    m.allow_tf32 = allow_tf32;
+    return m;
+  }
+
   static at::Tensor conv2d(const at::Tensor& input, const at::Tensor& weight,
                            const c10::optional<at::Tensor>& bias, c10::IntArrayRef stride,
                            c10::IntArrayRef padding, c10::IntArrayRef dilation, int64_t groups,
-                           c10::string_view algo) {
+                           c10::string_view algo, bool allow_tf32) {
     Guard guard(input);
     return conv2d_op(B, input, weight, bias, stride, padding, dilation, groups,
-                     std::string(algo));
+                     std::string(algo), /*relu=*/false, math(allow_tf32));
   }
 
   // conv2d with the ReLU in the algorithm's epilogue (the folded eval path of ConvBNReLU2d).
   static at::Tensor conv2d_relu(const at::Tensor& input, const at::Tensor& weight,
                                 const c10::optional<at::Tensor>& bias, c10::IntArrayRef stride,
                                 c10::IntArrayRef padding, c10::IntArrayRef dilation,
-                                int64_t groups, c10::string_view algo) {
+                                int64_t groups, c10::string_view algo, bool allow_tf32) {
     Guard guard(input);
     return conv2d_op(B, input, weight, bias, stride, padding, dilation, groups,
-                     std::string(algo), /*relu=*/true);
+                     std::string(algo), /*relu=*/true, math(allow_tf32));
   }
 
   static at::Tensor conv2d_backward_input(const at::Tensor& grad_output,
                                           const at::Tensor& weight, c10::IntArrayRef input_size,
                                           c10::IntArrayRef stride, c10::IntArrayRef padding,
                                           c10::IntArrayRef dilation, int64_t groups,
-                                          c10::string_view algo) {
+                                          c10::string_view algo, bool allow_tf32) {
     Guard guard(grad_output);
     return conv2d_backward_input_op(B, grad_output, weight, input_size, stride, padding,
-                                    dilation, groups, std::string(algo));
+                                    dilation, groups, std::string(algo), math(allow_tf32));
   }
 
   static at::Tensor conv2d_backward_weight(const at::Tensor& grad_output,
@@ -56,10 +62,10 @@ struct BackendOps {
                                            c10::IntArrayRef weight_size,
                                            c10::IntArrayRef stride, c10::IntArrayRef padding,
                                            c10::IntArrayRef dilation, int64_t groups,
-                                           c10::string_view algo) {
+                                           c10::string_view algo, bool allow_tf32) {
     Guard guard(grad_output);
     return conv2d_backward_weight_op(B, grad_output, input, weight_size, stride, padding,
-                                     dilation, groups, std::string(algo));
+                                     dilation, groups, std::string(algo), math(allow_tf32));
   }
 
   static std::tuple<at::Tensor, at::Tensor> max_pool2d_with_indices(

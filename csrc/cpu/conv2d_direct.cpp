@@ -438,7 +438,7 @@ std::string why_not_direct(const Conv2dProblem&, at::ScalarType dtype) {
 
 at::Tensor forward(const at::Tensor& input, const at::Tensor& weight,
                    const c10::optional<at::Tensor>& bias, const Conv2dProblem& p,
-                   const Conv2dEpilogue& epi) {
+                   const Conv2dEpilogue& epi, const Conv2dMath& /*math: no TF32 path*/) {
   at::Tensor out = at::empty({p.N, p.K, p.P, p.Q}, input.options());
   if (out.numel() == 0) return out;
   if (p.C_per_group() == 0) {  // nothing to sum: the bias alone
@@ -455,7 +455,7 @@ at::Tensor forward(const at::Tensor& input, const at::Tensor& weight,
 }
 
 at::Tensor backward_input(const at::Tensor& grad_output, const at::Tensor& weight,
-                          const Conv2dProblem& p) {
+                          const Conv2dProblem& p, const Conv2dMath& /*math: no TF32 path*/) {
   // Every element of grad_input is in exactly one stride phase and written by one job (zero
   // where no tap reaches it), so it needs no zero fill, unless there is nothing to compute.
   if (p.N * p.C * p.H * p.W == 0 || p.output_numel() == 0 || p.K_per_group() == 0)
@@ -470,7 +470,7 @@ at::Tensor backward_input(const at::Tensor& grad_output, const at::Tensor& weigh
 }
 
 at::Tensor backward_weight(const at::Tensor& grad_output, const at::Tensor& input,
-                           const Conv2dProblem& p) {
+                           const Conv2dProblem& p, const Conv2dMath& /*math: no TF32 path*/) {
   at::Tensor gw = at::zeros({p.K, p.C_per_group(), p.R, p.S}, grad_output.options());
   if (gw.numel() == 0 || p.output_numel() == 0) return gw;
   AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "cnnkern_conv2d_direct_bwd_weight_cpu",

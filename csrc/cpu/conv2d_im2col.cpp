@@ -242,7 +242,7 @@ std::string why_not_im2col(const Conv2dProblem&, at::ScalarType dtype) {
 
 at::Tensor forward(const at::Tensor& input, const at::Tensor& weight,
                    const c10::optional<at::Tensor>& bias, const Conv2dProblem& p,
-                   const Conv2dEpilogue& epi) {
+                   const Conv2dEpilogue& epi, const Conv2dMath& /*math: no TF32 path*/) {
   at::Tensor out = at::empty({p.N, p.K, p.P, p.Q}, input.options());
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "cnnkern_conv2d_im2col_cpu", [&] {
     forward_kernel<scalar_t>(input.const_data_ptr<scalar_t>(), weight.const_data_ptr<scalar_t>(),
@@ -253,7 +253,7 @@ at::Tensor forward(const at::Tensor& input, const at::Tensor& weight,
 }
 
 at::Tensor backward_input(const at::Tensor& grad_output, const at::Tensor& weight,
-                          const Conv2dProblem& p) {
+                          const Conv2dProblem& p, const Conv2dMath& /*math: no TF32 path*/) {
   const bool overwrites = make_plan(p, 1).input_is_columns;  // else col2im accumulates
   at::Tensor gi = overwrites ? at::empty({p.N, p.C, p.H, p.W}, grad_output.options())
                              : at::zeros({p.N, p.C, p.H, p.W}, grad_output.options());
@@ -268,7 +268,7 @@ at::Tensor backward_input(const at::Tensor& grad_output, const at::Tensor& weigh
 }
 
 at::Tensor backward_weight(const at::Tensor& grad_output, const at::Tensor& input,
-                           const Conv2dProblem& p) {
+                           const Conv2dProblem& p, const Conv2dMath& /*math: no TF32 path*/) {
   at::Tensor gw = at::empty({p.K, p.C_per_group(), p.R, p.S}, grad_output.options());
   AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "cnnkern_conv2d_im2col_bwd_weight_cpu",
                              [&] {

@@ -42,7 +42,7 @@ std::string why_not_winograd(const char* name, const Conv2dProblem& p, at::Scala
 template <int M>
 at::Tensor forward(const at::Tensor& input, const at::Tensor& weight,
                    const c10::optional<at::Tensor>& bias, const Conv2dProblem& p,
-                   const Conv2dEpilogue& epi) {
+                   const Conv2dEpilogue& epi, const Conv2dMath& /*math: no TF32 path*/) {
   at::Tensor out = at::empty({p.N, p.K, p.P, p.Q}, input.options());
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "cnnkern_conv2d_winograd_cpu", [&] {
     cpu::winograd_forward<M, scalar_t>(
@@ -55,7 +55,7 @@ at::Tensor forward(const at::Tensor& input, const at::Tensor& weight,
 
 template <int M>
 at::Tensor backward_input(const at::Tensor& grad_output, const at::Tensor& weight,
-                          const Conv2dProblem& p) {
+                          const Conv2dProblem& p, const Conv2dMath& /*math: no TF32 path*/) {
   // Filters w'[g*Cg + c][k] = rot180(w[g*Kg + k][c]), read from w in place (flipped_weight).
   const Conv2dProblem q = winograd::turned_problem(p);  // padding may be negative: a crop
   at::Tensor gi = at::empty({p.N, p.C, p.H, p.W}, grad_output.options());
@@ -71,7 +71,7 @@ at::Tensor backward_input(const at::Tensor& grad_output, const at::Tensor& weigh
 
 template <int M>
 at::Tensor backward_weight(const at::Tensor& grad_output, const at::Tensor& input,
-                           const Conv2dProblem& p) {
+                           const Conv2dProblem& p, const Conv2dMath& /*math: no TF32 path*/) {
   at::Tensor gw = at::empty({p.K, p.C_per_group(), 3, 3}, grad_output.options());
   AT_DISPATCH_FLOATING_TYPES(
       grad_output.scalar_type(), "cnnkern_conv2d_winograd_bwd_weight_cpu", [&] {

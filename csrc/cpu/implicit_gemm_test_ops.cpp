@@ -6,11 +6,13 @@
 //       the dense GEMM operand ("a": groups x M x K, "b": groups x K x N) gathered element by
 //       element through the pass's map (compare "fprop"/"a" with F.unfold).
 //   _igemm_emulate(pass, input, weight, grad_output, bias, stride, padding, dilation, groups,
-//                  splits, relu, mma)
+//                  splits, relu, mma, tf32)
 //       the whole pass through block_mainloop / block_epilogue, block after block and thread
 //       after thread, with the split-K workspace and its fixed-order reduction for wgrad
 //       (splits = 0: the plan's own choice; mma: the tensor-core policy's warp tiling and
-//       fragment layouts instead of the SIMT micro-tiles). Shared tiles start NaN-filled,
+//       fragment layouts instead of the SIMT micro-tiles; tf32 with mma: the float32 TF32
+//       path, m16n8k8 fragments and every operand rounded by igemm::tf32_round, the model of
+//       cvt.rna.tf32.f32, products and sums in float64). Shared tiles start NaN-filled,
 //       outputs too, and every gather offset is bounds-checked, so a hole in the schedule
 //       shows as NaN or an error rather than a plausible number.
 //   _wino_emulate(m, pass, input, weight, grad_output, bias, padding, groups, chunk_images)
@@ -18,6 +20,9 @@
 //       output, "dgrad" grad-input (the turned problem); chunk_images = 0: the launcher's chunk.
 //   _igemm_plan(pass, input_size, weight_size, stride, padding, dilation, groups, splits)
 //       [M, N, K, tiles_m, tiles_n, splits, k_chunk, grid_z, workspace_elems]
+//   _tf32_round(x)          igemm::tf32_round on a float32 tensor
+//   _mma_fragments(shape, operand)
+//       the (row, col) of every lane's fragment elements, as the kernels index them
 
 #include <ATen/ATen.h>
 
@@ -71,49 +76,64 @@ struct CpuCvt {
   }
 };
 
-// The tensor-core policy's index math (igemm::MmaLayout) without the hardware: each thread
-// rebuilds its warp's 16 x 16 A and 16 x 8 B mma operands from every lane's fragment
-// coordinates (NaN where no lane supplies an element, so a hole in the layout shows), then
-// adds to each accumulator the dot product at its (row, col) of the C fragment layout.
+// How an emulated mma step sees its operands: as they are (float16/bfloat16, already exact in
+// T), or rounded to tf32 as cvt.rna.tf32.f32 does to the float32 value (the TF32 path).
+struct AsIs {
+  static double apply(double v) { return v; }
+};
+struct Tf32Rounded {
+  static double apply(double v) { return igemm::tf32_round(static_cast<float>(v)); }
+};
+
+// The tensor-core policy's index math (igemm::MmaLayout and the instruction Shape's fragment
+// layouts) without the hardware: per mma step of Shape::kK, each thread rebuilds its warp's
+// 16 x kK A and kK x 8 B operands from every lane's fragment coordinates (NaN where no lane
+// supplies an element, so a hole in the layout shows), rounded as Round says, then adds to each
+// accumulator the float64 dot product at its (row, col) of the C fragment layout.
+template <class Shape, class Round>
 struct MmaEmuCompute {
   using L = igemm::MmaLayout;
+  static constexpr int kK = Shape::kK;
   template <class State>
   static void compute(const igemm::SharedTiles<double>& sm, int buf, int t, State& st) {
     const double nan = std::numeric_limits<double>::quiet_NaN();
-    const int lane = t % 32, m0 = L::warp_m0(t), n0 = L::warp_n0(t);
-    double A[2][16][16], B[2][16][8];
-    std::fill_n(&A[0][0][0], 2 * 16 * 16, nan);
-    std::fill_n(&B[0][0][0], 2 * 16 * 8, nan);
-    for (int l = 0; l < 32; ++l) {
-      for (int mt = 0; mt < 2; ++mt) {
-        for (int e = 0; e < 8; ++e) {
-          int r, k;
-          L::a_frag(l, e, r, k);
-          A[mt][r][k] = sm.a[buf][k][m0 + 16 * mt + r];
+    const int m0 = L::warp_m0(t), n0 = L::warp_n0(t);
+    for (int ks = 0; ks < Tile::BK; ks += kK) {
+      double A[2][16][kK], B[2][kK][8];
+      std::fill_n(&A[0][0][0], 2 * 16 * kK, nan);
+      std::fill_n(&B[0][0][0], 2 * kK * 8, nan);
+      for (int l = 0; l < 32; ++l) {
+        for (int mt = 0; mt < 2; ++mt) {
+          for (int e = 0; e < Shape::kAElems; ++e) {
+            int r, k;
+            Shape::a_frag(l, e, r, k);
+            A[mt][r][k] = Round::apply(sm.a[buf][ks + k][m0 + 16 * mt + r]);
+          }
+        }
+        for (int nt = 0; nt < 2; ++nt) {
+          for (int e = 0; e < Shape::kBElems; ++e) {
+            int k, n;
+            Shape::b_frag(l, e, k, n);
+            B[nt][k][n] = Round::apply(sm.b[buf][ks + k][n0 + 8 * nt + n]);
+          }
         }
       }
-      for (int nt = 0; nt < 2; ++nt) {
-        for (int e = 0; e < 4; ++e) {
-          int k, n;
-          L::b_frag(l, e, k, n);
-          B[nt][k][n] = sm.b[buf][k][n0 + 8 * nt + n];
+      for (int i = 0; i < 4; ++i) {
+        const int mt = i / 2, nt = i % 2;
+        for (int j = 0; j < 4; ++j) {
+          const int r = L::row(t, i, j) - m0 - 16 * mt, c = L::col(t, i, j) - n0 - 8 * nt;
+          double sum = 0.0;
+          for (int k = 0; k < kK; ++k) sum += A[mt][r][k] * B[nt][k][c];
+          st.acc[i][j] += sum;
         }
       }
     }
-    for (int i = 0; i < 4; ++i) {
-      const int mt = i / 2, nt = i % 2;
-      for (int j = 0; j < 4; ++j) {
-        const int r = L::row(t, i, j) - m0 - 16 * mt, c = L::col(t, i, j) - n0 - 8 * nt;
-        double sum = 0.0;
-        for (int k = 0; k < 16; ++k) sum += A[mt][r][k] * B[nt][k][c];
-        st.acc[i][j] += sum;
-      }
-    }
-    (void)lane;
   }
   static int row(int t, int i, int j) { return L::row(t, i, j); }
   static int col(int t, int i, int j) { return L::col(t, i, j); }
 };
+using MmaF16Emu = MmaEmuCompute<igemm::MmaShapeK16, AsIs>;
+using MmaTf32Emu = MmaEmuCompute<igemm::MmaShapeK8Tf32, Tf32Rounded>;
 
 // Unchecked reads (the Winograd transforms' own bounds are tested through their results).
 struct PlainCvt {
@@ -255,25 +275,39 @@ void emulate(const typename Map::Params& prm, const igemm::Plan& pl, const doubl
   }
 }
 
+// The compute policies the emulation runs: the SIMT micro-tiles, the float16/bfloat16 mma
+// path, the float32 TF32 mma path.
+enum class EmuCompute { Simt, MmaF16, MmaTf32 };
+
 template <class Map>
 void emulate_conv(const Conv2dProblem& p, const igemm::Plan& pl, const at::Tensor& a,
-                  const at::Tensor& b, const double* bias, bool relu, bool mma, at::Tensor& out) {
-  if (mma) {
-    emulate<Map, MmaEmuCompute>(p, pl, a.const_data_ptr<double>(), a.numel(),
-                                b.const_data_ptr<double>(), b.numel(), bias, relu,
-                                out.mutable_data_ptr<double>(), out.numel());
-    return;
+                  const at::Tensor& b, const double* bias, bool relu, EmuCompute compute,
+                  at::Tensor& out) {
+  const double* pa = a.const_data_ptr<double>();
+  const double* pb = b.const_data_ptr<double>();
+  double* po = out.mutable_data_ptr<double>();
+  switch (compute) {
+    case EmuCompute::MmaF16:
+      emulate<Map, MmaF16Emu>(p, pl, pa, a.numel(), pb, b.numel(), bias, relu, po, out.numel());
+      return;
+    case EmuCompute::MmaTf32:
+      emulate<Map, MmaTf32Emu>(p, pl, pa, a.numel(), pb, b.numel(), bias, relu, po, out.numel());
+      return;
+    case EmuCompute::Simt:
+      emulate<Map>(p, pl, pa, a.numel(), pb, b.numel(), bias, relu, po, out.numel());
+      return;
   }
-  emulate<Map>(p, pl, a.const_data_ptr<double>(), a.numel(), b.const_data_ptr<double>(),
-               b.numel(), bias, relu, out.mutable_data_ptr<double>(), out.numel());
 }
 
 at::Tensor igemm_emulate(c10::string_view pass, const at::Tensor& input, const at::Tensor& weight,
                          const at::Tensor& grad_output, const c10::optional<at::Tensor>& bias,
                          c10::IntArrayRef stride, c10::IntArrayRef padding,
                          c10::IntArrayRef dilation, int64_t groups, int64_t splits, bool relu,
-                         bool mma) {
+                         bool mma, bool tf32) {
   const Conv2dProblem p = problem_of(input, weight, grad_output, stride, padding, dilation, groups);
+  TORCH_CHECK(mma || !tf32, kOp, ": tf32=True is the TF32 tensor-core path; it needs mma=True");
+  const EmuCompute compute =
+      !mma ? EmuCompute::Simt : (tf32 ? EmuCompute::MmaTf32 : EmuCompute::MmaF16);
   const at::Tensor x = input.contiguous(), w = weight.contiguous(), go = grad_output.contiguous();
   at::Tensor b;
   if (bias.has_value()) {
@@ -290,19 +324,19 @@ at::Tensor igemm_emulate(c10::string_view pass, const at::Tensor& input, const a
       out = at::full({p.N, p.K, p.P, p.Q}, nan, x.options());
       if (out.numel() > 0)
         emulate_conv<igemm::FpropMap>(p, igemm::make_plan<igemm::FpropMap>(p), x, w, pb, relu,
-                                      mma, out);
+                                      compute, out);
       break;
     case igemm::Pass::Dgrad:
       out = at::full({p.N, p.C, p.H, p.W}, nan, x.options());
       if (out.numel() > 0)
         emulate_conv<igemm::DgradMap>(p, igemm::make_plan<igemm::DgradMap>(p), go, w, nullptr,
-                                      false, mma, out);
+                                      false, compute, out);
       break;
     case igemm::Pass::Wgrad:
       out = at::full({p.K, p.C_per_group(), p.R, p.S}, nan, x.options());
       if (out.numel() > 0)
         emulate_conv<igemm::WgradMap>(p, igemm::make_plan<igemm::WgradMap>(p, splits), go, x,
-                                      nullptr, false, mma, out);
+                                      nullptr, false, compute, out);
       break;
   }
   return out;
@@ -372,7 +406,60 @@ at::Tensor wino_emulate(int64_t m, c10::string_view pass, const at::Tensor& inpu
   return out;
 }
 
+// igemm::tf32_round (the model of cvt.rna.tf32.f32) element-wise on a float32 CPU tensor.
+at::Tensor tf32_round_op(const at::Tensor& x) {
+  TORCH_CHECK(x.scalar_type() == at::kFloat && x.device().is_cpu(), kOp,
+              ": _tf32_round takes a float32 CPU tensor; got ", x.scalar_type(), " on ",
+              x.device());
+  const at::Tensor c = x.contiguous();
+  at::Tensor out = at::empty_like(c);
+  const float* src = c.const_data_ptr<float>();
+  float* dst = out.mutable_data_ptr<float>();
+  for (int64_t i = 0; i < c.numel(); ++i) dst[i] = igemm::tf32_round(src[i]);
+  return out;
+}
+
+template <class Shape>
+std::vector<int64_t> fragments_of(bool a) {
+  std::vector<int64_t> out;
+  for (int lane = 0; lane < 32; ++lane) {
+    for (int e = 0; e < (a ? Shape::kAElems : Shape::kBElems); ++e) {
+      int x, y;
+      if (a) {
+        Shape::a_frag(lane, e, x, y);
+      } else {
+        Shape::b_frag(lane, e, x, y);
+      }
+      out.push_back(x);
+      out.push_back(y);
+    }
+  }
+  return out;
+}
+
 }  // namespace
+
+// Declared in cnnkern.cpp. The (row, column) each lane's fragment element e holds, flattened
+// lane-major as [row, col, row, col, ...]: A (m, k), B (k, n), C (m, n) of one mma tile of
+// instruction `shape` ("m16n8k16" or "m16n8k8_tf32"), as the kernels index them.
+std::vector<int64_t> mma_fragments_op(const std::string& shape, const std::string& operand) {
+  TORCH_CHECK(shape == "m16n8k16" || shape == "m16n8k8_tf32", kOp,
+              ": shape must be 'm16n8k16' or 'm16n8k8_tf32'; got '", shape, "'");
+  TORCH_CHECK(operand == "a" || operand == "b" || operand == "c", kOp,
+              ": operand must be 'a', 'b' or 'c'; got '", operand, "'");
+  if (operand == "c") {  // warp 0, mma tile 0: both shapes share igemm::MmaLayout
+    std::vector<int64_t> out;
+    for (int lane = 0; lane < 32; ++lane) {
+      for (int j = 0; j < 4; ++j) {
+        out.push_back(igemm::MmaLayout::row(lane, 0, j));
+        out.push_back(igemm::MmaLayout::col(lane, 0, j));
+      }
+    }
+    return out;
+  }
+  return shape == "m16n8k16" ? fragments_of<igemm::MmaShapeK16>(operand == "a")
+                             : fragments_of<igemm::MmaShapeK8Tf32>(operand == "a");
+}
 
 // Declared in cnnkern.cpp (an op without tensor arguments is registered with its schema).
 std::vector<int64_t> igemm_plan_op(const std::string& pass, c10::IntArrayRef input_size,
@@ -397,4 +484,5 @@ TORCH_LIBRARY_IMPL(cnnkern, CPU, m) {
   m.impl("_igemm_matrix", TORCH_FN(cnnkern::igemm_matrix));
   m.impl("_igemm_emulate", TORCH_FN(cnnkern::igemm_emulate));
   m.impl("_wino_emulate", TORCH_FN(cnnkern::wino_emulate));
+  m.impl("_tf32_round", TORCH_FN(cnnkern::tf32_round_op));
 }

@@ -24,7 +24,7 @@ std::string direct_why_not(const Conv2dProblem&, at::ScalarType dtype) {
 
 at::Tensor direct_forward(const at::Tensor& input, const at::Tensor& weight,
                           const c10::optional<at::Tensor>& bias, const Conv2dProblem& p,
-                          const Conv2dEpilogue& epi) {
+                          const Conv2dEpilogue& epi, const Conv2dMath& /*math: no TF32 path*/) {
   at::Tensor output = at::empty({p.N, p.K, p.P, p.Q}, input.options());
   if (output.numel() == 0) return output;
   const at::Tensor b = checked_bias(bias, input, p.K, "direct");
@@ -36,7 +36,7 @@ at::Tensor direct_forward(const at::Tensor& input, const at::Tensor& weight,
 }
 
 at::Tensor direct_backward_input(const at::Tensor& grad_output, const at::Tensor& weight,
-                                 const Conv2dProblem& p) {
+                                 const Conv2dProblem& p, const Conv2dMath& /*math: no TF32 path*/) {
   at::Tensor grad_input = at::empty({p.N, p.C, p.H, p.W}, grad_output.options());
   if (grad_input.numel() == 0) return grad_input;
   C10_CUDA_CHECK(launch_conv2d_direct_backward_input(
@@ -46,7 +46,8 @@ at::Tensor direct_backward_input(const at::Tensor& grad_output, const at::Tensor
 }
 
 at::Tensor direct_backward_weight(const at::Tensor& grad_output, const at::Tensor& input,
-                                  const Conv2dProblem& p) {
+                                  const Conv2dProblem& p,
+                                  const Conv2dMath& /*math: no TF32 path*/) {
   at::Tensor grad_weight =
       at::empty({p.K, p.C_per_group(), p.R, p.S}, grad_output.options());
   if (grad_weight.numel() == 0) return grad_weight;

@@ -7,9 +7,11 @@
 // The index math and the tile loop live in common/implicit_gemm.h, which the CPU tests run
 // through an emulation of the same loop (tests/test_implicit_gemm_cpu.py).
 //
-// float32 on the CUDA cores with exact fp32 FMAs (no TF32), float64 in fp64; float16/bfloat16
-// on the tensor cores (mma.sync.m16n8k16, fp32 accumulators), or on the same SIMT path as
-// float32 when the environment sets CNNKERN_IGEMM_SIMT=1 (a diagnostic switch).
+// float32 on the CUDA cores with exact fp32 FMAs, or, when the call allows TF32 (allow_tf32,
+// from cnnkern.backends; ignored for other dtypes), on the tensor cores
+// (mma.sync.m16n8k8.tf32, operands rounded by cvt.rna.tf32.f32, fp32 accumulators); float64 in
+// fp64; float16/bfloat16 on the tensor cores (mma.sync.m16n8k16, fp32 accumulators). The
+// environment's CNNKERN_IGEMM_SIMT=1 (a diagnostic switch) keeps every dtype on the SIMT path.
 
 #include <cuda_runtime_api.h>
 
@@ -26,15 +28,15 @@ const char* igemm_cuda_why_not(const Conv2dProblem& p);
 // bias: K elements or nullptr; relu: clamp the result (after the bias) at 0.
 cudaError_t launch_igemm_forward(CudaDType dt, const Conv2dProblem& p, const void* input,
                                  const void* weight, const void* bias, bool relu, void* output,
-                                 cudaStream_t stream);
+                                 bool allow_tf32, cudaStream_t stream);
 cudaError_t launch_igemm_backward_input(CudaDType dt, const Conv2dProblem& p,
                                         const void* grad_output, const void* weight,
-                                        void* grad_input, cudaStream_t stream);
+                                        void* grad_input, bool allow_tf32, cudaStream_t stream);
 // Bytes of device workspace launch_igemm_backward_weight needs (0: none, pass nullptr).
 size_t igemm_backward_weight_workspace_bytes(CudaDType dt, const Conv2dProblem& p);
 cudaError_t launch_igemm_backward_weight(CudaDType dt, const Conv2dProblem& p,
                                          const void* grad_output, const void* input,
-                                         void* grad_weight, void* workspace,
+                                         void* grad_weight, void* workspace, bool allow_tf32,
                                          cudaStream_t stream);
 
 }  // namespace cnnkern

@@ -3,7 +3,8 @@
 // at::Tensor to the torch-free launchers in conv2d_implicit_gemm.cu. Inputs arrive contiguous
 // NCHW on the current (guarded) device.
 //
-// The forward applies the registry's epilogue (bias, then ReLU if asked) as it stores.
+// The forward applies the registry's epilogue (bias, then ReLU if asked) as it stores. Every
+// pass takes the call's Conv2dMath: float32 runs on the TF32 tensor cores when it allows TF32.
 
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/ops/empty.h>
@@ -31,30 +32,30 @@ std::string im2col_why_not(const Conv2dProblem& p, at::ScalarType dtype) {
 
 at::Tensor im2col_forward(const at::Tensor& input, const at::Tensor& weight,
                           const c10::optional<at::Tensor>& bias, const Conv2dProblem& p,
-                          const Conv2dEpilogue& epi) {
+                          const Conv2dEpilogue& epi, const Conv2dMath& math) {
   at::Tensor output = at::empty({p.N, p.K, p.P, p.Q}, input.options());
   if (output.numel() == 0) return output;
   const at::Tensor b = checked_bias(bias, input, p.K, "im2col");
   C10_CUDA_CHECK(launch_igemm_forward(cuda_dtype_of(input), p, input.const_data_ptr(),
                                       weight.const_data_ptr(),
                                       b.defined() ? b.const_data_ptr() : nullptr,
-                                      epi.relu, output.mutable_data_ptr(),
+                                      epi.relu, output.mutable_data_ptr(), math.allow_tf32,
                                       at::cuda::getCurrentCUDAStream()));
   return output;
 }
 
 at::Tensor im2col_backward_input(const at::Tensor& grad_output, const at::Tensor& weight,
-                                 const Conv2dProblem& p) {
+                                 const Conv2dProblem& p, const Conv2dMath& math) {
   at::Tensor grad_input = at::empty({p.N, p.C, p.H, p.W}, grad_output.options());
   if (grad_input.numel() == 0) return grad_input;
   C10_CUDA_CHECK(launch_igemm_backward_input(
       cuda_dtype_of(grad_output), p, grad_output.const_data_ptr(), weight.const_data_ptr(),
-      grad_input.mutable_data_ptr(), at::cuda::getCurrentCUDAStream()));
+      grad_input.mutable_data_ptr(), math.allow_tf32, at::cuda::getCurrentCUDAStream()));
   return grad_input;
 }
 
 at::Tensor im2col_backward_weight(const at::Tensor& grad_output, const at::Tensor& input,
-                                  const Conv2dProblem& p) {
+                                  const Conv2dProblem& p, const Conv2dMath& math) {
   at::Tensor grad_weight = at::empty({p.K, p.C_per_group(), p.R, p.S}, grad_output.options());
   if (grad_weight.numel() == 0) return grad_weight;
   const CudaDType dt = cuda_dtype_of(grad_output);
@@ -67,7 +68,7 @@ at::Tensor im2col_backward_weight(const at::Tensor& grad_output, const at::Tenso
                                               input.const_data_ptr(),
                                               grad_weight.mutable_data_ptr(),
                                               ws.defined() ? ws.mutable_data_ptr() : nullptr,
-                                              at::cuda::getCurrentCUDAStream()));
+                                              math.allow_tf32, at::cuda::getCurrentCUDAStream()));
   return grad_weight;
 }
 

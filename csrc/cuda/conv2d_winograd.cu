@@ -100,8 +100,10 @@ cudaError_t run(const Conv2dProblem& q, bool flipped, const T* x, const T* w, co
     if ((err = cudaGetLastError()) != cudaSuccess) return err;
     const wino_gemm::GemmParams wp = wino_gemm::gemm_params<M>(qc, gm);
     const igemm::Plan pl = igemm::make_plan<wino_gemm::GemmMap>(wp);
+    // The Winograd-domain GEMMs stay exact fp32 (tf32 = false): TF32 rounding would add to
+    // the transforms' own error (the TF32 flag reaches only this algorithm's grad-weight).
     err = igemm_cuda::launch_pass<wino_gemm::GemmMap, A>(wp, pl, V, U, nullptr, false, Mo,
-                                                         nullptr, stream);
+                                                         nullptr, /*tf32=*/false, stream);
     if (err != cudaSuccess) return err;
     wino_output_kernel<M, T><<<blocks_for(qc.N * qc.K * gm.TH * gm.TW), kThreads, 0, stream>>>(
         qc, gm, Mo, bias, relu, y + n0 * q.K * q.P * q.Q);

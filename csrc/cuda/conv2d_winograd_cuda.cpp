@@ -58,7 +58,7 @@ at::Tensor workspace(const at::Tensor& like, size_t bytes) {
 template <int M>
 at::Tensor forward(const at::Tensor& input, const at::Tensor& weight,
                    const c10::optional<at::Tensor>& bias, const Conv2dProblem& p,
-                   const Conv2dEpilogue& epi) {
+                   const Conv2dEpilogue& epi, const Conv2dMath& /*math: no TF32 path*/) {
   at::Tensor output = at::empty({p.N, p.K, p.P, p.Q}, input.options());
   if (output.numel() == 0) return output;
   const at::Tensor b = checked_bias(bias, input, p.K, name<M>());
@@ -74,7 +74,7 @@ at::Tensor forward(const at::Tensor& input, const at::Tensor& weight,
 
 template <int M>
 at::Tensor backward_input(const at::Tensor& grad_output, const at::Tensor& weight,
-                          const Conv2dProblem& p) {
+                          const Conv2dProblem& p, const Conv2dMath& /*math: no TF32 path*/) {
   at::Tensor grad_input = at::empty({p.N, p.C, p.H, p.W}, grad_output.options());
   if (grad_input.numel() == 0) return grad_input;
   const CudaDType dt = cuda_dtype_of(grad_output);
@@ -87,7 +87,7 @@ at::Tensor backward_input(const at::Tensor& grad_output, const at::Tensor& weigh
 }
 
 at::Tensor backward_weight(const at::Tensor& grad_output, const at::Tensor& input,
-                           const Conv2dProblem& p) {
+                           const Conv2dProblem& p, const Conv2dMath& math) {
   at::Tensor grad_weight = at::empty({p.K, p.C_per_group(), p.R, p.S}, grad_output.options());
   if (grad_weight.numel() == 0) return grad_weight;
   const CudaDType dt = cuda_dtype_of(grad_output);
@@ -97,7 +97,7 @@ at::Tensor backward_weight(const at::Tensor& grad_output, const at::Tensor& inpu
                                               input.const_data_ptr(),
                                               grad_weight.mutable_data_ptr(),
                                               ws.defined() ? ws.mutable_data_ptr() : nullptr,
-                                              at::cuda::getCurrentCUDAStream()));
+                                              math.allow_tf32, at::cuda::getCurrentCUDAStream()));
   return grad_weight;
 }
 

@@ -33,19 +33,25 @@ struct GpuCvt {
   __device__ static acc_t<T> load(const T* base, int64_t off) { return ldg_acc(base + off); }
 };
 
-// mma.sync.m16n8k16 with fp32 accumulators, per operand type; pack(lo, hi) rounds two floats
-// (exact here: they were converted from T) into one register, lo in the low half.
+// The MMA step of the tensor-core compute policy (MmaCompute below), one per operand type:
+//   Shape              the instruction's k and operand fragment layouts (common/implicit_gemm.h)
+//   to_reg(v)          Shape::kElemsPerReg floats -> one 32-bit operand register
+//   mma(c, a, b)       c += a * b on one 16 x 8 tile, fp32 accumulators; 4 A and 2 B registers
+// mma.sync.*.m16n8k16 for float16/bfloat16 (to_reg packs two values, exact here: they were
+// converted from T), mma.sync.*.m16n8k8.*.tf32 for float32 (to_reg rounds with cvt.rna).
+// All need sm_80+ (the project builds for 8.0 and 9.0); older targets trap.
 template <class T>
 struct MmaOp;
 template <>
 struct MmaOp<__half> {
-  __device__ static uint32_t pack(float lo, float hi) {
-    const __half2 h = __floats2half2_rn(lo, hi);
+  using Shape = igemm::MmaShapeK16;
+  __device__ static uint32_t to_reg(const float (&v)[2]) {
+    const __half2 h = __floats2half2_rn(v[0], v[1]);
     return *reinterpret_cast<const uint32_t*>(&h);
   }
   __device__ static void mma(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
-    __trap();  // mma.sync.m16n8k16 needs sm_80+ (the project builds for 8.0 and 9.0)
+    __trap();
 #else
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
@@ -57,8 +63,9 @@ struct MmaOp<__half> {
 };
 template <>
 struct MmaOp<__nv_bfloat16> {
-  __device__ static uint32_t pack(float lo, float hi) {
-    const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+  using Shape = igemm::MmaShapeK16;
+  __device__ static uint32_t to_reg(const float (&v)[2]) {
+    const __nv_bfloat162 h = __floats2bfloat162_rn(v[0], v[1]);
     return *reinterpret_cast<const uint32_t*>(&h);
   }
   __device__ static void mma(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
@@ -73,41 +80,83 @@ struct MmaOp<__nv_bfloat16> {
 #endif
   }
 };
+// float32 with TF32 allowed: each operand rounded to tf32 (round to nearest, ties away from
+// zero, 10 mantissa bits) as it enters its fragment; products and sums in fp32.
+struct Tf32MmaOp {
+  using Shape = igemm::MmaShapeK8Tf32;
+  __device__ static uint32_t to_reg(const float (&v)[1]) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+    __trap();
+    return 0u;
+#else
+    uint32_t r;
+    asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(v[0]));
+    return r;
+#endif
+  }
+  __device__ static void mma(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+    __trap();
+#else
+    asm volatile(
+        "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
+        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
+  }
+};
 
-// The tensor-core compute policy (layout and warp tiling: igemm::MmaLayout). The shared tiles
-// hold floats converted from T; the fragments are packed back to T (exactly) per k-tile.
-// Every lane of each warp runs this together (the tile loop's control flow is block-uniform).
-template <class T>
+// The tensor-core compute policy (warp tiling and accumulator layout: igemm::MmaLayout; the
+// MMA step: Op). The shared tiles hold floats (converted from T on load); each k-tile is
+// BK / Op::Shape::kK mma steps, every step building its fragments from shared memory through
+// Op::to_reg. Every lane of each warp runs this together (the tile loop's control flow is
+// block-uniform), as mma.sync requires.
+template <class Op>
 struct MmaCompute {
   using L = igemm::MmaLayout;
+  using S = typename Op::Shape;
+  static constexpr int kPer = S::kElemsPerReg;
+  static constexpr int kARegs = S::kAElems / kPer, kBRegs = S::kBElems / kPer;
+  static_assert(kARegs == 4 && kBRegs == 2, "m16n8 mma: 4 A and 2 B registers per thread");
+  static_assert(Tile::BK % S::kK == 0, "whole mma steps per k-tile");
   template <class State>
   __device__ static void compute(const igemm::SharedTiles<float>& sm, int buf, int t, State& st) {
     const int lane = t % 32, m0 = L::warp_m0(t), n0 = L::warp_n0(t);
-    uint32_t a[2][4], b[2][2];
 #pragma unroll
-    for (int mt = 0; mt < 2; ++mt) {
+    for (int ks = 0; ks < Tile::BK; ks += S::kK) {
+      uint32_t a[2][kARegs], b[2][kBRegs];
 #pragma unroll
-      for (int q = 0; q < 4; ++q) {
-        int r0, k0, r1, k1;
-        L::a_frag(lane, 2 * q, r0, k0);
-        L::a_frag(lane, 2 * q + 1, r1, k1);
-        a[mt][q] = MmaOp<T>::pack(sm.a[buf][k0][m0 + 16 * mt + r0],
-                                  sm.a[buf][k1][m0 + 16 * mt + r1]);
+      for (int mt = 0; mt < 2; ++mt) {
+#pragma unroll
+        for (int q = 0; q < kARegs; ++q) {
+          float v[kPer];
+#pragma unroll
+          for (int h = 0; h < kPer; ++h) {
+            int r, k;
+            S::a_frag(lane, q * kPer + h, r, k);
+            v[h] = sm.a[buf][ks + k][m0 + 16 * mt + r];
+          }
+          a[mt][q] = Op::to_reg(v);
+        }
       }
-    }
 #pragma unroll
-    for (int nt = 0; nt < 2; ++nt) {
+      for (int nt = 0; nt < 2; ++nt) {
 #pragma unroll
-      for (int q = 0; q < 2; ++q) {
-        int k0, c0, k1, c1;
-        L::b_frag(lane, 2 * q, k0, c0);
-        L::b_frag(lane, 2 * q + 1, k1, c1);
-        b[nt][q] = MmaOp<T>::pack(sm.b[buf][k0][n0 + 8 * nt + c0],
-                                  sm.b[buf][k1][n0 + 8 * nt + c1]);
+        for (int q = 0; q < kBRegs; ++q) {
+          float v[kPer];
+#pragma unroll
+          for (int h = 0; h < kPer; ++h) {
+            int k, c;
+            S::b_frag(lane, q * kPer + h, k, c);
+            v[h] = sm.b[buf][ks + k][n0 + 8 * nt + c];
+          }
+          b[nt][q] = Op::to_reg(v);
+        }
       }
-    }
 #pragma unroll
-    for (int i = 0; i < 4; ++i) MmaOp<T>::mma(st.acc[i], a[i / 2], b[i % 2]);
+      for (int i = 0; i < 4; ++i) Op::mma(st.acc[i], a[i / 2], b[i % 2]);
+    }
   }
   __device__ static int row(int t, int i, int j) { return L::row(t, i, j); }
   __device__ static int col(int t, int i, int j) { return L::col(t, i, j); }
@@ -117,8 +166,9 @@ template <class T>
 constexpr bool kTensorCoreType =
     std::is_same<T, __half>::value || std::is_same<T, __nv_bfloat16>::value;
 
-// CNNKERN_IGEMM_SIMT=1 (read once) runs float16/bfloat16 on the SIMT path instead of the
-// tensor cores: a switch for diagnosing the mma path on a new GPU.
+// CNNKERN_IGEMM_SIMT=1 (read once) keeps every dtype off the tensor cores: float16/bfloat16
+// run on the SIMT path, and float32 stays exact even when TF32 is allowed. A switch for
+// diagnosing the mma paths on a new GPU.
 inline bool tensor_cores_disabled() {
   static const bool off = [] {
     const char* v = std::getenv("CNNKERN_IGEMM_SIMT");
@@ -195,14 +245,22 @@ cudaError_t launch_with(const typename Map::Params& p, const Plan& pl, const T* 
   return cudaGetLastError();
 }
 
-// float16/bfloat16 on the tensor cores (unless disabled), everything else on the SIMT path.
+// float16/bfloat16 on the tensor cores, float32 too when `tf32` (TF32 allowed for this call;
+// ignored for other dtypes), everything else on the SIMT path; CNNKERN_IGEMM_SIMT=1 moves
+// all of them to the SIMT path.
 template <class Map, class T>
 cudaError_t launch_pass(const typename Map::Params& p, const Plan& pl, const T* a_src,
                         const T* b_src, const T* bias, bool relu, T* out, acc_t<T>* ws,
-                        cudaStream_t stream) {
+                        bool tf32, cudaStream_t stream) {
   if constexpr (kTensorCoreType<T>) {
     if (!tensor_cores_disabled())
-      return launch_with<Map, T, MmaCompute<T>>(p, pl, a_src, b_src, bias, relu, out, ws, stream);
+      return launch_with<Map, T, MmaCompute<MmaOp<T>>>(p, pl, a_src, b_src, bias, relu, out, ws,
+                                                       stream);
+  }
+  if constexpr (std::is_same<T, float>::value) {
+    if (tf32 && !tensor_cores_disabled())
+      return launch_with<Map, T, MmaCompute<Tf32MmaOp>>(p, pl, a_src, b_src, bias, relu, out, ws,
+                                                        stream);
   }
   return launch_with<Map, T, igemm::SimtCompute>(p, pl, a_src, b_src, bias, relu, out, ws, stream);
 }
