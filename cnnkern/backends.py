@@ -39,48 +39,35 @@ per-thread stack, so concurrent threads with their own blocks never see each oth
 from __future__ import annotations
 
 import sys
-import threading
 import types
 
-_lock = threading.Lock()
-_allow_tf32 = False           # process-wide default
-_local = threading.local()    # per-thread overrides from `with tf32(...)` blocks
+from ._switch import ThreadOverride, ThreadSwitch
+
+_allow_tf32 = ThreadSwitch(False)  # process-wide default, `with tf32(...)` per thread
 
 
 def set_allow_tf32(enabled: bool) -> None:
     """Allows (or forbids) TF32 for float32 convolutions, process-wide."""
     if not isinstance(enabled, bool):
         raise TypeError(f"cnnkern.backends.allow_tf32 must be a bool; got {enabled!r}")
-    global _allow_tf32
-    with _lock:
-        _allow_tf32 = enabled
+    _allow_tf32.set(enabled)
 
 
 def get_allow_tf32() -> bool:
     """The setting a cnnkern call made now, in this thread, would use."""
-    stack = getattr(_local, "stack", None)
-    return stack[-1] if stack else _allow_tf32
+    return _allow_tf32.get()
 
 
-class tf32:
+class tf32(ThreadOverride):
     """`with cnnkern.backends.tf32(enabled=True):` sets allow_tf32 for this thread inside the
     block; other threads, and this one after the block, keep theirs. Re-entrant and nestable."""
+
+    switch = _allow_tf32
 
     def __init__(self, enabled: bool = True):
         if not isinstance(enabled, bool):
             raise TypeError(f"cnnkern.backends.tf32: enabled must be a bool; got {enabled!r}")
-        self.enabled = enabled
-
-    def __enter__(self):
-        stack = getattr(_local, "stack", None)
-        if stack is None:
-            stack = _local.stack = []
-        stack.append(self.enabled)
-        return self
-
-    def __exit__(self, *exc):
-        _local.stack.pop()
-        return False
+        super().__init__(enabled)
 
 
 class _BackendsModule(types.ModuleType):

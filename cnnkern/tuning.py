@@ -27,44 +27,34 @@ from typing import Callable, Dict, Optional
 import torch
 
 from . import backends as _backends
+from ._switch import ThreadOverride, ThreadSwitch
 
 
 _lock = threading.RLock()
 _cache: Dict[str, str] = {}
-_enabled = False                 # process-wide, like torch.backends.cudnn.benchmark
-_local = threading.local()       # per-thread overrides from `with autotuning():` blocks
+# Process-wide, like torch.backends.cudnn.benchmark; `with autotuning():` blocks per thread.
+_enabled = ThreadSwitch(False)
 
 Timer = Callable[[Callable[[], object]], float]
 
 
 def autotune(enabled: bool = True) -> None:
     """Turns autotuning on (or off) for the whole process."""
-    global _enabled
-    _enabled = bool(enabled)
+    _enabled.set(bool(enabled))
 
 
-class autotuning:
+class autotuning(ThreadOverride):
     """`with cnnkern.autotuning():` turns autotuning on (or off) for this thread inside the
     block; other threads, and this one after the block, keep their setting."""
 
+    switch = _enabled
+
     def __init__(self, enabled: bool = True):
-        self.enabled = bool(enabled)
-
-    def __enter__(self):
-        stack = getattr(_local, "stack", None)
-        if stack is None:
-            stack = _local.stack = []
-        stack.append(self.enabled)
-        return self
-
-    def __exit__(self, *exc):
-        _local.stack.pop()
-        return False
+        super().__init__(bool(enabled))
 
 
 def enabled() -> bool:
-    stack = getattr(_local, "stack", None)
-    return stack[-1] if stack else _enabled
+    return _enabled.get()
 
 
 def cpu_model() -> str:
