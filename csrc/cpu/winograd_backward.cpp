@@ -32,19 +32,22 @@ using wino::Plan;
 // Partial sums of the blocked grad-weight: the blocks are cut into this many contiguous runs,
 // each summed by one thread into its own dU, then the partials added in run order into the
 // first. A function of the problem only, never of the thread count: changing it changes the
-// rounding, not the result's independence from threads. Up to kPartials runs while they fit
-// kPartialBytes, but at least two (one run splits every phase of every block over the
-// threads, which a machine with other work makes many times slower): the partials are the
-// step's largest temporary (two of a 512 x 512 layer's are 32 MiB in F(2x2)), so the budget
-// keeps a training step's peak memory near PyTorch's.
+// rounding, not the result's independence from threads. Up to kPartials runs while their
+// partials fit kPartialBytes; one run when a single dU is larger (each block's phases split
+// over the threads: faster on an idle machine, slower on a loaded one, see
+// backward_weight_runs). Fresh multi-MB partials cost page faults and a summing pass: on
+// VGG16's 28x28 and 56x56 layers at batch 8, 2 threads, idle, a 2-8 MiB budget ran
+// grad-weight up to 1.6x faster than 32 MiB, and forcing two runs where one dU passes the
+// budget (two 38 MB partials in F(4x4) for 512 x 512) 1.3-1.5x slower than one run. The
+// budget also keeps a training step's peak memory near PyTorch's.
 constexpr int64_t kPartials = 8;
-constexpr int64_t kPartialBytes = int64_t(8) << 20;
+constexpr int64_t kPartialBytes = int64_t(4) << 20;
 
 template <int M, typename T>
 int64_t partial_runs(const Plan<M, T>& plan) {
   const int64_t du_bytes = plan.G * plan.A2 * plan.Kg * plan.Cg * int64_t(sizeof(T));
   const int64_t by_memory = std::clamp<int64_t>(kPartialBytes / std::max<int64_t>(du_bytes, 1),
-                                                2, kPartials);
+                                                1, kPartials);
   return std::min(plan.nblocks, by_memory);
 }
 
