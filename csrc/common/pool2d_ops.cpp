@@ -59,7 +59,7 @@ at::Tensor max_pool2d_backward_op(const Pool2dKernels& k, const at::Tensor& grad
                                   bool ceil_mode) {
   constexpr const char* op = "cnnkern.max_pool2d_backward";
   Pool2dProblem p = make_max_pool2d_problem(op, input_size, kernel_size, stride, padding,
-                                                  dilation, ceil_mode);
+                                            dilation, ceil_mode);
   check_dtype(k, op, "grad_output", grad_output);
   check_grad_output(op, grad_output, p.N, p.C, p.P, p.Q);
   TORCH_CHECK(indices.scalar_type() == at::kLong && indices.sizes() == grad_output.sizes() &&
@@ -72,8 +72,7 @@ at::Tensor max_pool2d_backward_op(const Pool2dKernels& k, const at::Tensor& grad
   const at::MemoryFormat fmt = choose_layout(p, indices);
   at::Tensor grad_input = new_grad_input(k, p, grad_output, input_size, fmt);
   if (p.output_numel() > 0)
-    k.max_backward(p, grad_output.contiguous(fmt), indices.contiguous(fmt),
-                   grad_input);
+    k.max_backward(p, grad_output.contiguous(fmt), indices.contiguous(fmt), grad_input);
   return grad_input;
 }
 
@@ -82,9 +81,8 @@ at::Tensor avg_pool2d_op(const Pool2dKernels& k, const at::Tensor& input,
                          c10::IntArrayRef padding, bool ceil_mode, bool count_include_pad,
                          c10::optional<int64_t> divisor_override) {
   constexpr const char* op = "cnnkern.avg_pool2d";
-  Pool2dProblem p = make_avg_pool2d_problem(op, input.sizes(), kernel_size, stride,
-                                                  padding, ceil_mode, count_include_pad,
-                                                  divisor_override);
+  Pool2dProblem p = make_avg_pool2d_problem(op, input.sizes(), kernel_size, stride, padding,
+                                            ceil_mode, count_include_pad, divisor_override);
   check_dtype(k, op, "input", input);
   const at::MemoryFormat fmt = choose_layout(p, input);
   at::Tensor out = new_output(input, p, fmt);
@@ -99,16 +97,14 @@ at::Tensor avg_pool2d_backward_op(const Pool2dKernels& k, const at::Tensor& grad
                                   c10::optional<int64_t> divisor_override) {
   constexpr const char* op = "cnnkern.avg_pool2d_backward";
   Pool2dProblem p = make_avg_pool2d_problem(op, input_size, kernel_size, stride, padding,
-                                                  ceil_mode, count_include_pad,
-                                                  divisor_override);
+                                            ceil_mode, count_include_pad, divisor_override);
   check_dtype(k, op, "grad_output", grad_output);
   check_grad_output(op, grad_output, p.N, p.C, p.P, p.Q);
   // No indices to say the forward's layout: grad_output's decides (cnnkern's autograd hands
   // grad_output over in the forward input's layout, so grad_input follows it as torch's).
   const at::MemoryFormat fmt = choose_layout(p, grad_output);
   at::Tensor grad_input = new_grad_input(k, p, grad_output, input_size, fmt);
-  if (p.output_numel() > 0)
-    k.avg_backward(p, grad_output.contiguous(fmt), grad_input);
+  if (p.output_numel() > 0) k.avg_backward(p, grad_output.contiguous(fmt), grad_input);
   return grad_input;
 }
 
@@ -119,8 +115,7 @@ at::Tensor adaptive_avg_pool2d_op(const Pool2dKernels& k, const at::Tensor& inpu
   check_dtype(k, op, "input", input);
   const at::MemoryFormat fmt = choose_layout(p, input);
   at::Tensor out = new_output(input, p, fmt);
-  if (p.output_numel() > 0)
-    k.adaptive_avg_forward(p, input.contiguous(fmt), out);
+  if (p.output_numel() > 0) k.adaptive_avg_forward(p, input.contiguous(fmt), out);
   return out;
 }
 
