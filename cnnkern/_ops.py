@@ -7,6 +7,7 @@ traces forward and backward without graph breaks.
 from __future__ import annotations
 
 import torch
+from torch import _prims_common
 
 from . import _meta
 
@@ -115,6 +116,33 @@ torch.library.register_autograd("cnnkern::conv2d_backward_input",
                                 setup_context=_conv2d_backward_input_setup_context)
 
 
+# --- pooling layouts ----------------------------------------------------------------------
+# The C++ op bodies run channels_last when the deciding tensor's strides suggest it (the
+# input; for max_pool2d_backward the indices, which the forward made in its input's layout;
+# for the other backward ops grad_output) and give their outputs that layout, as torch's
+# pooling does. The fake kernels say the same, and autograd hands grad_output to the avg and
+# adaptive backward ops in the forward input's layout, so that grad_input has the input's
+# layout whatever grad_output's, as torch's backward does.
+
+
+def _layout(t):
+    return _prims_common.suggest_memory_format(t)
+
+
+def _empty_like_layout(shape, like, layout, dtype=None):
+    return torch.empty(shape, dtype=like.dtype if dtype is None else dtype, device=like.device,
+                       memory_format=layout)
+
+
+def _in_layout(t, layout):
+    """t itself when its strides suggest `layout`, else a copy whose strides do. (Not
+    t.contiguous(memory_format=...): for an N x C x 1 x 1 gradient, say, that keeps NCHW
+    strides, which also count as channels_last-contiguous but do not suggest it.)"""
+    if _layout(t) == layout:
+        return t
+    return _empty_like_layout(t.shape, t, layout).copy_(t)
+
+
 # --- max_pool2d ---------------------------------------------------------------------------
 
 _MAX = "cnnkern.max_pool2d"
@@ -125,7 +153,9 @@ def _max_pool2d_fake(input, kernel_size, stride, padding, dilation, ceil_mode):
     shape = _meta.pool2d_output_shape(_MAX, input.shape, kernel_size, stride, padding, dilation,
                                       ceil_mode)
     _meta.check_floating_dtype(_MAX, "input", input)
-    return input.new_empty(shape), input.new_empty(shape, dtype=torch.int64)
+    layout = _layout(input)
+    return (_empty_like_layout(shape, input, layout),
+            _empty_like_layout(shape, input, layout, dtype=torch.int64))
 
 
 @torch.library.register_fake("cnnkern::max_pool2d_backward")
@@ -136,7 +166,7 @@ def _max_pool2d_backward_fake(grad_output, indices, input_size, kernel_size, str
                                       ceil_mode)
     _meta.check_floating_dtype(op, "grad_output", grad_output)
     _meta.check_grad_output(op, grad_output, shape)
-    return grad_output.new_empty(input_size)
+    return _empty_like_layout(input_size, grad_output, _layout(indices))
 
 
 def _max_pool2d_setup_context(ctx, inputs, output):
@@ -144,9 +174,15 @@ def _max_pool2d_setup_context(ctx, inputs, output):
     ctx.save_for_backward(output[1])
     ctx.input_size = input.shape
     ctx.pool_args = (kernel_size, stride, padding, dilation, ceil_mode)
+    # The int64 indices never get a gradient: without this, autograd fills an indices-sized
+    # tensor with zeros for them on every backward (a fifth of a channels_last max-pool
+    # backward's time).
+    ctx.set_materialize_grads(False)
 
 
 def _max_pool2d_backward(ctx, grad_output, _grad_indices):
+    if grad_output is None:  # only the indices were used
+        return None, None, None, None, None, None
     (indices,) = ctx.saved_tensors
     grad_input = ops.max_pool2d_backward(grad_output, indices, ctx.input_size, *ctx.pool_args)
     return grad_input, None, None, None, None, None
@@ -168,7 +204,7 @@ def _avg_pool2d_fake(input, kernel_size, stride, padding, ceil_mode, count_inclu
                                       ceil_mode)
     _meta.check_divisor_override(_AVG, divisor_override)
     _meta.check_floating_dtype(_AVG, "input", input)
-    return input.new_empty(shape)
+    return _empty_like_layout(shape, input, _layout(input))
 
 
 @torch.library.register_fake("cnnkern::avg_pool2d_backward")
@@ -180,15 +216,17 @@ def _avg_pool2d_backward_fake(grad_output, input_size, kernel_size, stride, padd
     _meta.check_divisor_override(op, divisor_override)
     _meta.check_floating_dtype(op, "grad_output", grad_output)
     _meta.check_grad_output(op, grad_output, shape)
-    return grad_output.new_empty(input_size)
+    return _empty_like_layout(input_size, grad_output, _layout(grad_output))
 
 
 def _avg_pool2d_setup_context(ctx, inputs, output):
     ctx.input_size = inputs[0].shape
+    ctx.layout = _layout(inputs[0])
     ctx.pool_args = inputs[1:]
 
 
 def _avg_pool2d_backward(ctx, grad_output):
+    grad_output = _in_layout(grad_output, ctx.layout)
     grad_input = ops.avg_pool2d_backward(grad_output, ctx.input_size, *ctx.pool_args)
     return grad_input, None, None, None, None, None, None
 
@@ -206,7 +244,7 @@ _ADAPTIVE = "cnnkern.adaptive_avg_pool2d"
 def _adaptive_avg_pool2d_fake(input, output_size):
     shape = _meta.adaptive_output_shape(_ADAPTIVE, input.shape, output_size)
     _meta.check_floating_dtype(_ADAPTIVE, "input", input)
-    return input.new_empty(shape)
+    return _empty_like_layout(shape, input, _layout(input))
 
 
 @torch.library.register_fake("cnnkern::adaptive_avg_pool2d_backward")
@@ -218,14 +256,16 @@ def _adaptive_avg_pool2d_backward_fake(grad_output, input_size):
     shape = _meta.adaptive_output_shape(op, input_size, grad_output.shape[2:])
     _meta.check_floating_dtype(op, "grad_output", grad_output)
     _meta.check_grad_output(op, grad_output, shape)
-    return grad_output.new_empty(input_size)
+    return _empty_like_layout(input_size, grad_output, _layout(grad_output))
 
 
 def _adaptive_avg_pool2d_setup_context(ctx, inputs, output):
     ctx.input_size = inputs[0].shape
+    ctx.layout = _layout(inputs[0])
 
 
 def _adaptive_avg_pool2d_backward(ctx, grad_output):
+    grad_output = _in_layout(grad_output, ctx.layout)
     return ops.adaptive_avg_pool2d_backward(grad_output, ctx.input_size), None
 
 

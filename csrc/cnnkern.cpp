@@ -150,6 +150,27 @@ TORCH_LIBRARY(cnnkern, m) {
       "_igemm_plan(str pass_, int[] input_size, int[] weight_size, int[2] stride, "
       "int[2] padding, int[2] dilation, int groups, int splits=0) -> int[]",
       &cnnkern::igemm_plan_op);
+  // INTERNAL, for tests only (tests/test_pool2d_element_cpu.py): the public pooling ops' bodies
+  // with the CUDA kernels' per-element work (common/pool2d_element.h) run on the CPU, element
+  // after element, NCHW or channels_last as the public ops choose.
+  m.def(
+      "_pool_emu_max_pool2d_with_indices(Tensor input, int[2] kernel_size, int[2] stride, "
+      "int[2] padding, int[2] dilation, bool ceil_mode) -> (Tensor, Tensor)");
+  m.def(
+      "_pool_emu_max_pool2d_backward(Tensor grad_output, Tensor indices, SymInt[4] input_size, "
+      "int[2] kernel_size, int[2] stride, int[2] padding, int[2] dilation, bool ceil_mode) "
+      "-> Tensor");
+  m.def(
+      "_pool_emu_avg_pool2d(Tensor input, int[2] kernel_size, int[2] stride, int[2] padding, "
+      "bool ceil_mode, bool count_include_pad, int? divisor_override) -> Tensor");
+  m.def(
+      "_pool_emu_avg_pool2d_backward(Tensor grad_output, SymInt[4] input_size, "
+      "int[2] kernel_size, int[2] stride, int[2] padding, bool ceil_mode, "
+      "bool count_include_pad, int? divisor_override) -> Tensor");
+  m.def("_pool_emu_adaptive_avg_pool2d(Tensor input, int[2] output_size) -> Tensor");
+  m.def(
+      "_pool_emu_adaptive_avg_pool2d_backward(Tensor grad_output, SymInt[4] input_size) "
+      "-> Tensor");
 }
 
 // A bare extension module: `import cnnkern._C` loads this library, and with it the

@@ -197,3 +197,92 @@ def test_pool_bitwise_equal_for_1_and_2_threads(case, threads):
     for name, a, b in zip(("max", "idx", "max grad", "avg", "avg grad", "adaptive",
                            "adaptive grad"), one, two):
         assert torch.equal(a.nan_to_num(1234.5), b.nan_to_num(1234.5)), name
+
+
+# ---------------------------------------------------------------------------------------------
+# channels_last kernels (cpu/pool2d_nhwc_impl.h): vectorised along C
+# ---------------------------------------------------------------------------------------------
+
+CL = torch.channels_last
+# Channel counts around the vector widths (2 to 8 lanes) and the max kernel's 128-channel block.
+CL_CHANNELS = [1, 3, 8, 9, 17, 129]
+CL_CASES = [c for c in VECTOR_CASES if c.id in ("k2s2_w9", "k3s2p1_w17", "k3s1p1_w8",
+                                                 "k3s2_w34_ceil_overhang",
+                                                 "k_2x3_s_3x2_p1_w29_ceil")]
+CL_MAX = [pytest.param(c, id=c.id) for c in CL_CASES + MAX_ONLY_CASES[:1]]
+
+
+def _cl_input(case, C, dtype):
+    return torch.randn(case.N, C, case.H, case.W, dtype=dtype).contiguous(memory_format=CL)
+
+
+@pytest.mark.parametrize("C", CL_CHANNELS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CL_MAX)
+def test_channels_last_max_nan_ties_like_torch(case, dtype, C, cpu_isa):
+    x = _cl_input(case, C, dtype).round()  # ties
+    r = torch.rand(x.shape)
+    x[r < 0.1] = float("nan")
+    x[(r >= 0.1) & (r < 0.2)] = float("-inf")
+    kw = case.max_kwargs()
+    ref_out, ref_idx = F.max_pool2d(x, **kw, return_indices=True)
+    g = int_tensor(*ref_out.shape, dtype=dtype).contiguous(memory_format=CL)
+    out, idx, gx = max_grads(lambda t: cnnkern.max_pool2d(t, **kw, return_indices=True), x, g)
+    _, _, ref_gx = max_grads(lambda t: F.max_pool2d(t, **kw, return_indices=True), x, g)
+    assert_exact(out, ref_out, equal_nan=True)
+    assert_exact(idx, ref_idx)
+    assert_exact(gx, ref_gx)
+    assert out.stride() == ref_out.stride() and idx.stride() == ref_idx.stride()
+    assert gx.stride() == ref_gx.stride()
+
+
+@pytest.mark.parametrize("C", CL_CHANNELS)
+@pytest.mark.parametrize("count_include_pad, divisor_override", AVG_SETTINGS)
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CL_CASES])
+def test_channels_last_avg_and_adaptive_like_torch(case, count_include_pad, divisor_override,
+                                                   C, cpu_isa):
+    x = _cl_input(case, C, torch.float32)
+    kw = dict(case.avg_kwargs(), count_include_pad=count_include_pad,
+              divisor_override=divisor_override)
+    ref = F.avg_pool2d(x.double(), **kw)
+    g = torch.randn(ref.shape).contiguous(memory_format=CL)
+    out, gx = avg_grads(lambda t: cnnkern.avg_pool2d(t, **kw), x, g)
+    _, ref_gx = avg_grads(lambda t: F.avg_pool2d(t, **kw), x.double(), g.double())
+    assert_close(out, ref)
+    assert_close(gx, ref_gx)
+    assert out.is_contiguous(memory_format=CL) and gx.is_contiguous(memory_format=CL)
+    size = (max(1, case.H // 2), 3)
+    ref = F.adaptive_avg_pool2d(x.double(), size)
+    g = torch.randn(ref.shape).contiguous(memory_format=CL)
+    out, gx = avg_grads(lambda t: cnnkern.adaptive_avg_pool2d(t, size), x, g)
+    _, ref_gx = avg_grads(lambda t: F.adaptive_avg_pool2d(t, size), x.double(), g.double())
+    assert_close(out, ref)
+    assert_close(gx, ref_gx)
+
+
+def test_channels_last_bitwise_equal_for_1_and_2_threads(threads):
+    # Large enough that each pass splits its rows over both threads (jobs of >= 32K elements).
+    x = torch.randn(4, 32, 45, 47)
+    x[torch.rand(x.shape) < 0.02] = float("nan")
+    x = x.contiguous(memory_format=CL)
+
+    def run():
+        xm = x.detach().clone().requires_grad_(True)
+        out, idx = cnnkern.max_pool2d(xm, 3, 2, 1, return_indices=True)
+        out.backward(torch.ones_like(out) / 3)
+        xa = x.detach().clone().requires_grad_(True)
+        avg = cnnkern.avg_pool2d(xa, 3, 1, 1, ceil_mode=True, count_include_pad=False)
+        avg.backward(torch.full_like(avg, 0.7))
+        xd = x.detach().clone().requires_grad_(True)
+        ada = cnnkern.adaptive_avg_pool2d(xd, (5, 7))
+        ada.backward(torch.full_like(ada, 1.3))
+        return out, idx, xm.grad, avg, xa.grad, ada, xd.grad
+
+    threads(1)
+    one = run()
+    threads(2)
+    two = run()
+    for name, a, b in zip(("max", "idx", "max grad", "avg", "avg grad", "adaptive",
+                           "adaptive grad"), one, two):
+        assert a.is_contiguous(memory_format=CL), name
+        assert torch.equal(a.nan_to_num(1234.5), b.nan_to_num(1234.5)), name

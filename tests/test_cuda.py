@@ -213,3 +213,137 @@ def test_cuda_opcheck():
     res = torch.library.opcheck(torch.ops.cnnkern.max_pool2d_with_indices.default,
                                 (x, [2, 2], [2, 2], [0, 0], [1, 1], False))
     assert all(v == "SUCCESS" for v in res.values()), res
+
+
+# ---------------------------------------------------------------------------------------------
+# Pooling in channels_last: read in place by the NHWC path of the CUDA kernels (C fastest),
+# outputs, indices and gradients in torch's layout.
+# ---------------------------------------------------------------------------------------------
+
+CL = torch.channels_last
+ALL_DTYPES = [pytest.param(torch.float32, id="f32"), pytest.param(torch.float64, id="f64"),
+              pytest.param(torch.float16, id="f16"), pytest.param(torch.bfloat16, id="bf16")]
+LOWP = (torch.float16, torch.bfloat16)
+
+
+def _cl_grads(fn, x, g):
+    xl = x.detach().clone().requires_grad_()
+    res = fn(xl)
+    (res[0] if isinstance(res, tuple) else res).backward(g)
+    return res, xl.grad
+
+
+def _same_strides(a, b, what):
+    assert a.stride() == b.stride(), f"{what}: {a.stride()} != torch's {b.stride()}"
+
+
+def _close_or_lowp(ours, ref64, torch_same_dtype):
+    if ours.dtype in LOWP:
+        err, torch_err = fp64_error_ratio(ours, ref64, torch_same_dtype)
+        assert err <= K_LOWP * torch_err + torch.finfo(ours.dtype).eps * 4, (err, torch_err)
+    else:
+        assert_close(ours, ref64)
+
+
+@pytest.mark.parametrize("dtype", ALL_DTYPES)
+@pytest.mark.parametrize("case", pool_params())
+def test_max_pool_cuda_channels_last(case, dtype):
+    x = torch.randn(case.input_shape, device=DEV).to(dtype)
+    x[torch.rand(case.input_shape, device=DEV) < 0.05] = float("nan")
+    x = x.contiguous(memory_format=CL)
+    kw = dict(case.max_kwargs(), return_indices=True)
+    ref, ref_idx = F.max_pool2d(x, **kw)
+    g = int_tensor(*ref.shape, dtype=dtype, device=DEV).contiguous(memory_format=CL)
+    (out, idx), gx = _cl_grads(lambda t: cnnkern.max_pool2d(t, **kw), x, g)
+    _, ref_gx = _cl_grads(lambda t: F.max_pool2d(t, **kw), x, g)
+    assert_exact(out, ref, equal_nan=True)
+    assert_exact(idx, ref_idx)
+    assert_exact(gx, ref_gx)  # integer gradients: exact sums in every dtype
+    _same_strides(out, ref, "output")
+    _same_strides(idx, ref_idx, "indices")
+    _same_strides(gx, ref_gx, "grad_input")
+
+
+@pytest.mark.parametrize("dtype", ALL_DTYPES)
+@pytest.mark.parametrize("case", pool_params(AVG_POOL_CASES))
+@pytest.mark.parametrize("cip, div", [(True, None), (False, None), (True, 3)],
+                         ids=["include_pad", "exclude_pad", "divisor3"])
+def test_avg_pool_cuda_channels_last(case, dtype, cip, div):
+    x = torch.randn(case.input_shape, device=DEV).to(dtype).contiguous(memory_format=CL)
+    kw = dict(case.avg_kwargs(), count_include_pad=cip, divisor_override=div)
+    g = torch.randn(F.avg_pool2d(x, **kw).shape, device=DEV).to(dtype)
+    g = g.contiguous(memory_format=CL)
+    out, gx = _cl_grads(lambda t: cnnkern.avg_pool2d(t, **kw), x, g)
+    ref, ref_gx = _cl_grads(lambda t: F.avg_pool2d(t, **kw), x, g)
+    ref64, ref64_gx = _cl_grads(lambda t: F.avg_pool2d(t, **kw), x.double(), g.double())
+    _close_or_lowp(out, ref64, ref)
+    _close_or_lowp(gx, ref64_gx, ref_gx)
+    _same_strides(out, ref, "output")
+    _same_strides(gx, ref_gx, "grad_input")
+
+
+@pytest.mark.parametrize("dtype", ALL_DTYPES)
+@pytest.mark.parametrize("output_size", [1, 3, (2, 5), (None, 4), (9, 11)], ids=str)
+def test_adaptive_avg_pool_cuda_channels_last(output_size, dtype):
+    x = torch.randn(2, 5, 7, 9, device=DEV).to(dtype).contiguous(memory_format=CL)
+    g = torch.randn(F.adaptive_avg_pool2d(x, output_size).shape, device=DEV).to(dtype)
+    g = g.contiguous(memory_format=CL)
+    out, gx = _cl_grads(lambda t: cnnkern.adaptive_avg_pool2d(t, output_size), x, g)
+    ref, ref_gx = _cl_grads(lambda t: F.adaptive_avg_pool2d(t, output_size), x, g)
+    ref64, ref64_gx = _cl_grads(lambda t: F.adaptive_avg_pool2d(t, output_size), x.double(),
+                                g.double())
+    _close_or_lowp(out, ref64, ref)
+    _close_or_lowp(gx, ref64_gx, ref_gx)
+    _same_strides(out, ref, "output")
+    _same_strides(gx, ref_gx, "grad_input")
+
+
+@pytest.mark.parametrize("grad_layout", [torch.contiguous_format, CL],
+                         ids=["grad_nchw", "grad_nhwc"])
+@pytest.mark.parametrize("in_layout", [torch.contiguous_format, CL], ids=["in_nchw", "in_nhwc"])
+def test_pool_cuda_grad_input_follows_the_input_layout(in_layout, grad_layout):
+    # torch's CUDA backward gives grad_input the input's layout whatever grad_output's.
+    x = torch.randn(2, 6, 9, 8, device=DEV).contiguous(memory_format=in_layout)
+    pairs = [(lambda t: cnnkern.max_pool2d(t, 3, 2, 1), lambda t: F.max_pool2d(t, 3, 2, 1)),
+             (lambda t: cnnkern.avg_pool2d(t, 2), lambda t: F.avg_pool2d(t, 2)),
+             (lambda t: cnnkern.adaptive_avg_pool2d(t, 3), lambda t: F.adaptive_avg_pool2d(t, 3))]
+    for ours, theirs in pairs:
+        g = int_tensor(*theirs(x).shape, device=DEV).contiguous(memory_format=grad_layout)
+        _, gx = _cl_grads(ours, x, g)
+        _, ref_gx = _cl_grads(theirs, x, g)
+        assert_close(gx, ref_gx.double())
+        _same_strides(gx, ref_gx, "grad_input")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["f32", "f16"])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, CL], ids=["nchw", "nhwc"])
+def test_pool_cuda_bitwise_deterministic(layout, dtype):
+    # Gathers with one owner per element, no atomics: two runs agree bit for bit.
+    x = torch.randn(4, 48, 37, 41, device=DEV).to(dtype).contiguous(memory_format=layout)
+
+    def run():
+        res = []
+        for fn in (lambda t: cnnkern.max_pool2d(t, 3, 1, 1),
+                   lambda t: cnnkern.avg_pool2d(t, 3, 2, 1, ceil_mode=True),
+                   lambda t: cnnkern.adaptive_avg_pool2d(t, (5, 7))):
+            xl = x.detach().clone().requires_grad_()
+            out = fn(xl)
+            out.backward(torch.full_like(out, 0.3))
+            res += [out, xl.grad]
+        return res
+
+    for a, b in zip(run(), run()):
+        assert torch.equal(a, b)
+
+
+def test_cuda_opcheck_channels_last():
+    x = torch.randn(2, 3, 7, 6, device=DEV).contiguous(memory_format=CL).requires_grad_()
+    for op, args in [
+        (torch.ops.cnnkern.max_pool2d_with_indices.default,
+         (x, [3, 3], [2, 2], [1, 1], [1, 1], True)),
+        (torch.ops.cnnkern.avg_pool2d.default,
+         (x, [2, 2], [2, 2], [0, 0], False, True, None)),
+        (torch.ops.cnnkern.adaptive_avg_pool2d.default, (x, [3, 4])),
+    ]:
+        res = torch.library.opcheck(op, args)
+        assert all(v == "SUCCESS" for v in res.values()), res

@@ -145,3 +145,54 @@ def test_conv_ops_with_allow_tf32():
     g = torch.randn(2, 4, 6, 6)
     _opcheck(OPS.conv2d_backward_input.default, (g, w.detach(), [2, 3, 6, 6]) + args)
     _opcheck(OPS.conv2d_backward_weight.default, (g, x.detach(), [4, 3, 3, 3]) + args)
+
+
+# channels_last: the ops keep that layout (outputs, indices, grad_input), and the fake kernels
+# must say the same strides.
+CL = torch.channels_last
+
+
+def _cl(t):
+    return torch.empty(t.shape, dtype=t.dtype, memory_format=CL).copy_(t)
+
+
+def _fake_strides_match(op, args):
+    """The fake kernel's output strides are the real kernel's (checked directly as well)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    real = op(*args)
+    with FakeTensorMode() as mode:
+        fake = op(*[mode.from_tensor(a) if isinstance(a, torch.Tensor) else a for a in args])
+    for r, f in zip(real if isinstance(real, tuple) else (real,),
+                    fake if isinstance(fake, tuple) else (fake,)):
+        assert r.stride() == f.stride(), (op, r.stride(), f.stride())
+
+
+def _opcheck_cl(op, args):
+    _opcheck(op, args)
+    _fake_strides_match(op, args)
+
+
+@pytest.mark.parametrize("requires_grad", [True, False], ids=["grad", "nograd"])
+@pytest.mark.parametrize("xs", [(2, 3, 7, 6), (1, 1, 5, 5), (2, 4, 3, 3)], ids=str)
+def test_pool_ops_channels_last(xs, requires_grad):
+    x = _rg(_cl(torch.randn(xs, dtype=torch.float64)), requires_grad)
+    _opcheck_cl(OPS.max_pool2d_with_indices.default, (x, [2, 2], [2, 1], [1, 0], [1, 1], True))
+    _opcheck_cl(OPS.avg_pool2d.default, (x, [3, 2], [2, 2], [1, 1], True, False, None))
+    _opcheck_cl(OPS.adaptive_avg_pool2d.default, (x, [2, 3]))
+    _opcheck_cl(OPS.adaptive_avg_pool2d.default, (x, [1, 1]))
+
+
+@pytest.mark.parametrize("xs", [(2, 3, 7, 6), (1, 1, 5, 5)], ids=str)
+def test_pool_backward_ops_channels_last(xs):
+    x = _cl(torch.randn(xs, dtype=torch.float64))
+    k, s, p, d = [2, 2], [2, 1], [1, 0], [1, 1]
+    out, idx = torch.ops.aten.max_pool2d_with_indices(x, k, s, p, d, True)
+    _opcheck_cl(OPS.max_pool2d_backward.default,
+             (_cl(torch.randn(out.shape, dtype=torch.float64)), idx, list(xs), k, s, p, d, True))
+    out = torch.ops.aten.avg_pool2d(x, k, s, p, True, False, None)
+    _opcheck_cl(OPS.avg_pool2d_backward.default,
+             (_cl(torch.randn(out.shape, dtype=torch.float64)), list(xs), k, s, p, True, False,
+              None))
+    g = _cl(torch.randn(xs[0], xs[1], 2, 3, dtype=torch.float64))
+    _opcheck_cl(OPS.adaptive_avg_pool2d_backward.default, (g, list(xs)))

@@ -388,3 +388,80 @@ def test_pool_outputs_have_no_nan_from_empty_windows():
     assert torch.isfinite(mx).all() and torch.isfinite(av).all()
     assert int(idx.min()) >= 0 and int(idx.max()) < 25
     assert math.isclose(float(av[0, 0, 0, 0]), float(x[0, 0, 0, 0]) / 4, rel_tol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# channels_last: read in place, outputs and gradients in torch's layout
+# ---------------------------------------------------------------------------------------------
+
+CL = torch.channels_last
+GRAD_LAYOUTS = [pytest.param(torch.contiguous_format, id="grad_nchw"),
+                pytest.param(CL, id="grad_nhwc")]
+INPUT_LAYOUTS = [pytest.param(torch.contiguous_format, id="in_nchw"),
+                 pytest.param(CL, id="in_nhwc")]
+
+
+def _grads_in_layout(fn, x, g):
+    """(outputs, x.grad) for fn(leaf x), grad_output g on the first output (any layout)."""
+    xl = x.detach().clone().requires_grad_(True)
+    res = fn(xl)
+    (res[0] if isinstance(res, tuple) else res).backward(g)
+    return res, xl.grad
+
+
+def _check_layouts_like_torch(ours_fn, torch_fn, x, grad_layout, exact):
+    ref = torch_fn(x)
+    ref0 = ref[0] if isinstance(ref, tuple) else ref
+    g = int_tensor(*ref0.shape, dtype=x.dtype).contiguous(memory_format=grad_layout)
+    res, gx = _grads_in_layout(ours_fn, x, g)
+    ref, ref_gx = _grads_in_layout(torch_fn, x, g)
+    outs = res if isinstance(res, tuple) else (res,)
+    refs = ref if isinstance(ref, tuple) else (ref,)
+    for a, b in zip(outs, refs):
+        (assert_exact if exact or a.dtype == torch.int64 else assert_close)(a, b)
+        assert a.stride() == b.stride(), (a.stride(), b.stride())
+    (assert_exact if exact else assert_close)(gx, ref_gx)
+    assert gx.stride() == ref_gx.stride(), (gx.stride(), ref_gx.stride())
+
+
+@pytest.mark.parametrize("grad_layout", GRAD_LAYOUTS)
+@pytest.mark.parametrize("in_layout", INPUT_LAYOUTS)
+@pytest.mark.parametrize("case", pool_params([c for c in POOL_CASES if c.N > 0][::2]))
+def test_max_pool_layouts_like_torch(case, in_layout, grad_layout):
+    x = torch.randn(case.input_shape, dtype=torch.float64).contiguous(memory_format=in_layout)
+    kw = dict(case.max_kwargs(), return_indices=True)
+    _check_layouts_like_torch(lambda t: cnnkern.max_pool2d(t, **kw),
+                              lambda t: F.max_pool2d(t, **kw), x, grad_layout, exact=True)
+
+
+@pytest.mark.parametrize("grad_layout", GRAD_LAYOUTS)
+@pytest.mark.parametrize("in_layout", INPUT_LAYOUTS)
+@pytest.mark.parametrize("case", pool_params([c for c in AVG_POOL_CASES if c.N > 0][::2]))
+def test_avg_pool_layouts_like_torch(case, in_layout, grad_layout):
+    x = torch.randn(case.input_shape, dtype=torch.float64).contiguous(memory_format=in_layout)
+    kw = dict(case.avg_kwargs(), count_include_pad=False)
+    _check_layouts_like_torch(lambda t: cnnkern.avg_pool2d(t, **kw),
+                              lambda t: F.avg_pool2d(t, **kw), x, grad_layout, exact=False)
+
+
+@pytest.mark.parametrize("grad_layout", GRAD_LAYOUTS)
+@pytest.mark.parametrize("in_layout", INPUT_LAYOUTS)
+@pytest.mark.parametrize("N, C, H, W, output_size", adaptive_params())
+def test_adaptive_avg_pool_layouts_like_torch(N, C, H, W, output_size, in_layout, grad_layout):
+    x = torch.randn(N, C, H, W, dtype=torch.float64).contiguous(memory_format=in_layout)
+    _check_layouts_like_torch(lambda t: cnnkern.adaptive_avg_pool2d(t, output_size),
+                              lambda t: F.adaptive_avg_pool2d(t, output_size), x, grad_layout,
+                              exact=False)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_channels_last_in_channels_last_out(dtype):
+    x = torch.randn(2, 5, 9, 11, dtype=dtype).contiguous(memory_format=CL)
+    out, idx = cnnkern.max_pool2d(x, 3, 2, 1, return_indices=True)
+    assert out.is_contiguous(memory_format=CL) and idx.is_contiguous(memory_format=CL)
+    assert not out.is_contiguous()
+    ref, ref_idx = F.max_pool2d(x, 3, 2, 1, return_indices=True)
+    assert_exact(out, ref)
+    assert_exact(idx, ref_idx)
+    assert cnnkern.avg_pool2d(x, 2).is_contiguous(memory_format=CL)
+    assert cnnkern.adaptive_avg_pool2d(x, (3, 4)).is_contiguous(memory_format=CL)

@@ -1,7 +1,9 @@
 #pragma once
 // The pooling op bodies, shared by the CPU and CUDA registrations. Each backend supplies a
-// table of kernels; these functions check the arguments, build the problem, allocate the
-// outputs (contiguous NCHW) and call the backend's kernel on contiguous inputs.
+// table of kernels; these functions check the arguments, build the problem, choose the
+// layout (channels_last when the input's strides suggest it, as torch does; NCHW otherwise),
+// allocate the outputs in that layout and call the backend's kernel on inputs made
+// contiguous in it.
 
 #include <ATen/core/Tensor.h>
 #include <c10/util/ArrayRef.h>
@@ -13,11 +15,14 @@
 
 namespace cnnkern {
 
-// Kernels see contiguous NCHW tensors of the problem's shapes; outputs are preallocated
-// (grad_input zero-filled for the backward passes).
+// Kernels see tensors of the problem's shapes, all contiguous in the problem's layout
+// (p.channels_last: NHWC, else NCHW); outputs are preallocated in that layout.
 struct Pool2dKernels {
   const char* backend;  // for messages
   c10::ArrayRef<at::ScalarType> dtypes;
+  // Whether the backward kernels add into a zero-filled grad_input for this problem (true),
+  // or write every element themselves (false: no zero-filling pass).
+  bool (*needs_zeroed_grad_input)(const Pool2dProblem&);
   void (*max_forward)(const Pool2dProblem&, const at::Tensor& input, at::Tensor& output,
                       at::Tensor& indices);
   void (*max_backward)(const Pool2dProblem&, const at::Tensor& grad_output,

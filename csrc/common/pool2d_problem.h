@@ -35,6 +35,10 @@ struct Pool2dProblem {
   // avg_pool2d only
   bool count_include_pad = true;
   int64_t divisor_override = 0;  // 0: none
+  // Memory layout of every tensor of the call (input, output, indices, gradients): NCHW
+  // contiguous, or channels_last (NHWC). Chosen by the op bodies from the input
+  // (common/pool2d_ops.cpp); the per-element functions of common/pool2d_element.h read it.
+  bool channels_last = false;
 
   CNNKERN_HD int64_t planes() const { return N * C; }
   CNNKERN_HD int64_t input_numel() const { return N * C * H * W; }

@@ -6,6 +6,7 @@
 #include <type_traits>
 
 #include "cpu/pool2d_core.h"
+#include "cpu/pool2d_nhwc.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -16,6 +17,7 @@
 
 #define CNNKERN_ISA_NS avx2
 #include "cpu/pool2d_core_impl.h"
+#include "cpu/pool2d_nhwc_impl.h"
 
 #if defined(__x86_64__)
 #pragma GCC pop_options

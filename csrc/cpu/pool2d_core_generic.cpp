@@ -4,6 +4,8 @@
 #include <type_traits>
 
 #include "cpu/pool2d_core.h"
+#include "cpu/pool2d_nhwc.h"
 
 #define CNNKERN_ISA_NS generic
 #include "cpu/pool2d_core_impl.h"
+#include "cpu/pool2d_nhwc_impl.h"

@@ -1,8 +1,11 @@
-// CPU pooling (float32, float64), parallel over the N*C planes. Each plane is owned by one
-// thread, so backward scatters need no atomics and results do not depend on the thread
-// count. Window math comes from common/pool2d_problem.h, shared with CUDA. The forward
-// passes and avg backward run the per-ISA plane kernels of cpu/pool2d_core.h (vectorised
-// along W where the stride allows); max and adaptive backward are plain scatters here.
+// CPU pooling (float32, float64) in the layout the op body chose (Pool2dProblem::channels_last).
+// NCHW: parallel over the N*C planes, each plane owned by one thread, so backward scatters
+// need no atomics; the forward passes and avg backward run the per-ISA plane kernels of
+// cpu/pool2d_core.h (vectorised along W where the stride allows); max and adaptive backward
+// are plain scatters here. channels_last: the per-ISA row kernels of cpu/pool2d_nhwc.h
+// (vectorised along C), parallel over output rows (forward) or grad_input rows (backward, a
+// gather). Either way every element has one owner and results do not depend on the thread
+// count. Window math comes from common/pool2d_problem.h, shared with CUDA.
 
 #include "cpu/pool2d_cpu.h"
 
@@ -15,6 +18,7 @@
 #include <stdexcept>
 
 #include "cpu/pool2d_core.h"
+#include "cpu/pool2d_nhwc.h"
 
 namespace cnnkern {
 namespace {
@@ -42,7 +46,31 @@ const cpu::PoolKernels<T>& kernels() {
 }
 
 template <typename T>
+const cpu::PoolNhwcKernels<T>& nhwc_kernels() {
+  try {
+    return cpu::pool_nhwc_kernels<T>(cpu::active_isa());
+  } catch (const std::invalid_argument& e) {
+    TORCH_CHECK(false, "cnnkern pooling: ", e.what());
+  }
+}
+
+// f(r0, r1) over ranges of `rows` rows of `row_elems` elements each; ranges of at least
+// ~32K elements so that small problems do not pay for waking threads.
+template <typename F>
+void for_row_ranges(int64_t rows, int64_t row_elems, const F& f) {
+  const int64_t grain =
+      std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(1, row_elems));
+  at::parallel_for(0, rows, grain, [&](int64_t r0, int64_t r1) { f(r0, r1); });
+}
+
+template <typename T>
 void max_forward_kernel(const Pool2dProblem& p, const T* in, T* out, int64_t* idx) {
+  if (p.channels_last) {
+    const auto& k = nhwc_kernels<T>();
+    for_row_ranges(p.N * p.P, p.Q * p.C,
+                   [&](int64_t r0, int64_t r1) { k.max(p, r0, r1, in, out, idx); });
+    return;
+  }
   const auto& k = kernels<T>();
   const T* in_end = in + p.input_numel();
   for_plane_ranges(p, [&](int64_t m, int64_t n) {
@@ -52,6 +80,12 @@ void max_forward_kernel(const Pool2dProblem& p, const T* in, T* out, int64_t* id
 
 template <typename T>
 void max_backward_kernel(const Pool2dProblem& p, const T* go, const int64_t* idx, T* gi) {
+  if (p.channels_last) {  // a gather: indices outside the plane match nothing
+    const auto& k = nhwc_kernels<T>();
+    for_row_ranges(p.N * p.H, p.W * p.C,
+                   [&](int64_t r0, int64_t r1) { k.max_backward(p, r0, r1, go, idx, gi); });
+    return;
+  }
   const int64_t hw = p.H * p.W, pq = p.P * p.Q;
   for_plane_ranges(p, [&](int64_t first, int64_t count) {
     for (int64_t plane = first; plane < first + count; ++plane) {
@@ -78,6 +112,12 @@ void max_backward_kernel(const Pool2dProblem& p, const T* go, const int64_t* idx
 
 template <typename T>
 void avg_forward_kernel(const Pool2dProblem& p, const T* in, T* out) {
+  if (p.channels_last) {
+    const auto& k = nhwc_kernels<T>();
+    for_row_ranges(p.N * p.P, p.Q * p.C,
+                   [&](int64_t r0, int64_t r1) { k.avg(p, r0, r1, in, out); });
+    return;
+  }
   const auto& k = kernels<T>();
   const T* in_end = in + p.input_numel();
   for_plane_ranges(p, [&](int64_t m, int64_t n) {
@@ -87,6 +127,12 @@ void avg_forward_kernel(const Pool2dProblem& p, const T* in, T* out) {
 
 template <typename T>
 void avg_backward_kernel(const Pool2dProblem& p, const T* go, T* gi) {
+  if (p.channels_last) {
+    const auto& k = nhwc_kernels<T>();
+    for_row_ranges(p.N * p.H, p.W * p.C,
+                   [&](int64_t r0, int64_t r1) { k.avg_backward(p, r0, r1, go, gi); });
+    return;
+  }
   const auto& k = kernels<T>();
   for_plane_ranges(p, [&](int64_t m, int64_t n) {
     k.avg_backward(p, n, go + m * p.P * p.Q, gi + m * p.H * p.W);
@@ -95,6 +141,12 @@ void avg_backward_kernel(const Pool2dProblem& p, const T* go, T* gi) {
 
 template <typename T>
 void adaptive_forward_kernel(const Pool2dProblem& p, const T* in, T* out) {
+  if (p.channels_last) {
+    const auto& k = nhwc_kernels<T>();
+    for_row_ranges(p.N * p.P, p.Q * p.C,
+                   [&](int64_t r0, int64_t r1) { k.adaptive(p, r0, r1, in, out); });
+    return;
+  }
   const auto& k = kernels<T>();
   for_plane_ranges(p, [&](int64_t m, int64_t n) {
     k.adaptive(p, n, in + m * p.H * p.W, out + m * p.P * p.Q);
@@ -103,6 +155,12 @@ void adaptive_forward_kernel(const Pool2dProblem& p, const T* in, T* out) {
 
 template <typename T>
 void adaptive_backward_kernel(const Pool2dProblem& p, const T* go, T* gi) {
+  if (p.channels_last) {
+    const auto& k = nhwc_kernels<T>();
+    for_row_ranges(p.N * p.H, p.W * p.C,
+                   [&](int64_t r0, int64_t r1) { k.adaptive_backward(p, r0, r1, go, gi); });
+    return;
+  }
   for_each_plane(p, [&](int64_t plane) {
     T* dst = gi + plane * p.H * p.W;
     for (int64_t oh = 0; oh < p.P; ++oh) {
@@ -153,12 +211,16 @@ CNNKERN_POOL_ENTRY(adaptive_backward, adaptive_backward_kernel, grad_output, gra
 
 const at::ScalarType kDtypes[] = {at::kFloat, at::kDouble};
 
+// The NCHW backward kernels scatter into zeros; the channels_last ones gather and write
+// every element.
+bool needs_zeroed_grad_input(const Pool2dProblem& p) { return !p.channels_last; }
+
 }  // namespace
 
 const Pool2dKernels& pool2d_cpu_kernels() {
-  static const Pool2dKernels k{"CPU",         kDtypes,          max_forward,
-                               max_backward,  avg_forward,      avg_backward,
-                               adaptive_forward, adaptive_backward};
+  static const Pool2dKernels k{"CPU",        kDtypes,         needs_zeroed_grad_input,
+                               max_forward,  max_backward,    avg_forward,
+                               avg_backward, adaptive_forward, adaptive_backward};
   return k;
 }
 

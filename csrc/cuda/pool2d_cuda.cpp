@@ -1,6 +1,7 @@
 // Thin glue from the shared pooling op bodies to the torch-free CUDA launchers: the op bodies
-// have already checked the arguments, made the inputs contiguous NCHW and allocated the
-// outputs on the current (guarded) device.
+// have already checked the arguments, chosen the layout (p.channels_last), made the inputs
+// contiguous in it and allocated the outputs in it on the current (guarded) device. The
+// backward kernels write every grad_input element (a gather), so it is not zero-filled.
 
 #include "cuda/pool2d_cuda.h"
 
@@ -24,7 +25,8 @@ void max_forward(const Pool2dProblem& p, const at::Tensor& input, at::Tensor& ou
 
 void max_backward(const Pool2dProblem& p, const at::Tensor& grad_output,
                   const at::Tensor& indices, at::Tensor& grad_input) {
-  if (grad_input.numel() == 0 || grad_output.numel() == 0) return;  // grad_input is zero-filled
+  // With no grad_output elements the op body zero-fills grad_input.
+  if (grad_input.numel() == 0 || grad_output.numel() == 0) return;
   C10_CUDA_CHECK(launch_max_pool2d_backward(cuda_dtype_of(grad_output), p,
                                             grad_output.const_data_ptr(),
                                             indices.const_data_ptr<int64_t>(),
@@ -65,12 +67,16 @@ void adaptive_avg_backward(const Pool2dProblem& p, const at::Tensor& grad_output
                                                      at::cuda::getCurrentCUDAStream()));
 }
 
+// The backward kernels are gathers: no zero-filled grad_input needed.
+bool writes_every_grad_input_element(const Pool2dProblem&) { return false; }
+
 }  // namespace
 
 const Pool2dKernels& pool2d_cuda_kernels() {
   static const Pool2dKernels kernels{
       "cuda",
       cuda_kernel_dtypes(),
+      &writes_every_grad_input_element,
       &max_forward,
       &max_backward,
       &avg_forward,

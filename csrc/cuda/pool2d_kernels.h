@@ -1,6 +1,7 @@
 #pragma once
 // Launchers for the CUDA pooling kernels (pool2d_kernels.cu). Torch-free: raw pointers to
-// contiguous NCHW data of the problem's shapes, the element type as a tag, and a stream.
+// data of the problem's shapes, contiguous in its layout (NCHW, or NHWC when
+// p.channels_last), the element type as a tag, and a stream.
 // Each returns the launch's cudaError_t. Gradients are gathered (one thread per grad_input
 // element, no atomics), so results are deterministic and every grad_input element is written.
 
