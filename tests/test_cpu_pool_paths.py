@@ -169,21 +169,15 @@ def test_max_backward_rejects_an_index_outside_the_plane():
                                               [1, 1], False)
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in (
-    PoolCase("k2s2", 4, 16, 30, 46, 2, 2, 0),
-    PoolCase("k3s2p1", 4, 16, 31, 45, 3, 2, 1),
-    PoolCase("k3s1p1_ceil", 3, 10, 17, 23, 3, 1, 1, 1, True),
-)])
-def test_pool_bitwise_equal_for_1_and_2_threads(case, threads):
-    x = torch.randn(case.input_shape)
-    x[torch.rand(case.input_shape) < 0.02] = float("nan")
-
+def _pool_results_1_and_2_threads(x, max_kwargs, avg_kwargs, threads):
+    """{name: (result at 1 thread, result at 2 threads)} of max (+ indices), avg and adaptive
+    pooling forward and backward of x."""
     def run():
         xm = x.detach().clone().requires_grad_(True)
-        out, idx = cnnkern.max_pool2d(xm, **case.max_kwargs(), return_indices=True)
+        out, idx = cnnkern.max_pool2d(xm, **max_kwargs, return_indices=True)
         out.backward(torch.ones_like(out) / 3)
         xa = x.detach().clone().requires_grad_(True)
-        avg = cnnkern.avg_pool2d(xa, **case.avg_kwargs(), count_include_pad=False)
+        avg = cnnkern.avg_pool2d(xa, **avg_kwargs, count_include_pad=False)
         avg.backward(torch.full_like(avg, 0.7))
         xd = x.detach().clone().requires_grad_(True)
         ada = cnnkern.adaptive_avg_pool2d(xd, (5, 7))
@@ -194,8 +188,20 @@ def test_pool_bitwise_equal_for_1_and_2_threads(case, threads):
     one = run()
     threads(2)
     two = run()
-    for name, a, b in zip(("max", "idx", "max grad", "avg", "avg grad", "adaptive",
-                           "adaptive grad"), one, two):
+    names = ("max", "idx", "max grad", "avg", "avg grad", "adaptive", "adaptive grad")
+    return {name: (a, b) for name, a, b in zip(names, one, two)}
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in (
+    PoolCase("k2s2", 4, 16, 30, 46, 2, 2, 0),
+    PoolCase("k3s2p1", 4, 16, 31, 45, 3, 2, 1),
+    PoolCase("k3s1p1_ceil", 3, 10, 17, 23, 3, 1, 1, 1, True),
+)])
+def test_pool_bitwise_equal_for_1_and_2_threads(case, threads):
+    x = torch.randn(case.input_shape)
+    x[torch.rand(case.input_shape) < 0.02] = float("nan")
+    results = _pool_results_1_and_2_threads(x, case.max_kwargs(), case.avg_kwargs(), threads)
+    for name, (a, b) in results.items():
         assert torch.equal(a.nan_to_num(1234.5), b.nan_to_num(1234.5)), name
 
 
@@ -266,23 +272,9 @@ def test_channels_last_bitwise_equal_for_1_and_2_threads(threads):
     x[torch.rand(x.shape) < 0.02] = float("nan")
     x = x.contiguous(memory_format=CL)
 
-    def run():
-        xm = x.detach().clone().requires_grad_(True)
-        out, idx = cnnkern.max_pool2d(xm, 3, 2, 1, return_indices=True)
-        out.backward(torch.ones_like(out) / 3)
-        xa = x.detach().clone().requires_grad_(True)
-        avg = cnnkern.avg_pool2d(xa, 3, 1, 1, ceil_mode=True, count_include_pad=False)
-        avg.backward(torch.full_like(avg, 0.7))
-        xd = x.detach().clone().requires_grad_(True)
-        ada = cnnkern.adaptive_avg_pool2d(xd, (5, 7))
-        ada.backward(torch.full_like(ada, 1.3))
-        return out, idx, xm.grad, avg, xa.grad, ada, xd.grad
-
-    threads(1)
-    one = run()
-    threads(2)
-    two = run()
-    for name, a, b in zip(("max", "idx", "max grad", "avg", "avg grad", "adaptive",
-                           "adaptive grad"), one, two):
+    results = _pool_results_1_and_2_threads(
+        x, dict(kernel_size=3, stride=2, padding=1),
+        dict(kernel_size=3, stride=1, padding=1, ceil_mode=True), threads)
+    for name, (a, b) in results.items():
         assert a.is_contiguous(memory_format=CL), name
         assert torch.equal(a.nan_to_num(1234.5), b.nan_to_num(1234.5)), name
