@@ -8,6 +8,7 @@
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -308,6 +309,54 @@ GemmPackedA<T> gemm_pack_a(int64_t M, int64_t K, const T* A, int64_t rsa, int64_
   return gemm_detail::gemm_pack_a_with(gemm_detail::kernels_for<T>(""), M, K, A, rsa, csa);
 }
 
+template <typename T>
+int64_t gemm_packed_a_elems(int64_t M, int64_t K) {
+  return gemm_detail::round_up(M, gemm_detail::kernels_for<T>("").mr) * K;
+}
+
+template <typename T>
+int64_t gemm_pack_a_row_unit() {
+  return gemm_detail::kernels_for<T>("").mr;
+}
+
+template <typename T>
+GemmPackedA<T> gemm_packed_a_view(int64_t M, int64_t K, T* storage) {
+  const auto& kt = gemm_detail::kernels_for<T>("");
+  GemmPackedA<T> pa;
+  pa.M = M;
+  pa.K = K;
+  pa.kernels = &kt;
+  pa.row_stride_panels = gemm_detail::round_up(M, kt.mr);
+  pa.data = std::unique_ptr<T, typename GemmPackedA<T>::Free>(
+      storage, typename GemmPackedA<T>::Free{/*owned=*/false});
+  return pa;
+}
+
+// The layout of gemm_pack_a_with: k-block pc (depth kc) holds every mr-row panel for k in
+// [pc, pc + kc), element (row r, k) of the panel from row p0 at pc * Mp + p0 * kc +
+// (k - pc) * mr + (r - p0). A part is packed panel by panel, each k-block's columns of it
+// as one kt.pack_a call (which zero-fills a last panel past row M).
+template <typename T>
+void gemm_pack_a_part(const GemmPackedA<T>& pa, int64_t i0, int64_t i1, int64_t k0, int64_t k1,
+                      const T* A, int64_t rsa, int64_t csa) {
+  using namespace gemm_detail;
+  const auto& kt = *static_cast<const GemmKernels<T>*>(pa.kernels);
+  TORCH_CHECK(i0 % kt.mr == 0 && (i1 % kt.mr == 0 || i1 == pa.M) && 0 <= i0 && i0 <= i1 &&
+                  i1 <= pa.M && 0 <= k0 && k0 <= k1 && k1 <= pa.K,
+              "cnnkern gemm_pack_a_part: rows [", i0, ", ", i1, ") x columns [", k0, ", ", k1,
+              ") is not a part of whole ", kt.mr, "-row panels of a ", pa.M, " x ", pa.K,
+              " matrix");
+  const int64_t kb = k_block(pa.K, kt.kc), Mp = pa.row_stride_panels;
+  T* out = pa.data.get();
+  for (int64_t pc = k0 / kb * kb; pc < k1; pc += kb) {
+    const int64_t kc = min64(kb, pa.K - pc);
+    const int64_t c0 = std::max(k0, pc), c1 = min64(k1, pc + kc);
+    for (int64_t p0 = i0; p0 < i1; p0 += kt.mr)
+      kt.pack_a(min64(kt.mr, pa.M - p0), c1 - c0, A + (p0 - i0) * rsa + (c0 - k0) * csa, rsa,
+                csa, out + pc * Mp + p0 * kc + (c0 - pc) * kt.mr);
+  }
+}
+
 namespace {
 
 template <typename T>
@@ -349,6 +398,16 @@ template void gemm<double>(int64_t, int64_t, int64_t, const double*, int64_t, in
                            const double*, int64_t, int64_t, double, double*, int64_t);
 template GemmPackedA<float> gemm_pack_a<float>(int64_t, int64_t, const float*, int64_t,
                                                int64_t);
+template int64_t gemm_packed_a_elems<float>(int64_t, int64_t);
+template int64_t gemm_packed_a_elems<double>(int64_t, int64_t);
+template int64_t gemm_pack_a_row_unit<float>();
+template int64_t gemm_pack_a_row_unit<double>();
+template GemmPackedA<float> gemm_packed_a_view<float>(int64_t, int64_t, float*);
+template GemmPackedA<double> gemm_packed_a_view<double>(int64_t, int64_t, double*);
+template void gemm_pack_a_part<float>(const GemmPackedA<float>&, int64_t, int64_t, int64_t,
+                                      int64_t, const float*, int64_t, int64_t);
+template void gemm_pack_a_part<double>(const GemmPackedA<double>&, int64_t, int64_t, int64_t,
+                                       int64_t, const double*, int64_t, int64_t);
 template GemmPackedA<double> gemm_pack_a<double>(int64_t, int64_t, const double*, int64_t,
                                                  int64_t);
 template void gemm_packed<float>(const GemmPackedA<float>&, int64_t, const float*, int64_t,

@@ -38,7 +38,10 @@ void gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int64_t csa,
 template <typename T>
 struct GemmPackedA {
   struct Free {
-    void operator()(T* p) const { std::free(p); }
+    bool owned = true;  // false: a view of the caller's storage (gemm_packed_a_view)
+    void operator()(T* p) const {
+      if (owned) std::free(p);
+    }
   };
   int64_t M = 0, K = 0;
   int64_t row_stride_panels = 0;  // M rounded up to the micro-tile height
@@ -48,6 +51,25 @@ struct GemmPackedA {
 
 template <typename T>
 GemmPackedA<T> gemm_pack_a(int64_t M, int64_t K, const T* A, int64_t rsa, int64_t csa);
+
+// The same packed A built by parts, in storage the caller provides (e.g. a per-thread buffer
+// kept between calls), for a producer that makes A a few rows or columns at a time and
+// should not keep A itself as well as its packed copy:
+//   pa = gemm_packed_a_view<T>(M, K, storage);     // gemm_packed_a_elems<T>(M, K) elements
+//   gemm_pack_a_part(pa, i0, i1, k0, k1, A, rsa, csa);   // rows [i0, i1) x columns [k0, k1)
+// where A points at element (i0, k0), and i0, i1 are multiples of gemm_pack_a_row_unit<T>()
+// (i1 may be M). Parts may come in any order and from several threads at once (they write
+// disjoint memory); once every element is packed, gemm_packed(pa, ...) gives the bits it
+// gives after gemm_pack_a. The view does not own (or free) the storage.
+template <typename T>
+int64_t gemm_packed_a_elems(int64_t M, int64_t K);
+template <typename T>
+int64_t gemm_pack_a_row_unit();
+template <typename T>
+GemmPackedA<T> gemm_packed_a_view(int64_t M, int64_t K, T* storage);
+template <typename T>
+void gemm_pack_a_part(const GemmPackedA<T>& pa, int64_t i0, int64_t i1, int64_t k0, int64_t k1,
+                      const T* A, int64_t rsa, int64_t csa);
 
 // C = A * B + beta * C with A given packed (M = pa.M, K = pa.K). With row_bias (M values),
 // row i also gets row_bias[i], added at no extra cost: it starts the accumulation chain (so

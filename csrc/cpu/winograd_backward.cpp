@@ -152,18 +152,16 @@ void backward_weight_streaming(const Plan<M, T>& plan, const T* grad_output, con
   using wino::kChunk;
   const int64_t G = plan.G, A2 = plan.A2, Kg = plan.Kg, Cg = plan.Cg, ld = plan.ld;
   const int64_t nt = plan.tiles;  // one block
-  T* Vw = wino::scratch<T>(wino::kScratchV, plan.v_elems());
   T* Mw = wino::scratch<T>(wino::kScratchM, plan.m_elems());
-  plan.input_phase(input, 0, nt, Vw);
   plan.grad_output_phase(grad_output, 0, nt, Mw);
-  // A = V[.][xi] of group g (channels x tiles), packed once for every chunk of filters.
+  // A = V[.][xi] of group g (channels x tiles), packed once for every chunk of filters, kept
+  // per thread between calls.
+  const int64_t pa_elems = gemm_packed_a_elems<T>(Cg, nt);
+  T* store = wino::scratch<T>(wino::kScratchV, G * A2 * pa_elems);
   std::vector<GemmPackedA<T>> packed(G * A2);
-  plan.parallel(G * A2, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t g = i / A2, xi = i % A2;
-      packed[i] = gemm_pack_a<T>(Cg, nt, Vw + (g * Cg * A2 + xi) * ld, A2 * ld, 1);
-    }
-  });
+  for (int64_t i = 0; i < G * A2; ++i)
+    packed[i] = gemm_packed_a_view<T>(Cg, nt, store + i * pa_elems);
+  plan.pack_transformed_input(input, packed, /*tiles_as_rows=*/false);
   const int64_t chunks = (Kg + kChunk - 1) / kChunk;
   const int64_t kw = wino::round_up(kChunk, kWinogradRowGroup);
   plan.parallel(G * chunks, [&](int64_t i0, int64_t i1) {

@@ -110,20 +110,15 @@ void forward_blocked(const Plan<M, T>& plan, const T* input, const T* weight, co
 template <int M, typename T>
 void forward_streaming(const Plan<M, T>& plan, const T* input, const T* weight, const T* bias,
                        T* output, bool relu) {
-  const int64_t G = plan.G, A2 = plan.A2, Kg = plan.Kg, Cg = plan.Cg, ld = plan.ld;
+  const int64_t G = plan.G, A2 = plan.A2, Kg = plan.Kg, Cg = plan.Cg;
   const int64_t nt = plan.tiles;  // one block
+  // A = V[.][xi]^T (tiles x channels of group g), packed once, kept per thread between calls.
+  const int64_t pa_elems = gemm_packed_a_elems<T>(nt, Cg);
+  T* store = wino::scratch<T>(wino::kScratchV, G * A2 * pa_elems);
   std::vector<GemmPackedA<T>> packed(G * A2);
-  {
-    T* Vw = wino::scratch<T>(wino::kScratchV, plan.v_elems());
-    plan.input_phase(input, 0, nt, Vw);
-    // A = V[.][xi]^T (tiles x channels of group g): element (t, c) at V[g*Cg + c][xi][t].
-    plan.parallel(G * A2, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) {
-        const int64_t g = i / A2, xi = i % A2;
-        packed[i] = gemm_pack_a<T>(nt, Cg, Vw + (g * Cg * A2 + xi) * ld, 1, A2 * ld);
-      }
-    });
-  }
+  for (int64_t i = 0; i < G * A2; ++i)
+    packed[i] = gemm_packed_a_view<T>(nt, Cg, store + i * pa_elems);
+  plan.pack_transformed_input(input, packed, /*tiles_as_rows=*/true);
   using wino::kChunk;
   const int64_t chunks = (Kg + kChunk - 1) / kChunk;
   const int64_t kw = wino::round_up(kChunk, kWinogradRowGroup);

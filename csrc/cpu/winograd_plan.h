@@ -21,9 +21,11 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <vector>
 
 #include "common/conv2d_problem.h"
 #include "common/winograd.h"
+#include "cpu/gemm.h"
 #include "cpu/winograd_filters.h"
 #include "cpu/winograd_kernels.h"
 
@@ -42,7 +44,9 @@ std::unique_ptr<T[]> alloc(int64_t n) {
 // problem it ran: one block's V and M (about kBlockBytes), the filter-streaming V (at most
 // kStreamBytes, calling thread only) and a filter chunk with its products
 // (a*a*(C + tiles)*kChunk elements, tiles <= kStreamTiles), and a row buffer.
-enum ScratchSlot { kScratchV, kScratchM, kScratchU, kScratchMt, kScratchRow, kScratchSlots };
+enum ScratchSlot {
+  kScratchV, kScratchM, kScratchU, kScratchMt, kScratchRow, kScratchVChunk, kScratchSlots
+};
 
 struct ScratchBuffer {
   void* p = nullptr;
@@ -84,6 +88,8 @@ constexpr int64_t kStreamBytes = int64_t(16) << 20;
 constexpr int64_t kStreamBytesGradWeight = int64_t(32) << 20;
 // Filters per work item of the filter-streaming schedules (a multiple of the GEMM's widths).
 constexpr int64_t kChunk = 16;
+// Channels per work item when the filter-streaming schedules transform and pack their tiles.
+constexpr int64_t kPackChannels = 16;
 
 // Below this many (direct-convolution) flops everything runs on the calling thread: opening a
 // parallel region costs microseconds, the time of a whole small convolution.
@@ -254,15 +260,51 @@ struct Plan {
 
   // Vw[c][xi][t] = (B^T d B)[xi] of the block's tiles, parallel over channels.
   void input_phase(const T* in, int64_t t0, int64_t nt, T* Vw) const {
-    const int64_t HW = p.H * p.W;
     parallel(p.C, [&](int64_t c0, int64_t c1) {
       T* buf = scratch<T>(kScratchRow, a * in_w);
-      for (int64_t c = c0; c < c1; ++c)
-        for_each_run(t0, nt, [&](int64_t row, int64_t tx0, int64_t n, int64_t t) {
-          const int64_t img = row / TH, ty = row % TH;
-          run_input_kernel(kern.input_row, in + (img * p.C + c) * HW, p.H, p.W, ty * m - p.pad_h,
-                           tx0 * m - p.pad_w, a, n, buf, Vw + c * A2 * ld + t);
-        });
+      for (int64_t c = c0; c < c1; ++c) transform_input_channel(in, c, t0, nt, buf, Vw + c * A2 * ld);
+    });
+  }
+
+  // dst[xi][t] = (B^T d B)[xi] of channel c's tiles t0 .. t0 + nt - 1 (buf: a row buffer).
+  void transform_input_channel(const T* in, int64_t c, int64_t t0, int64_t nt, T* buf,
+                               T* dst) const {
+    const int64_t HW = p.H * p.W;
+    for_each_run(t0, nt, [&](int64_t row, int64_t tx0, int64_t n, int64_t t) {
+      const int64_t img = row / TH, ty = row % TH;
+      run_input_kernel(kern.input_row, in + (img * p.C + c) * HW, p.H, p.W, ty * m - p.pad_h,
+                       tx0 * m - p.pad_w, a, n, buf, dst + t);
+    });
+  }
+
+  // The filter-streaming schedules' GEMM operand: the transformed tiles of every channel,
+  // packed for each group g and xi as packed[g * A2 + xi] (a gemm_packed_a_view of the
+  // caller's storage) -- with the tiles as its rows (the forward: tiles x channels) or as its
+  // columns (grad-weight: channels x tiles). Chunks of channels are transformed into a small
+  // per-thread buffer and packed straight away, so V itself is never kept whole beside its
+  // packed copy (6-13 MB of transformed tiles on 256-512 channels at 14x14 x 8).
+  void pack_transformed_input(const T* in, std::vector<GemmPackedA<T>>& packed,
+                              bool tiles_as_rows) const {
+    // Channels are packed as whole row panels when they are the rows.
+    const int64_t unit = tiles_as_rows ? 1 : gemm_pack_a_row_unit<T>();
+    const int64_t chunk = round_up(kPackChannels, unit);
+    const int64_t nchunks = (Cg + chunk - 1) / chunk;
+    parallel(G * nchunks, [&](int64_t i0, int64_t i1) {
+      T* buf = scratch<T>(kScratchRow, a * in_w);
+      T* Vc = scratch<T>(kScratchVChunk, chunk * A2 * ld);  // Vc[c - c0][xi][t]
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t g = i / nchunks, c0 = (i % nchunks) * chunk;
+        const int64_t nc = std::min(chunk, Cg - c0);
+        for (int64_t c = 0; c < nc; ++c)
+          transform_input_channel(in, g * Cg + c0 + c, 0, tiles, buf, Vc + c * A2 * ld);
+        for (int64_t xi = 0; xi < A2; ++xi) {
+          const GemmPackedA<T>& pa = packed[g * A2 + xi];
+          if (tiles_as_rows)
+            gemm_pack_a_part<T>(pa, 0, tiles, c0, c0 + nc, Vc + xi * ld, 1, A2 * ld);
+          else
+            gemm_pack_a_part<T>(pa, c0, c0 + nc, 0, tiles, Vc + xi * ld, A2 * ld, 1);
+        }
+      }
     });
   }
 
