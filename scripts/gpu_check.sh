@@ -2,12 +2,13 @@
 # The GPU check for a lent GPU machine, in stages that each fit the device tool's 10-minute
 # command limit (the CPU tests run in CI; here only what needs the GPU):
 #
-#   bash scripts/gpu_check.sh tests            # build for the GPU there (~3 min on 16 cores),
-#                                              # then every test marked `cuda` (vs cuDNN)
-#   bash scripts/gpu_check.sh bench memcheck   # benchmark vs cuDNN, compute-sanitizer memcheck
-#   bash scripts/gpu_check.sh                  # all three (fits only if the build is warm)
+#   bash scripts/gpu_check.sh tests      # build for the GPU there (~3 min on 16 cores),
+#                                        # then every test marked `cuda` (vs cuDNN)
+#   bash scripts/gpu_check.sh bench      # benchmarks vs cuDNN, the fused one included (<= 500 s)
+#   bash scripts/gpu_check.sh memcheck   # compute-sanitizer memcheck (<= 390 s)
+#   bash scripts/gpu_check.sh            # all three (only where no 10-minute limit applies)
 #
-# Run the second call within the machine's warm period (30 s) to reuse the build. Each stage
+# Run each next call within the machine's warm period (30 s) to reuse the build. Each stage
 # has its own time limit so one hang cannot eat the call. Logs and results go to $OUT when set
 # (the device tool brings that folder back: at most 8 files), else to bench/results/. Commit
 # the results as they came back, under bench/results/.
