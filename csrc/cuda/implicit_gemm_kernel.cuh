@@ -40,6 +40,20 @@ struct GpuCvt {
 // mma.sync.*.m16n8k16 for float16/bfloat16 (to_reg packs two values, exact here: they were
 // converted from T), mma.sync.*.m16n8k8.*.tf32 for float32 (to_reg rounds with cvt.rna).
 // All need sm_80+ (the project builds for 8.0 and 9.0); older targets trap.
+
+// One mma.sync on a 16 x 8 tile with fp32 accumulators (c += a * b; 4 A and 2 B registers);
+// `shape_types` names the instruction's shape and operand types. sm_80+ only: older targets
+// trap.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+#define CNNKERN_MMA_SYNC(shape_types, c, a, b) __trap()
+#else
+#define CNNKERN_MMA_SYNC(shape_types, c, a, b)                                            \
+  asm volatile("mma.sync.aligned." shape_types                                            \
+               " {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"        \
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                           \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]))
+#endif
+
 template <class T>
 struct MmaOp;
 template <>
@@ -50,15 +64,7 @@ struct MmaOp<__half> {
     return *reinterpret_cast<const uint32_t*>(&h);
   }
   __device__ static void mma(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
-    __trap();
-#else
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
-        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#endif
+    CNNKERN_MMA_SYNC("m16n8k16.row.col.f32.f16.f16.f32", c, a, b);
   }
 };
 template <>
@@ -69,15 +75,7 @@ struct MmaOp<__nv_bfloat16> {
     return *reinterpret_cast<const uint32_t*>(&h);
   }
   __device__ static void mma(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
-    __trap();
-#else
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#endif
+    CNNKERN_MMA_SYNC("m16n8k16.row.col.f32.bf16.bf16.f32", c, a, b);
   }
 };
 // float32 with TF32 allowed: each operand rounded to tf32 (round to nearest, ties away from
@@ -95,17 +93,10 @@ struct Tf32MmaOp {
 #endif
   }
   __device__ static void mma(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
-    __trap();
-#else
-    asm volatile(
-        "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
-        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#endif
+    CNNKERN_MMA_SYNC("m16n8k8.row.col.f32.tf32.tf32.f32", c, a, b);
   }
 };
+#undef CNNKERN_MMA_SYNC
 
 // The tensor-core compute policy (warp tiling and accumulator layout: igemm::MmaLayout; the
 // MMA step: Op). The shared tiles hold floats (converted from T on load); each k-tile is
