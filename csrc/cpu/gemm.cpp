@@ -266,17 +266,14 @@ GemmPackedA<T> gemm_pack_a_with(const GemmKernels<T>& kt, int64_t M, int64_t K, 
   pa.data.reset(static_cast<T*>(std::aligned_alloc(64, round_up(elems * sizeof(T), 64))));
   TORCH_CHECK(pa.data != nullptr, "cnnkern gemm: out of memory packing a ", M, " x ", K,
               " matrix");
-  // Block pc (depth kc) holds every panel of rows for k in [pc, pc + kc): the layout
-  // gemm_serial addresses as packed + pc * Mp + row * kc.
+  // One part per (k-block, row panel); gemm_pack_a_part holds the layout.
   const int64_t kb = k_block(K, kt.kc);
   const int64_t n_kblocks = ceil_div(K, kb), n_panels = ceil_div(M, kt.mr);
-  T* out = pa.data.get();
   at::parallel_for(0, n_kblocks * n_panels, 16, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       const int64_t pc = (t / n_panels) * kb, i0 = (t % n_panels) * kt.mr;
-      const int64_t kc = min64(kb, K - pc);
-      kt.pack_a(min64(kt.mr, M - i0), kc, A + i0 * rsa + pc * csa, rsa, csa,
-                out + pc * pa.row_stride_panels + i0 * kc);
+      gemm_pack_a_part(pa, i0, min64(i0 + kt.mr, M), pc, min64(pc + kb, K),
+                       A + i0 * rsa + pc * csa, rsa, csa);
     }
   });
   return pa;
