@@ -1,9 +1,7 @@
 // Registers the direct convolution for CUDA and glues at::Tensor to the torch-free launchers
 // in conv2d_direct.cu. Inputs arrive contiguous NCHW on the current (guarded) device.
 
-#include <ATen/cuda/CUDAContext.h>
 #include <ATen/ops/empty.h>
-#include <c10/cuda/CUDAException.h>
 
 #include <algorithm>
 #include <string>
@@ -11,6 +9,7 @@
 #include "common/conv2d_algo.h"
 #include "cuda/conv2d_direct.h"
 #include "cuda/cuda_glue.h"
+#include "cuda/device_context.h"
 
 namespace cnnkern {
 namespace {
@@ -28,10 +27,10 @@ at::Tensor direct_forward(const at::Tensor& input, const at::Tensor& weight,
   at::Tensor output = at::empty({p.N, p.K, p.P, p.Q}, input.options());
   if (output.numel() == 0) return output;
   const at::Tensor b = checked_bias(bias, input, p.K, "direct");
-  C10_CUDA_CHECK(launch_conv2d_direct_forward(
+  CNNKERN_CUDA_CHECK(launch_conv2d_direct_forward(
       cuda_dtype_of(input), p, input.const_data_ptr(), weight.const_data_ptr(),
       b.defined() ? b.const_data_ptr() : nullptr, output.mutable_data_ptr(), epi.relu,
-      at::cuda::getCurrentCUDAStream()));
+      current_cuda_stream()));
   return output;
 }
 
@@ -39,9 +38,9 @@ at::Tensor direct_backward_input(const at::Tensor& grad_output, const at::Tensor
                                  const Conv2dProblem& p, const Conv2dMath& /*math: no TF32 path*/) {
   at::Tensor grad_input = at::empty({p.N, p.C, p.H, p.W}, grad_output.options());
   if (grad_input.numel() == 0) return grad_input;
-  C10_CUDA_CHECK(launch_conv2d_direct_backward_input(
+  CNNKERN_CUDA_CHECK(launch_conv2d_direct_backward_input(
       cuda_dtype_of(grad_output), p, grad_output.const_data_ptr(), weight.const_data_ptr(),
-      grad_input.mutable_data_ptr(), at::cuda::getCurrentCUDAStream()));
+      grad_input.mutable_data_ptr(), current_cuda_stream()));
   return grad_input;
 }
 
@@ -51,9 +50,9 @@ at::Tensor direct_backward_weight(const at::Tensor& grad_output, const at::Tenso
   at::Tensor grad_weight =
       at::empty({p.K, p.C_per_group(), p.R, p.S}, grad_output.options());
   if (grad_weight.numel() == 0) return grad_weight;
-  C10_CUDA_CHECK(launch_conv2d_direct_backward_weight(
+  CNNKERN_CUDA_CHECK(launch_conv2d_direct_backward_weight(
       cuda_dtype_of(grad_output), p, grad_output.const_data_ptr(), input.const_data_ptr(),
-      grad_weight.mutable_data_ptr(), at::cuda::getCurrentCUDAStream()));
+      grad_weight.mutable_data_ptr(), current_cuda_stream()));
   return grad_weight;
 }
 

@@ -6,9 +6,7 @@
 // The forward applies the registry's epilogue (bias, then ReLU if asked) as it stores. Every
 // pass takes the call's Conv2dMath: float32 runs on the TF32 tensor cores when it allows TF32.
 
-#include <ATen/cuda/CUDAContext.h>
 #include <ATen/ops/empty.h>
-#include <c10/cuda/CUDAException.h>
 
 #include <algorithm>
 #include <string>
@@ -16,6 +14,7 @@
 #include "common/conv2d_algo.h"
 #include "cuda/conv2d_implicit_gemm.h"
 #include "cuda/cuda_glue.h"
+#include "cuda/device_context.h"
 
 namespace cnnkern {
 namespace {
@@ -36,11 +35,11 @@ at::Tensor im2col_forward(const at::Tensor& input, const at::Tensor& weight,
   at::Tensor output = at::empty({p.N, p.K, p.P, p.Q}, input.options());
   if (output.numel() == 0) return output;
   const at::Tensor b = checked_bias(bias, input, p.K, "im2col");
-  C10_CUDA_CHECK(launch_igemm_forward(cuda_dtype_of(input), p, input.const_data_ptr(),
+  CNNKERN_CUDA_CHECK(launch_igemm_forward(cuda_dtype_of(input), p, input.const_data_ptr(),
                                       weight.const_data_ptr(),
                                       b.defined() ? b.const_data_ptr() : nullptr,
                                       epi.relu, output.mutable_data_ptr(), math.allow_tf32,
-                                      at::cuda::getCurrentCUDAStream()));
+                                      current_cuda_stream()));
   return output;
 }
 
@@ -48,9 +47,9 @@ at::Tensor im2col_backward_input(const at::Tensor& grad_output, const at::Tensor
                                  const Conv2dProblem& p, const Conv2dMath& math) {
   at::Tensor grad_input = at::empty({p.N, p.C, p.H, p.W}, grad_output.options());
   if (grad_input.numel() == 0) return grad_input;
-  C10_CUDA_CHECK(launch_igemm_backward_input(
+  CNNKERN_CUDA_CHECK(launch_igemm_backward_input(
       cuda_dtype_of(grad_output), p, grad_output.const_data_ptr(), weight.const_data_ptr(),
-      grad_input.mutable_data_ptr(), math.allow_tf32, at::cuda::getCurrentCUDAStream()));
+      grad_input.mutable_data_ptr(), math.allow_tf32, current_cuda_stream()));
   return grad_input;
 }
 
@@ -64,11 +63,11 @@ at::Tensor im2col_backward_weight(const at::Tensor& grad_output, const at::Tenso
   at::Tensor ws;
   if (ws_bytes > 0)
     ws = at::empty({static_cast<int64_t>(ws_bytes)}, grad_output.options().dtype(at::kByte));
-  C10_CUDA_CHECK(launch_igemm_backward_weight(dt, p, grad_output.const_data_ptr(),
+  CNNKERN_CUDA_CHECK(launch_igemm_backward_weight(dt, p, grad_output.const_data_ptr(),
                                               input.const_data_ptr(),
                                               grad_weight.mutable_data_ptr(),
                                               ws.defined() ? ws.mutable_data_ptr() : nullptr,
-                                              math.allow_tf32, at::cuda::getCurrentCUDAStream()));
+                                              math.allow_tf32, current_cuda_stream()));
   return grad_weight;
 }
 

@@ -4,9 +4,7 @@
 // contiguous NCHW on the current (guarded) device. The forward applies the registry's epilogue
 // (bias, then ReLU if asked) in the output transform.
 
-#include <ATen/cuda/CUDAContext.h>
 #include <ATen/ops/empty.h>
-#include <c10/cuda/CUDAException.h>
 
 #include <algorithm>
 #include <sstream>
@@ -16,6 +14,7 @@
 #include "cuda/conv2d_implicit_gemm.h"
 #include "cuda/conv2d_winograd.h"
 #include "cuda/cuda_glue.h"
+#include "cuda/device_context.h"
 
 namespace cnnkern {
 namespace {
@@ -64,11 +63,11 @@ at::Tensor forward(const at::Tensor& input, const at::Tensor& weight,
   const at::Tensor b = checked_bias(bias, input, p.K, name<M>());
   const CudaDType dt = cuda_dtype_of(input);
   at::Tensor ws = workspace(input, winograd_workspace_bytes(dt, M, p, false));
-  C10_CUDA_CHECK(launch_winograd(dt, M, p, /*grad_input=*/false, input.const_data_ptr(),
+  CNNKERN_CUDA_CHECK(launch_winograd(dt, M, p, /*grad_input=*/false, input.const_data_ptr(),
                                  weight.const_data_ptr(),
                                  b.defined() ? b.const_data_ptr() : nullptr, epi.relu,
                                  output.mutable_data_ptr(), ws.mutable_data_ptr(),
-                                 at::cuda::getCurrentCUDAStream()));
+                                 current_cuda_stream()));
   return output;
 }
 
@@ -79,10 +78,10 @@ at::Tensor backward_input(const at::Tensor& grad_output, const at::Tensor& weigh
   if (grad_input.numel() == 0) return grad_input;
   const CudaDType dt = cuda_dtype_of(grad_output);
   at::Tensor ws = workspace(grad_output, winograd_workspace_bytes(dt, M, p, true));
-  C10_CUDA_CHECK(launch_winograd(dt, M, p, /*grad_input=*/true, grad_output.const_data_ptr(),
+  CNNKERN_CUDA_CHECK(launch_winograd(dt, M, p, /*grad_input=*/true, grad_output.const_data_ptr(),
                                  weight.const_data_ptr(), nullptr, false,
                                  grad_input.mutable_data_ptr(), ws.mutable_data_ptr(),
-                                 at::cuda::getCurrentCUDAStream()));
+                                 current_cuda_stream()));
   return grad_input;
 }
 
@@ -93,11 +92,11 @@ at::Tensor backward_weight(const at::Tensor& grad_output, const at::Tensor& inpu
   const CudaDType dt = cuda_dtype_of(grad_output);
   const size_t bytes = igemm_backward_weight_workspace_bytes(dt, p);
   at::Tensor ws = bytes > 0 ? workspace(grad_output, bytes) : at::Tensor();
-  C10_CUDA_CHECK(launch_igemm_backward_weight(dt, p, grad_output.const_data_ptr(),
+  CNNKERN_CUDA_CHECK(launch_igemm_backward_weight(dt, p, grad_output.const_data_ptr(),
                                               input.const_data_ptr(),
                                               grad_weight.mutable_data_ptr(),
                                               ws.defined() ? ws.mutable_data_ptr() : nullptr,
-                                              math.allow_tf32, at::cuda::getCurrentCUDAStream()));
+                                              math.allow_tf32, current_cuda_stream()));
   return grad_weight;
 }
 

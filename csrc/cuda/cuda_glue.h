@@ -2,18 +2,11 @@
 // Host-side glue between at::Tensor and the torch-free CUDA launchers (used by the .cpp files).
 
 #include <ATen/core/Tensor.h>
-#include <c10/cuda/CUDAGuard.h>
 #include <c10/util/Exception.h>
 
 #include "cuda/cuda_dtype.h"
 
 namespace cnnkern {
-
-// Makes the tensor's device current for the duration of an op call.
-struct CudaDeviceGuard {
-  explicit CudaDeviceGuard(const at::Tensor& t) : guard(t.device()) {}
-  c10::cuda::CUDAGuard guard;
-};
 
 // The dtypes every CUDA kernel here is instantiated for (what CudaDType can name).
 inline c10::ArrayRef<at::ScalarType> cuda_kernel_dtypes() {

@@ -42,16 +42,24 @@ struct GpuCvt {
 // All need sm_80+ (the project builds for 8.0 and 9.0); older targets trap.
 
 // One mma.sync on a 16 x 8 tile with fp32 accumulators (c += a * b; 4 A and 2 B registers);
-// `shape_types` names the instruction's shape and operand types. sm_80+ only: older targets
-// trap.
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+// `shape_types` names the instruction's shape and operand types. CNNKERN_CVT_RNA_TF32(r, x):
+// r = x rounded to tf32 (cvt.rna.tf32.f32). sm_80+ only: older targets trap. Inline PTX is
+// the one construct the CUDA emulator (csrc/testing/cuda_emu, CNNKERN_CUDA_EMU) cannot take
+// from a header, so there the two instructions go to its emulations, written from the PTX ISA.
+#if defined(CNNKERN_CUDA_EMU)
+#define CNNKERN_MMA_SYNC(shape_types, c, a, b) \
+  ::cuda_emu::mma_sync(shape_types, c, a, b, ::cuda_emu::SourceLoc{__FILE__, __LINE__})
+#define CNNKERN_CVT_RNA_TF32(r, x) ((r) = ::cuda_emu::cvt_rna_tf32(x))
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
 #define CNNKERN_MMA_SYNC(shape_types, c, a, b) __trap()
+#define CNNKERN_CVT_RNA_TF32(r, x) ((r) = 0u, __trap())
 #else
 #define CNNKERN_MMA_SYNC(shape_types, c, a, b)                                            \
   asm volatile("mma.sync.aligned." shape_types                                            \
                " {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"        \
                : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                           \
                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]))
+#define CNNKERN_CVT_RNA_TF32(r, x) asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(x))
 #endif
 
 template <class T>
@@ -83,20 +91,16 @@ struct MmaOp<__nv_bfloat16> {
 struct Tf32MmaOp {
   using Shape = igemm::MmaShapeK8Tf32;
   __device__ static uint32_t to_reg(const float (&v)[1]) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
-    __trap();
-    return 0u;
-#else
     uint32_t r;
-    asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(v[0]));
+    CNNKERN_CVT_RNA_TF32(r, v[0]);
     return r;
-#endif
   }
   __device__ static void mma(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
     CNNKERN_MMA_SYNC("m16n8k8.row.col.f32.tf32.tf32.f32", c, a, b);
   }
 };
 #undef CNNKERN_MMA_SYNC
+#undef CNNKERN_CVT_RNA_TF32
 
 // The tensor-core compute policy (warp tiling and accumulator layout: igemm::MmaLayout; the
 // MMA step: Op). The shared tiles hold floats (converted from T on load); each k-tile is

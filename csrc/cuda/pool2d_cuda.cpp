@@ -5,10 +5,9 @@
 
 #include "cuda/pool2d_cuda.h"
 
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAException.h>
 
 #include "cuda/cuda_glue.h"
+#include "cuda/device_context.h"
 #include "cuda/pool2d_kernels.h"
 
 namespace cnnkern {
@@ -17,54 +16,54 @@ namespace {
 void max_forward(const Pool2dProblem& p, const at::Tensor& input, at::Tensor& output,
                  at::Tensor& indices) {
   if (output.numel() == 0) return;
-  C10_CUDA_CHECK(launch_max_pool2d_forward(cuda_dtype_of(input), p, input.const_data_ptr(),
+  CNNKERN_CUDA_CHECK(launch_max_pool2d_forward(cuda_dtype_of(input), p, input.const_data_ptr(),
                                            output.mutable_data_ptr(),
                                            indices.mutable_data_ptr<int64_t>(),
-                                           at::cuda::getCurrentCUDAStream()));
+                                           current_cuda_stream()));
 }
 
 void max_backward(const Pool2dProblem& p, const at::Tensor& grad_output,
                   const at::Tensor& indices, at::Tensor& grad_input) {
   // With no grad_output elements the op body zero-fills grad_input.
   if (grad_input.numel() == 0 || grad_output.numel() == 0) return;
-  C10_CUDA_CHECK(launch_max_pool2d_backward(cuda_dtype_of(grad_output), p,
+  CNNKERN_CUDA_CHECK(launch_max_pool2d_backward(cuda_dtype_of(grad_output), p,
                                             grad_output.const_data_ptr(),
                                             indices.const_data_ptr<int64_t>(),
                                             grad_input.mutable_data_ptr(),
-                                            at::cuda::getCurrentCUDAStream()));
+                                            current_cuda_stream()));
 }
 
 void avg_forward(const Pool2dProblem& p, const at::Tensor& input, at::Tensor& output) {
   if (output.numel() == 0) return;
-  C10_CUDA_CHECK(launch_avg_pool2d_forward(cuda_dtype_of(input), p, input.const_data_ptr(),
+  CNNKERN_CUDA_CHECK(launch_avg_pool2d_forward(cuda_dtype_of(input), p, input.const_data_ptr(),
                                            output.mutable_data_ptr(),
-                                           at::cuda::getCurrentCUDAStream()));
+                                           current_cuda_stream()));
 }
 
 void avg_backward(const Pool2dProblem& p, const at::Tensor& grad_output,
                   at::Tensor& grad_input) {
   if (grad_input.numel() == 0 || grad_output.numel() == 0) return;
-  C10_CUDA_CHECK(launch_avg_pool2d_backward(cuda_dtype_of(grad_output), p,
+  CNNKERN_CUDA_CHECK(launch_avg_pool2d_backward(cuda_dtype_of(grad_output), p,
                                             grad_output.const_data_ptr(),
                                             grad_input.mutable_data_ptr(),
-                                            at::cuda::getCurrentCUDAStream()));
+                                            current_cuda_stream()));
 }
 
 void adaptive_avg_forward(const Pool2dProblem& p, const at::Tensor& input, at::Tensor& output) {
   if (output.numel() == 0) return;
-  C10_CUDA_CHECK(launch_adaptive_avg_pool2d_forward(cuda_dtype_of(input), p,
+  CNNKERN_CUDA_CHECK(launch_adaptive_avg_pool2d_forward(cuda_dtype_of(input), p,
                                                     input.const_data_ptr(),
                                                     output.mutable_data_ptr(),
-                                                    at::cuda::getCurrentCUDAStream()));
+                                                    current_cuda_stream()));
 }
 
 void adaptive_avg_backward(const Pool2dProblem& p, const at::Tensor& grad_output,
                            at::Tensor& grad_input) {
   if (grad_input.numel() == 0 || grad_output.numel() == 0) return;
-  C10_CUDA_CHECK(launch_adaptive_avg_pool2d_backward(cuda_dtype_of(grad_output), p,
+  CNNKERN_CUDA_CHECK(launch_adaptive_avg_pool2d_backward(cuda_dtype_of(grad_output), p,
                                                      grad_output.const_data_ptr(),
                                                      grad_input.mutable_data_ptr(),
-                                                     at::cuda::getCurrentCUDAStream()));
+                                                     current_cuda_stream()));
 }
 
 // The backward kernels are gathers: no zero-filled grad_input needed.

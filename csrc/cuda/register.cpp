@@ -4,11 +4,12 @@
 
 #include <torch/library.h>
 
+#include "common/library.h"
 #include "common/register_backend.h"
-#include "cuda/cuda_glue.h"
+#include "cuda/device_context.h"
 #include "cuda/pool2d_cuda.h"
 
-TORCH_LIBRARY_IMPL(cnnkern, CUDA, m) {
+CNNKERN_TORCH_LIBRARY_IMPL(CNNKERN_CUDA_DISPATCH_KEY, m) {
   using namespace cnnkern;
   register_backend_ops<BackendOps<Backend::CUDA, pool2d_cuda_kernels, CudaDeviceGuard>>(m);
 }
