@@ -1,0 +1,497 @@
+// The CUDA emulator's engine: launches, the block scheduler, barriers and warp collectives
+// (see cuda_emu/engine.h for the model).
+
+#include "cuda_emu/engine.h"
+
+#include <algorithm>
+#include <array>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <sstream>
+#include <vector>
+
+#include "fiber.h"
+#include "warp_ops.h"
+
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+#define CUDA_EMU_TSAN_ACQUIRE(p) __tsan_acquire(p)
+#define CUDA_EMU_TSAN_RELEASE(p) __tsan_release(p)
+#else
+#define CUDA_EMU_TSAN_ACQUIRE(p) ((void)(p))
+#define CUDA_EMU_TSAN_RELEASE(p) ((void)(p))
+#endif
+
+namespace cuda_emu {
+namespace {
+
+constexpr int kWarp = 32;
+constexpr unsigned kMaxThreadsPerBlock = 1024;
+constexpr std::size_t kMaxStaticShared = 48 * 1024;    // what nvcc allows without opt-in
+constexpr std::size_t kMaxDynamicShared = 227 * 1024;  // H100, with cudaFuncSetAttribute
+// Kernel frames are small, but AddressSanitizer's are several times larger.
+constexpr std::size_t kStackBytes = 256 * 1024;
+
+// cudaError_t values (driver_types.h), without including the CUDA headers here.
+constexpr int kSuccess = 0, kInvalidValue = 1, kLaunchOutOfResources = 701,
+              kInvalidConfiguration = 9, kIllegalInstruction = 715, kLaunchFailure = 719;
+
+enum class State { Runnable, AtBarrier, AtWarp, Done, Aborted };
+
+struct Thread {
+  ThreadView view{};
+  State state = State::Runnable;
+  SourceLoc loc{nullptr, 0};  // where it waits
+  WarpOp op = WarpOp::Sync;
+  unsigned mask = 0;
+  WarpPayload* payload = nullptr;
+  Fiber* fiber = nullptr;
+};
+
+struct SharedVar {
+  const void* key;
+  void* ptr;
+  std::size_t bytes;
+};
+
+struct Run {  // one launch in progress
+  const LaunchSite* site = nullptr;
+  dim3 grid, block;
+  std::size_t dynamic_smem = 0;
+  void (*body)(void*) = nullptr;
+  void* arg = nullptr;
+  std::vector<Thread> threads;
+  std::vector<SharedVar> shared;
+  std::size_t static_shared = 0;
+  void* dynamic = nullptr;
+  uint64_t barrier_generation = 0;
+  std::vector<uint64_t> warp_generation;
+  bool failed = false;
+  int error = kSuccess;
+  std::string message;
+  // ThreadSanitizer sync objects (addresses only): launch start, block end, the block
+  // barrier's two alternating generations, and each warp's.
+  char tsan_start = 0, tsan_block_end = 0, tsan_barrier[2] = {0, 0};
+  std::vector<char> tsan_warp;  // 2 per warp
+};
+
+std::mutex launch_mutex;  // one launch at a time in the process
+thread_local Run* current_run = nullptr;
+thread_local Thread* current = nullptr;
+thread_local int last_error = kSuccess;
+thread_local std::string last_detail;
+
+Order g_order = Order::Forward;
+std::mt19937_64 g_rng(0);
+Stats g_stats;
+std::vector<std::unique_ptr<Fiber>> g_fibers;  // pooled across launches (under launch_mutex)
+
+std::string where(SourceLoc loc) {
+  if (loc.file == nullptr) return "?";
+  std::string f = loc.file;
+  const std::size_t csrc = f.rfind("csrc/");
+  if (csrc != std::string::npos) f = f.substr(csrc + 5);
+  return f + ":" + std::to_string(loc.line);
+}
+
+std::string idx3(const uint3& v) {
+  return "(" + std::to_string(v.x) + "," + std::to_string(v.y) + "," + std::to_string(v.z) + ")";
+}
+
+std::string thread_name(const Run& r, const Thread& t) {
+  return "thread " + idx3(t.view.thread_idx) + " of block " + idx3(t.view.block_idx) +
+         " (lane " + std::to_string(t.view.linear % kWarp) + " of warp " +
+         std::to_string(t.view.linear / kWarp) + ")";
+  (void)r;
+}
+
+const char* op_name(WarpOp op) {
+  switch (op) {
+    case WarpOp::Sync: return "__syncwarp";
+    case WarpOp::ShflIdx: return "__shfl_sync";
+    case WarpOp::ShflUp: return "__shfl_up_sync";
+    case WarpOp::ShflDown: return "__shfl_down_sync";
+    case WarpOp::ShflXor: return "__shfl_xor_sync";
+    case WarpOp::Ballot: return "__ballot_sync";
+    case WarpOp::All: return "__all_sync";
+    case WarpOp::Any: return "__any_sync";
+    case WarpOp::Mma: return "mma.sync";
+  }
+  return "?";
+}
+
+std::string waiting_at(const Thread& t) {
+  switch (t.state) {
+    case State::AtBarrier: return "__syncthreads at " + where(t.loc);
+    case State::AtWarp: {
+      std::ostringstream os;
+      os << op_name(t.op) << " (mask 0x" << std::hex << t.mask << std::dec << ") at "
+         << where(t.loc);
+      return os.str();
+    }
+    case State::Done: return "the end of the kernel";
+    default: return "no synchronisation point";
+  }
+}
+
+void fail(Run& r, int error, const std::string& message) {
+  if (r.failed) return;
+  r.failed = true;
+  r.error = error;
+  r.message = std::string(r.site->kernel) + " launched at " +
+              where(SourceLoc{r.site->file, r.site->line}) + ": " + message;
+}
+
+void thread_entry(void* arg) {
+  Thread* t = static_cast<Thread*>(arg);
+  CUDA_EMU_TSAN_ACQUIRE(&current_run->tsan_start);
+  current_run->body(current_run->arg);
+  t->state = State::Done;
+  CUDA_EMU_TSAN_RELEASE(&current_run->tsan_block_end);
+}
+
+// Called on a fiber: park it in its current state until the scheduler resumes it.
+void park() { current->fiber->yield_to_scheduler(); }
+
+void make_order(std::vector<int>& order, int n) {
+  order.resize(n);
+  for (int i = 0; i < n; ++i) order[i] = i;
+  if (g_order == Order::Reverse) std::reverse(order.begin(), order.end());
+  if (g_order == Order::Random) std::shuffle(order.begin(), order.end(), g_rng);
+}
+
+// The warp collectives waiting in warp w that can complete; false when none could (a
+// failure is recorded in r when a collective can never complete).
+bool resolve_warps(Run& r, int n) {
+  bool released = false;
+  for (int w0 = 0; w0 < n && !r.failed; w0 += kWarp) {
+    const int lanes = std::min(kWarp, n - w0);
+    for (int l = 0; l < lanes && !r.failed; ++l) {
+      Thread& t = r.threads[w0 + l];
+      if (t.state != State::AtWarp) continue;
+      std::vector<Thread*> group(kWarp, nullptr);
+      bool complete = true;
+      for (int k = 0; k < kWarp && complete; ++k) {
+        if (!(t.mask >> k & 1u)) continue;
+        if (k >= lanes) {
+          fail(r, kLaunchFailure,
+               std::string(op_name(t.op)) + " at " + where(t.loc) + " by " +
+                   thread_name(r, t) + " names lane " + std::to_string(k) +
+                   " in its mask, but the block has no such thread (blockDim " +
+                   idx3(uint3{r.block.x, r.block.y, r.block.z}) + ")");
+          return false;
+        }
+        Thread& o = r.threads[w0 + k];
+        if (o.state == State::AtWarp && o.op == t.op && o.mask == t.mask && o.loc.line == t.loc.line &&
+            std::strcmp(o.loc.file, t.loc.file) == 0) {
+          group[k] = &o;
+          continue;
+        }
+        if (o.state == State::AtWarp || o.state == State::AtBarrier || o.state == State::Done) {
+          fail(r, kLaunchFailure,
+               std::string("divergent warp collective: ") + thread_name(r, t) + " waits at " +
+                   waiting_at(t) + " but lane " + std::to_string(k) + " of its mask (" +
+                   thread_name(r, o) + ") " +
+                   (o.state == State::Done ? std::string("has exited")
+                                           : "waits at " + waiting_at(o)));
+          return false;
+        }
+        complete = false;
+      }
+      if (!complete) continue;
+      std::array<WarpPayload*, kWarp> payloads{};
+      for (int k = 0; k < kWarp; ++k) payloads[k] = group[k] != nullptr ? group[k]->payload : nullptr;
+      std::string err = complete_warp_op(t.op, t.mask, payloads);
+      if (!err.empty()) {
+        fail(r, kLaunchFailure, std::string(op_name(t.op)) + " at " + where(t.loc) + ": " + err);
+        return false;
+      }
+      ++r.warp_generation[w0 / kWarp];
+      ++g_stats.warp_collectives;
+      if (t.op == WarpOp::Mma) ++g_stats.mmas;
+      for (Thread* g : group)
+        if (g != nullptr) g->state = State::Runnable;
+      released = true;
+    }
+  }
+  return released;
+}
+
+// The block barrier, if every live thread waits at it (at one source line).
+bool resolve_barrier(Run& r, int n) {
+  const Thread* first = nullptr;
+  const Thread* exited = nullptr;
+  int waiting = 0;
+  for (int i = 0; i < n; ++i) {
+    const Thread& t = r.threads[i];
+    if (t.state == State::Done) {
+      if (exited == nullptr) exited = &t;
+      continue;
+    }
+    if (t.state != State::AtBarrier) return false;
+    if (first == nullptr) {
+      first = &t;
+    } else if (t.loc.line != first->loc.line || std::strcmp(t.loc.file, first->loc.file) != 0) {
+      fail(r, kLaunchFailure,
+           "divergent __syncthreads: " + thread_name(r, *first) + " waits at " +
+               where(first->loc) + " while " + thread_name(r, t) + " waits at " + where(t.loc));
+      return false;
+    }
+    ++waiting;
+  }
+  if (waiting == 0) return false;
+  if (exited != nullptr) {
+    fail(r, kLaunchFailure,
+         "__syncthreads at " + where(first->loc) + " is never reached by " +
+             thread_name(r, *exited) + ", which has exited");
+    return false;
+  }
+  ++r.barrier_generation;
+  ++g_stats.barriers;
+  for (int i = 0; i < n; ++i) r.threads[i].state = State::Runnable;
+  return true;
+}
+
+std::string describe_deadlock(const Run& r, int n) {
+  std::map<std::string, std::pair<int, const Thread*>> groups;
+  for (int i = 0; i < n; ++i) {
+    const Thread& t = r.threads[i];
+    auto& g = groups[waiting_at(t)];
+    if (g.first++ == 0) g.second = &t;
+  }
+  std::ostringstream os;
+  os << "the block cannot proceed (no synchronisation point is complete):";
+  for (const auto& kv : groups)
+    os << " " << kv.second.first << " thread(s) at " << kv.first << " (e.g. "
+       << thread_name(r, *kv.second.second) << ");";
+  return os.str();
+}
+
+void free_shared(Run& r) {
+  for (const SharedVar& v : r.shared) std::free(v.ptr);
+  r.shared.clear();
+  r.static_shared = 0;
+  std::free(r.dynamic);
+  r.dynamic = nullptr;
+}
+
+void* poisoned_alloc(std::size_t bytes, std::size_t align) {
+  const std::size_t a = align < sizeof(void*) ? sizeof(void*) : align;
+  void* p = std::aligned_alloc(a, (bytes + a - 1) / a * a + (bytes == 0 ? a : 0));
+  if (p == nullptr) std::abort();
+  std::memset(p, 0xFF, bytes);
+  return p;
+}
+
+void run_block(Run& r, uint3 bidx, std::vector<int>& order) {
+  const int n = static_cast<int>(r.block.x * r.block.y * r.block.z);
+  while (static_cast<int>(g_fibers.size()) < n) g_fibers.push_back(std::make_unique<Fiber>(kStackBytes));
+  r.threads.assign(n, Thread{});
+  r.warp_generation.assign((n + kWarp - 1) / kWarp, 0);
+  r.tsan_warp.assign(2 * r.warp_generation.size(), 0);
+  for (int i = 0; i < n; ++i) {
+    Thread& t = r.threads[i];
+    const unsigned x = i % r.block.x, y = (i / r.block.x) % r.block.y,
+                   z = i / (r.block.x * r.block.y);
+    t.view = ThreadView{uint3{x, y, z}, bidx, r.block, r.grid, i};
+    t.fiber = g_fibers[i].get();
+    t.fiber->start(&thread_entry, &t);
+  }
+  if (r.dynamic_smem > 0) r.dynamic = poisoned_alloc(r.dynamic_smem, 16);
+  CUDA_EMU_TSAN_RELEASE(&r.tsan_start);
+  ++g_stats.blocks;
+  g_stats.threads += n;
+  for (;;) {
+    make_order(order, n);
+    for (int i : order) {
+      Thread& t = r.threads[i];
+      if (t.state != State::Runnable) continue;
+      current = &t;
+      t.fiber->switch_to();
+      current = nullptr;
+      if (r.failed) return;
+    }
+    if (resolve_warps(r, n)) continue;
+    if (r.failed) return;
+    if (resolve_barrier(r, n)) continue;
+    if (r.failed) return;
+    bool all_done = true;
+    for (int i = 0; i < n; ++i) all_done = all_done && r.threads[i].state == State::Done;
+    if (all_done) break;
+    fail(r, kLaunchFailure, describe_deadlock(r, n));
+    return;
+  }
+  CUDA_EMU_TSAN_ACQUIRE(&r.tsan_block_end);
+}
+
+std::string check_config(const Run& r) {
+  const dim3 g = r.grid, b = r.block;
+  const uint64_t threads = uint64_t(b.x) * b.y * b.z;
+  std::ostringstream os;
+  if (b.x == 0 || b.y == 0 || b.z == 0 || g.x == 0 || g.y == 0 || g.z == 0)
+    os << "a zero grid or block dimension";
+  else if (b.x > 1024 || b.y > 1024 || b.z > 64 || threads > kMaxThreadsPerBlock)
+    os << "block " << idx3(uint3{b.x, b.y, b.z}) << " exceeds the 1024-thread limit";
+  else if (g.x > 2147483647u || g.y > 65535u || g.z > 65535u)
+    os << "grid " << idx3(uint3{g.x, g.y, g.z}) << " exceeds the grid limits (2^31-1, 65535, 65535)";
+  else if (r.dynamic_smem > kMaxDynamicShared)
+    os << r.dynamic_smem << " bytes of dynamic shared memory exceed the H100's 227 KiB";
+  return os.str();
+}
+
+}  // namespace
+
+const ThreadView& current_thread() {
+  if (current == nullptr) {
+    std::fprintf(stderr, "cuda_emu: device code (threadIdx & co.) called outside a kernel\n");
+    std::abort();
+  }
+  return current->view;
+}
+
+void block_barrier(SourceLoc loc) {
+  Thread* t = current;
+  Run& r = *current_run;
+  t->state = State::AtBarrier;
+  t->loc = loc;
+  const uint64_t gen = r.barrier_generation;
+  CUDA_EMU_TSAN_RELEASE(&r.tsan_barrier[gen & 1]);
+  park();
+  CUDA_EMU_TSAN_ACQUIRE(&r.tsan_barrier[gen & 1]);
+}
+
+void warp_collective(WarpOp op, unsigned mask, WarpPayload& payload, SourceLoc loc) {
+  Thread* t = current;
+  Run& r = *current_run;
+  const int lane = t->view.linear % kWarp, warp = t->view.linear / kWarp;
+  if (!(mask >> lane & 1u)) {
+    std::ostringstream os;
+    os << op_name(op) << " with mask 0x" << std::hex << mask << std::dec
+       << " called by lane " << lane << ", which the mask leaves out";
+    device_fault(os.str(), loc);
+  }
+  t->state = State::AtWarp;
+  t->op = op;
+  t->mask = mask;
+  t->loc = loc;
+  t->payload = &payload;
+  const uint64_t gen = r.warp_generation[warp];
+  char* sync = &r.tsan_warp[2 * warp + (gen & 1)];
+  CUDA_EMU_TSAN_RELEASE(sync);
+  park();
+  CUDA_EMU_TSAN_ACQUIRE(sync);
+}
+
+unsigned warp_active_mask() {
+  const Run& r = *current_run;
+  const int w0 = current->view.linear / kWarp * kWarp;
+  const int n = static_cast<int>(r.threads.size());
+  unsigned m = 0;
+  for (int k = 0; k < kWarp && w0 + k < n; ++k)
+    if (r.threads[w0 + k].state != State::Done) m |= 1u << k;
+  return m;
+}
+
+void device_fault(const std::string& message, SourceLoc loc) {
+  if (current == nullptr || current_run == nullptr) {
+    std::fprintf(stderr, "cuda_emu: %s at %s outside a kernel\n", message.c_str(),
+                 where(loc).c_str());
+    std::abort();
+  }
+  Run& r = *current_run;
+  fail(r, kIllegalInstruction, thread_name(r, *current) + ": " + message + " at " + where(loc));
+  current->state = State::Aborted;
+  current->fiber->finish();
+}
+
+void* block_shared(const void* key, std::size_t bytes, std::size_t align, SourceLoc loc) {
+  Run& r = *current_run;
+  for (const SharedVar& v : r.shared)
+    if (v.key == key) return v.ptr;
+  r.static_shared += bytes;
+  if (r.static_shared > kMaxStaticShared) {
+    std::ostringstream os;
+    os << "the block's static __shared__ memory reaches " << r.static_shared
+       << " bytes with the declaration at " << where(loc)
+       << ", above the 48 KiB a kernel may declare statically";
+    device_fault(os.str(), loc);
+  }
+  void* p = poisoned_alloc(bytes, align);
+  r.shared.push_back(SharedVar{key, p, bytes});
+  return p;
+}
+
+void* dynamic_shared() { return current_run->dynamic; }
+
+int run_grid(const LaunchSite& site, dim3 grid, dim3 block, std::size_t dynamic_smem,
+             void (*thread_body)(void*), void* arg) {
+  std::lock_guard<std::mutex> lock(launch_mutex);
+  Run r;
+  r.site = &site;
+  r.grid = grid;
+  r.block = block;
+  r.dynamic_smem = dynamic_smem;
+  r.body = thread_body;
+  r.arg = arg;
+  ++g_stats.launches;
+  const std::string bad = check_config(r);
+  const uint64_t threads = uint64_t(block.x) * block.y * block.z;
+  if (!bad.empty()) {
+    fail(r, kInvalidConfiguration, "invalid configuration: " + bad);
+  } else if (site.max_threads > 0 && threads > site.max_threads) {
+    fail(r, kLaunchOutOfResources,
+         std::to_string(threads) + " threads per block, above the kernel's __launch_bounds__(" +
+             std::to_string(site.max_threads) + ")");
+  } else {
+    Run* saved = current_run;
+    current_run = &r;
+    std::vector<uint3> blocks;
+    blocks.reserve(std::size_t(grid.x) * grid.y * grid.z);
+    for (unsigned z = 0; z < grid.z; ++z)
+      for (unsigned y = 0; y < grid.y; ++y)
+        for (unsigned x = 0; x < grid.x; ++x) blocks.push_back(uint3{x, y, z});
+    if (g_order == Order::Reverse) std::reverse(blocks.begin(), blocks.end());
+    if (g_order == Order::Random) std::shuffle(blocks.begin(), blocks.end(), g_rng);
+    std::vector<int> order;
+    for (const uint3& b : blocks) {
+      run_block(r, b, order);
+      free_shared(r);
+      if (r.failed) break;
+    }
+    current_run = saved;
+  }
+  last_error = r.error;
+  if (r.failed) last_detail = r.message;
+  return r.error;
+}
+
+void set_order(Order order, uint64_t seed) {
+  std::lock_guard<std::mutex> lock(launch_mutex);
+  g_order = order;
+  g_rng.seed(seed);
+}
+
+Order order() { return g_order; }
+
+const std::string& last_error_detail() { return last_detail; }
+
+void set_error(int code, const std::string& detail) {
+  last_error = code;
+  last_detail = detail;
+}
+
+int take_last_error() {
+  const int e = last_error;
+  last_error = kSuccess;
+  return e;
+}
+
+int peek_last_error() { return last_error; }
+
+Stats stats() { return g_stats; }
+
+}  // namespace cuda_emu

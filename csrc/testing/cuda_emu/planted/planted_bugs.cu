@@ -1,0 +1,163 @@
+// Tiny kernels with one planted bug each, and a correct twin where the bug is a wrong result,
+// for the CUDA emulator's own tests (tests/test_cuda_emu_engine.py): each bug must be caught,
+// with a message that points here. Plain CUDA: nvcc would build this file as it is.
+
+#include "testing/cuda_emu/planted/planted_bugs.h"
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include "cuda/implicit_gemm_kernel.cuh"
+
+namespace cnnkern {
+namespace planted {
+namespace {
+
+constexpr int kThreads = 64;
+
+// Each thread stages its element in shared memory and reads its neighbour's. Without the
+// barrier the neighbour may not have written yet: the result depends on the thread order.
+__global__ void neighbour_kernel(const float* __restrict__ x, float* __restrict__ y,
+                                 bool with_barrier) {
+  __shared__ float s[kThreads];
+  const int t = threadIdx.x;
+  s[t] = x[t];
+  if (with_barrier) __syncthreads();
+  y[t] = s[(t + 1) % kThreads];
+}
+
+// Two halves of the block wait at two different __syncthreads.
+__global__ void divergent_barrier_kernel(float* y) {
+  const int t = threadIdx.x;
+  if (t < kThreads / 2) {
+    __syncthreads();
+    y[t] = 1.0f;
+  } else {
+    __syncthreads();
+    y[t] = 2.0f;
+  }
+}
+
+// Only the lower half of the warp shuffles, but the mask names all 32 lanes.
+__global__ void shuffle_missing_lanes_kernel(const float* __restrict__ x, float* __restrict__ y) {
+  const int t = threadIdx.x;
+  float v = x[t];
+  if (t < 16) v = __shfl_down_sync(0xffffffffu, v, 1);
+  y[t] = v;
+}
+
+// Declares at most 128 threads per block; launched with 256.
+__global__ void __launch_bounds__(128) bounded_kernel(float* y) { y[threadIdx.x] = 1.0f; }
+
+// Only the first half of the shared array is ever written before the block reads all of it.
+__global__ void unwritten_shared_kernel(const float* __restrict__ x, float* __restrict__ y) {
+  __shared__ float s[kThreads];
+  const int t = threadIdx.x;
+  if (t < kThreads / 2) s[t] = x[t];
+  __syncthreads();
+  y[t] = s[t];
+}
+
+// One warp, one m16n8k16 float16 mma: D (16 x 8) = A (16 x 16, row-major) * B (16 x 8, given
+// as its 8 x 16 transpose, column-major B). The fragments follow the PTX tables (through the
+// project's MmaShapeK16); `swap_a12` exchanges the second and third A registers, a classic
+// slip in hand-written fragment code.
+__global__ void mma_kernel(const float* __restrict__ a, const float* __restrict__ bt,
+                           float* __restrict__ d, bool swap_a12) {
+  using Shape = igemm::MmaShapeK16;
+  using Op = igemm_cuda::MmaOp<__half>;
+  const int lane = threadIdx.x;
+  uint32_t ar[4], br[2];
+  for (int q = 0; q < 4; ++q) {
+    float v[2];
+    for (int h = 0; h < 2; ++h) {
+      int r, k;
+      Shape::a_frag(lane, 2 * q + h, r, k);
+      v[h] = a[r * 16 + k];
+    }
+    ar[q] = Op::to_reg(v);
+  }
+  for (int q = 0; q < 2; ++q) {
+    float v[2];
+    for (int h = 0; h < 2; ++h) {
+      int k, n;
+      Shape::b_frag(lane, 2 * q + h, k, n);
+      v[h] = bt[n * 16 + k];
+    }
+    br[q] = Op::to_reg(v);
+  }
+  if (swap_a12) {
+    const uint32_t tmp = ar[1];
+    ar[1] = ar[2];
+    ar[2] = tmp;
+  }
+  float c[4] = {0.f, 0.f, 0.f, 0.f};
+  Op::mma(c, ar, br);
+  for (int j = 0; j < 4; ++j) {
+    const int row = igemm::MmaLayout::row(lane, 0, j), col = igemm::MmaLayout::col(lane, 0, j);
+    d[row * 8 + col] = c[j];
+  }
+}
+
+// Thread 5 traps while the others wait at a barrier.
+__global__ void trap_kernel(float* y) {
+  const int t = threadIdx.x;
+  if (t == 5) __trap();
+  __syncthreads();
+  y[t] = 1.0f;
+}
+
+// One thread per element of x (n of them); the last one reads past the end of x.
+__global__ void read_past_end_kernel(const float* __restrict__ x, float* __restrict__ y, int n) {
+  const int t = threadIdx.x;
+  if (t < n) y[t] = x[t + 1];
+}
+
+// One thread per element of y (n of them); the last one writes past the end of y.
+__global__ void write_past_end_kernel(const float* __restrict__ x, float* __restrict__ y, int n) {
+  const int t = threadIdx.x;
+  if (t < n) y[t + 1] = x[t];
+}
+
+}  // namespace
+
+cudaError_t launch(Bug bug, const float* x, const float* x2, float* y, int n) {
+  switch (bug) {
+    case Bug::MissingBarrier:
+    case Bug::WithBarrier:
+      neighbour_kernel<<<1, kThreads>>>(x, y, bug == Bug::WithBarrier);
+      break;
+    case Bug::DivergentBarrier:
+      divergent_barrier_kernel<<<1, kThreads>>>(y);
+      break;
+    case Bug::ShuffleMissingLanes:
+      shuffle_missing_lanes_kernel<<<1, 32>>>(x, y);
+      break;
+    case Bug::AboveLaunchBounds:
+      bounded_kernel<<<1, 256>>>(y);
+      break;
+    case Bug::WithinLaunchBounds:
+      bounded_kernel<<<1, 128>>>(y);
+      break;
+    case Bug::UnwrittenShared:
+      unwritten_shared_kernel<<<1, kThreads>>>(x, y);
+      break;
+    case Bug::MmaSwappedFragment:
+    case Bug::MmaCorrect:
+      mma_kernel<<<1, 32>>>(x, x2, y, bug == Bug::MmaSwappedFragment);
+      break;
+    case Bug::Trap:
+      trap_kernel<<<1, kThreads>>>(y);
+      break;
+    case Bug::ReadPastEnd:
+      read_past_end_kernel<<<1, 32>>>(x, y, n);
+      break;
+    case Bug::WritePastEnd:
+      write_past_end_kernel<<<1, 32>>>(x, y, n);
+      break;
+  }
+  return cudaGetLastError();
+}
+
+}  // namespace planted
+}  // namespace cnnkern

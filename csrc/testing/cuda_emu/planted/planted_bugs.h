@@ -1,0 +1,27 @@
+#pragma once
+// Launchers of the planted-bug kernels (planted_bugs.cu). Torch-free.
+
+#include <cuda_runtime_api.h>
+
+namespace cnnkern {
+namespace planted {
+
+enum class Bug {
+  MissingBarrier,       // y[t] = x[t + 1 mod 64] through shared memory, no barrier (64 threads)
+  WithBarrier,          // the same with the barrier: correct
+  DivergentBarrier,     // two __syncthreads for two halves of the block
+  ShuffleMissingLanes,  // __shfl_down_sync(full mask) reached by 16 of 32 lanes
+  AboveLaunchBounds,    // __launch_bounds__(128), 256 threads
+  WithinLaunchBounds,   // the same kernel with 128 threads: fine
+  UnwrittenShared,      // reads a shared array whose second half nobody wrote (64 threads)
+  MmaSwappedFragment,   // m16n8k16 f16 with two A registers swapped: y = x (16x16) @ x2^T (8x16)^T
+  MmaCorrect,           // the same with the PTX fragment layout
+  Trap,                 // thread 5 of 64 calls __trap()
+  ReadPastEnd,          // y[t] = x[t + 1] for t < n = x.numel(): reads x[n]
+  WritePastEnd,         // y[t + 1] = x[t] for t < n: writes y[n] (y has n elements)
+};
+
+cudaError_t launch(Bug bug, const float* x, const float* x2, float* y, int n);
+
+}  // namespace planted
+}  // namespace cnnkern
