@@ -328,6 +328,17 @@ def test_plan_invariants(case, forced):
             assert pl["ws"] == (0 if pl["splits"] == 1 else full)
 
 
+def test_plan_of_an_empty_reduction():
+    """An empty batch leaves wgrad nothing to reduce (K = N*P*Q = 0): one empty split. The plan
+    used to divide by its zero-wide split (SIGFPE): every empty-batch conv on CUDA asks for it,
+    through the algorithm's rules, before anything else. Found by the CUDA emulator."""
+    case = ConvCase("empty_batch_plan", 0, 3, 6, 6, 4, 3, 3, 1, 1, 1, 1)
+    pl = _plan("wgrad", case)
+    assert (pl["K"], pl["splits"], pl["k_chunk"], pl["ws"]) == (0, 1, 0, 0), pl
+    for pass_ in ("fprop", "dgrad"):
+        assert _plan(pass_, case)["splits"] == 1
+
+
 def test_plan_splits_big_reductions():
     """VGG16's first layer at batch 32: one 64 x 27 output tile and a 1.6M-long N*P*Q
     reduction -> split until the grid fills the GPU; its last layer (576 tiles) needs none."""

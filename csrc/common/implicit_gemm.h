@@ -302,9 +302,10 @@ CNNKERN_HD Plan make_plan(const typename Map::Params& p, int64_t forced_splits =
     if (splits > by_grid) splits = by_grid;
     if (splits < 1) splits = 1;
   }
-  // Round each split's range up to whole k-tiles, then drop the splits left empty.
+  // Round each split's range up to whole k-tiles, then drop the splits left empty. An empty
+  // reduction (an empty batch's wgrad) is one empty split: k_chunk 0 must not divide.
   pl.k_chunk = ceil_div(ceil_div(pl.K, splits), Tile::BK) * Tile::BK;
-  pl.splits = ceil_div(pl.K, pl.k_chunk);
+  pl.splits = pl.k_chunk > 0 ? ceil_div(pl.K, pl.k_chunk) : 1;
   return pl;
 }
 
