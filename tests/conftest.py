@@ -5,14 +5,21 @@ this directory on sys.path (rootdir-relative "prepend" import mode, no __init__.
 
 - ``seed`` (autouse): every test starts from the same RNG state.
 - ``requires_cuda``: skip marker for GPU tests (CUDA visible to torch AND built into cnnkern).
+- ``dev`` (fixture): the CUDA backend a GPU test runs on, once per backend: "cuda" (a GPU;
+  skipped without one) and "cuda_emu" (the CUDA emulator, csrc/testing/cuda_emu: the same
+  glue and kernels on the CPU). ``dev.device`` is where the test makes its tensors.
 - ``tol`` / ``assert_close`` / ``assert_exact``: tolerances keyed by dtype.
 - ``int_tensor``: integer-valued float tensors, which make fp32 results exact.
 - ``OpRecorder``: a TorchDispatchMode that records which ops ran, to prove the cnnkern
   kernels (and not aten's) did the work.
 """
 
+import collections
 import logging
 import math
+import os
+import sys
+from dataclasses import dataclass
 
 import pytest
 import torch
@@ -25,6 +32,9 @@ def pytest_configure(config):
     # Also declared in pyproject.toml; registering here keeps --strict-markers happy when the
     # tests are run from another rootdir.
     config.addinivalue_line("markers", "cuda: needs a CUDA device (skipped without one)")
+    config.addinivalue_line("markers", "cuda_emu: runs the CUDA backend in the CUDA emulator")
+    config.addinivalue_line("markers", "cuda_work_in_child: the test's CUDA work runs in a "
+                            "child process (which checks it ran)")
     config.addinivalue_line("markers", "slow: longer tests (torch.compile with inductor)")
 
 
@@ -42,6 +52,96 @@ CUDA_OK = bool(torch.cuda.is_available() and cnnkern.cuda_available())
 requires_cuda = pytest.mark.skipif(
     not CUDA_OK, reason="needs a CUDA GPU and cnnkern built with its CUDA kernels"
 )
+
+
+# The CUDA emulator's Python side (csrc/testing/cuda_emu/emulator.py).
+EMU_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "csrc",
+                       "testing", "cuda_emu")
+sys.path.insert(0, EMU_DIR)
+import emulator  # noqa: E402
+
+
+@dataclass(frozen=True)
+class CudaBackend:
+    """A CUDA backend under test: a GPU, or the emulator running the same code on the CPU."""
+
+    name: str  # "cuda" or "cuda_emu"
+    device: torch.device
+
+    @property
+    def emulated(self):
+        return self.name == "cuda_emu"
+
+    def algorithms(self):
+        return emulator.algorithms() if self.emulated else cnnkern.algorithms("cuda")
+
+    def reorder(self):
+        """Emulator: the next runs take another thread and block order (so that "two runs agree
+        bit for bit" also means "whatever the schedule"). GPU: nothing to do."""
+        if self.emulated:
+            order, seed = emulator.current_order()
+            emulator.set_order(emulator.ORDERS[(emulator.ORDERS.index(order) + 1) % 3], seed + 1)
+
+    def why_not(self, input_size, weight_size, stride, padding, dilation, groups, dtype, algo):
+        """The CUDA rules' reason `algo` cannot run the problem ("" if it can)."""
+        args = (list(input_size), list(weight_size), stride, padding, dilation, groups, dtype)
+        if self.emulated:
+            return emulator.why_not(*args, algo)
+        return torch.ops.cnnkern.conv2d_why_not(*args, "cuda", algo)
+
+
+GPU = pytest.param("cuda", marks=[pytest.mark.cuda, requires_cuda], id="cuda")
+EMULATED = pytest.param("cuda_emu", marks=[pytest.mark.cuda_emu], id="cuda_emu")
+# For tests that only a GPU can answer (streams, graphs, layer-scale shapes, other devices):
+# @pytest.mark.parametrize("dev", GPU_ONLY, indirect=True)
+GPU_ONLY = [GPU]
+
+
+def per_backend(gpu_cases, emu_cases, id_of=lambda c: c.id):
+    """Parameters for ("dev", "case") with indirect=["dev"]: gpu_cases on the GPU, emu_cases in
+    the emulator, where a GPU-sized shape can take minutes (every thread is a fiber there)."""
+    return ([pytest.param("cuda", c, marks=GPU.marks, id=f"cuda-{id_of(c)}") for c in gpu_cases]
+            + [pytest.param("cuda_emu", c, marks=EMULATED.marks, id=f"cuda_emu-{id_of(c)}")
+               for c in emu_cases])
+
+
+@pytest.fixture(params=[GPU, EMULATED])
+def dev(request):
+    """The CUDA backend of a GPU test (see the module docstring). Under "cuda_emu" the test
+    runs inside emulator.CudaEmulation, with the engine's thread and block order fixed per
+    test (forward, reverse or random: across the suite every order is used)."""
+    if request.param == "cuda":
+        yield CudaBackend("cuda", torch.device("cuda"))
+        return
+    emulator.load()
+    order, seed = emulator.order_for(request.node.nodeid)
+    emulator.set_order(order, seed)
+    _EMU_ORDERS_USED[order] += 1
+    with emulator.CudaEmulation() as mode:
+        yield CudaBackend("cuda_emu", torch.device("cpu"))
+    report = getattr(request.node, "report_call", None)
+    in_child = request.node.get_closest_marker("cuda_work_in_child") is not None
+    if report is not None and report.passed and mode.routed == 0 and not in_child:
+        pytest.fail("no cnnkern op ran on the emulated CUDA backend: the test judged nothing")
+
+
+_EMU_ORDERS_USED = collections.Counter()
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _EMU_ORDERS_USED:
+        used = ", ".join(f"{n} {o}" for o, n in sorted(_EMU_ORDERS_USED.items()))
+        terminalreporter.write_line(f"cuda_emu: {emulator.loaded()} build; thread/block orders: "
+                                    f"{used}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    # Keeps the test's own outcome on the item for fixtures' teardown (see `dev`).
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call":
+        item.report_call = report
 
 
 @pytest.fixture(autouse=True)
@@ -120,6 +220,8 @@ def int_tensor(*shape, lo=-3, hi=4, dtype=torch.float32, device="cpu"):
 
 def fp64_error_ratio(result, reference64, torch_result):
     """max|result - ref64| / max(max|torch_result - ref64|, tiny): the flash-attention rule."""
+    if reference64.numel() == 0:
+        return 0.0, 0.0
     err = (result.double() - reference64).abs().max().item()
     torch_err = (torch_result.double() - reference64).abs().max().item()
     return err, torch_err

@@ -208,6 +208,7 @@ def test_fused_benchmark_runs_on_tiny_shapes(capsys):
         assert 0 < r["saved_ours"] < r["saved_torch"]
 
 
+# GPU only: CUDA-event timing and CUDA memory statistics (the emulator times nothing).
 @pytest.mark.cuda
 @pytest.mark.skipif(not cnnkern.cuda_available(), reason="needs a CUDA GPU and the CUDA build")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])

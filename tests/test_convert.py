@@ -26,7 +26,7 @@ from cnnkern import _fused_modules
 from cnnkern._fused_modules import FusedAwayBatchNorm2d, FusedConvBatchNorm2d
 from cnnkern.check import set_algo
 from cnnkern.convert import ConvertReport
-from conftest import assert_close, assert_exact, requires_cuda
+from conftest import assert_close, assert_exact
 
 torchvision = pytest.importorskip("torchvision")
 
@@ -747,14 +747,12 @@ def test_tracing_uses_the_training_flag_only():
     assert not model.training and not model.layer1.bn1.training
 
 
-@pytest.mark.cuda
-@requires_cuda
-def test_converted_model_on_cuda_matches_cudnn(monkeypatch):
+def test_converted_model_on_cuda_matches_cudnn(monkeypatch, dev):
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
-    original = SmallResNet().cuda()
+    original = SmallResNet().to(dev.device)
     model, report = cnnkern.convert(original, report=True)
     assert report.skipped == [] and len(report.fused) == 6
-    x = torch.randn(4, 3, 16, 16, device="cuda")
+    x = torch.randn(4, 3, 16, 16, device=dev.device)
     for mode in (False, True):
         original.train(mode), model.train(mode)
         assert_close(model(x), original(x))

@@ -8,8 +8,11 @@ cnnkern.backends.allow_tf32 on, float32 "im2col" runs on the TF32 tensor cores: 
 a float64 model of the TF32 rounding, against cuDNN's TF32 error, and off by default whatever
 torch's flags say.
 
-Skipped cleanly without a GPU. The index math and tile loop behind "im2col" are checked on the
-CPU by tests/test_implicit_gemm_cpu.py; this file checks the GPU run itself.
+Every test runs once per CUDA backend (the `dev` fixture, tests/conftest.py): on a GPU ("cuda",
+skipped cleanly without one) and in the CUDA emulator ("cuda_emu": the same glue and kernels on
+the CPU, judged against torch's CPU ops, on the curated shapes; the layer-scale shapes are the
+GPU's alone). The index math and tile loop behind "im2col" are also checked on the CPU by
+tests/test_implicit_gemm_cpu.py.
 """
 
 import pytest
@@ -17,19 +20,16 @@ import torch
 import torch.nn.functional as F
 
 import cnnkern
-from conftest import (assert_close, assert_exact, fp64_error_ratio, int_tensor, requires_cuda,
-                      tf32_reference)
+from conftest import (EMU_DIR, assert_close, assert_exact, fp64_error_ratio, int_tensor,
+                      per_backend, tf32_reference)
 from shapes import CONV_CASES, ConvCase, conv_params, layer_cases
 
-pytestmark = [pytest.mark.cuda, requires_cuda]
-
-DEV = "cuda"
 K_LOWP = 3.0
 NEW_ALGOS = ["im2col", "winograd", "winograd_f2"]
 
 
-def _built(algo):
-    return torch.cuda.is_available() and algo in cnnkern.algorithms("cuda")
+def _built(dev, algo):
+    return algo in dev.algorithms()
 
 
 @pytest.fixture(autouse=True)
@@ -46,10 +46,9 @@ def no_tf32():
     cnnkern.backends.set_allow_tf32(old_ours)
 
 
-def _why_not(algo, case, dtype):
-    return torch.ops.cnnkern.conv2d_why_not(
-        list(case.input_shape), list(case.weight_shape), *_pairs(case), case.groups, dtype,
-        "cuda", algo)
+def _why_not(dev, algo, case, dtype):
+    return dev.why_not(case.input_shape, case.weight_shape, *_pairs(case), case.groups, dtype,
+                       algo)
 
 
 def _pairs(case):
@@ -58,10 +57,10 @@ def _pairs(case):
     return pair(case.stride), pair(case.padding), pair(case.dilation)
 
 
-def _skip_unless(algo, case, dtype):
-    if not _built(algo):
+def _skip_unless(dev, algo, case, dtype):
+    if not _built(dev, algo):
         pytest.skip(f"{algo} not built for CUDA")
-    reason = _why_not(algo, case, dtype)
+    reason = _why_not(dev, algo, case, dtype)
     if reason:
         pytest.skip(reason)
 
@@ -83,20 +82,20 @@ def _layout(t, layout):
     return t.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else t
 
 
-def _check_fp32(algo, case, layout):
-    _skip_unless(algo, case, torch.float32)
+def _check_fp32(dev, algo, case, layout):
+    _skip_unless(dev, algo, case, torch.float32)
     fan_in = case.C // case.groups * case.R * case.S
-    x = _layout(torch.randn(case.input_shape, device=DEV), layout)
-    w = _layout(torch.randn(case.weight_shape, device=DEV) / fan_in ** 0.5, layout)
-    b = torch.randn(case.K, device=DEV)
-    g = _layout(torch.randn(case.output_shape, device=DEV), layout)
+    x = _layout(torch.randn(case.input_shape, device=dev.device), layout)
+    w = _layout(torch.randn(case.weight_shape, device=dev.device) / fan_in ** 0.5, layout)
+    b = torch.randn(case.K, device=dev.device)
+    g = _layout(torch.randn(case.output_shape, device=dev.device), layout)
     got = _grads(cnnkern.conv2d, x, w, b, g, algo=algo, **case.kwargs())
     ref = _grads(F.conv2d, x.double(), w.double(), b.double(), g.double(), **case.kwargs())
     cudnn = _grads(F.conv2d, x, w, b, g, **case.kwargs())
     # Winograd's float32 error grows with the tile; the GEMM's is plain fp32 summation.
     scale = 10.0 if algo.startswith("winograd") else 1.0
     for name, a, r, c in zip(("out", "grad_input", "grad_weight", "grad_bias"), got, ref, cudnn):
-        assert a.device.type == "cuda" and a.dtype == torch.float32
+        assert a.device == dev.device and a.dtype == torch.float32
         s = scale * max(1.0, r.abs().max().item())
         assert_close(a, r, scale=s, msg=lambda m, n=name: f"{n} vs float64: {m}")
         assert_close(a, c.double(), scale=s, msg=lambda m, n=name: f"{n} vs cuDNN: {m}")
@@ -105,24 +104,24 @@ def _check_fp32(algo, case, layout):
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("case", conv_params(CURATED))
 @pytest.mark.parametrize("algo", NEW_ALGOS)
-def test_curated_f32(algo, case, layout):
-    _check_fp32(algo, case, layout)
+def test_curated_f32(algo, case, layout, dev):
+    _check_fp32(dev, algo, case, layout)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("case", conv_params(LAYERS))
+@pytest.mark.parametrize("dev,case", per_backend(LAYERS, []), indirect=["dev"])
 @pytest.mark.parametrize("algo", NEW_ALGOS)
-def test_layers_f32(algo, case, layout):
-    _check_fp32(algo, case, layout)
+def test_layers_f32(algo, case, layout, dev):
+    _check_fp32(dev, algo, case, layout)
 
 
-@pytest.mark.parametrize("case", conv_params(CURATED + LAYERS[::4]))
-def test_im2col_f32_integer_inputs_exact(case):
-    _skip_unless("im2col", case, torch.float32)
-    x = int_tensor(*case.input_shape, lo=-2, hi=3, device=DEV)
-    w = int_tensor(*case.weight_shape, lo=-2, hi=3, device=DEV)
-    b = int_tensor(case.K, device=DEV)
-    g = int_tensor(*case.output_shape, lo=-2, hi=3, device=DEV)
+@pytest.mark.parametrize("dev,case", per_backend(CURATED + LAYERS[::4], CURATED), indirect=["dev"])
+def test_im2col_f32_integer_inputs_exact(case, dev):
+    _skip_unless(dev, "im2col", case, torch.float32)
+    x = int_tensor(*case.input_shape, lo=-2, hi=3, device=dev.device)
+    w = int_tensor(*case.weight_shape, lo=-2, hi=3, device=dev.device)
+    b = int_tensor(case.K, device=dev.device)
+    g = int_tensor(*case.output_shape, lo=-2, hi=3, device=dev.device)
     got = _grads(cnnkern.conv2d, x, w, b, g, algo="im2col", **case.kwargs())
     ref = _grads(F.conv2d, x.double(), w.double(), b.double(), g.double(), **case.kwargs())
     for a, r in zip(got, ref):
@@ -130,13 +129,13 @@ def test_im2col_f32_integer_inputs_exact(case):
         assert_exact(a, r.float())
 
 
-def _check_lowp(algo, case, dtype, layout):
-    _skip_unless(algo, case, dtype)
+def _check_lowp(dev, algo, case, dtype, layout):
+    _skip_unless(dev, algo, case, dtype)
     fan_in = case.C // case.groups * case.R * case.S
-    x = _layout(torch.randn(case.input_shape, device=DEV).to(dtype), layout)
-    w = _layout((torch.randn(case.weight_shape, device=DEV) / fan_in ** 0.5).to(dtype), layout)
-    b = torch.randn(case.K, device=DEV).to(dtype)
-    g = _layout(torch.randn(case.output_shape, device=DEV).to(dtype), layout)
+    x = _layout(torch.randn(case.input_shape, device=dev.device).to(dtype), layout)
+    w = _layout((torch.randn(case.weight_shape, device=dev.device) / fan_in ** 0.5).to(dtype), layout)
+    b = torch.randn(case.K, device=dev.device).to(dtype)
+    g = _layout(torch.randn(case.output_shape, device=dev.device).to(dtype), layout)
     ours = _grads(cnnkern.conv2d, x, w, b, g, algo=algo, **case.kwargs())
     theirs = _grads(F.conv2d, x, w, b, g, **case.kwargs())
     ref = _grads(F.conv2d, x.double(), w.double(), b.double(), g.double(), **case.kwargs())
@@ -150,40 +149,43 @@ def _check_lowp(algo, case, dtype, layout):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["f16", "bf16"])
 @pytest.mark.parametrize("case", conv_params(CURATED))
 @pytest.mark.parametrize("algo", NEW_ALGOS)
-def test_curated_low_precision(algo, case, dtype):
-    _check_lowp(algo, case, dtype, "nchw")
+def test_curated_low_precision(algo, case, dtype, dev):
+    _check_lowp(dev, algo, case, dtype, "nchw")
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["f16", "bf16"])
-@pytest.mark.parametrize("case", conv_params(LAYERS))
+@pytest.mark.parametrize("dev,case", per_backend(LAYERS, []), indirect=["dev"])
 @pytest.mark.parametrize("algo", NEW_ALGOS)
-def test_layers_low_precision(algo, case, dtype, layout):
-    _check_lowp(algo, case, dtype, layout)
+def test_layers_low_precision(algo, case, dtype, layout, dev):
+    _check_lowp(dev, algo, case, dtype, layout)
 
 
 @pytest.mark.parametrize("case", conv_params(CURATED[::3]))
 @pytest.mark.parametrize("algo", NEW_ALGOS)
-def test_gradcheck_f64(algo, case):
-    _skip_unless(algo, case, torch.float64)
-    x = torch.randn(case.input_shape, dtype=torch.float64, device=DEV, requires_grad=True)
-    w = torch.randn(case.weight_shape, dtype=torch.float64, device=DEV, requires_grad=True)
-    b = torch.randn(case.K, dtype=torch.float64, device=DEV, requires_grad=True)
+def test_gradcheck_f64(algo, case, dev):
+    _skip_unless(dev, algo, case, torch.float64)
+    x = torch.randn(case.input_shape, dtype=torch.float64, device=dev.device, requires_grad=True)
+    w = torch.randn(case.weight_shape, dtype=torch.float64, device=dev.device, requires_grad=True)
+    b = torch.randn(case.K, dtype=torch.float64, device=dev.device, requires_grad=True)
+    # The emulator checks random projections of the Jacobian (fast_mode): a full one is a
+    # launch per input element, minutes of fibers.
     assert torch.autograd.gradcheck(
-        lambda x, w, b: cnnkern.conv2d(x, w, b, algo=algo, **case.kwargs()), (x, w, b))
+        lambda x, w, b: cnnkern.conv2d(x, w, b, algo=algo, **case.kwargs()), (x, w, b),
+        fast_mode=dev.emulated)
 
 
 @pytest.mark.parametrize("algo", NEW_ALGOS)
-def test_opcheck_cuda(algo):
+def test_opcheck_cuda(algo, dev):
     case = ConvCase("opcheck", 2, 4, 7, 6, 5, 3, 3, 1, 1, 1, 1)
-    _skip_unless(algo, case, torch.float32)
-    x = torch.randn(case.input_shape, device=DEV, requires_grad=True)
-    w = torch.randn(case.weight_shape, device=DEV, requires_grad=True)
-    b = torch.randn(case.K, device=DEV, requires_grad=True)
+    _skip_unless(dev, algo, case, torch.float32)
+    x = torch.randn(case.input_shape, device=dev.device, requires_grad=True)
+    w = torch.randn(case.weight_shape, device=dev.device, requires_grad=True)
+    b = torch.randn(case.K, device=dev.device, requires_grad=True)
     res = torch.library.opcheck(torch.ops.cnnkern.conv2d.default,
                                 (x, w, b, [1, 1], [1, 1], [1, 1], 1, algo))
     assert all(v == "SUCCESS" for v in res.values()), res
-    g = torch.randn(case.output_shape, device=DEV)
+    g = torch.randn(case.output_shape, device=dev.device)
     res = torch.library.opcheck(torch.ops.cnnkern.conv2d_backward_input.default,
                                 (g, w.detach(), list(case.input_shape), [1, 1], [1, 1], [1, 1],
                                  1, algo))
@@ -200,19 +202,25 @@ DETERMINISM = [
     ConvCase("split_k_1x1_groups2", 16, 64, 28, 28, 32, 1, 1, 1, 0, 1, 2),
     ConvCase("no_split", 1, 3, 8, 8, 4, 3, 3, 1, 1, 1, 1),
 ]
+# The same three kinds at sizes the emulator runs in seconds (both split grad-weight in 13).
+DETERMINISM_EMU = [
+    ConvCase("split_k_16x16_20", 4, 16, 20, 20, 16, 3, 3, 1, 1, 1, 1),
+    ConvCase("split_k_1x1_groups2_small", 8, 16, 16, 16, 8, 1, 1, 1, 0, 1, 2),
+    DETERMINISM[2],
+]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["f32", "f16"])
-@pytest.mark.parametrize("case", conv_params(DETERMINISM))
+@pytest.mark.parametrize("dev,case", per_backend(DETERMINISM, DETERMINISM_EMU), indirect=["dev"])
 @pytest.mark.parametrize("algo", NEW_ALGOS)
-def test_bitwise_deterministic(algo, case, dtype):
-    _skip_unless(algo, case, dtype)
-    x = torch.randn(case.input_shape, device=DEV).to(dtype)
-    w = (torch.randn(case.weight_shape, device=DEV) / 30).to(dtype)
-    g = torch.randn(case.output_shape, device=DEV).to(dtype)
-    runs = [_grads(cnnkern.conv2d, x, w, None, g, algo=algo, **case.kwargs())[:3]
-            for _ in range(2)]
-    for a, b in zip(*runs):
+def test_bitwise_deterministic(algo, case, dtype, dev):
+    _skip_unless(dev, algo, case, dtype)
+    x = torch.randn(case.input_shape, device=dev.device).to(dtype)
+    w = (torch.randn(case.weight_shape, device=dev.device) / 30).to(dtype)
+    g = torch.randn(case.output_shape, device=dev.device).to(dtype)
+    first = _grads(cnnkern.conv2d, x, w, None, g, algo=algo, **case.kwargs())[:3]
+    dev.reorder()
+    for a, b in zip(first, _grads(cnnkern.conv2d, x, w, None, g, algo=algo, **case.kwargs())):
         assert torch.equal(a, b)
     if algo == "im2col":
         plan = torch.ops.cnnkern._igemm_plan("wgrad", list(case.input_shape),
@@ -220,37 +228,45 @@ def test_bitwise_deterministic(algo, case, dtype):
         assert (plan[5] > 1) == case.id.startswith("split_k"), plan
 
 
-def test_im2col_non_contiguous_and_offset_views():
+def test_im2col_non_contiguous_and_offset_views(dev):
     """Views with a storage offset and odd strides arrive contiguous (op layer) and stay right."""
-    if not _built("im2col"):
+    if not _built(dev, "im2col"):
         pytest.skip("im2col not built for CUDA")
-    big = torch.randn(3, 6, 11, 13, device=DEV)
+    big = torch.randn(3, 6, 11, 13, device=dev.device)
     x = big[1:, 1:5, 1:10, ::2]
-    w = torch.randn(8, 4, 3, 3, device=DEV)[:, :, :, :]
+    w = torch.randn(8, 4, 3, 3, device=dev.device)[:, :, :, :]
     out = cnnkern.conv2d(x, w, padding=1, algo="im2col")
     assert_close(out, F.conv2d(x.double(), w.double(), padding=1))
 
 
-def test_simt_fallback_for_half_types():
+@pytest.mark.cuda_work_in_child
+def test_simt_fallback_for_half_types(dev):
     """CNNKERN_IGEMM_SIMT=1 puts float16/bfloat16 on the SIMT path (read once per process, so
-    in a child process); both paths must meet the low-precision rule."""
+    in a child process); both paths must meet the low-precision rule. In the emulator the
+    child also shows that no mma.sync ran."""
     import os
     import subprocess
     import sys
 
-    if not _built("im2col"):
+    if not _built(dev, "im2col"):
         pytest.skip("im2col not built for CUDA")
+    if dev.emulated:
+        setup = (f"import sys; sys.path.insert(0, {EMU_DIR!r}); import emulator\n"
+                 "emulator.load(); emulator.CudaEmulation().__enter__(); device = 'cpu'\n")
+        check = "assert emulator.stats()['mmas'] == 0, emulator.stats()\n"
+    else:
+        setup, check = "device = 'cuda'\n", ""
     code = (
-        "import torch, torch.nn.functional as F, cnnkern\n"
+        "import torch, torch.nn.functional as F, cnnkern\n" + setup +
         "torch.manual_seed(0)\n"
         "for dt in (torch.float16, torch.bfloat16):\n"
-        "    x = torch.randn(2, 24, 13, 11, device='cuda').to(dt)\n"
-        "    w = (torch.randn(40, 24, 3, 3, device='cuda') / 15).to(dt)\n"
+        "    x = torch.randn(2, 24, 13, 11, device=device).to(dt)\n"
+        "    w = (torch.randn(40, 24, 3, 3, device=device) / 15).to(dt)\n"
         "    ref = F.conv2d(x.double(), w.double(), padding=1)\n"
         "    err = (cnnkern.conv2d(x, w, padding=1, algo='im2col').double() - ref).abs().max()\n"
         "    terr = (F.conv2d(x, w, padding=1).double() - ref).abs().max()\n"
         "    assert err <= 3 * terr + torch.finfo(dt).eps * ref.abs().max(), (dt, err, terr)\n"
-        "print('ok')\n")
+        + check + "print('ok')\n")
     env = dict(os.environ, CNNKERN_IGEMM_SIMT="1")
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=300)
@@ -264,13 +280,13 @@ def test_simt_fallback_for_half_types():
 K_TF32 = 3.0
 
 
-def _check_tf32(case, layout):
-    _skip_unless("im2col", case, torch.float32)
+def _check_tf32(dev, case, layout):
+    _skip_unless(dev, "im2col", case, torch.float32)
     fan_in = case.C // case.groups * case.R * case.S
-    x = _layout(torch.randn(case.input_shape, device=DEV), layout)
-    w = _layout(torch.randn(case.weight_shape, device=DEV) / fan_in ** 0.5, layout)
-    b = torch.randn(case.K, device=DEV)
-    g = _layout(torch.randn(case.output_shape, device=DEV), layout)
+    x = _layout(torch.randn(case.input_shape, device=dev.device), layout)
+    w = _layout(torch.randn(case.weight_shape, device=dev.device) / fan_in ** 0.5, layout)
+    b = torch.randn(case.K, device=dev.device)
+    g = _layout(torch.randn(case.output_shape, device=dev.device), layout)
     with cnnkern.backends.tf32():
         ours = _grads(cnnkern.conv2d, x, w, b, g, algo="im2col", **case.kwargs())
     torch.backends.cudnn.allow_tf32 = True
@@ -297,26 +313,27 @@ def _check_tf32(case, layout):
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("case", conv_params(CURATED))
-def test_tf32_curated(case, layout):
-    _check_tf32(case, layout)
+def test_tf32_curated(case, layout, dev):
+    _check_tf32(dev, case, layout)
 
 
-@pytest.mark.parametrize("case", conv_params(LAYERS))
-def test_tf32_layers(case):
-    _check_tf32(case, "nchw")
+@pytest.mark.parametrize("dev,case", per_backend(LAYERS, []), indirect=["dev"])
+def test_tf32_layers(case, dev):
+    _check_tf32(dev, case, "nchw")
 
 
-@pytest.mark.parametrize("case", conv_params(CURATED[::2] + LAYERS[::6]))
-def test_tf32_flag_off_is_the_exact_path(case):
+@pytest.mark.parametrize("dev,case", per_backend(CURATED[::2] + LAYERS[::6], CURATED[::2]),
+                         indirect=["dev"])
+def test_tf32_flag_off_is_the_exact_path(case, dev):
     """x of 13 significant bits: exact in float32 (every partial sum here too) but not in tf32
     (11 bits); w and grad_output small integers (exact in tf32). Flag off (the default), even
     with torch's TF32 on: bitwise the float64 result. Flag on: bitwise the result with x
     rounded by cvt.rna (tf32_reference), which the exact path would not give."""
-    _skip_unless("im2col", case, torch.float32)
-    x = int_tensor(*case.input_shape, lo=-4095, hi=4096, device=DEV)
-    w = int_tensor(*case.weight_shape, lo=-2, hi=3, device=DEV)
-    b = int_tensor(case.K, device=DEV)
-    g = int_tensor(*case.output_shape, lo=-2, hi=3, device=DEV)
+    _skip_unless(dev, "im2col", case, torch.float32)
+    x = int_tensor(*case.input_shape, lo=-4095, hi=4096, device=dev.device)
+    w = int_tensor(*case.weight_shape, lo=-2, hi=3, device=dev.device)
+    b = int_tensor(case.K, device=dev.device)
+    g = int_tensor(*case.output_shape, lo=-2, hi=3, device=dev.device)
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
     kw = case.kwargs()
     ref = _grads(F.conv2d, x.double(), w.double(), b.double(), g.double(), **kw)
@@ -334,29 +351,30 @@ def test_tf32_flag_off_is_the_exact_path(case):
         assert_exact(a, m.float())
 
 
-@pytest.mark.parametrize("case", conv_params(DETERMINISM))
-def test_tf32_bitwise_deterministic(case):
-    _skip_unless("im2col", case, torch.float32)
-    x = torch.randn(case.input_shape, device=DEV)
-    w = torch.randn(case.weight_shape, device=DEV) / 30
-    g = torch.randn(case.output_shape, device=DEV)
+@pytest.mark.parametrize("dev,case", per_backend(DETERMINISM, DETERMINISM_EMU), indirect=["dev"])
+def test_tf32_bitwise_deterministic(case, dev):
+    _skip_unless(dev, "im2col", case, torch.float32)
+    x = torch.randn(case.input_shape, device=dev.device)
+    w = torch.randn(case.weight_shape, device=dev.device) / 30
+    g = torch.randn(case.output_shape, device=dev.device)
     with cnnkern.backends.tf32():
-        runs = [_grads(cnnkern.conv2d, x, w, None, g, algo="im2col", **case.kwargs())[:3]
-                for _ in range(2)]
-    for a, b in zip(*runs):
+        first = _grads(cnnkern.conv2d, x, w, None, g, algo="im2col", **case.kwargs())[:3]
+        dev.reorder()
+        second = _grads(cnnkern.conv2d, x, w, None, g, algo="im2col", **case.kwargs())[:3]
+    for a, b in zip(first, second):
         assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("algo", ["winograd", "winograd_f2"])
-def test_tf32_reaches_winograd_grad_weight_only(algo):
+def test_tf32_reaches_winograd_grad_weight_only(algo, dev):
     """Winograd's grad-weight runs on the implicit GEMM, so the flag makes it TF32 (bitwise
     im2col's); its forward and grad-input (Winograd-domain GEMMs) stay exact fp32."""
     case = ConvCase("wino_tf32", 2, 16, 12, 12, 24, 3, 3, 1, 1, 1, 1)
-    if not _built(algo):
+    if not _built(dev, algo):
         pytest.skip(f"{algo} not built for CUDA")
-    x = torch.randn(case.input_shape, device=DEV)
-    w = torch.randn(case.weight_shape, device=DEV) / 12
-    g = torch.randn(case.output_shape, device=DEV)
+    x = torch.randn(case.input_shape, device=dev.device)
+    w = torch.randn(case.weight_shape, device=dev.device) / 12
+    g = torch.randn(case.output_shape, device=dev.device)
     off = _grads(cnnkern.conv2d, x, w, None, g, algo=algo, **case.kwargs())
     with cnnkern.backends.tf32():
         on = _grads(cnnkern.conv2d, x, w, None, g, algo=algo, **case.kwargs())
@@ -365,11 +383,11 @@ def test_tf32_reaches_winograd_grad_weight_only(algo):
     assert torch.equal(on[2], im2col[2]) and not torch.equal(on[2], off[2])
 
 
-def test_tf32_opcheck_cuda():
+def test_tf32_opcheck_cuda(dev):
     case = ConvCase("opcheck_tf32", 2, 4, 7, 6, 5, 3, 3, 1, 1, 1, 1)
-    _skip_unless("im2col", case, torch.float32)
-    x = torch.randn(case.input_shape, device=DEV, requires_grad=True)
-    w = torch.randn(case.weight_shape, device=DEV, requires_grad=True)
+    _skip_unless(dev, "im2col", case, torch.float32)
+    x = torch.randn(case.input_shape, device=dev.device, requires_grad=True)
+    w = torch.randn(case.weight_shape, device=dev.device, requires_grad=True)
     res = torch.library.opcheck(torch.ops.cnnkern.conv2d.default,
                                 (x, w, None, [1, 1], [1, 1], [1, 1], 1, "im2col", True))
     assert all(v == "SUCCESS" for v in res.values()), res

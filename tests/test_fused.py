@@ -490,28 +490,25 @@ def test_bitwise_deterministic_across_runs_and_threads(algo, threads):
             assert torch.equal(a, b)
 
 
-# --- CUDA (skips without a GPU) ------------------------------------------------------------
+# --- CUDA: on a GPU, and in the CUDA emulator (the `dev` fixture, tests/conftest.py) ---------
 
-@pytest.mark.cuda
-@pytest.mark.skipif(not cnnkern.cuda_available(), reason="needs a CUDA GPU and the CUDA build")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_cuda_matches_torch_train_and_eval(dtype):
-    torch.backends.cudnn.allow_tf32 = False
+def test_cuda_matches_torch_train_and_eval(dtype, dev, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     ref, m = _pair("3x3_pad1", bias=True, dtype=dtype)
-    ref, m = ref.cuda(), m.cuda()
-    xs = [_input("3x3_pad1", dtype=dtype).cuda() for _ in range(2)]
-    gs = [torch.randn(3, 6, 9, 8, dtype=dtype, device="cuda") for _ in range(2)]
+    ref, m = ref.to(dev.device), m.to(dev.device)
+    xs = [_input("3x3_pad1", dtype=dtype).to(dev.device) for _ in range(2)]
+    gs = [torch.randn(3, 6, 9, 8, dtype=dtype, device=dev.device) for _ in range(2)]
     _check_same(ref, m, 2, xs, gs, {}, train=True)
     _check_same(ref, m, 2, xs, gs, {}, train=False)
 
 
-@pytest.mark.cuda
-@pytest.mark.skipif(not cnnkern.cuda_available(), reason="needs a CUDA GPU and the CUDA build")
-def test_cuda_bitwise_deterministic():
-    m = cnnkern.nn.ConvBNReLU2d(4, 6, 3, padding=1).cuda()
-    x = torch.randn(8, 4, 33, 33, device="cuda")
-    g = torch.randn(8, 6, 33, 33, device="cuda")
+def test_cuda_bitwise_deterministic(dev):
+    m = cnnkern.nn.ConvBNReLU2d(4, 6, 3, padding=1).to(dev.device)
+    x = torch.randn(8, 4, 33, 33, device=dev.device)
+    g = torch.randn(8, 6, 33, 33, device=dev.device)
     r1 = _step(copy.deepcopy(m), x, g)
+    dev.reorder()
     r2 = _step(copy.deepcopy(m), x, g)
     for a, b in zip(r1, r2):
         assert torch.equal(a, b)

@@ -11,6 +11,7 @@ import cnnkern
 from cnnkern import models
 from cnnkern.check import check_model
 from cnnkern.summary import summarize
+from conftest import per_backend
 
 torchvision = pytest.importorskip("torchvision")
 
@@ -137,16 +138,16 @@ def test_model_matches_its_torch_twin_in_eval_and_train(name, size, batch, kwarg
     _assert_check(check_model(name, "auto", "cpu", batch, size, model_kwargs=kwargs))
 
 
-@pytest.mark.cuda
-@pytest.mark.skipif(not cnnkern.cuda_available(), reason="needs a CUDA GPU and cnnkern's CUDA kernels")
-@pytest.mark.parametrize("name,size,batch,kwargs", CHECKED, ids=[c[0] for c in CHECKED])
-def test_model_matches_its_cudnn_twin(name, size, batch, kwargs):
-    tf32 = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
-    try:
-        _assert_check(check_model(name, "auto", "cuda", batch, size, model_kwargs=kwargs))
-    finally:
-        torch.backends.cudnn.allow_tf32 = tf32
+# In the CUDA emulator, where every GPU thread is a fiber, the two smallest models.
+CHECKED_EMULATED = [("lenet5", None, 2, {}), ("resnet18", 16, 2, {})]
+
+
+@pytest.mark.parametrize("dev,case", per_backend(CHECKED, CHECKED_EMULATED, id_of=lambda c: c[0]),
+                         indirect=["dev"])
+def test_model_matches_its_cudnn_twin(case, dev, monkeypatch):
+    name, size, batch, kwargs = case
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    _assert_check(check_model(name, "auto", dev.device.type, batch, size, model_kwargs=kwargs))
 
 
 def test_check_reports_fallback_for_an_algorithm_a_layer_cannot_run():

@@ -147,6 +147,8 @@ def test_compile_fullgraph_resnet_matches_eager():
     torch.testing.assert_close(grad, model.conv1.weight.grad, rtol=1e-4, atol=1e-5)
 
 
+# GPU only, these two: CUDA graphs and streams have no counterpart in the CUDA emulator (its
+# launches are synchronous, and its routing of ops is per Python thread).
 @pytest.mark.cuda
 @pytest.mark.skipif(not cnnkern.cuda_available(), reason="needs a CUDA GPU and cnnkern's CUDA kernels")
 def test_cuda_graph_capture_replays_a_cnnkern_model():

@@ -1,0 +1,194 @@
+"""The CUDA emulator itself (csrc/testing/cuda_emu): that the project's kernels really run in it,
+and that it catches each kind of GPU bug. Tiny kernels with one planted bug each
+(csrc/testing/cuda_emu/planted/planted_bugs.cu) must fail with a message naming the place, or
+give a result that no correct kernel gives; their correct twins must pass.
+"""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import cnnkern
+from conftest import EMU_DIR, emulator
+
+pytestmark = pytest.mark.cuda_emu
+
+PLANTED = os.path.join(EMU_DIR, "planted", "planted_bugs.cu")
+
+
+@pytest.fixture(autouse=True)
+def emu():
+    emulator.load()
+    emulator.set_order("forward", 0)
+
+
+def planted(bug, x, x2=None, out_numel=None):
+    x2 = torch.zeros(1) if x2 is None else x2
+    return torch.ops.cnnkern_emu._emu_planted(bug, x.contiguous(), x2.contiguous(),
+                                              x.numel() if out_numel is None else out_numel)
+
+
+def line_of(snippet):
+    """The line of planted_bugs.cu holding `snippet` (the messages must name it)."""
+    with open(PLANTED) as f:
+        lines = [i + 1 for i, line in enumerate(f) if snippet in line]
+    assert len(lines) == 1, (snippet, lines)
+    return lines[0]
+
+
+def in_every_order(fn):
+    """fn() under each thread/block order the engine has: {order: result}."""
+    out = {}
+    for order in emulator.ORDERS:
+        emulator.set_order(order, 7)
+        out[order] = fn()
+    return out
+
+
+# --- The kernels under test run here --------------------------------------------------------
+
+
+def test_the_project_kernels_run_in_the_emulator():
+    """Under CudaEmulation the ops launch emulated kernels: block barriers, the grad-weight
+    kernel's warp shuffles, and mma.sync for float16 (the tensor-core path) all execute."""
+    x = torch.randn(2, 8, 9, 9, requires_grad=True)
+    w = torch.randn(16, 8, 3, 3, requires_grad=True)
+    before = emulator.stats()
+    with emulator.CudaEmulation():
+        cnnkern.conv2d(x, w, padding=1, algo="direct").sum().backward()  # fwd, dgrad, wgrad
+        mid = emulator.stats()
+        cnnkern.conv2d(x.half(), w.half(), padding=1, algo="im2col")
+    after = emulator.stats()
+    assert mid["launches"] - before["launches"] == 3
+    assert mid["warp_collectives"] > before["warp_collectives"]  # wgrad's __shfl_down_sync
+    assert after["mmas"] > mid["mmas"] and after["barriers"] > mid["barriers"]
+
+
+def test_a_routed_op_matches_torch_and_a_cpu_only_op_is_left_alone():
+    x, w = torch.randn(1, 3, 6, 6), torch.randn(4, 3, 3, 3)
+    with emulator.CudaEmulation():
+        before = emulator.stats()["launches"]
+        y = cnnkern.conv2d(x, w, padding=1, algo="winograd_f2")
+        assert emulator.stats()["launches"] > before
+        # A tests-only CPU op has no CUDA twin: it runs as it always does.
+        plan = torch.ops.cnnkern._igemm_plan("wgrad", [1, 3, 6, 6], [4, 3, 3, 3], [1, 1], [1, 1],
+                                             [1, 1], 1)
+    torch.testing.assert_close(y, F.conv2d(x, w, padding=1), rtol=1e-5, atol=1e-5)
+    assert len(plan) == 9
+
+
+def test_the_emulated_rules_are_the_cuda_rules():
+    # CUDA's Winograd refuses a 5x5 kernel with its own reason, as the CPU one does.
+    reason = emulator.why_not([1, 3, 8, 8], [4, 3, 5, 5], [1, 1], [2, 2], [1, 1], 1,
+                              torch.float32, "winograd")
+    assert "3x3" in reason
+    assert set(emulator.algorithms()) == {"direct", "im2col", "winograd", "winograd_f2"}
+
+
+# --- Planted bugs ------------------------------------------------------------------------------
+
+
+def test_missing_barrier_gives_results_that_depend_on_the_thread_order():
+    x = torch.arange(64, dtype=torch.float32)
+    expected = torch.roll(x, -1)
+    good = in_every_order(lambda: planted("with_barrier", x))
+    bad = in_every_order(lambda: planted("missing_barrier", x))
+    for order in emulator.ORDERS:
+        assert torch.equal(good[order], expected), order
+        # Reads of the neighbour's slot before it was written: the 0xFF fill (NaN).
+        assert not torch.equal(bad[order], expected), order
+    # ... and which reads come too early depends on the order: a race.
+    assert not torch.equal(bad["forward"].isnan(), bad["reverse"].isnan())
+
+
+def test_divergent_syncthreads_fails_the_launch_naming_both_barriers():
+    with open(PLANTED) as f:
+        src = f.read()
+    body = src[src.index("divergent_barrier_kernel"):]
+    start = src.count("\n", 0, src.index("divergent_barrier_kernel")) + 1
+    lines = [start + i for i, line in enumerate(body.splitlines()[:12]) if "__syncthreads()" in line]
+    assert len(lines) == 2
+    with pytest.raises(RuntimeError) as e:
+        planted("divergent_barrier", torch.zeros(64))
+    msg = str(e.value)
+    assert "divergent __syncthreads" in msg
+    for line in lines:
+        assert f"planted_bugs.cu:{line}" in msg, msg
+
+
+def test_shuffle_with_lanes_missing_fails_naming_the_absent_lane():
+    with pytest.raises(RuntimeError) as e:
+        planted("shuffle_missing_lanes", torch.arange(32, dtype=torch.float32))
+    msg = str(e.value)
+    assert "__shfl_down_sync" in msg and "lane 16" in msg and "has exited" in msg, msg
+    assert f"planted_bugs.cu:{line_of('v = __shfl_down_sync')}" in msg, msg
+
+
+def test_launch_above_launch_bounds_fails_naming_the_bound():
+    ok = planted("within_launch_bounds", torch.zeros(1), out_numel=256)
+    assert torch.equal(ok[:128], torch.ones(128)) and torch.equal(ok[128:], torch.full((128,), -7.0))
+    with pytest.raises(RuntimeError) as e:
+        planted("above_launch_bounds", torch.zeros(1), out_numel=256)
+    msg = str(e.value)
+    assert "too many resources requested for launch" in msg
+    assert "256 threads per block, above the kernel's __launch_bounds__(128)" in msg, msg
+    assert re.search(r"bounded_kernel launched at testing/cuda_emu/planted/planted_bugs.cu:\d+", msg)
+
+
+def test_read_of_never_written_shared_memory_reads_the_fill_pattern():
+    x = torch.arange(64, dtype=torch.float32)
+    y = planted("unwritten_shared", x)
+    assert torch.equal(y[:32], x[:32])
+    assert y[32:].isnan().all(), y  # 0xFF bytes: a NaN, never a plausible zero
+
+
+@pytest.mark.parametrize("bug", ["mma_correct", "mma_swapped_fragment"])
+def test_mma_fragment_layout_is_checked_against_the_ptx_tables(bug):
+    """The emulated mma.sync places fragment elements by the PTX ISA's tables (mma.cpp), so a
+    kernel whose A fragment has two registers swapped computes a wrong product."""
+    a = torch.randn(16, 16).half().float()
+    bt = torch.randn(8, 16).half().float()
+    d = planted(bug, a, bt, out_numel=128).view(16, 8)
+    ref = a.double() @ bt.double().T
+    rel = ((d.double() - ref).abs().max() / ref.abs().max()).item()
+    if bug == "mma_correct":
+        assert rel < 1e-6, rel
+    else:
+        assert rel > 0.1, rel
+
+
+@pytest.mark.parametrize("bug,snippet,access", [
+    ("read_past_end", "y[t] = x[t + 1];", "READ"),
+    ("write_past_end", "y[t + 1] = x[t];", "WRITE"),
+])
+def test_out_of_bounds_global_access_stops_under_asan_at_the_kernel_line(bug, snippet, access):
+    """In a child process with the AddressSanitizer build: the access one element past a
+    torch tensor stops with a heap-buffer-overflow report naming the kernel's line."""
+    code = (f"import sys; sys.path.insert(0, {EMU_DIR!r}); import emulator, torch\n"
+            "emulator.load('asan')\n"
+            f"torch.ops.cnnkern_emu._emu_planted({bug!r}, torch.ones(32), torch.zeros(1), 32)\n"
+            "print('no error')\n")
+    env = dict(os.environ, **emulator.build.runtime_env("asan"))
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode != 0 and "no error" not in res.stdout, res.stdout + res.stderr[-3000:]
+    assert "AddressSanitizer: heap-buffer-overflow" in res.stderr, res.stderr[-3000:]
+    assert f"{access} of size 4" in res.stderr, res.stderr[-3000:]
+    assert f"planted_bugs.cu:{line_of(snippet)}" in res.stderr, res.stderr[-3000:]
+
+
+def test_trap_fails_the_launch_and_the_engine_carries_on():
+    """A kernel that traps (the mma path does on a pre-sm_80 build) fails its launch naming
+    the thread and line; the threads it left suspended do not disturb the next launch."""
+    with pytest.raises(RuntimeError) as e:
+        planted("trap", torch.zeros(64))
+    msg = str(e.value)
+    assert "an illegal instruction was encountered" in msg and "__trap() called" in msg, msg
+    assert "thread (5,0,0)" in msg and f"planted_bugs.cu:{line_of('__trap();')}" in msg, msg
+    y = planted("with_barrier", torch.arange(64, dtype=torch.float32))
+    assert torch.equal(y, torch.roll(torch.arange(64, dtype=torch.float32), -1))
