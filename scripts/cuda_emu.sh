@@ -10,7 +10,10 @@
 #   bash scripts/cuda_emu.sh coverage [pytest args]  then the line coverage of csrc/cuda/*.cu and
 #                                                    *.cuh (csrc/testing/cuda_emu/coverage.py)
 #
-# Without a -m argument, -m cuda_emu is added. The library is rebuilt when a source changed.
+# Without a -m argument, -m cuda_emu is added. Python output is captured as usual, native
+# output is not (--capture=sys): a sanitizer report that stops the run must reach the log. The library is rebuilt when a source changed.
+# The summary lists failures and errors only: the skips are the CUDA rules refusing shapes
+# (e.g. Winograd on a 5x5 kernel), as on a GPU.
 source "$(dirname "$0")/env.sh"
 flavour="${1:?usage: scripts/cuda_emu.sh asan|plain|tsan|coverage [pytest args]}"
 shift
@@ -28,7 +31,7 @@ if [ "$flavour" = coverage ]; then
 fi
 set +e
 ( eval "$runtime_env"; export CNNKERN_EMU_FLAVOUR="$flavour"
-  exec "$PY" -m pytest -q "${marker[@]}" "$@" )
+  exec "$PY" -m pytest -q -rfE --capture=sys "${marker[@]}" "$@" )
 rc=$?
 set -e
 if [ "$flavour" = coverage ]; then

@@ -35,7 +35,7 @@ fi
 
 # Rebuild only when a source or the build script changed since the last build.
 stamp_file="$ROOT/cnnkern/.build_stamp"
-stamp="$( (cat setup.py pyproject.toml; find csrc -type f | LC_ALL=C sort | xargs cat) | sha1sum | cut -d' ' -f1)"
+stamp="$( (cat setup.py pyproject.toml; find csrc -path csrc/testing -prune -o -type f -print | LC_ALL=C sort | xargs cat) | sha1sum | cut -d' ' -f1)"
 stamp="$stamp $("$PY" -c 'import torch; print(torch.__version__)') ${CNNKERN_CUDA:-}"
 if [ "$(cat "$stamp_file" 2>/dev/null || true)" != "$stamp" ] || ! "$PY" -c "import cnnkern" 2>/dev/null; then
   echo "[cnnkern] building the extension (a few minutes; CUDA sources add more)" >&2

@@ -34,9 +34,12 @@ def planted(bug, x, x2=None, out_numel=None):
 
 
 def line_of(snippet):
-    """The line of planted_bugs.cu holding `snippet` (the messages must name it)."""
+    """The line of planted_bugs.cu holding `snippet` (the messages must name it): the one line
+    that is exactly the snippet, else the one that contains it."""
     with open(PLANTED) as f:
-        lines = [i + 1 for i, line in enumerate(f) if snippet in line]
+        text = f.read().splitlines()
+    lines = [i + 1 for i, line in enumerate(text) if line.strip() == snippet]
+    lines = lines or [i + 1 for i, line in enumerate(text) if snippet in line]
     assert len(lines) == 1, (snippet, lines)
     return lines[0]
 
@@ -93,6 +96,8 @@ def test_the_emulated_rules_are_the_cuda_rules():
 # --- Planted bugs ------------------------------------------------------------------------------
 
 
+@pytest.mark.skipif(emulator.default_flavour() == "tsan",
+                    reason="a deliberate race: ThreadSanitizer would stop the run (see below)")
 def test_missing_barrier_gives_results_that_depend_on_the_thread_order():
     x = torch.arange(64, dtype=torch.float32)
     expected = torch.roll(x, -1)
@@ -162,24 +167,49 @@ def test_mma_fragment_layout_is_checked_against_the_ptx_tables(bug):
         assert rel > 0.1, rel
 
 
-@pytest.mark.parametrize("bug,snippet,access", [
-    ("read_past_end", "y[t] = x[t + 1];", "READ"),
-    ("write_past_end", "y[t + 1] = x[t];", "WRITE"),
+@pytest.mark.parametrize("bug,snippet,access,kind", [
+    ("read_past_end", "y[t] = x[t + 1];", "READ", "heap-buffer-overflow"),
+    ("write_past_end", "y[t + 1] = x[t];", "WRITE", "heap-buffer-overflow"),
+    # __shared__ variables are followed by poisoned redzones in the emulator's arena
+    ("shared_past_end", "s[t] = 2.0f * x[t];", "WRITE", "(heap-buffer-overflow|use-after-poison)"),
 ])
-def test_out_of_bounds_global_access_stops_under_asan_at_the_kernel_line(bug, snippet, access):
+def test_out_of_bounds_access_stops_under_asan_at_the_kernel_line(bug, snippet, access, kind):
     """In a child process with the AddressSanitizer build: the access one element past a
-    torch tensor stops with a heap-buffer-overflow report naming the kernel's line."""
+    torch tensor (global memory) or past a __shared__ array stops with a report naming the
+    kernel's line."""
     code = (f"import sys; sys.path.insert(0, {EMU_DIR!r}); import emulator, torch\n"
             "emulator.load('asan')\n"
-            f"torch.ops.cnnkern_emu._emu_planted({bug!r}, torch.ones(32), torch.zeros(1), 32)\n"
+            f"n = {64 if bug == 'shared_past_end' else 32}\n"
+            f"torch.ops.cnnkern_emu._emu_planted({bug!r}, torch.ones(n), torch.zeros(1), n)\n"
             "print('no error')\n")
     env = dict(os.environ, **emulator.build.runtime_env("asan"))
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=600)
     assert res.returncode != 0 and "no error" not in res.stdout, res.stdout + res.stderr[-3000:]
-    assert "AddressSanitizer: heap-buffer-overflow" in res.stderr, res.stderr[-3000:]
+    assert re.search(f"AddressSanitizer: {kind}", res.stderr), res.stderr[-3000:]
     assert f"{access} of size 4" in res.stderr, res.stderr[-3000:]
     assert f"planted_bugs.cu:{line_of(snippet)}" in res.stderr, res.stderr[-3000:]
+
+
+@pytest.mark.skipif(emulator.default_flavour() != "tsan",
+                    reason="ThreadSanitizer runs only: bash scripts/cuda_emu.sh tsan")
+def test_missing_barrier_is_a_race_for_thread_sanitizer():
+    """Under ThreadSanitizer the missing barrier is a data race by happens-before, whatever the
+    order the threads happened to run in: the report names the store and the early load."""
+    code = (f"import sys; sys.path.insert(0, {EMU_DIR!r}); import emulator, torch\n"
+            "emulator.load('tsan')\n"
+            "torch.ops.cnnkern_emu._emu_planted('missing_barrier', torch.arange(64.), "
+            "torch.zeros(1), 64)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=600, env=dict(os.environ, **emulator.build.runtime_env("tsan")))
+    assert "ThreadSanitizer: data race" in res.stderr, res.stderr[-3000:]
+    for snippet in ("s[t] = x[t];", "y[t] = s[(t + 1) % kThreads];"):
+        assert f"planted_bugs.cu:{line_of(snippet)}" in res.stderr, res.stderr[-3000:]
+    # ... and the same kernel with its barrier is clean.
+    clean = subprocess.run([sys.executable, "-c", code.replace("missing_barrier", "with_barrier")],
+                           capture_output=True, text=True, timeout=600,
+                           env=dict(os.environ, **emulator.build.runtime_env("tsan")))
+    assert clean.returncode == 0 and "ThreadSanitizer" not in clean.stderr, clean.stderr[-3000:]
 
 
 def test_trap_fails_the_launch_and_the_engine_carries_on():

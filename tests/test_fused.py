@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import cnnkern
-from conftest import assert_close, assert_exact
+from conftest import assert_close, assert_exact, fp64_error_ratio
 
 OPS = torch.ops.cnnkern
 CPU_ALGOS = cnnkern.algorithms("cpu")
@@ -501,6 +501,27 @@ def test_cuda_matches_torch_train_and_eval(dtype, dev, monkeypatch):
     gs = [torch.randn(3, 6, 9, 8, dtype=dtype, device=dev.device) for _ in range(2)]
     _check_same(ref, m, 2, xs, gs, {}, train=True)
     _check_same(ref, m, 2, xs, gs, {}, train=False)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["f16", "bf16"])
+def test_cuda_low_precision_training_step_error_vs_torch(dtype, dev):
+    """float16/bfloat16 training step (the BN+ReLU kernels' half instantiations: statistics in
+    float, one rounding on store): error against a float64 run of the same data at most 3x that
+    of torch's own sequence in the same dtype, output and every gradient."""
+    ref, m = _pair("3x3_pad1", bias=True)
+    x = _input("3x3_pad1")
+    g = torch.randn(3, 6, 9, 8)
+    runs = {}
+    for name, module, dt in (("ours", m, dtype), ("torch", ref, dtype),
+                             ("fp64", copy.deepcopy(ref), torch.float64)):
+        module = copy.deepcopy(module).to(dev.device, dt)
+        y, gx = _step(module, x.to(dev.device, dt), g.to(dev.device, dt))
+        runs[name] = [y, gx] + [p.grad for p in module.parameters()]
+    for i, (o, t, r) in enumerate(zip(runs["ours"], runs["torch"], runs["fp64"])):
+        assert o.dtype == dtype
+        err, torch_err = fp64_error_ratio(o, r, t)
+        floor = torch.finfo(dtype).eps * max(1.0, r.abs().max().item())
+        assert err <= 3 * torch_err + floor, (i, err, torch_err)
 
 
 def test_cuda_bitwise_deterministic(dev):

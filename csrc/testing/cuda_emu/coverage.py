@@ -25,8 +25,8 @@ OBJ = ROOT / "build" / "cuda_emu" / "coverage" / "obj"
 
 
 def _gcov_json(gcda: Path) -> dict:
-    res = subprocess.run(["gcov", "--json-format", "--stdout", str(gcda.with_suffix(""))],
-                         cwd=gcda.parent, capture_output=True, check=True)
+    res = subprocess.run(["gcov", "--json-format", "--stdout", gcda.name], cwd=gcda.parent,
+                         capture_output=True, check=True)
     out = res.stdout
     if out[:2] == b"\x1f\x8b":
         out = gzip.decompress(out)

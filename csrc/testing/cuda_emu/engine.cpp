@@ -17,7 +17,15 @@
 #include "fiber.h"
 #include "warp_ops.h"
 
-#if defined(__SANITIZE_THREAD__)
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define CUDA_EMU_ASAN_POISON(p, n) __asan_poison_memory_region((p), (n))
+#define CUDA_EMU_ASAN_UNPOISON(p, n) __asan_unpoison_memory_region((p), (n))
+#else
+#define CUDA_EMU_ASAN_POISON(p, n) ((void)(p), (void)(n))
+#define CUDA_EMU_ASAN_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+#if defined(__SANITIZE_THREAD__) || defined(CUDA_EMU_TSAN)
 #include <sanitizer/tsan_interface.h>
 #define CUDA_EMU_TSAN_ACQUIRE(p) __tsan_acquire(p)
 #define CUDA_EMU_TSAN_RELEASE(p) __tsan_release(p)
@@ -58,6 +66,9 @@ struct SharedVar {
   std::size_t bytes;
 };
 
+constexpr std::size_t kRedzone = 64;
+constexpr std::size_t kMaxSharedVars = 64;  // redzones reserved for this many declarations
+
 struct Run {  // one launch in progress
   const LaunchSite* site = nullptr;
   dim3 grid, block;
@@ -65,6 +76,11 @@ struct Run {  // one launch in progress
   void (*body)(void*) = nullptr;
   void* arg = nullptr;
   std::vector<Thread> threads;
+  // The block's shared memory: one arena per launch, reused by each block in turn. Dynamic
+  // shared memory first, then the static __shared__ variables as threads first reach them,
+  // each followed by a redzone (AddressSanitizer: an out-of-bounds shared access stops there).
+  unsigned char* arena = nullptr;
+  std::size_t arena_bytes = 0, arena_used = 0;
   std::vector<SharedVar> shared;
   std::size_t static_shared = 0;
   void* dynamic = nullptr;
@@ -154,8 +170,12 @@ void thread_entry(void* arg) {
   CUDA_EMU_TSAN_RELEASE(&current_run->tsan_block_end);
 }
 
-// Called on a fiber: park it in its current state until the scheduler resumes it.
-void park() { current->fiber->yield_to_scheduler(); }
+// Called on a fiber: park it in its current state until the scheduler resumes it. The release
+// lets the scheduler free what the thread touched if the launch fails while it waits.
+void park() {
+  CUDA_EMU_TSAN_RELEASE(&current_run->tsan_block_end);
+  current->fiber->yield_to_scheduler();
+}
 
 void make_order(std::vector<int>& order, int n) {
   order.resize(n);
@@ -271,20 +291,40 @@ std::string describe_deadlock(const Run& r, int n) {
   return os.str();
 }
 
-void free_shared(Run& r) {
-  for (const SharedVar& v : r.shared) std::free(v.ptr);
-  r.shared.clear();
-  r.static_shared = 0;
-  std::free(r.dynamic);
-  r.dynamic = nullptr;
+void fill_ff(void* p, std::size_t bytes) {
+  // A volatile loop, not memset: under ThreadSanitizer an intercepted memset would count as the
+  // filling thread's write and race with the other threads' first stores.
+  volatile unsigned char* q = static_cast<unsigned char*>(p);
+  for (std::size_t i = 0; i < bytes; ++i) q[i] = 0xFF;
 }
 
-void* poisoned_alloc(std::size_t bytes, std::size_t align) {
-  const std::size_t a = align < sizeof(void*) ? sizeof(void*) : align;
-  void* p = std::aligned_alloc(a, (bytes + a - 1) / a * a + (bytes == 0 ? a : 0));
-  if (p == nullptr) std::abort();
-  std::memset(p, 0xFF, bytes);
-  return p;
+std::size_t round_up(std::size_t n, std::size_t a) { return (n + a - 1) / a * a; }
+
+// Allocated by the launching thread, so every emulated thread's use happens after it.
+void open_arena(Run& r) {
+  r.arena_bytes = round_up(r.dynamic_smem, 256) + kMaxStaticShared + kMaxSharedVars * (kRedzone + 256);
+  r.arena = static_cast<unsigned char*>(std::aligned_alloc(256, r.arena_bytes));
+  if (r.arena == nullptr) std::abort();
+}
+
+void close_arena(Run& r) {
+  CUDA_EMU_ASAN_UNPOISON(r.arena, r.arena_bytes);
+  std::free(r.arena);
+  r.arena = nullptr;
+}
+
+void reset_arena(Run& r) {
+  r.shared.clear();
+  r.static_shared = 0;
+  r.arena_used = 0;
+  CUDA_EMU_ASAN_POISON(r.arena, r.arena_bytes);
+  r.dynamic = nullptr;
+  if (r.dynamic_smem > 0) {
+    CUDA_EMU_ASAN_UNPOISON(r.arena, r.dynamic_smem);
+    fill_ff(r.arena, r.dynamic_smem);
+    r.dynamic = r.arena;
+    r.arena_used = round_up(r.dynamic_smem, 256) + kRedzone;
+  }
 }
 
 void run_block(Run& r, uint3 bidx, std::vector<int>& order) {
@@ -301,7 +341,7 @@ void run_block(Run& r, uint3 bidx, std::vector<int>& order) {
     t.fiber = g_fibers[i].get();
     t.fiber->start(&thread_entry, &t);
   }
-  if (r.dynamic_smem > 0) r.dynamic = poisoned_alloc(r.dynamic_smem, 16);
+  reset_arena(r);
   CUDA_EMU_TSAN_RELEASE(&r.tsan_start);
   ++g_stats.blocks;
   g_stats.threads += n;
@@ -405,6 +445,7 @@ void device_fault(const std::string& message, SourceLoc loc) {
   Run& r = *current_run;
   fail(r, kIllegalInstruction, thread_name(r, *current) + ": " + message + " at " + where(loc));
   current->state = State::Aborted;
+  CUDA_EMU_TSAN_RELEASE(&r.tsan_block_end);
   current->fiber->finish();
 }
 
@@ -420,7 +461,13 @@ void* block_shared(const void* key, std::size_t bytes, std::size_t align, Source
        << ", above the 48 KiB a kernel may declare statically";
     device_fault(os.str(), loc);
   }
-  void* p = poisoned_alloc(bytes, align);
+  const std::size_t offset = round_up(r.arena_used, align < 16 ? 16 : align);
+  if (r.shared.size() >= kMaxSharedVars || offset + bytes + kRedzone > r.arena_bytes)
+    device_fault("more __shared__ declarations than the emulator reserves room for", loc);
+  void* p = r.arena + offset;
+  CUDA_EMU_ASAN_UNPOISON(p, bytes);
+  fill_ff(p, bytes);
+  r.arena_used = offset + bytes + kRedzone;
   r.shared.push_back(SharedVar{key, p, bytes});
   return p;
 }
@@ -457,11 +504,13 @@ int run_grid(const LaunchSite& site, dim3 grid, dim3 block, std::size_t dynamic_
     if (g_order == Order::Reverse) std::reverse(blocks.begin(), blocks.end());
     if (g_order == Order::Random) std::shuffle(blocks.begin(), blocks.end(), g_rng);
     std::vector<int> order;
+    open_arena(r);
     for (const uint3& b : blocks) {
       run_block(r, b, order);
-      free_shared(r);
       if (r.failed) break;
     }
+    CUDA_EMU_TSAN_ACQUIRE(&r.tsan_block_end);  // also after a failure, from the parked threads
+    close_arena(r);
     current_run = saved;
   }
   last_error = r.error;

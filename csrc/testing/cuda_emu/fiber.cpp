@@ -13,7 +13,7 @@
 #else
 #define CUDA_EMU_ASAN 0
 #endif
-#if defined(__SANITIZE_THREAD__)
+#if defined(__SANITIZE_THREAD__) || defined(CUDA_EMU_TSAN)
 #include <sanitizer/tsan_interface.h>
 #define CUDA_EMU_TSAN 1
 #else

@@ -41,6 +41,7 @@ at::Tensor planted_op(const std::string& bug, const at::Tensor& x, const at::Ten
       {"mma_swapped_fragment", Bug::MmaSwappedFragment},
       {"mma_correct", Bug::MmaCorrect},
       {"trap", Bug::Trap},
+      {"shared_past_end", Bug::SharedPastEnd},
       {"read_past_end", Bug::ReadPastEnd},
       {"write_past_end", Bug::WritePastEnd},
   };

@@ -107,6 +107,15 @@ __global__ void trap_kernel(float* y) {
   y[t] = 1.0f;
 }
 
+// A 32-element shared array written by 64 threads: the upper half writes past its end.
+__global__ void shared_past_end_kernel(const float* __restrict__ x, float* __restrict__ y) {
+  __shared__ float s[kThreads / 2];
+  const int t = threadIdx.x;
+  s[t] = 2.0f * x[t];
+  __syncthreads();
+  y[t] = s[t % (kThreads / 2)];
+}
+
 // One thread per element of x (n of them); the last one reads past the end of x.
 __global__ void read_past_end_kernel(const float* __restrict__ x, float* __restrict__ y, int n) {
   const int t = threadIdx.x;
@@ -148,6 +157,9 @@ cudaError_t launch(Bug bug, const float* x, const float* x2, float* y, int n) {
       break;
     case Bug::Trap:
       trap_kernel<<<1, kThreads>>>(y);
+      break;
+    case Bug::SharedPastEnd:
+      shared_past_end_kernel<<<1, kThreads>>>(x, y);
       break;
     case Bug::ReadPastEnd:
       read_past_end_kernel<<<1, 32>>>(x, y, n);

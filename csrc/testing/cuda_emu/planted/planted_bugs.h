@@ -17,6 +17,7 @@ enum class Bug {
   MmaSwappedFragment,   // m16n8k16 f16 with two A registers swapped: y = x (16x16) @ x2^T (8x16)^T
   MmaCorrect,           // the same with the PTX fragment layout
   Trap,                 // thread 5 of 64 calls __trap()
+  SharedPastEnd,        // 64 threads store into a 32-element __shared__ array
   ReadPastEnd,          // y[t] = x[t + 1] for t < n = x.numel(): reads x[n]
   WritePastEnd,         // y[t + 1] = x[t] for t < n: writes y[n] (y has n elements)
 };

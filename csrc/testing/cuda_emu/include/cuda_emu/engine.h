@@ -58,8 +58,9 @@ void warp_collective(WarpOp op, unsigned mask, WarpPayload& payload, SourceLoc l
 
 // --- Shared memory ---------------------------------------------------------------------------
 // The block's instance of one __shared__ declaration (`key` identifies the declaration),
-// allocated on first use in each block and filled with 0xFF bytes, so that a read of a
-// never-written element gives NaN (or -1) instead of a plausible zero.
+// placed on first use in each block and filled with 0xFF bytes, so that a read of a
+// never-written element gives NaN (or -1) instead of a plausible zero; under AddressSanitizer
+// a redzone follows it.
 void* block_shared(const void* key, std::size_t bytes, std::size_t align, SourceLoc loc);
 // The block's dynamic shared memory (the launch's shared-memory size), also 0xFF-filled.
 void* dynamic_shared();
