@@ -142,6 +142,30 @@ def test_max_pool_cuda(case, dtype, dev):
     assert_exact(xl.grad, xr.grad)
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last],
+                         ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("shape,args", [
+    # every tap in the padding or the dilation gap: the stored index (torch's) aliases element
+    # (1, 0), on the next row, which is in no window
+    ((1, 1, 2, 1), ((2, 2), (1, 1), (0, 1), (1, 2))),
+    ((1, 1, 2, 1), ((1, 2), (1, 1), (0, 1), (1, 2))),
+    ((2, 3, 1, 1), ((2, 1), (1, 1), (1, 0), (2, 1))),  # issue 15's 1x1 plane
+], ids=["2x1_k2x2_dil2", "2x1_k1x2_dil2", "1x1_k2x1_pad1_dil2"])
+def test_max_pool_window_entirely_in_padding_passes_no_gradient(shape, args, layout, dev):
+    """A window with no tap inside the input gives -inf (and torch's index), and no gradient to
+    any element: its output depends on none. Found by the property tests in the emulator; torch
+    itself scatters such gradients to the aliased index, or past the tensor."""
+    x = torch.randn(shape, dtype=torch.float64, device=dev.device)
+    x = x.contiguous(memory_format=layout).requires_grad_()
+    out, idx = cnnkern.max_pool2d(x, *args, return_indices=True)
+    ref, ref_idx = F.max_pool2d(x.detach().cpu(), *args, return_indices=True)
+    assert_exact(out, ref)
+    assert_exact(idx, ref_idx)
+    assert out.isinf().all()
+    (grad,) = torch.autograd.grad(out, x, torch.ones_like(out))
+    assert_exact(grad, torch.zeros(shape, dtype=torch.float64))
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("case", pool_params(AVG_POOL_CASES))
 @pytest.mark.parametrize("cip, div", [(True, None), (False, None), (True, 3)],

@@ -111,6 +111,13 @@ def test_missing_barrier_gives_results_that_depend_on_the_thread_order():
     assert not torch.equal(bad["forward"].isnan(), bad["reverse"].isnan())
 
 
+def test_dynamic_shared_memory_is_the_launch_size_per_block():
+    x = torch.arange(96, dtype=torch.float32)
+    for order in emulator.ORDERS:
+        emulator.set_order(order, 3)
+        assert torch.equal(planted("dynamic_shared_reverse", x), x.flip(0)), order
+
+
 def test_divergent_syncthreads_fails_the_launch_naming_both_barriers():
     with open(PLANTED) as f:
         src = f.read()

@@ -142,10 +142,15 @@ CNNKERN_HD A max_pool2d_grad_element(const Pool2dProblem& p, const T* go, const 
   const Window rq = outputs_covering(w, p.pad_w, (p.kw - 1) * p.dil_w + 1, p.stride_w, p.Q);
   const int64_t target = h * p.W + w;
   A acc = 0;
-  // The stored index decides (dilation gaps need no special case); an index outside the
-  // plane matches no element, so it is never used to address memory.
+  // The stored index decides, for the windows that have (h, w) as a tap: an index outside the
+  // plane matches no element, so it is never used to address memory. The tap test matters for
+  // a window that lies entirely in the padding: its output is -inf and depends on no input, but
+  // the index it stores (torch's: the first in-plane row and column its taps would reach)
+  // can alias an element in the window's dilation gap or on the next row.
   for (int64_t oh = rp.begin; oh < rp.end; ++oh) {
+    if ((h + p.pad_h - oh * p.stride_h) % p.dil_h != 0) continue;
     for (int64_t ow = rq.begin; ow < rq.end; ++ow) {
+      if ((w + p.pad_w - ow * p.stride_w) % p.dil_w != 0) continue;
       const int64_t o = oh * sp + ow * sq;
       if (Load::index(idx, o) == target) acc += Load::load(go, o);
     }

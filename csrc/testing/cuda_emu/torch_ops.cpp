@@ -33,6 +33,7 @@ at::Tensor planted_op(const std::string& bug, const at::Tensor& x, const at::Ten
   static const std::pair<const char*, Bug> kBugs[] = {
       {"missing_barrier", Bug::MissingBarrier},
       {"with_barrier", Bug::WithBarrier},
+      {"dynamic_shared_reverse", Bug::DynamicSharedReverse},
       {"divergent_barrier", Bug::DivergentBarrier},
       {"shuffle_missing_lanes", Bug::ShuffleMissingLanes},
       {"above_launch_bounds", Bug::AboveLaunchBounds},

@@ -26,6 +26,15 @@ __global__ void neighbour_kernel(const float* __restrict__ x, float* __restrict_
   y[t] = s[(t + 1) % kThreads];
 }
 
+// Correct: reverses x through dynamic shared memory (the launch's third argument).
+__global__ void reverse_dynamic_shared_kernel(const float* __restrict__ x, float* __restrict__ y) {
+  extern __shared__ float buf[];
+  const int t = threadIdx.x, n = blockDim.x;
+  buf[t] = x[t];
+  __syncthreads();
+  y[t] = buf[n - 1 - t];
+}
+
 // Two halves of the block wait at two different __syncthreads.
 __global__ void divergent_barrier_kernel(float* y) {
   const int t = threadIdx.x;
@@ -135,6 +144,9 @@ cudaError_t launch(Bug bug, const float* x, const float* x2, float* y, int n) {
     case Bug::MissingBarrier:
     case Bug::WithBarrier:
       neighbour_kernel<<<1, kThreads>>>(x, y, bug == Bug::WithBarrier);
+      break;
+    case Bug::DynamicSharedReverse:
+      reverse_dynamic_shared_kernel<<<1, n, n * sizeof(float)>>>(x, y);
       break;
     case Bug::DivergentBarrier:
       divergent_barrier_kernel<<<1, kThreads>>>(y);

@@ -9,6 +9,7 @@ namespace planted {
 enum class Bug {
   MissingBarrier,       // y[t] = x[t + 1 mod 64] through shared memory, no barrier (64 threads)
   WithBarrier,          // the same with the barrier: correct
+  DynamicSharedReverse, // correct: y = x reversed through extern __shared__ (n threads)
   DivergentBarrier,     // two __syncthreads for two halves of the block
   ShuffleMissingLanes,  // __shfl_down_sync(full mask) reached by 16 of 32 lanes
   AboveLaunchBounds,    // __launch_bounds__(128), 256 threads
