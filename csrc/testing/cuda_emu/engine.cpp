@@ -45,8 +45,8 @@ constexpr std::size_t kMaxDynamicShared = 227 * 1024;  // H100, with cudaFuncSet
 constexpr std::size_t kStackBytes = 256 * 1024;
 
 // cudaError_t values (driver_types.h), without including the CUDA headers here.
-constexpr int kSuccess = 0, kInvalidValue = 1, kLaunchOutOfResources = 701,
-              kInvalidConfiguration = 9, kIllegalInstruction = 715, kLaunchFailure = 719;
+constexpr int kSuccess = 0, kInvalidConfiguration = 9, kLaunchOutOfResources = 701,
+              kIllegalInstruction = 715, kLaunchFailure = 719;
 
 enum class State { Runnable, AtBarrier, AtWarp, Done, Aborted };
 
@@ -118,11 +118,10 @@ std::string idx3(const uint3& v) {
   return "(" + std::to_string(v.x) + "," + std::to_string(v.y) + "," + std::to_string(v.z) + ")";
 }
 
-std::string thread_name(const Run& r, const Thread& t) {
+std::string thread_name(const Thread& t) {
   return "thread " + idx3(t.view.thread_idx) + " of block " + idx3(t.view.block_idx) +
          " (lane " + std::to_string(t.view.linear % kWarp) + " of warp " +
          std::to_string(t.view.linear / kWarp) + ")";
-  (void)r;
 }
 
 const char* op_name(WarpOp op) {
@@ -200,7 +199,7 @@ bool resolve_warps(Run& r, int n) {
         if (k >= lanes) {
           fail(r, kLaunchFailure,
                std::string(op_name(t.op)) + " at " + where(t.loc) + " by " +
-                   thread_name(r, t) + " names lane " + std::to_string(k) +
+                   thread_name(t) + " names lane " + std::to_string(k) +
                    " in its mask, but the block has no such thread (blockDim " +
                    idx3(uint3{r.block.x, r.block.y, r.block.z}) + ")");
           return false;
@@ -213,9 +212,9 @@ bool resolve_warps(Run& r, int n) {
         }
         if (o.state == State::AtWarp || o.state == State::AtBarrier || o.state == State::Done) {
           fail(r, kLaunchFailure,
-               std::string("divergent warp collective: ") + thread_name(r, t) + " waits at " +
+               std::string("divergent warp collective: ") + thread_name(t) + " waits at " +
                    waiting_at(t) + " but lane " + std::to_string(k) + " of its mask (" +
-                   thread_name(r, o) + ") " +
+                   thread_name(o) + ") " +
                    (o.state == State::Done ? std::string("has exited")
                                            : "waits at " + waiting_at(o)));
           return false;
@@ -257,8 +256,8 @@ bool resolve_barrier(Run& r, int n) {
       first = &t;
     } else if (t.loc.line != first->loc.line || std::strcmp(t.loc.file, first->loc.file) != 0) {
       fail(r, kLaunchFailure,
-           "divergent __syncthreads: " + thread_name(r, *first) + " waits at " +
-               where(first->loc) + " while " + thread_name(r, t) + " waits at " + where(t.loc));
+           "divergent __syncthreads: " + thread_name(*first) + " waits at " +
+               where(first->loc) + " while " + thread_name(t) + " waits at " + where(t.loc));
       return false;
     }
     ++waiting;
@@ -267,7 +266,7 @@ bool resolve_barrier(Run& r, int n) {
   if (exited != nullptr) {
     fail(r, kLaunchFailure,
          "__syncthreads at " + where(first->loc) + " is never reached by " +
-             thread_name(r, *exited) + ", which has exited");
+             thread_name(*exited) + ", which has exited");
     return false;
   }
   ++r.barrier_generation;
@@ -287,7 +286,7 @@ std::string describe_deadlock(const Run& r, int n) {
   os << "the block cannot proceed (no synchronisation point is complete):";
   for (const auto& kv : groups)
     os << " " << kv.second.first << " thread(s) at " << kv.first << " (e.g. "
-       << thread_name(r, *kv.second.second) << ");";
+       << thread_name(*kv.second.second) << ");";
   return os.str();
 }
 
@@ -443,7 +442,7 @@ void device_fault(const std::string& message, SourceLoc loc) {
     std::abort();
   }
   Run& r = *current_run;
-  fail(r, kIllegalInstruction, thread_name(r, *current) + ": " + message + " at " + where(loc));
+  fail(r, kIllegalInstruction, thread_name(*current) + ": " + message + " at " + where(loc));
   current->state = State::Aborted;
   CUDA_EMU_TSAN_RELEASE(&r.tsan_block_end);
   current->fiber->finish();
