@@ -207,6 +207,40 @@ def test_pools_low_precision_cuda(dtype, dev):
     assert err <= K_LOWP * torch_err + torch.finfo(dtype).eps * 4, (err, torch_err)
 
 
+@pytest.mark.parametrize("make, fragments", [
+    # (tensors on the backend's device) -> the call; fragments the message must contain
+    (lambda d: (cnnkern.conv2d, (torch.randn(1, 3, 8, 8, device=d), torch.randn(4, 3, 5, 5, device=d)),
+                dict(padding=2, algo="winograd")), ["winograd", "3x3", "5x5"]),
+    (lambda d: (cnnkern.conv2d, (torch.randn(1, 3, 8, 8, device=d), torch.randn(4, 3, 3, 3, device=d)),
+                dict(stride=2, algo="winograd_f2")), ["winograd_f2", "stride 1", "stride 2"]),
+    (lambda d: (cnnkern.conv2d, (torch.randn(1, 3, 8, 8, device=d), torch.randn(4, 3, 3, 3, device=d)),
+                dict(algo="fft")), ["fft", "direct"]),
+    (lambda d: (cnnkern.conv2d, (torch.randn(1, 5, 8, 8, device=d), torch.randn(4, 3, 3, 3, device=d)),
+                {}), ["channels", "5", "3"]),
+    (lambda d: (cnnkern.conv2d, (torch.randn(1, 3, 8, 8, device=d), torch.randn(4, 3, 3, 3, device=d),
+                                 torch.randn(5, device=d)), dict(algo="im2col")), ["bias", "4", "5"]),
+    (lambda d: (cnnkern.conv2d, (torch.ones(1, 3, 8, 8, dtype=torch.int32, device=d),
+                                 torch.ones(4, 3, 3, 3, dtype=torch.int32, device=d)), {}),
+     ["(?i)int"]),
+    (lambda d: (cnnkern.conv2d, (torch.randn(1, 3, 8, 8, device=d),
+                                 torch.randn(4, 3, 3, 3, device=d, dtype=torch.float64)), {}),
+     ["(?i)dtype|float"]),
+    (lambda d: (cnnkern.max_pool2d, (torch.randn(1, 2, 4, 4, device=d), 3), dict(padding=2)),
+     ["(?i)pad", "2"]),
+], ids=["winograd_5x5", "winograd_stride2", "unknown_algo", "channels", "bias_size", "int_dtype",
+        "mixed_dtypes", "pool_padding"])
+def test_cuda_errors_name_the_argument(make, fragments, dev):
+    """The CUDA backend's own checks (op bodies, algorithm rules, glue) reject bad calls with a
+    message naming the argument and the value, never a crash or a wrong answer."""
+    import re
+
+    fn, args, kwargs = make(dev.device)
+    with pytest.raises((RuntimeError, ValueError)) as info:
+        fn(*args, **kwargs)
+    for frag in fragments:
+        assert re.search(frag, str(info.value)), (frag, str(info.value))
+
+
 @pytest.mark.parametrize("dev", GPU_ONLY, indirect=True)  # two devices
 @pytest.mark.parametrize("which", ["weight", "input", "bias"])
 def test_device_mismatch_error(which, dev):
