@@ -111,6 +111,28 @@ def test_missing_barrier_gives_results_that_depend_on_the_thread_order():
     assert not torch.equal(bad["forward"].isnan(), bad["reverse"].isnan())
 
 
+def test_3d_indexing_warp_collectives_and_atomics():
+    """Against the CUDA Programming Guide's definitions, computed here: 3-D grid and block
+    indices, __shfl_xor_sync / __shfl_up_sync / __shfl_sync, __ballot_sync, __any_sync,
+    __all_sync, __syncwarp and atomicAdd, in every thread order."""
+    n = 384
+    x = torch.randint(-12, 13, (n,)).float()  # integers: every sum exact in any order
+    warps = x.view(-1, 32)
+    expected = torch.cat([
+        torch.arange(n, dtype=torch.float32),
+        warps.sum(1, keepdim=True).expand(-1, 32).reshape(-1),
+        warps.cumsum(1).reshape(-1),
+        warps[:, 5:6].expand(-1, 32).reshape(-1),
+        (warps > 0).sum(1, keepdim=True).expand(-1, 32).reshape(-1).float(),
+        ((warps > 10).any(1, keepdim=True).float() + 2 * (warps > -10).all(1, keepdim=True).float())
+        .expand(-1, 32).reshape(-1),
+        x.sum().view(1),
+    ])
+    for order, y in in_every_order(lambda: planted("engine_features", x, out_numel=6 * n + 1)).items():
+        y[6 * n] += 7  # the output starts at -7: the atomics add to it
+        assert torch.equal(y, expected), order
+
+
 def test_dynamic_shared_memory_is_the_launch_size_per_block():
     x = torch.arange(96, dtype=torch.float32)
     for order in emulator.ORDERS:

@@ -138,8 +138,10 @@ def test_model_matches_its_torch_twin_in_eval_and_train(name, size, batch, kwarg
     _assert_check(check_model(name, "auto", "cpu", batch, size, model_kwargs=kwargs))
 
 
-# In the CUDA emulator, where every GPU thread is a fiber, the two smallest models.
-CHECKED_EMULATED = [("lenet5", None, 2, {}), ("resnet18", 16, 2, {})]
+# In the CUDA emulator the smallest model: its cost there is per GPU thread, i.e. grows with the
+# parameter count (ResNet-18's grad-weight alone is ~20 s); test_convert's small ResNet covers
+# BN, residuals and strided 1x1 convs there.
+CHECKED_EMULATED = [("lenet5", None, 2, {})]
 
 
 @pytest.mark.parametrize("dev,case", per_backend(CHECKED, CHECKED_EMULATED, id_of=lambda c: c[0]),

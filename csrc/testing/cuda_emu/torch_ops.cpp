@@ -34,6 +34,7 @@ at::Tensor planted_op(const std::string& bug, const at::Tensor& x, const at::Ten
       {"missing_barrier", Bug::MissingBarrier},
       {"with_barrier", Bug::WithBarrier},
       {"dynamic_shared_reverse", Bug::DynamicSharedReverse},
+      {"engine_features", Bug::EngineFeatures},
       {"divergent_barrier", Bug::DivergentBarrier},
       {"shuffle_missing_lanes", Bug::ShuffleMissingLanes},
       {"above_launch_bounds", Bug::AboveLaunchBounds},

@@ -35,6 +35,33 @@ __global__ void reverse_dynamic_shared_kernel(const float* __restrict__ x, float
   y[t] = buf[n - 1 - t];
 }
 
+// Correct, and no bug: the engine's 3-D indexing, warp collectives and atomics on 6 blocks of
+// 8 x 4 x 2 threads (two warps each), one output row per feature (see Bug::EngineFeatures).
+__global__ void engine_features_kernel(const float* __restrict__ x, float* __restrict__ y) {
+  const unsigned block = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+  const unsigned in_block = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+  const unsigned threads = blockDim.x * blockDim.y * blockDim.z;
+  const unsigned n = threads * gridDim.x * gridDim.y * gridDim.z;
+  const unsigned g = block * threads + in_block;
+  const unsigned full = 0xffffffffu;
+  const float v = x[g];
+  y[g] = static_cast<float>(g);
+  float sum = v;
+  for (int m = 16; m > 0; m /= 2) sum += __shfl_xor_sync(full, sum, m);
+  y[n + g] = sum;
+  float prefix = v;
+  for (int d = 1; d < 32; d *= 2) {
+    const float other = __shfl_up_sync(full, prefix, d);
+    if (in_block % 32 >= static_cast<unsigned>(d)) prefix += other;
+  }
+  y[2 * n + g] = prefix;
+  y[3 * n + g] = __shfl_sync(full, v, 5);
+  __syncwarp();
+  y[4 * n + g] = static_cast<float>(__popc(__ballot_sync(full, v > 0.0f)));
+  y[5 * n + g] = static_cast<float>(__any_sync(full, v > 10.0f) + 2 * __all_sync(full, v > -10.0f));
+  atomicAdd(&y[6 * n], v);
+}
+
 // Two halves of the block wait at two different __syncthreads.
 __global__ void divergent_barrier_kernel(float* y) {
   const int t = threadIdx.x;
@@ -147,6 +174,9 @@ cudaError_t launch(Bug bug, const float* x, const float* x2, float* y, int n) {
       break;
     case Bug::DynamicSharedReverse:
       reverse_dynamic_shared_kernel<<<1, n, n * sizeof(float)>>>(x, y);
+      break;
+    case Bug::EngineFeatures:
+      engine_features_kernel<<<dim3(2, 1, 3), dim3(8, 4, 2)>>>(x, y);
       break;
     case Bug::DivergentBarrier:
       divergent_barrier_kernel<<<1, kThreads>>>(y);

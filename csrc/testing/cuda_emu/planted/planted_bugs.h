@@ -10,6 +10,10 @@ enum class Bug {
   MissingBarrier,       // y[t] = x[t + 1 mod 64] through shared memory, no barrier (64 threads)
   WithBarrier,          // the same with the barrier: correct
   DynamicSharedReverse, // correct: y = x reversed through extern __shared__ (n threads)
+  EngineFeatures,       // correct: 3-D grid (2,1,3) x block (8,4,2); for g = global thread id,
+                        // n = 384: y[g] = g, y[n+g] warp sum of x, y[2n+g] warp inclusive
+                        // prefix, y[3n+g] lane 5's x, y[4n+g] ballot count of x > 0,
+                        // y[5n+g] any(x > 10) + 2 all(x > -10), y[6n] atomic sum of x
   DivergentBarrier,     // two __syncthreads for two halves of the block
   ShuffleMissingLanes,  // __shfl_down_sync(full mask) reached by 16 of 32 lanes
   AboveLaunchBounds,    // __launch_bounds__(128), 256 threads
