@@ -2,7 +2,11 @@
 
 #include <cmath>
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/ones.h>
+#include <ATen/ops/zeros.h>
 
 #include "common/checks.h"
 
@@ -62,8 +66,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bn_relu_train_op(
   }
   kern.stats(z, eps, mean, var, invstd);
   auto [gamma, beta] = affine(bn_weight, bn_bias, K, opts);
-  const at::Tensor scale = gamma * invstd;
-  const at::Tensor shift = beta - mean * scale;
+  const at::Tensor scale = gamma.mul(invstd);
+  const at::Tensor shift = beta.sub(mean.mul(scale));
   at::Tensor out = at::empty_like(z);
   kern.apply(z, scale, shift, relu, out);
   return {out, mean, invstd, var};
@@ -90,8 +94,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bn_relu_backward_op(
   const at::Tensor grad_out = grad_out_.contiguous();
   const at::Tensor zc = z.contiguous();
   auto [gamma, beta] = affine(bn_weight, bn_bias, K, opts);
-  const at::Tensor scale = gamma * invstd;
-  const at::Tensor shift = beta - mean * scale;
+  const at::Tensor scale = gamma.mul(invstd);
+  const at::Tensor shift = beta.sub(mean.mul(scale));
   at::Tensor sum_g = at::empty({K}, opts), sum_gx = at::empty({K}, opts);
   at::Tensor gz = at::empty_like(zc);
   if (zc.numel() == 0) {
@@ -102,13 +106,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bn_relu_backward_op(
     const double M = static_cast<double>(zc.numel() / K);
     // gz = gamma * invstd * (g - sum_g / M - (z - mean) * invstd^2 * sum_gx / M)
     const at::Tensor a = scale;
-    const at::Tensor b = -scale * invstd * invstd * sum_gx / M;
-    const at::Tensor c = -scale * sum_g / M;
+    const at::Tensor b = scale.neg().mul(invstd).mul(invstd).mul(sum_gx).div(M);
+    const at::Tensor c = scale.neg().mul(sum_g).div(M);
     kern.grad_z(grad_out, zc, scale, shift, mean, a, b, c, relu, gz);
   }
   const auto wdtype = (bn_weight.has_value() && bn_weight->defined()) ? bn_weight->scalar_type()
                                                                       : z.scalar_type();
-  return {gz, (sum_gx * invstd).to(wdtype), sum_g.to(wdtype)};
+  return {gz, sum_gx.mul(invstd).to(wdtype), sum_g.to(wdtype)};
 }
 
 }  // namespace cnnkern

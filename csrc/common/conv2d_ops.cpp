@@ -1,6 +1,8 @@
 #include "common/conv2d_ops.h"
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
 
 #include "common/checks.h"
 

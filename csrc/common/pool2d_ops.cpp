@@ -1,6 +1,7 @@
 #include "common/pool2d_ops.h"
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 
 #include "common/checks.h"
 

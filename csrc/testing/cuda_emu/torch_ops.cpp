@@ -1,7 +1,8 @@
 // The emulated library's own ops, for the tests (torch.ops.cnnkern_emu._emu_*): the engine's
 // thread/block order and counters, and the planted-bug kernels (planted/planted_bugs.cu).
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/full.h>
 #include <torch/library.h>
 
 #include <string>
