@@ -36,10 +36,10 @@ at::Tensor im2col_forward(const at::Tensor& input, const at::Tensor& weight,
   if (output.numel() == 0) return output;
   const at::Tensor b = checked_bias(bias, input, p.K, "im2col");
   CNNKERN_CUDA_CHECK(launch_igemm_forward(cuda_dtype_of(input), p, input.const_data_ptr(),
-                                      weight.const_data_ptr(),
-                                      b.defined() ? b.const_data_ptr() : nullptr,
-                                      epi.relu, output.mutable_data_ptr(), math.allow_tf32,
-                                      current_cuda_stream()));
+                                          weight.const_data_ptr(),
+                                          b.defined() ? b.const_data_ptr() : nullptr,
+                                          epi.relu, output.mutable_data_ptr(), math.allow_tf32,
+                                          current_cuda_stream()));
   return output;
 }
 
@@ -64,10 +64,10 @@ at::Tensor im2col_backward_weight(const at::Tensor& grad_output, const at::Tenso
   if (ws_bytes > 0)
     ws = at::empty({static_cast<int64_t>(ws_bytes)}, grad_output.options().dtype(at::kByte));
   CNNKERN_CUDA_CHECK(launch_igemm_backward_weight(dt, p, grad_output.const_data_ptr(),
-                                              input.const_data_ptr(),
-                                              grad_weight.mutable_data_ptr(),
-                                              ws.defined() ? ws.mutable_data_ptr() : nullptr,
-                                              math.allow_tf32, current_cuda_stream()));
+                                                  input.const_data_ptr(),
+                                                  grad_weight.mutable_data_ptr(),
+                                                  ws.defined() ? ws.mutable_data_ptr() : nullptr,
+                                                  math.allow_tf32, current_cuda_stream()));
   return grad_weight;
 }
 

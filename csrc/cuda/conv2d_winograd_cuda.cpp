@@ -64,10 +64,10 @@ at::Tensor forward(const at::Tensor& input, const at::Tensor& weight,
   const CudaDType dt = cuda_dtype_of(input);
   at::Tensor ws = workspace(input, winograd_workspace_bytes(dt, M, p, false));
   CNNKERN_CUDA_CHECK(launch_winograd(dt, M, p, /*grad_input=*/false, input.const_data_ptr(),
-                                 weight.const_data_ptr(),
-                                 b.defined() ? b.const_data_ptr() : nullptr, epi.relu,
-                                 output.mutable_data_ptr(), ws.mutable_data_ptr(),
-                                 current_cuda_stream()));
+                                     weight.const_data_ptr(),
+                                     b.defined() ? b.const_data_ptr() : nullptr, epi.relu,
+                                     output.mutable_data_ptr(), ws.mutable_data_ptr(),
+                                     current_cuda_stream()));
   return output;
 }
 
@@ -79,9 +79,9 @@ at::Tensor backward_input(const at::Tensor& grad_output, const at::Tensor& weigh
   const CudaDType dt = cuda_dtype_of(grad_output);
   at::Tensor ws = workspace(grad_output, winograd_workspace_bytes(dt, M, p, true));
   CNNKERN_CUDA_CHECK(launch_winograd(dt, M, p, /*grad_input=*/true, grad_output.const_data_ptr(),
-                                 weight.const_data_ptr(), nullptr, false,
-                                 grad_input.mutable_data_ptr(), ws.mutable_data_ptr(),
-                                 current_cuda_stream()));
+                                     weight.const_data_ptr(), nullptr, false,
+                                     grad_input.mutable_data_ptr(), ws.mutable_data_ptr(),
+                                     current_cuda_stream()));
   return grad_input;
 }
 
@@ -93,10 +93,10 @@ at::Tensor backward_weight(const at::Tensor& grad_output, const at::Tensor& inpu
   const size_t bytes = igemm_backward_weight_workspace_bytes(dt, p);
   at::Tensor ws = bytes > 0 ? workspace(grad_output, bytes) : at::Tensor();
   CNNKERN_CUDA_CHECK(launch_igemm_backward_weight(dt, p, grad_output.const_data_ptr(),
-                                              input.const_data_ptr(),
-                                              grad_weight.mutable_data_ptr(),
-                                              ws.defined() ? ws.mutable_data_ptr() : nullptr,
-                                              math.allow_tf32, current_cuda_stream()));
+                                                  input.const_data_ptr(),
+                                                  grad_weight.mutable_data_ptr(),
+                                                  ws.defined() ? ws.mutable_data_ptr() : nullptr,
+                                                  math.allow_tf32, current_cuda_stream()));
   return grad_weight;
 }
 

@@ -17,9 +17,9 @@ void max_forward(const Pool2dProblem& p, const at::Tensor& input, at::Tensor& ou
                  at::Tensor& indices) {
   if (output.numel() == 0) return;
   CNNKERN_CUDA_CHECK(launch_max_pool2d_forward(cuda_dtype_of(input), p, input.const_data_ptr(),
-                                           output.mutable_data_ptr(),
-                                           indices.mutable_data_ptr<int64_t>(),
-                                           current_cuda_stream()));
+                                               output.mutable_data_ptr(),
+                                               indices.mutable_data_ptr<int64_t>(),
+                                               current_cuda_stream()));
 }
 
 void max_backward(const Pool2dProblem& p, const at::Tensor& grad_output,
@@ -27,43 +27,43 @@ void max_backward(const Pool2dProblem& p, const at::Tensor& grad_output,
   // With no grad_output elements the op body zero-fills grad_input.
   if (grad_input.numel() == 0 || grad_output.numel() == 0) return;
   CNNKERN_CUDA_CHECK(launch_max_pool2d_backward(cuda_dtype_of(grad_output), p,
-                                            grad_output.const_data_ptr(),
-                                            indices.const_data_ptr<int64_t>(),
-                                            grad_input.mutable_data_ptr(),
-                                            current_cuda_stream()));
+                                                grad_output.const_data_ptr(),
+                                                indices.const_data_ptr<int64_t>(),
+                                                grad_input.mutable_data_ptr(),
+                                                current_cuda_stream()));
 }
 
 void avg_forward(const Pool2dProblem& p, const at::Tensor& input, at::Tensor& output) {
   if (output.numel() == 0) return;
   CNNKERN_CUDA_CHECK(launch_avg_pool2d_forward(cuda_dtype_of(input), p, input.const_data_ptr(),
-                                           output.mutable_data_ptr(),
-                                           current_cuda_stream()));
+                                               output.mutable_data_ptr(),
+                                               current_cuda_stream()));
 }
 
 void avg_backward(const Pool2dProblem& p, const at::Tensor& grad_output,
                   at::Tensor& grad_input) {
   if (grad_input.numel() == 0 || grad_output.numel() == 0) return;
   CNNKERN_CUDA_CHECK(launch_avg_pool2d_backward(cuda_dtype_of(grad_output), p,
-                                            grad_output.const_data_ptr(),
-                                            grad_input.mutable_data_ptr(),
-                                            current_cuda_stream()));
+                                                grad_output.const_data_ptr(),
+                                                grad_input.mutable_data_ptr(),
+                                                current_cuda_stream()));
 }
 
 void adaptive_avg_forward(const Pool2dProblem& p, const at::Tensor& input, at::Tensor& output) {
   if (output.numel() == 0) return;
   CNNKERN_CUDA_CHECK(launch_adaptive_avg_pool2d_forward(cuda_dtype_of(input), p,
-                                                    input.const_data_ptr(),
-                                                    output.mutable_data_ptr(),
-                                                    current_cuda_stream()));
+                                                        input.const_data_ptr(),
+                                                        output.mutable_data_ptr(),
+                                                        current_cuda_stream()));
 }
 
 void adaptive_avg_backward(const Pool2dProblem& p, const at::Tensor& grad_output,
                            at::Tensor& grad_input) {
   if (grad_input.numel() == 0 || grad_output.numel() == 0) return;
   CNNKERN_CUDA_CHECK(launch_adaptive_avg_pool2d_backward(cuda_dtype_of(grad_output), p,
-                                                     grad_output.const_data_ptr(),
-                                                     grad_input.mutable_data_ptr(),
-                                                     current_cuda_stream()));
+                                                         grad_output.const_data_ptr(),
+                                                         grad_input.mutable_data_ptr(),
+                                                         current_cuda_stream()));
 }
 
 // The backward kernels are gathers: no zero-filled grad_input needed.

@@ -103,25 +103,16 @@ __global__ void mma_kernel(const float* __restrict__ a, const float* __restrict_
   using Shape = igemm::MmaShapeK16;
   using Op = igemm_cuda::MmaOp<__half>;
   const int lane = threadIdx.x;
+  // Register q of a fragment holds elements 2q and 2q + 1; element e is at m[offset(e)].
+  const auto pack = [lane](uint32_t* regs, int n, const float* m, auto offset) {
+    for (int q = 0; q < n; ++q) {
+      float v[2] = {m[offset(lane, 2 * q)], m[offset(lane, 2 * q + 1)]};
+      regs[q] = Op::to_reg(v);
+    }
+  };
   uint32_t ar[4], br[2];
-  for (int q = 0; q < 4; ++q) {
-    float v[2];
-    for (int h = 0; h < 2; ++h) {
-      int r, k;
-      Shape::a_frag(lane, 2 * q + h, r, k);
-      v[h] = a[r * 16 + k];
-    }
-    ar[q] = Op::to_reg(v);
-  }
-  for (int q = 0; q < 2; ++q) {
-    float v[2];
-    for (int h = 0; h < 2; ++h) {
-      int k, n;
-      Shape::b_frag(lane, 2 * q + h, k, n);
-      v[h] = bt[n * 16 + k];
-    }
-    br[q] = Op::to_reg(v);
-  }
+  pack(ar, 4, a, [](int l, int e) { int r, k; Shape::a_frag(l, e, r, k); return r * 16 + k; });
+  pack(br, 2, bt, [](int l, int e) { int k, n; Shape::b_frag(l, e, k, n); return n * 16 + k; });
   if (swap_a12) {
     const uint32_t tmp = ar[1];
     ar[1] = ar[2];
