@@ -80,12 +80,12 @@ def _pip_cuda_include_dirs():
 
 
 def _sources(pattern):
-    return sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, pattern)))
+    return sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, pattern), recursive=True))
 
 
 def _extension():
     with_cuda = _cuda_wanted()
-    sources = _sources("csrc/*.cpp") + _sources("csrc/common/*.cpp") + _sources("csrc/cpu/*.cpp")
+    sources = _sources("csrc/*.cpp") + _sources("csrc/ops/*.cpp") + _sources("csrc/cpu/**/*.cpp")
     cxx_flags = ["-O3", "-fopenmp", "-DCNNKERN_WITH_CUDA=%d" % int(with_cuda)]
     include_dirs = [os.path.join(ROOT, "csrc")]
     kwargs = dict(extra_link_args=["-fopenmp"])

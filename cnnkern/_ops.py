@@ -271,14 +271,3 @@ def _adaptive_avg_pool2d_backward(ctx, grad_output):
 
 torch.library.register_autograd("cnnkern::adaptive_avg_pool2d", _adaptive_avg_pool2d_backward,
                                 setup_context=_adaptive_avg_pool2d_setup_context)
-
-
-# --- _gemm (internal, tests only) ---------------------------------------------------------
-
-@torch.library.register_fake("cnnkern::_gemm")
-def _gemm_fake(a, b, c, trans_a, trans_b, prepack_a=False, custom_b=False, row_bias=None,
-               isa=""):
-    """INTERNAL: the CPU GEMM exposed for tests/test_gemm.py (csrc/cpu/gemm_op.cpp)."""
-    m = a.shape[1] if trans_a else a.shape[0]
-    n = b.shape[0] if trans_b else b.shape[1]
-    return a.new_empty((m, n))

@@ -1,5 +1,5 @@
 // Every public cnnkern op's schema, in one place (the tests-only ops are declared in
-// cpu/internal_ops.cpp). Backends register implementations per dispatch key in csrc/cpu/ and
+// testing/ops/schemas.cpp). Backends register implementations per dispatch key in csrc/cpu/ and
 // csrc/cuda/; autograd and fake (meta) kernels are bound in Python (cnnkern/_ops.py). The
 // module init is minimal: importing cnnkern._C runs the static registrations below and in the
 // backend files.
@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "common/checks.h"
-#include "common/conv2d_algo.h"
-#include "common/library.h"
+#include "ops/checks.h"
+#include "ops/conv2d_algo.h"
+#include "ops/library.h"
 
 namespace cnnkern {
 
@@ -72,7 +72,7 @@ CNNKERN_TORCH_LIBRARY(m) {
       "bool allow_tf32=False) -> Tensor");
 
   // BatchNorm (batch statistics) + optional ReLU on a conv output z, training mode: one
-  // statistics pass and one normalise+ReLU pass (common/bn_relu_ops.h); the second half of
+  // statistics pass and one normalise+ReLU pass (ops/bn_relu_ops.h); the second half of
   // cnnkern.conv_bn_relu(training=True). Returns (out, mean, invstd, biased var); only `out`
   // is differentiable. Running statistics are updated by the caller (the op stays functional
   // so that autograd can be registered for it).
@@ -105,6 +105,8 @@ CNNKERN_TORCH_LIBRARY(m) {
 
   // Introspection for cnnkern.algo (device: "cpu" or "cuda").
   m.def("conv2d_algorithms(str device) -> str[]", &cnnkern::conv2d_algorithms);
+  // Every algorithm name, built for a backend or not (what `algo=` may name besides "auto").
+  m.def("conv2d_known_algorithms() -> str[]", &cnnkern::known_conv2d_algos);
   m.def(
       "conv2d_why_not(int[] input_size, int[] weight_size, int[2] stride, int[2] padding, "
       "int[2] dilation, int groups, ScalarType dtype, str device, str algo) -> str",

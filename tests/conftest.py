@@ -59,6 +59,15 @@ EMU_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
                        "testing", "cuda_emu")
 sys.path.insert(0, EMU_DIR)
 import emulator  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(EMU_DIR), "ops"))
+import testing_ops as testing_ops_lib  # noqa: E402  (csrc/testing/ops/testing_ops.py)
+
+
+def load_testing_ops():
+    """torch.ops.cnnkern_testing: the tests-only ops (csrc/testing/ops: the CPU GEMM by kernel
+    set, the CPU emulations of the CUDA index math and their plans), built on first use and
+    linked against the imported cnnkern._C. Never part of the installed package."""
+    return testing_ops_lib.load()
 
 
 @dataclass(frozen=True)

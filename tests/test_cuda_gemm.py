@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 import cnnkern
-from conftest import (EMU_DIR, assert_close, assert_exact, fp64_error_ratio, int_tensor,
+from conftest import (load_testing_ops, EMU_DIR, assert_close, assert_exact, fp64_error_ratio, int_tensor,
                       per_backend, tf32_reference)
 from shapes import CONV_CASES, ConvCase, conv_params, layer_cases
 
@@ -223,7 +223,7 @@ def test_bitwise_deterministic(algo, case, dtype, dev):
     for a, b in zip(first, _grads(cnnkern.conv2d, x, w, None, g, algo=algo, **case.kwargs())):
         assert torch.equal(a, b)
     if algo == "im2col":
-        plan = torch.ops.cnnkern._igemm_plan("wgrad", list(case.input_shape),
+        plan = load_testing_ops().igemm_plan("wgrad", list(case.input_shape),
                                              list(case.weight_shape), *_pairs(case), case.groups)
         assert (plan[5] > 1) == case.id.startswith("split_k"), plan
 

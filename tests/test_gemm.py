@@ -14,16 +14,16 @@ import pytest
 import torch
 
 import cnnkern  # noqa: F401  (loads the ops)
-from conftest import assert_close, assert_exact, int_tensor
+from conftest import load_testing_ops, testing_ops_lib, assert_close, assert_exact, int_tensor
 
-ops = torch.ops.cnnkern
-ISAS = list(ops._gemm_isas())
+ops = load_testing_ops()  # torch.ops.cnnkern_testing
+ISAS = list(ops.gemm_isas())
 DTYPES = [pytest.param(torch.float32, id="f32"), pytest.param(torch.float64, id="f64")]
 
 
 def gemm(a, b, c=None, trans_a=False, trans_b=False, prepack_a=False, custom_b=False,
          row_bias=None, isa=""):
-    return ops._gemm(a, b, c, trans_a, trans_b, prepack_a, custom_b, row_bias, isa)
+    return ops.gemm(a, b, c, trans_a, trans_b, prepack_a, custom_b, row_bias, isa)
 
 
 # How A and B reach the kernels: packed on the fly from strided views (gemm), A pre-packed
@@ -192,7 +192,7 @@ def test_errors_name_the_values():
 
 def test_opcheck():
     a, b, c = torch.randn(5, 7), torch.randn(7, 3), torch.randn(5, 3)
-    result = torch.library.opcheck(ops._gemm.default,
+    result = torch.library.opcheck(ops.gemm.default,
                                    (a, b, c, False, False, True, True, torch.randn(5), ""))
     assert all(v == "SUCCESS" for v in result.values()), result
 
@@ -201,13 +201,16 @@ def _run_with_isa(isa, code):
     import os
     import subprocess
     import sys
-    env = dict(os.environ, CNNKERN_GEMM_ISA=isa)
+    env = dict(os.environ, CNNKERN_CPU_ISA=isa)
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                           timeout=300)
 
 
-_CONV_UNDER_ENV = """
+_CONV_UNDER_ENV = f"""
+import sys
 import torch, torch.nn.functional as F, cnnkern
+sys.path.insert(0, {str(testing_ops_lib.HERE)!r})
+import testing_ops
 torch.manual_seed(0)
 x = torch.randint(-3, 4, (2, 5, 9, 8)).float().requires_grad_()
 w = torch.randint(-3, 4, (6, 5, 3, 3)).float().requires_grad_()
@@ -220,16 +223,16 @@ rx, rw = torch.autograd.grad(ref, (xd, wd), g.double())
 assert torch.equal(out.double(), ref) and torch.equal(gx.double(), rx) and torch.equal(gw.double(), rw)
 # the default kernel set is the one named (FMA kernels round differently from generic's)
 a, b = torch.randn(50, 300), torch.randn(300, 40)
-gemm = lambda isa: torch.ops.cnnkern._gemm(a, b, None, False, False, False, False, None, isa)
+gemm = lambda isa: testing_ops.load().gemm(a, b, None, False, False, False, False, None, isa)
 assert torch.equal(gemm(""), gemm("generic"))
-if "avx2" in torch.ops.cnnkern._gemm_isas():
+if "avx2" in testing_ops.load().gemm_isas():
     assert not torch.equal(gemm(""), gemm("avx2"))
 print("ok")
 """
 
 
 def test_environment_variable_picks_the_kernel_set():
-    # The default kernel set is read once per process, so this runs in a fresh one. (An
-    # unknown name fails through the same check as isa= in test_errors_name_the_values.)
+    # In a fresh process, so that this one's environment stays as it is. (An unknown name
+    # fails through the same check as isa= in test_errors_name_the_values.)
     result = _run_with_isa("generic", _CONV_UNDER_ENV)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]

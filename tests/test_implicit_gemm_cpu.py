@@ -15,12 +15,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import assert_close, tf32_reference
+from conftest import load_testing_ops, assert_close, tf32_reference
 from shapes import CONV_CASES, ConvCase, conv_params, layer_cases
 
 import cnnkern  # noqa: F401  (loads the ops)
 
-ops = torch.ops.cnnkern
+ops = load_testing_ops()  # torch.ops.cnnkern_testing
 D = torch.float64
 BK = 16
 
@@ -56,7 +56,7 @@ def _tensors(case):
 @pytest.mark.parametrize("case", conv_params(CASES))
 def test_fprop_a_is_unfold(case):
     x, w, g = _tensors(case)
-    a = ops._igemm_matrix("fprop", "a", x, w, g, *_args(case))
+    a = ops.igemm_matrix("fprop", "a", x, w, g, *_args(case))
     cols = F.unfold(x, (case.R, case.S), dilation=case.dilation, padding=case.padding,
                     stride=case.stride)  # N x (C*R*S) x (P*Q), channel-major rows
     G, CgRS = case.groups, case.C // case.groups * case.R * case.S
@@ -69,12 +69,12 @@ def test_fprop_a_is_unfold(case):
 def test_fprop_b_and_wgrad_operands(case):
     x, w, g = _tensors(case)
     G, Kg = case.groups, case.K // case.groups
-    b = ops._igemm_matrix("fprop", "b", x, w, g, *_args(case))
+    b = ops.igemm_matrix("fprop", "b", x, w, g, *_args(case))
     assert torch.equal(b, w.reshape(G, Kg, -1).transpose(1, 2))
     # wgrad's B is fprop's A (the im2col matrix), its A the grad_output rows per channel.
-    assert torch.equal(ops._igemm_matrix("wgrad", "b", x, w, g, *_args(case)),
-                       ops._igemm_matrix("fprop", "a", x, w, g, *_args(case)))
-    wa = ops._igemm_matrix("wgrad", "a", x, w, g, *_args(case))
+    assert torch.equal(ops.igemm_matrix("wgrad", "b", x, w, g, *_args(case)),
+                       ops.igemm_matrix("fprop", "a", x, w, g, *_args(case)))
+    wa = ops.igemm_matrix("wgrad", "a", x, w, g, *_args(case))
     ref = g.reshape(case.N, G, Kg, -1).permute(1, 2, 0, 3).reshape(G, Kg, -1)
     assert torch.equal(wa, ref)
 
@@ -105,9 +105,9 @@ def _dgrad_a_reference(case, g):
 def test_dgrad_operands(case):
     x, w, g = _tensors(case)
     G, Kg, Cg = case.groups, case.K // case.groups, case.C // case.groups
-    assert torch.equal(ops._igemm_matrix("dgrad", "a", x, w, g, *_args(case)),
+    assert torch.equal(ops.igemm_matrix("dgrad", "a", x, w, g, *_args(case)),
                        _dgrad_a_reference(case, g))
-    b = ops._igemm_matrix("dgrad", "b", x, w, g, *_args(case))  # (kk, r, s) x c
+    b = ops.igemm_matrix("dgrad", "b", x, w, g, *_args(case))  # (kk, r, s) x c
     ref = w.reshape(G, Kg, Cg, case.R * case.S).permute(0, 1, 3, 2).reshape(G, -1, Cg)
     assert torch.equal(b, ref)
 
@@ -123,7 +123,7 @@ COMPUTE = pytest.mark.parametrize("mma", [False, True], ids=["simt", "mma"])
 def test_emulated_fprop_matches_conv2d(case, relu, mma):
     x, w, g = _tensors(case)
     bias = torch.randn(case.K, dtype=D)
-    out = ops._igemm_emulate("fprop", x, w, g, bias, *_args(case), 0, relu, mma)
+    out = ops.igemm_emulate("fprop", x, w, g, bias, *_args(case), 0, relu, mma)
     ref = F.conv2d(x, w, bias, **case.kwargs())
     if relu:
         ref = F.relu(ref)
@@ -134,7 +134,7 @@ def test_emulated_fprop_matches_conv2d(case, relu, mma):
 @pytest.mark.parametrize("case", conv_params(CASES))
 def test_emulated_dgrad_matches_torch(case, mma):
     x, w, g = _tensors(case)
-    out = ops._igemm_emulate("dgrad", x, w, g, None, *_args(case), mma=mma)
+    out = ops.igemm_emulate("dgrad", x, w, g, None, *_args(case), mma=mma)
     ref = torch.nn.grad.conv2d_input(x.shape, w, g, **case.kwargs())
     assert_close(out, ref)
 
@@ -144,7 +144,7 @@ def test_emulated_dgrad_matches_torch(case, mma):
 @pytest.mark.parametrize("case", conv_params(CASES))
 def test_emulated_wgrad_matches_torch(case, splits, mma):
     x, w, g = _tensors(case)
-    out = ops._igemm_emulate("wgrad", x, w, g, None, *_args(case), splits, mma=mma)
+    out = ops.igemm_emulate("wgrad", x, w, g, None, *_args(case), splits, mma=mma)
     ref = torch.nn.grad.conv2d_weight(x, w.shape, g, **case.kwargs())
     assert_close(out, ref)
 
@@ -171,7 +171,7 @@ def _tf32_inputs():
 
 def test_tf32_round_is_round_to_nearest_ties_away():
     x = _tf32_inputs()
-    got = ops._tf32_round(x)
+    got = ops.tf32_round(x)
     ref = tf32_reference(x)
     assert torch.equal(got, ref), (x[got != ref][:5], got[got != ref][:5], ref[got != ref][:5])
     # the low 13 bits are zero: a tf32 value in an fp32 register
@@ -180,8 +180,8 @@ def test_tf32_round_is_round_to_nearest_ties_away():
     # spot values stated by hand: ties go away from zero, not to even
     spot = torch.tensor([1 + 2.0 ** -11, 1 + 3 * 2.0 ** -11, -(1 + 2.0 ** -11),
                          1 + 2.0 ** -11 - 2.0 ** -23], dtype=torch.float32)
-    assert ops._tf32_round(spot).tolist() == [1 + 2.0 ** -10, 1 + 2.0 ** -9, -(1 + 2.0 ** -10), 1.0]
-    nan = ops._tf32_round(torch.tensor([float("nan"), -float("nan")]))
+    assert ops.tf32_round(spot).tolist() == [1 + 2.0 ** -10, 1 + 2.0 ** -9, -(1 + 2.0 ** -10), 1.0]
+    nan = ops.tf32_round(torch.tensor([float("nan"), -float("nan")]))
     assert nan.isnan().all()
 
 
@@ -217,7 +217,7 @@ MMA_TILES = {  # (rows, cols) of each operand: A m x k, B k x n, C m x n
 def test_mma_fragment_layouts(shape, operand):
     """Every element of each operand tile is held by exactly one (lane, element), where the PTX
     ISA's figure puts it."""
-    flat = ops._mma_fragments(shape, operand)
+    flat = ops.mma_fragments(shape, operand)
     got = list(zip(flat[0::2], flat[1::2]))
     rows, cols = MMA_TILES[shape][operand]
     assert len(got) == rows * cols
@@ -236,7 +236,7 @@ def _rounded(t):
 
 
 def _tf32_pass(pass_, case, x, w, g, bias=None, splits=0):
-    return ops._igemm_emulate(pass_, x, w, g, bias, *_args(case), splits, False, True, True)
+    return ops.igemm_emulate(pass_, x, w, g, bias, *_args(case), splits, False, True, True)
 
 
 def _pass_ref(pass_, case, x, w, g, bias=None):
@@ -286,7 +286,7 @@ def test_emulate_tf32_needs_mma():
     case = TILE_CASES[0]
     x, w, g = _tensors(case)
     with pytest.raises(RuntimeError, match="tf32=True .* needs mma=True"):
-        ops._igemm_emulate("fprop", x, w, g, None, *_args(case), 0, False, False, True)
+        ops.igemm_emulate("fprop", x, w, g, None, *_args(case), 0, False, False, True)
 
 
 def test_emulation_catches_a_wrong_schedule():
@@ -294,14 +294,14 @@ def test_emulation_catches_a_wrong_schedule():
     case = TILE_CASES[0]
     x, w, g = _tensors(case)
     x[0, 0, 0, 0] = float("nan")
-    out = ops._igemm_emulate("fprop", x, w, g, None, *_args(case))
+    out = ops.igemm_emulate("fprop", x, w, g, None, *_args(case))
     ref = F.conv2d(x, w, None, **case.kwargs())
     assert torch.equal(out.isnan(), ref.isnan()) and out.isnan().any()
 
 
 def _plan(pass_, case, splits=0):
     keys = ["M", "N", "K", "tiles_m", "tiles_n", "splits", "k_chunk", "grid_z", "ws"]
-    return dict(zip(keys, ops._igemm_plan(pass_, list(case.input_shape), list(case.weight_shape),
+    return dict(zip(keys, ops.igemm_plan(pass_, list(case.input_shape), list(case.weight_shape),
                                           *_args(case), splits)))
 
 
@@ -377,9 +377,9 @@ def test_emulated_winograd_forward_and_grad_input(case, m):
     x, w, g = _tensors(case)
     bias = torch.randn(case.K, dtype=D)
     _, pad, _, groups = _args(case)
-    out = ops._wino_emulate(m, "fprop", x, w, g, bias, pad, groups)
+    out = ops.wino_emulate(m, "fprop", x, w, g, bias, pad, groups)
     assert_close(out, F.conv2d(x, w, bias, **case.kwargs()))
-    gi = ops._wino_emulate(m, "dgrad", x, w, g, None, pad, groups)
+    gi = ops.wino_emulate(m, "dgrad", x, w, g, None, pad, groups)
     assert_close(gi, torch.nn.grad.conv2d_input(x.shape, w, g, **case.kwargs()))
 
 
@@ -389,8 +389,8 @@ def test_emulated_winograd_batch_chunks(chunk):
     x, w, g = _tensors(case)
     _, pad, _, groups = _args(case)
     for pass_ in ("fprop", "dgrad"):
-        whole = ops._wino_emulate(4, pass_, x, w, g, None, pad, groups)
-        assert torch.equal(ops._wino_emulate(4, pass_, x, w, g, None, pad, groups, chunk), whole)
+        whole = ops.wino_emulate(4, pass_, x, w, g, None, pad, groups)
+        assert torch.equal(ops.wino_emulate(4, pass_, x, w, g, None, pad, groups, chunk), whole)
 
 
 @pytest.mark.skipif("winograd" not in cnnkern.algorithms("cuda"),

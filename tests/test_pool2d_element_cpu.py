@@ -3,7 +3,7 @@
 common/pool2d_element.h holds everything a CUDA pooling thread computes: the coordinates of
 its element in either layout, the window, the max (with torch's index and NaN rule) or the
 average of one output, and the gather of one grad_input element over the outputs whose
-windows contain it. The tests-only ops torch.ops.cnnkern._pool_emu_* (cpu/pool2d_test_ops.cpp)
+windows contain it. The tests-only ops torch.ops.cnnkern_testing.pool_emu_* (cpu/pool2d_test_ops.cpp)
 run the public ops' bodies (layout choice, output allocation) with those functions element
 after element, as the CUDA grid does (outputs NaN-filled first, every read bounds-checked), so
 they are compared here with torch.nn.functional on every curated pooling case: values,
@@ -18,10 +18,10 @@ import torch.nn.functional as F
 from torch._prims_common import suggest_memory_format
 
 import cnnkern  # noqa: F401  (loads the ops)
-from conftest import assert_close, assert_exact, int_tensor
+from conftest import load_testing_ops, assert_close, assert_exact, int_tensor
 from shapes import AVG_POOL_CASES, POOL_CASES, adaptive_params, pool_params
 
-ops = torch.ops.cnnkern
+ops = load_testing_ops()  # torch.ops.cnnkern_testing
 CL = torch.channels_last
 LAYOUTS = [pytest.param(torch.contiguous_format, id="nchw"), pytest.param(CL, id="nhwc")]
 DTYPES = [pytest.param(torch.float32, id="f32"), pytest.param(torch.float64, id="f64")]
@@ -78,14 +78,14 @@ def check_max(x, case):
     args = _max_args(case)
     kw = case.max_kwargs()
     ref, ref_idx = F.max_pool2d(x, **kw, return_indices=True)
-    out, idx = ops._pool_emu_max_pool2d_with_indices(x, *args)
+    out, idx = ops.pool_emu_max_pool2d_with_indices(x, *args)
     assert_exact(out, ref, equal_nan=True)
     assert_exact(idx, ref_idx)
     assert_same_strides(out, ref, "output")
     assert_same_strides(idx, ref_idx, "indices")
     g = in_layout(int_tensor(*out.shape, dtype=x.dtype), suggest_memory_format(x))
     _, ref_gx = _torch_grads(lambda t: F.max_pool2d(t, **kw), x, g)
-    gx = ops._pool_emu_max_pool2d_backward(g, idx, list(x.shape), *args)
+    gx = ops.pool_emu_max_pool2d_backward(g, idx, list(x.shape), *args)
     assert_exact(gx, ref_gx)
     assert_same_strides(gx, ref_gx, "grad_input")
 
@@ -111,10 +111,10 @@ def test_max_element_grad_output_in_another_layout():
     case = POOL_CASES[4]
     x = in_layout(torch.randn(case.input_shape, dtype=torch.float64), CL)
     args = _max_args(case)
-    out, idx = ops._pool_emu_max_pool2d_with_indices(x, *args)
+    out, idx = ops.pool_emu_max_pool2d_with_indices(x, *args)
     g = int_tensor(*out.shape, dtype=torch.float64)  # NCHW
     _, ref_gx = _torch_grads(lambda t: F.max_pool2d(t, **case.max_kwargs()), x, g)
-    gx = ops._pool_emu_max_pool2d_backward(g, idx, list(x.shape), *args)
+    gx = ops.pool_emu_max_pool2d_backward(g, idx, list(x.shape), *args)
     assert_exact(gx, ref_gx)
     assert_same_strides(gx, ref_gx, "grad_input")
     assert ref_gx.is_contiguous(memory_format=CL)
@@ -135,13 +135,13 @@ def test_avg_element(case, layout, dtype, count_include_pad, divisor_override):
               divisor_override=divisor_override)
     args = _avg_args(case, count_include_pad, divisor_override)
     ref_same_dtype = F.avg_pool2d(x, **kw)
-    out = ops._pool_emu_avg_pool2d(x, *args)
+    out = ops.pool_emu_avg_pool2d(x, *args)
     assert_close(out, F.avg_pool2d(x.double(), **kw))
     assert_same_strides(out, ref_same_dtype, "output")
     g = in_layout(torch.randn(out.shape, dtype=dtype), layout)
     _, ref_gx = _torch_grads(lambda t: F.avg_pool2d(t, **kw), x.double(), g.double())
     _, ref_gx_same = _torch_grads(lambda t: F.avg_pool2d(t, **kw), x, g)
-    gx = ops._pool_emu_avg_pool2d_backward(g, list(x.shape), *args)
+    gx = ops.pool_emu_avg_pool2d_backward(g, list(x.shape), *args)
     assert_close(gx, ref_gx)
     assert_same_strides(gx, ref_gx_same, "grad_input")
 
@@ -161,14 +161,14 @@ def _out_hw(H, W, output_size):
 @pytest.mark.parametrize("N, C, H, W, output_size", adaptive_params())
 def test_adaptive_element(N, C, H, W, output_size, layout, dtype):
     x = in_layout(torch.randn(N, C, H, W, dtype=dtype), layout)
-    out = ops._pool_emu_adaptive_avg_pool2d(x, _out_hw(H, W, output_size))
+    out = ops.pool_emu_adaptive_avg_pool2d(x, _out_hw(H, W, output_size))
     assert_close(out, F.adaptive_avg_pool2d(x.double(), output_size))
     assert_same_strides(out, F.adaptive_avg_pool2d(x, output_size), "output")
     g = in_layout(torch.randn(out.shape, dtype=dtype), layout)
     _, ref_gx = _torch_grads(lambda t: F.adaptive_avg_pool2d(t, output_size), x.double(),
                              g.double())
     _, ref_gx_same = _torch_grads(lambda t: F.adaptive_avg_pool2d(t, output_size), x, g)
-    gx = ops._pool_emu_adaptive_avg_pool2d_backward(g, list(x.shape))
+    gx = ops.pool_emu_adaptive_avg_pool2d_backward(g, list(x.shape))
     assert_close(gx, ref_gx)
     assert_same_strides(gx, ref_gx_same, "grad_input")
 
@@ -194,25 +194,25 @@ def test_cpu_channels_last_kernels_bitwise_equal_to_elements(case, shape, dtype,
     assert suggest_memory_format(x) == CL  # the channels_last kernels run, even with C = 1
     args = _max_args(case)
     out, idx = torch.ops.cnnkern.max_pool2d_with_indices(x, *args)
-    e_out, e_idx = ops._pool_emu_max_pool2d_with_indices(x, *args)
+    e_out, e_idx = ops.pool_emu_max_pool2d_with_indices(x, *args)
     assert_exact(out, e_out, equal_nan=True)
     assert_exact(idx, e_idx)
     g = in_layout(torch.randn(out.shape, dtype=dtype), CL)
     assert_exact(torch.ops.cnnkern.max_pool2d_backward(g, idx, list(x.shape), *args),
-                 ops._pool_emu_max_pool2d_backward(g, idx, list(x.shape), *args))
+                 ops.pool_emu_max_pool2d_backward(g, idx, list(x.shape), *args))
     x = x.nan_to_num(0.5)
     if case.dilation == 1:
         a_args = _avg_args(case, False, None)
         a = torch.ops.cnnkern.avg_pool2d(x, *a_args)
-        assert_exact(a, ops._pool_emu_avg_pool2d(x, *a_args))
+        assert_exact(a, ops.pool_emu_avg_pool2d(x, *a_args))
         assert_exact(torch.ops.cnnkern.avg_pool2d_backward(g, list(x.shape), *a_args),
-                     ops._pool_emu_avg_pool2d_backward(g, list(x.shape), *a_args))
+                     ops.pool_emu_avg_pool2d_backward(g, list(x.shape), *a_args))
     size = [max(1, x.shape[2] // 2), max(1, (x.shape[3] * 2) // 3)]
     a = torch.ops.cnnkern.adaptive_avg_pool2d(x, size)
-    assert_exact(a, ops._pool_emu_adaptive_avg_pool2d(x, size))
+    assert_exact(a, ops.pool_emu_adaptive_avg_pool2d(x, size))
     ga = in_layout(torch.randn(a.shape, dtype=dtype), CL)
     assert_exact(torch.ops.cnnkern.adaptive_avg_pool2d_backward(ga, list(x.shape)),
-                 ops._pool_emu_adaptive_avg_pool2d_backward(ga, list(x.shape)))
+                 ops.pool_emu_adaptive_avg_pool2d_backward(ga, list(x.shape)))
 
 
 def test_max_element_grad_ignores_indices_outside_the_plane():
@@ -220,7 +220,7 @@ def test_max_element_grad_ignores_indices_outside_the_plane():
     # outside the plane matches nothing and never addresses memory.
     g = torch.ones(1, 2, 2, 2, dtype=torch.float64)
     idx = torch.full((1, 2, 2, 2), 99, dtype=torch.int64)
-    gx = ops._pool_emu_max_pool2d_backward(g, idx, [1, 2, 4, 4], [2, 2], [2, 2], [0, 0], [1, 1],
+    gx = ops.pool_emu_max_pool2d_backward(g, idx, [1, 2, 4, 4], [2, 2], [2, 2], [0, 0], [1, 1],
                                            False)
     assert torch.equal(gx, torch.zeros(1, 2, 4, 4, dtype=torch.float64))
 

@@ -148,7 +148,7 @@ VARIANTS = [pytest.param(isa, sched, id=f"{isa}-{sched}")
 @pytest.mark.parametrize("case", conv_params(VARIANT_CASES))
 def test_every_kernel_set_and_schedule(case, isa, schedule, dtype, algo, monkeypatch):
     if isa == "generic":
-        monkeypatch.setenv("CNNKERN_WINOGRAD_ISA", "generic")
+        monkeypatch.setenv("CNNKERN_CPU_ISA", "generic")
     elif dtype == torch.float64:
         pytest.skip("float64 has only the portable kernels")
     monkeypatch.setenv("CNNKERN_WINOGRAD_SCHEDULE", schedule)

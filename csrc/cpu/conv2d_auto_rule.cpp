@@ -20,20 +20,16 @@
 //
 // Any algorithm this rule does not name comes after, by its registered auto_priority.
 
-#include "common/conv2d_algo.h"
+#include "core/winograd.h"
+#include "ops/conv2d_algo.h"
 
 namespace cnnkern {
 namespace {
 
-bool winograd_shape(const Conv2dProblem& p) {
-  return p.R == 3 && p.S == 3 && p.stride_h == 1 && p.stride_w == 1 && p.dil_h == 1 &&
-         p.dil_w == 1;
-}
-
 std::vector<std::string> cpu_auto_rule(const Conv2dProblem& p, at::ScalarType dtype,
                                        ConvPass pass) {
   const int64_t c = p.C_per_group(), k = p.K_per_group();
-  if (dtype == at::kFloat && winograd_shape(p) && c >= 16 && k >= 16)
+  if (dtype == at::kFloat && winograd::supports_shape(p) && c >= 16 && k >= 16)
     return {"winograd_f2", "im2col", "direct"};
   // A 3-channel first layer's grad-weight: direct at batch 1 (1.1x PyTorch against im2col's
   // 0.8x at 224x224), im2col from a few images on (batch 8: 1.8x against 0.9x).

@@ -1,10 +1,7 @@
-// CUDA registration of the fused conv + BN + ReLU training op and its backward: glue from
-// at::Tensor to the torch-free launchers in bn_relu_kernels.cu.
+// The CUDA kernel table of the fused conv + BN + ReLU training op and its backward (registered
+// by cuda/register.cpp): glue from at::Tensor to the torch-free launchers in bn_relu_kernels.cu.
 
-#include <torch/library.h>
-
-#include "common/library.h"
-#include "common/bn_relu_ops.h"
+#include "cuda/bn_relu_cuda.h"
 #include "cuda/bn_relu_kernels.h"
 #include "cuda/cuda_glue.h"
 #include "cuda/device_context.h"
@@ -48,17 +45,11 @@ void grad_z(const at::Tensor& dy, const at::Tensor& z, const at::Tensor& scale,
                                       relu, gz.mutable_data_ptr(), current_cuda_stream()));
 }
 
+}  // namespace
+
 const BnReluKernels& bn_relu_cuda_kernels() {
   static const BnReluKernels k{stats, apply, grad_sums, grad_z};
   return k;
 }
 
-}  // namespace
 }  // namespace cnnkern
-
-CNNKERN_TORCH_LIBRARY_IMPL(CNNKERN_CUDA_DISPATCH_KEY, m) {
-  using namespace cnnkern;
-  using Ops = BnReluOps<bn_relu_cuda_kernels, CudaDeviceGuard>;
-  m.impl("bn_relu_train", TORCH_FN(Ops::train));
-  m.impl("bn_relu_backward", TORCH_FN(Ops::backward));
-}

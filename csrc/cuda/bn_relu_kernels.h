@@ -1,5 +1,5 @@
 #pragma once
-// Launchers for the CUDA kernels of the fused conv + BN + ReLU training op (common/bn_relu_ops.h
+// Launchers for the CUDA kernels of the fused conv + BN + ReLU training op (ops/bn_relu_ops.h
 // describes the passes). Torch-free: raw pointers to contiguous N x K x HW data of element type
 // `dt`; the per-channel vectors are in the stats type (double for Double, float otherwise).
 // Reductions: one block per channel, each thread a fixed strided subset, then a fixed-order

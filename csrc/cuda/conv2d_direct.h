@@ -6,7 +6,7 @@
 
 #include <cuda_runtime_api.h>
 
-#include "common/conv2d_problem.h"
+#include "core/conv2d_problem.h"
 #include "cuda/cuda_dtype.h"
 
 namespace cnnkern {

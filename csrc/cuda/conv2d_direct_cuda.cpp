@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <string>
 
-#include "common/conv2d_algo.h"
+#include "ops/conv2d_algo.h"
 #include "cuda/conv2d_direct.h"
 #include "cuda/cuda_glue.h"
 #include "cuda/device_context.h"
@@ -26,10 +26,9 @@ at::Tensor direct_forward(const at::Tensor& input, const at::Tensor& weight,
                           const Conv2dEpilogue& epi, const Conv2dMath& /*math: no TF32 path*/) {
   at::Tensor output = at::empty({p.N, p.K, p.P, p.Q}, input.options());
   if (output.numel() == 0) return output;
-  const at::Tensor b = checked_bias(bias, input, p.K, "direct");
   CNNKERN_CUDA_CHECK(launch_conv2d_direct_forward(
       cuda_dtype_of(input), p, input.const_data_ptr(), weight.const_data_ptr(),
-      b.defined() ? b.const_data_ptr() : nullptr, output.mutable_data_ptr(), epi.relu,
+      bias_data(bias), output.mutable_data_ptr(), epi.relu,
       current_cuda_stream()));
   return output;
 }

@@ -1,7 +1,7 @@
 // Implicit-GEMM convolution on CUDA: fprop, dgrad (gather form) and wgrad (deterministic
 // split-K), one kernel template per pass and compute policy (SIMT FMAs, or mma.sync for
 // float16/bfloat16 and for float32 with TF32 allowed). The gathers, tile schedule and split-K
-// plan are in common/implicit_gemm.h (tested on the CPU through an emulation of the same
+// plan are in core/implicit_gemm.h (tested on the CPU through an emulation of the same
 // loop); the GPU side of that loop is cuda/implicit_gemm_kernel.cuh; this file picks the pass
 // and dtype.
 //

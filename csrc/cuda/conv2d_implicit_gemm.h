@@ -4,7 +4,7 @@
 // stream. Each returns the first failing launch's cudaError_t. Every output element is written
 // once (no zero-fill needed); nothing uses atomics, so results are deterministic.
 //
-// The index math and the tile loop live in common/implicit_gemm.h, which the CPU tests run
+// The index math and the tile loop live in core/implicit_gemm.h, which the CPU tests run
 // through an emulation of the same loop (tests/test_implicit_gemm_cpu.py).
 //
 // float32 on the CUDA cores with exact fp32 FMAs, or, when the call allows TF32 (allow_tf32,
@@ -17,7 +17,7 @@
 
 #include <cstddef>
 
-#include "common/conv2d_problem.h"
+#include "core/conv2d_problem.h"
 #include "cuda/cuda_dtype.h"
 
 namespace cnnkern {

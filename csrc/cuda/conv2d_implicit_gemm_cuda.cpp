@@ -11,8 +11,9 @@
 #include <algorithm>
 #include <string>
 
-#include "common/conv2d_algo.h"
+#include "ops/conv2d_algo.h"
 #include "cuda/conv2d_implicit_gemm.h"
+#include "cuda/conv2d_implicit_gemm_cuda.h"
 #include "cuda/cuda_glue.h"
 #include "cuda/device_context.h"
 
@@ -34,10 +35,9 @@ at::Tensor im2col_forward(const at::Tensor& input, const at::Tensor& weight,
                           const Conv2dEpilogue& epi, const Conv2dMath& math) {
   at::Tensor output = at::empty({p.N, p.K, p.P, p.Q}, input.options());
   if (output.numel() == 0) return output;
-  const at::Tensor b = checked_bias(bias, input, p.K, "im2col");
   CNNKERN_CUDA_CHECK(launch_igemm_forward(cuda_dtype_of(input), p, input.const_data_ptr(),
                                           weight.const_data_ptr(),
-                                          b.defined() ? b.const_data_ptr() : nullptr,
+                                          bias_data(bias),
                                           epi.relu, output.mutable_data_ptr(), math.allow_tf32,
                                           current_cuda_stream()));
   return output;
@@ -53,8 +53,10 @@ at::Tensor im2col_backward_input(const at::Tensor& grad_output, const at::Tensor
   return grad_input;
 }
 
-at::Tensor im2col_backward_weight(const at::Tensor& grad_output, const at::Tensor& input,
-                                  const Conv2dProblem& p, const Conv2dMath& math) {
+}  // namespace
+
+at::Tensor igemm_backward_weight(const at::Tensor& grad_output, const at::Tensor& input,
+                                 const Conv2dProblem& p, const Conv2dMath& math) {
   at::Tensor grad_weight = at::empty({p.K, p.C_per_group(), p.R, p.S}, grad_output.options());
   if (grad_weight.numel() == 0) return grad_weight;
   const CudaDType dt = cuda_dtype_of(grad_output);
@@ -71,12 +73,10 @@ at::Tensor im2col_backward_weight(const at::Tensor& grad_output, const at::Tenso
   return grad_weight;
 }
 
-}  // namespace
-
 // Priority 20, above direct's 10: the tiled GEMM reuses every loaded element 64 times where
 // the direct kernel reuses none (the lead tunes this from the H100 benchmark).
 CONV2D_REGISTER_ALGO(Backend::CUDA, Conv2dAlgo{"im2col", /*auto_priority=*/20, im2col_why_not,
                                                im2col_forward, im2col_backward_input,
-                                               im2col_backward_weight});
+                                               igemm_backward_weight});
 
 }  // namespace cnnkern

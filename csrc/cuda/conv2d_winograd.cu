@@ -3,12 +3,12 @@
 // the same tile loop as algo "im2col") -> output-transform kernel with the bias. The filter
 // transform runs once per call (no cache across calls yet). The batch is processed in chunks
 // so the workspace stays bounded (wino_gemm::kMaxChunkElems). All stage math is in
-// common/winograd_gemm.h; the transforms in common/winograd.h. Everything accumulates in fp32
+// core/winograd_gemm.h; the transforms in core/winograd.h. Everything accumulates in fp32
 // (fp64 for float64); float16/bfloat16 are converted on load and rounded once on store.
 
 #include "cuda/conv2d_winograd.h"
 
-#include "common/winograd_gemm.h"
+#include "core/winograd_gemm.h"
 #include "cuda/implicit_gemm_kernel.cuh"
 
 namespace cnnkern {

@@ -1,14 +1,14 @@
 #pragma once
 // Launchers for the CUDA Winograd convolution (conv2d_winograd.cu), F(2x2,3x3) and
 // F(4x4,3x3): forward, and grad-input as the forward of the turned problem. Torch-free; the
-// stages are in common/winograd_gemm.h (emulated on the CPU by the tests). Contiguous NCHW.
+// stages are in core/winograd_gemm.h (emulated on the CPU by the tests). Contiguous NCHW.
 // grad-weight is the implicit GEMM's (conv2d_implicit_gemm.h).
 
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
 
-#include "common/conv2d_problem.h"
+#include "core/conv2d_problem.h"
 #include "cuda/cuda_dtype.h"
 
 namespace cnnkern {

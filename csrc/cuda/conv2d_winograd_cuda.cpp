@@ -7,11 +7,11 @@
 #include <ATen/ops/empty.h>
 
 #include <algorithm>
-#include <sstream>
 #include <string>
 
-#include "common/conv2d_algo.h"
+#include "ops/conv2d_algo.h"
 #include "cuda/conv2d_implicit_gemm.h"
+#include "cuda/conv2d_implicit_gemm_cuda.h"
 #include "cuda/conv2d_winograd.h"
 #include "cuda/cuda_glue.h"
 #include "cuda/device_context.h"
@@ -19,26 +19,17 @@
 namespace cnnkern {
 namespace {
 
-std::string pair_str(int64_t h, int64_t w) {
-  return h == w ? std::to_string(h) : std::to_string(h) + "x" + std::to_string(w);
-}
 
 template <int M>
 const char* name() {
   return M == 4 ? "winograd" : "winograd_f2";
 }
 
-// Same rules as the CPU Winograd (cpu/conv2d_winograd.cpp), plus the CUDA grid limits.
+// The Winograd shape rule every backend shares, the CUDA dtypes and the CUDA grid limits.
 template <int M>
 std::string why_not(const Conv2dProblem& p, at::ScalarType dtype) {
-  if (p.R != 3 || p.S != 3 || p.stride_h != 1 || p.stride_w != 1 || p.dil_h != 1 ||
-      p.dil_w != 1) {
-    std::ostringstream os;
-    os << name<M>() << " needs a 3x3 kernel with stride 1 and dilation 1; got " << p.R << "x"
-       << p.S << " kernel, stride " << pair_str(p.stride_h, p.stride_w) << ", dilation "
-       << pair_str(p.dil_h, p.dil_w);
-    return os.str();
-  }
+  const std::string shape = winograd_shape_why_not(name<M>(), p);
+  if (!shape.empty()) return shape;
   const auto dtypes = cuda_kernel_dtypes();
   if (std::find(dtypes.begin(), dtypes.end(), dtype) == dtypes.end())
     return std::string(name<M>()) +
@@ -60,12 +51,11 @@ at::Tensor forward(const at::Tensor& input, const at::Tensor& weight,
                    const Conv2dEpilogue& epi, const Conv2dMath& /*math: no TF32 path*/) {
   at::Tensor output = at::empty({p.N, p.K, p.P, p.Q}, input.options());
   if (output.numel() == 0) return output;
-  const at::Tensor b = checked_bias(bias, input, p.K, name<M>());
   const CudaDType dt = cuda_dtype_of(input);
   at::Tensor ws = workspace(input, winograd_workspace_bytes(dt, M, p, false));
   CNNKERN_CUDA_CHECK(launch_winograd(dt, M, p, /*grad_input=*/false, input.const_data_ptr(),
                                      weight.const_data_ptr(),
-                                     b.defined() ? b.const_data_ptr() : nullptr, epi.relu,
+                                     bias_data(bias), epi.relu,
                                      output.mutable_data_ptr(), ws.mutable_data_ptr(),
                                      current_cuda_stream()));
   return output;
@@ -85,28 +75,16 @@ at::Tensor backward_input(const at::Tensor& grad_output, const at::Tensor& weigh
   return grad_input;
 }
 
-at::Tensor backward_weight(const at::Tensor& grad_output, const at::Tensor& input,
-                           const Conv2dProblem& p, const Conv2dMath& math) {
-  at::Tensor grad_weight = at::empty({p.K, p.C_per_group(), p.R, p.S}, grad_output.options());
-  if (grad_weight.numel() == 0) return grad_weight;
-  const CudaDType dt = cuda_dtype_of(grad_output);
-  const size_t bytes = igemm_backward_weight_workspace_bytes(dt, p);
-  at::Tensor ws = bytes > 0 ? workspace(grad_output, bytes) : at::Tensor();
-  CNNKERN_CUDA_CHECK(launch_igemm_backward_weight(dt, p, grad_output.const_data_ptr(),
-                                                  input.const_data_ptr(),
-                                                  grad_weight.mutable_data_ptr(),
-                                                  ws.defined() ? ws.mutable_data_ptr() : nullptr,
-                                                  math.allow_tf32, current_cuda_stream()));
-  return grad_weight;
-}
-
 }  // namespace
 
 // Below direct's 10, as on the CPU: Winograd trades accuracy for speed (F(4x4)'s float32 error
 // is ~10x direct's), so "auto" takes it only once the H100 benchmark shows it pays.
-CONV2D_REGISTER_ALGO(Backend::CUDA, Conv2dAlgo{"winograd", /*auto_priority=*/5, why_not<4>,
-                                               forward<4>, backward_input<4>, backward_weight});
-CONV2D_REGISTER_ALGO(Backend::CUDA, Conv2dAlgo{"winograd_f2", /*auto_priority=*/4, why_not<2>,
-                                               forward<2>, backward_input<2>, backward_weight});
+// grad-weight is the implicit GEMM's (cuda/conv2d_implicit_gemm_cuda.h).
+CONV2D_REGISTER_ALGO(Backend::CUDA,
+                     Conv2dAlgo{"winograd", /*auto_priority=*/5, why_not<4>, forward<4>,
+                                backward_input<4>, igemm_backward_weight});
+CONV2D_REGISTER_ALGO(Backend::CUDA,
+                     Conv2dAlgo{"winograd_f2", /*auto_priority=*/4, why_not<2>, forward<2>,
+                                backward_input<2>, igemm_backward_weight});
 
 }  // namespace cnnkern

@@ -26,15 +26,10 @@ inline CudaDType cuda_dtype_of(const at::Tensor& t) {
   }
 }
 
-// The bias as a forward kernel reads it: contiguous, or undefined when there is none. Checked
-// against the input's dtype and the K filters (`algo` names the algorithm in the message).
-inline at::Tensor checked_bias(const c10::optional<at::Tensor>& bias, const at::Tensor& input,
-                               int64_t K, const char* algo) {
-  if (!bias.has_value() || !bias->defined()) return at::Tensor();
-  TORCH_CHECK(bias->scalar_type() == input.scalar_type() && bias->numel() == K, "conv2d (",
-              algo, ", CUDA): bias must have ", K, " elements of dtype ", input.scalar_type(),
-              "; got ", bias->numel(), " of ", bias->scalar_type());
-  return bias->contiguous();
+// The bias's data as a forward kernel reads it, or nullptr when there is none. The op body
+// (ops/conv2d_ops.cpp) has checked its size, dtype and device and made it contiguous.
+inline const void* bias_data(const c10::optional<at::Tensor>& bias) {
+  return bias.has_value() && bias->defined() ? bias->const_data_ptr() : nullptr;
 }
 
 }  // namespace cnnkern

@@ -1,5 +1,5 @@
 #pragma once
-// The GPU side of the implicit-GEMM tile loop in common/implicit_gemm.h: a block of 256
+// The GPU side of the implicit-GEMM tile loop in core/implicit_gemm.h: a block of 256
 // threads running block_mainloop for one (m tile, n tile, batch/split), __ldg loads converted
 // to the accumulator type, and the epilogues; plus the fixed-order split-K reduction. Used by
 // conv2d_implicit_gemm.cu (the convolution passes) and conv2d_winograd.cu (the Winograd-domain
@@ -10,7 +10,7 @@
 #include <cstring>
 #include <type_traits>
 
-#include "common/implicit_gemm.h"
+#include "core/implicit_gemm.h"
 #include "cuda/kernel_utils.cuh"
 
 namespace cnnkern {
@@ -20,7 +20,7 @@ using namespace cuda_detail;
 using igemm::Plan;
 using igemm::Tile;
 
-// The calling thread alone; see block_mainloop in common/implicit_gemm.h.
+// The calling thread alone; see block_mainloop in core/implicit_gemm.h.
 struct GpuExec {
   __device__ int begin() const { return static_cast<int>(threadIdx.x); }
   __device__ int end() const { return static_cast<int>(threadIdx.x) + 1; }
@@ -34,7 +34,7 @@ struct GpuCvt {
 };
 
 // The MMA step of the tensor-core compute policy (MmaCompute below), one per operand type:
-//   Shape              the instruction's k and operand fragment layouts (common/implicit_gemm.h)
+//   Shape              the instruction's k and operand fragment layouts (core/implicit_gemm.h)
 //   to_reg(v)          Shape::kElemsPerReg floats -> one 32-bit operand register
 //   mma(c, a, b)       c += a * b on one 16 x 8 tile, fp32 accumulators; 4 A and 2 B registers
 // mma.sync.*.m16n8k16 for float16/bfloat16 (to_reg packs two values, exact here: they were

@@ -1,5 +1,5 @@
 #pragma once
-#include "common/pool2d_ops.h"
+#include "ops/pool2d_ops.h"
 
 namespace cnnkern {
 // The CUDA pooling kernels (float32, float64, float16, bfloat16), defined in pool2d_cuda.cpp.

@@ -3,12 +3,12 @@
 // passes, one per grad_input element for the backward passes (a gather over the outputs
 // whose windows can contain it: deterministic, no atomics, every element written). Thread i
 // takes element i in memory order, so in NHWC a warp reads and writes contiguous channels.
-// All of the per-element work is common/pool2d_element.h, which the tests-only CPU op
-// (cpu/pool2d_test_ops.cpp) runs against torch on machines without a GPU.
+// All of the per-element work is core/pool2d_element.h, which the tests-only CPU op
+// (testing/ops/pool2d_test_ops.cpp) runs against torch on machines without a GPU.
 
 #include "cuda/pool2d_kernels.h"
 
-#include "common/pool2d_element.h"
+#include "core/pool2d_element.h"
 #include "cuda/kernel_utils.cuh"
 
 namespace cnnkern {
@@ -81,81 +81,74 @@ __global__ void adaptive_avg_pool2d_backward_kernel(const Pool2dProblem p,
         from_acc<T>(adaptive_avg_pool2d_grad_at<acc_t<T>, GpuLoad<T>>(p, grad_output, i));
 }
 
+// Launches one thread per element of an n-element result (the kernels above loop with a grid
+// stride) for the dtype `dt`: launch(tag, blocks) issues the kernel for tag's type.
+template <class Launch>
+cudaError_t launch_per_element(CudaDType dt, int64_t n, Launch launch) {
+  if (n == 0) return cudaSuccess;
+  return dispatch_dtype(dt, [&](auto tag) {
+    launch(tag, blocks_for(n));
+    return cudaGetLastError();
+  });
+}
+
 }  // namespace
 
 cudaError_t launch_max_pool2d_forward(CudaDType dt, const Pool2dProblem& p, const void* input,
                                       void* output, int64_t* indices, cudaStream_t stream) {
-  const int64_t n = p.output_numel();
-  if (n == 0) return cudaSuccess;
-  return dispatch_dtype(dt, [&](auto tag) {
+  return launch_per_element(dt, p.output_numel(), [&](auto tag, unsigned blocks) {
     using T = typename decltype(tag)::type;
-    max_pool2d_forward_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(
+    max_pool2d_forward_kernel<T><<<blocks, kThreads, 0, stream>>>(
         p, static_cast<const T*>(input), static_cast<T*>(output), indices);
-    return cudaGetLastError();
   });
 }
 
 cudaError_t launch_max_pool2d_backward(CudaDType dt, const Pool2dProblem& p,
                                        const void* grad_output, const int64_t* indices,
                                        void* grad_input, cudaStream_t stream) {
-  const int64_t n = p.input_numel();
-  if (n == 0) return cudaSuccess;
-  return dispatch_dtype(dt, [&](auto tag) {
+  return launch_per_element(dt, p.input_numel(), [&](auto tag, unsigned blocks) {
     using T = typename decltype(tag)::type;
-    max_pool2d_backward_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(
+    max_pool2d_backward_kernel<T><<<blocks, kThreads, 0, stream>>>(
         p, static_cast<const T*>(grad_output), indices, static_cast<T*>(grad_input));
-    return cudaGetLastError();
   });
 }
 
 cudaError_t launch_avg_pool2d_forward(CudaDType dt, const Pool2dProblem& p, const void* input,
                                       void* output, cudaStream_t stream) {
-  const int64_t n = p.output_numel();
-  if (n == 0) return cudaSuccess;
-  return dispatch_dtype(dt, [&](auto tag) {
+  return launch_per_element(dt, p.output_numel(), [&](auto tag, unsigned blocks) {
     using T = typename decltype(tag)::type;
-    avg_pool2d_forward_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(
+    avg_pool2d_forward_kernel<T><<<blocks, kThreads, 0, stream>>>(
         p, static_cast<const T*>(input), static_cast<T*>(output));
-    return cudaGetLastError();
   });
 }
 
 cudaError_t launch_avg_pool2d_backward(CudaDType dt, const Pool2dProblem& p,
                                        const void* grad_output, void* grad_input,
                                        cudaStream_t stream) {
-  const int64_t n = p.input_numel();
-  if (n == 0) return cudaSuccess;
-  return dispatch_dtype(dt, [&](auto tag) {
+  return launch_per_element(dt, p.input_numel(), [&](auto tag, unsigned blocks) {
     using T = typename decltype(tag)::type;
-    avg_pool2d_backward_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(
+    avg_pool2d_backward_kernel<T><<<blocks, kThreads, 0, stream>>>(
         p, static_cast<const T*>(grad_output), static_cast<T*>(grad_input));
-    return cudaGetLastError();
   });
 }
 
 cudaError_t launch_adaptive_avg_pool2d_forward(CudaDType dt, const Pool2dProblem& p,
                                                const void* input, void* output,
                                                cudaStream_t stream) {
-  const int64_t n = p.output_numel();
-  if (n == 0) return cudaSuccess;
-  return dispatch_dtype(dt, [&](auto tag) {
+  return launch_per_element(dt, p.output_numel(), [&](auto tag, unsigned blocks) {
     using T = typename decltype(tag)::type;
-    adaptive_avg_pool2d_forward_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(
+    adaptive_avg_pool2d_forward_kernel<T><<<blocks, kThreads, 0, stream>>>(
         p, static_cast<const T*>(input), static_cast<T*>(output));
-    return cudaGetLastError();
   });
 }
 
 cudaError_t launch_adaptive_avg_pool2d_backward(CudaDType dt, const Pool2dProblem& p,
                                                 const void* grad_output, void* grad_input,
                                                 cudaStream_t stream) {
-  const int64_t n = p.input_numel();
-  if (n == 0) return cudaSuccess;
-  return dispatch_dtype(dt, [&](auto tag) {
+  return launch_per_element(dt, p.input_numel(), [&](auto tag, unsigned blocks) {
     using T = typename decltype(tag)::type;
-    adaptive_avg_pool2d_backward_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(
+    adaptive_avg_pool2d_backward_kernel<T><<<blocks, kThreads, 0, stream>>>(
         p, static_cast<const T*>(grad_output), static_cast<T*>(grad_input));
-    return cudaGetLastError();
   });
 }
 

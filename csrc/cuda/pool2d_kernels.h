@@ -9,7 +9,7 @@
 
 #include <cstdint>
 
-#include "common/pool2d_problem.h"
+#include "core/pool2d_problem.h"
 #include "cuda/cuda_dtype.h"
 
 namespace cnnkern {

@@ -1,5 +1,5 @@
 """Builds the CUDA emulator's library: the project's CUDA backend (csrc/cuda: kernels and glue),
-the public op schemas and op bodies (csrc/cnnkern.cpp, csrc/common), compiled with g++ against
+the public op schemas and op bodies (csrc/cnnkern.cpp, csrc/ops; csrc/core through them), compiled with g++ against
 the emulator (this folder) into build/cuda_emu/<flavour>/libcnnkern_cuda_emu.so, which registers
 the ops as `torch.ops.cnnkern_emu.*` on CPU tensors. No nvcc, and the main extension is not
 rebuilt; only NVIDIA's headers are needed (a CUDA toolkit's, or those pip's CUDA torch brings).
@@ -98,14 +98,14 @@ def _sources() -> dict[str, list[Path]]:
         "kernel_headers": sorted(cuda.glob("*.cuh")),
         # The glue and op bodies: everything a GPU build compiles besides the CPU backend; and
         # the engine's test ops.
-        "glue": sorted(cuda.glob("*.cpp")) + sorted((CSRC / "common").glob("*.cpp"))
+        "glue": sorted(cuda.glob("*.cpp")) + sorted((CSRC / "ops").glob("*.cpp"))
                 + [CSRC / "cnnkern.cpp", HERE / "torch_ops.cpp"],
     }
 
 
 def _inputs_hash(flavour: str, srcs: dict[str, list[Path]]) -> str:
     h = hashlib.sha256(flavour.encode())
-    files = sorted({*HERE.rglob("*"), *CSRC.glob("cuda/*"), *CSRC.glob("common/*"),
+    files = sorted({*HERE.rglob("*"), *CSRC.glob("cuda/*"), *CSRC.glob("ops/*"), *CSRC.glob("core/*"),
                     CSRC / "cnnkern.cpp"})
     for f in files:
         if f.is_file() and "__pycache__" not in f.parts:

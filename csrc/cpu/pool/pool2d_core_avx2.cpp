@@ -1,0 +1,14 @@
+// Pooling kernels, AVX2 variant. Only called when the running CPU has AVX2 and FMA
+// (cpu/common/cpu_isa.h). Every header is included before the target pragma, so the only code
+// compiled for AVX2 is this file's own, in namespace cnnkern::cpu::avx2.
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "cpu/pool/pool2d_core.h"
+#include "cpu/pool/pool2d_nhwc.h"
+
+#include "cpu/common/avx2_begin.h"
+#include "cpu/pool/pool2d_core_impl.h"
+#include "cpu/pool/pool2d_nhwc_impl.h"
+#include "cpu/common/avx2_end.h"

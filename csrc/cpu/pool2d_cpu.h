@@ -1,7 +1,0 @@
-#pragma once
-#include "common/pool2d_ops.h"
-
-namespace cnnkern {
-// The CPU pooling kernels (float32, float64), defined in pool2d_cpu.cpp.
-const Pool2dKernels& pool2d_cpu_kernels();
-}  // namespace cnnkern

@@ -1,0 +1,62 @@
+#pragma once
+// The fused BatchNorm (batch statistics) + ReLU training op that follows the conv in
+// cnnkern.conv_bn_relu(training=True), and its backward, shared by the CPU and CUDA
+// registrations. The conv is the registered conv2d op (any algorithm), called first as its own
+// autograd node: in backward, this op's node runs first and frees z before the conv's
+// backward runs, which keeps the step's peak memory below the unfused sequence's.
+//
+//   forward   z = conv(x)                      (cnnkern::conv2d; z is saved for backward)
+//             stats:  ONE pass over z -> per-channel mean, biased var, invstd
+//             apply:  ONE pass  y = act(z * scale + shift),  scale = gamma * invstd,
+//                                                           shift = beta - mean * scale
+//   backward  sums:   ONE pass over (dy, z) -> per channel sum(g), sum(g * (z - mean)),
+//                     g = dy where z * scale + shift > 0 (the ReLU mask, recomputed from z
+//                     with the forward's own arithmetic, so no mask is saved)
+//             grad_z: ONE pass  gz = g * a + (z - mean) * b + c   (per-channel a, b, c)
+//
+// The per-channel reductions run in a fixed order (one owner per channel, double
+// accumulators), so the results are bitwise the same for any thread count. The per-channel
+// vectors (mean, var, invstd, scale, shift) are float32 for float32/16/bf16 data and float64
+// for float64 data ("the stats dtype").
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/Optional.h>
+
+#include <string>
+#include <tuple>
+
+#include "ops/conv2d_algo.h"
+
+namespace cnnkern {
+
+struct BnReluKernels {
+  // z: N x K x P x Q contiguous; writes K values each.
+  void (*stats)(const at::Tensor& z, double eps, at::Tensor& mean, at::Tensor& var,
+                at::Tensor& invstd);
+  // out = z * scale[k] + shift[k], then max(., 0) when relu.
+  void (*apply)(const at::Tensor& z, const at::Tensor& scale, const at::Tensor& shift,
+                bool relu, at::Tensor& out);
+  // sum_g[k] = sum g, sum_gx[k] = sum g * (z - mean[k]) (stats dtype, K values each).
+  void (*grad_sums)(const at::Tensor& dy, const at::Tensor& z, const at::Tensor& scale,
+                    const at::Tensor& shift, const at::Tensor& mean, bool relu,
+                    at::Tensor& sum_g, at::Tensor& sum_gx);
+  // gz = g * a[k] + (z - mean[k]) * b[k] + c[k].
+  void (*grad_z)(const at::Tensor& dy, const at::Tensor& z, const at::Tensor& scale,
+                 const at::Tensor& shift, const at::Tensor& mean, const at::Tensor& a,
+                 const at::Tensor& b, const at::Tensor& c, bool relu, at::Tensor& gz);
+};
+
+// Returns (out, mean, invstd, var): var is the biased batch variance (the caller turns it
+// into the unbiased running estimate); mean/invstd/var in the stats dtype.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bn_relu_train_op(
+    const BnReluKernels& kern, const at::Tensor& z, const c10::optional<at::Tensor>& bn_weight,
+    const c10::optional<at::Tensor>& bn_bias, double eps, bool relu);
+
+// Returns (grad_z, grad_bn_weight, grad_bn_bias); the grads of absent gamma/beta are still
+// returned (the sums are computed anyway) and ignored by the caller.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> bn_relu_backward_op(
+    const BnReluKernels& kern, const at::Tensor& grad_out, const at::Tensor& z,
+    const at::Tensor& mean, const at::Tensor& invstd, const c10::optional<at::Tensor>& bn_weight,
+    const c10::optional<at::Tensor>& bn_bias, bool relu);
+
+}  // namespace cnnkern

@@ -1,0 +1,75 @@
+// The schemas of the INTERNAL ops, for tests only: the CPU GEMM, the CPU emulations of the CUDA
+// implicit-GEMM / Winograd / pooling index math, and their plans. Not part of the public API
+// (cnnkern.cpp holds that); implemented in gemm_op.cpp, implicit_gemm_test_ops.cpp and
+// pool2d_test_ops.cpp.
+
+#include <torch/library.h>
+
+#include <string>
+#include <vector>
+
+#include "cpu/gemm/gemm_dispatch.h"
+
+namespace cnnkern {
+
+// testing/ops/implicit_gemm_test_ops.cpp (tests only).
+std::vector<int64_t> igemm_plan_op(const std::string& pass, c10::IntArrayRef input_size,
+                                   c10::IntArrayRef weight_size, c10::IntArrayRef stride,
+                                   c10::IntArrayRef padding, c10::IntArrayRef dilation,
+                                   int64_t groups, int64_t splits);
+std::vector<int64_t> mma_fragments_op(const std::string& shape, const std::string& operand);
+
+}  // namespace cnnkern
+
+TORCH_LIBRARY(cnnkern_testing, m) {
+  // INTERNAL, for tests only (tests/test_gemm.py): the CPU GEMM behind im2col and Winograd,
+  // op(a) @ op(b) (+ c) (+ row_bias), on a named kernel set ("" = the default), A pre-packed
+  // or not, B packed by a caller's function or not; and
+  // the kernel sets this CPU can run. Not part of the public API.
+  m.def(
+      "gemm(Tensor a, Tensor b, Tensor? c, bool trans_a, bool trans_b, bool prepack_a=False, "
+      "bool custom_b=False, Tensor? row_bias=None, str isa=\"\") -> Tensor");
+  m.def("gemm_isas() -> str[]", &cnnkern::cpu::gemm_detail::available_isas);
+  // INTERNAL, for tests only (tests/test_implicit_gemm_cpu.py): the CUDA implicit-GEMM index
+  // math and tile loop (core/implicit_gemm.h) run on the CPU in float64 -- a pass's dense
+  // operand, the whole pass emulated block by block, and its grid / split-K plan.
+  m.def(
+      "igemm_matrix(str pass_, str operand, Tensor input, Tensor weight, Tensor grad_output, "
+      "int[2] stride, int[2] padding, int[2] dilation, int groups) -> Tensor");
+  m.def(
+      "igemm_emulate(str pass_, Tensor input, Tensor weight, Tensor grad_output, Tensor? bias, "
+      "int[2] stride, int[2] padding, int[2] dilation, int groups, int splits=0, "
+      "bool relu=False, bool mma=False, bool tf32=False) -> Tensor");
+  // ... the TF32 path's operand rounding (the model of cvt.rna.tf32.f32) and the mma
+  // fragment layouts, (row, col) per lane and element.
+  m.def("tf32_round(Tensor x) -> Tensor");
+  m.def("mma_fragments(str shape, str operand) -> int[]", &cnnkern::mma_fragments_op);
+  m.def(
+      "wino_emulate(int m, str pass_, Tensor input, Tensor weight, Tensor grad_output, "
+      "Tensor? bias, int[2] padding, int groups, int chunk_images=0) -> Tensor");
+  m.def(
+      "igemm_plan(str pass_, int[] input_size, int[] weight_size, int[2] stride, "
+      "int[2] padding, int[2] dilation, int groups, int splits=0) -> int[]",
+      &cnnkern::igemm_plan_op);
+  // INTERNAL, for tests only (tests/test_pool2d_element_cpu.py): the public pooling ops' bodies
+  // with the CUDA kernels' per-element work (core/pool2d_element.h) run on the CPU, element
+  // after element, NCHW or channels_last as the public ops choose.
+  m.def(
+      "pool_emu_max_pool2d_with_indices(Tensor input, int[2] kernel_size, int[2] stride, "
+      "int[2] padding, int[2] dilation, bool ceil_mode) -> (Tensor, Tensor)");
+  m.def(
+      "pool_emu_max_pool2d_backward(Tensor grad_output, Tensor indices, SymInt[4] input_size, "
+      "int[2] kernel_size, int[2] stride, int[2] padding, int[2] dilation, bool ceil_mode) "
+      "-> Tensor");
+  m.def(
+      "pool_emu_avg_pool2d(Tensor input, int[2] kernel_size, int[2] stride, int[2] padding, "
+      "bool ceil_mode, bool count_include_pad, int? divisor_override) -> Tensor");
+  m.def(
+      "pool_emu_avg_pool2d_backward(Tensor grad_output, SymInt[4] input_size, "
+      "int[2] kernel_size, int[2] stride, int[2] padding, bool ceil_mode, "
+      "bool count_include_pad, int? divisor_override) -> Tensor");
+  m.def("pool_emu_adaptive_avg_pool2d(Tensor input, int[2] output_size) -> Tensor");
+  m.def(
+      "pool_emu_adaptive_avg_pool2d_backward(Tensor grad_output, SymInt[4] input_size) "
+      "-> Tensor");
+}
