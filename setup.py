@@ -111,7 +111,8 @@ def _extension():
 
 
 setup(
-    packages=["cnnkern", "cnnkern.models", "cnnkern.bench"],
+    packages=["cnnkern", "cnnkern._registrations", "cnnkern.conversion", "cnnkern.tools",
+              "cnnkern.models", "cnnkern.bench"],
     package_dir={"cnnkern": "cnnkern", "cnnkern.models": "models", "cnnkern.bench": "bench"},
     package_data={"cnnkern.bench": ["layers/*.json"]},
     ext_modules=[_extension()],

@@ -10,8 +10,7 @@
 import torch
 
 from . import _C  # noqa: F401  (loads the library: registers the ops' schemas and kernels)
-from . import _ops  # noqa: F401  (fake kernels and autograd)
-from . import _fused_ops  # noqa: F401  (the fused conv + BN + ReLU ops' fake kernels and autograd)
+from . import _registrations  # noqa: F401  (fake kernels and autograd of every op)
 from . import backends
 from . import nn
 from .algo import KNOWN_ALGORITHMS, algorithms, can_implement, explain, select
@@ -21,8 +20,7 @@ from .tuning import load as autotune_load
 from .tuning import save as autotune_save
 from .functional import (adaptive_avg_pool2d, avg_pool2d, conv2d, conv_bn_relu, conv_transpose2d,
                          max_pool2d)
-# After this import `cnnkern.convert` is the function (the module is cnnkern.convert's file).
-from .convert import ConvertReport, convert
+from .conversion import ConvertReport, convert
 
 __version__ = "0.1.0"
 

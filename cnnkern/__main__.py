@@ -1,5 +1,5 @@
 import sys
 
-from cnnkern.cli import main
+from cnnkern.tools.cli import main
 
 sys.exit(main())

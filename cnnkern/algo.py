@@ -1,7 +1,8 @@
 """Which convolution algorithms exist, which can run a problem, and what "auto" picks.
 
-The rules live in C++ (each algorithm's can-implement check, csrc/common/conv2d_algo.cpp);
-this module asks them through introspection ops, so Python and the kernels never disagree.
+The rules live in C++ (each algorithm's can-implement check, csrc/ops/conv2d_algo.cpp);
+this module asks them through introspection ops, so Python and the kernels never disagree:
+the algorithm names and the dtypes the kernels take come from the C++ registry too.
 """
 
 from __future__ import annotations
@@ -10,16 +11,33 @@ from typing import List, Optional, Tuple
 
 import torch
 
-from .functional import _pair, conv_padding
+from ._args import conv_padding
+from ._args import pair as _pair
 
 _ops = torch.ops.cnnkern
-
-KNOWN_ALGORITHMS = ("direct", "im2col", "winograd", "winograd_f2")
 
 
 def algorithms(device: str = "cpu") -> List[str]:
     """The convolution algorithms built for `device` ("cpu" or "cuda")."""
     return list(_ops.conv2d_algorithms(str(torch.device(device).type)))
+
+
+# Every algorithm this build has, on any backend, in registration order (the `algo=` values
+# besides "auto"; explain() lists the ones a device lacks as "not built"): the C++ registry's
+# own list, the one the ops check `algo=` against.
+KNOWN_ALGORITHMS = tuple(_ops.conv2d_known_algorithms())
+
+# The floating dtypes torch has, which dtypes() asks the registry about.
+_FLOATING = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+
+def dtypes(device: str = "cpu") -> Tuple[torch.dtype, ...]:
+    """The dtypes cnnkern's kernels take on `device` ("cpu" or "cuda"; none where no kernel
+    is built): those for which "auto" finds a convolution algorithm for a 1x1 problem."""
+    device = str(torch.device(device).type)
+    return tuple(dt for dt in _FLOATING
+                 if not _ops.conv2d_why_not([1, 1, 1, 1], [1, 1, 1, 1], [1, 1], [0, 0], [1, 1],
+                                            1, dt, device, "auto"))
 
 
 def _problem(input, weight, stride, padding, dilation):

@@ -1,81 +1,33 @@
-"""torch.nn.functional-compatible entry points for cnnkern's ops.
+"""torch.nn.functional-compatible entry points for cnnkern's ops, and the fused
+conv + BatchNorm (+ ReLU) with its BN folding.
 
 Each function takes the same arguments as its torch.nn.functional namesake (plus `algo=` for
-convolution), normalises them (int -> pair, "same"/"valid" padding, unbatched 3-D input) and
-calls the registered op, which does the argument checks.
+convolution), normalises them (int -> pair, "same"/"valid" padding, unbatched 3-D input:
+_args.py) and calls the registered op, which does the argument checks. Python checks only
+what never reaches an op: the BatchNorm tensors conv_bn_relu folds or updates itself.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 
 from . import backends as _backends
 from . import tuning as _tuning
+from ._args import batched as _batched
+from ._args import conv_padding  # noqa: F401  (public: padding as these functions resolve it)
+from ._args import pair as _pair
 
 IntOrPair = Union[int, Sequence[int]]
 
 _ops = torch.ops.cnnkern
 
 
-def _pair(value, name: str, op: str):
-    if isinstance(value, int) and not isinstance(value, bool):
-        return [value, value]
-    if isinstance(value, torch.SymInt):
-        return [value, value]
-    try:
-        values = list(value)
-    except TypeError:
-        raise TypeError(f"{op}: {name} must be an int or a pair of ints; got {value!r}") from None
-    if len(values) == 1:
-        values = values * 2
-    if len(values) != 2:
-        raise ValueError(f"{op}: {name} must be an int or a pair of ints; got {value!r}")
-    return values
-
-
-def _batched(input: torch.Tensor, op: str) -> Tuple[torch.Tensor, bool]:
-    """Accepts (C, H, W) like torch does, as a batch of one; returns (4-D input, was_3d)."""
-    if not isinstance(input, torch.Tensor):
-        raise TypeError(f"{op}: input must be a Tensor; got {type(input).__name__}")
-    if input.dim() == 3:
-        return input.unsqueeze(0), True
-    if input.dim() != 4:
-        raise RuntimeError(f"{op}: expected a 3-D (unbatched) or 4-D (batched) input; got a "
-                           f"{input.dim()}-D input of size {list(input.shape)}")
-    return input, False
-
-
-def conv_padding(padding, weight_shape, stride, dilation, op="cnnkern.conv2d"):
-    """Resolves `padding` (int, pair, "valid" or "same") as torch does.
-
-    Returns (symmetric padding pair, extra right/bottom padding as F.pad's [0, w, 0, h]).
-    "same" with an even total padding splits it evenly; an odd one puts the extra element on
-    the right/bottom, which torch applies as an explicit pad before a symmetric convolution.
-    """
-    if isinstance(padding, str):
-        if padding == "valid":
-            return [0, 0], None
-        if padding != "same":
-            raise ValueError(f"{op}: padding must be an int, a pair, 'valid' or 'same'; got "
-                             f"{padding!r}")
-        if any(s != 1 for s in stride):
-            raise ValueError(f"{op}: padding='same' is not supported for strided convolutions; "
-                             f"got stride={list(stride)}")
-        total = [d * (k - 1) for d, k in zip(dilation, weight_shape[2:])]
-        left = [t // 2 for t in total]
-        extra = [t - 2 * l for t, l in zip(total, left)]
-        return left, ([0, extra[1], 0, extra[0]] if any(extra) else None)
-    return _pair(padding, "padding", op), None
-
-
-def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
-           stride: IntOrPair = 1, padding: Union[IntOrPair, str] = 0, dilation: IntOrPair = 1,
-           groups: int = 1, *, algo: str = "auto") -> torch.Tensor:
-    """2-D convolution (cross-correlation, as torch.nn.functional.conv2d) by `algo`."""
-    op = "cnnkern.conv2d"
+def _conv_args(op, input, weight, stride, padding, dilation, algo):
+    """(4-D input, was_3d, stride, padding, dilation) as the conv ops take them; "same"
+    padding with an odd total pads the input's right/bottom here, as torch does."""
     if not isinstance(algo, str):
         raise TypeError(f"{op}: algo must be a string; got {algo!r}")
     x, unbatched = _batched(input, op)
@@ -84,10 +36,16 @@ def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tenso
     pad, extra = conv_padding(padding, weight.shape, stride, dilation, op)
     if extra is not None:
         x = F.pad(x, extra)
-    if algo == "auto" and _tuning.enabled():
-        algo = _tuning.choose(x, weight, bias, stride, pad, dilation, groups)
-    out = _ops.conv2d(x, weight, bias, stride, pad, dilation, groups, algo,
-                      _backends.get_allow_tf32())
+    return x, unbatched, stride, pad, dilation
+
+
+def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
+           stride: IntOrPair = 1, padding: Union[IntOrPair, str] = 0, dilation: IntOrPair = 1,
+           groups: int = 1, *, algo: str = "auto") -> torch.Tensor:
+    """2-D convolution (cross-correlation, as torch.nn.functional.conv2d) by `algo`."""
+    x, unbatched, stride, pad, dilation = _conv_args("cnnkern.conv2d", input, weight, stride,
+                                                     padding, dilation, algo)
+    out = folded_conv(x, weight, bias, stride, pad, dilation, groups, relu=False, algo=algo)
     return out.squeeze(0) if unbatched else out
 
 
@@ -213,35 +171,32 @@ def conv_bn_relu(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch
                  training: bool = False, momentum: float = 0.1, eps: float = 1e-5,
                  stride: IntOrPair = 1, padding: Union[IntOrPair, str] = 0,
                  dilation: IntOrPair = 1, groups: int = 1, *, relu: bool = True,
-                 algo: str = "auto") -> torch.Tensor:
+                 algo: str = "auto", fold: Optional[Callable] = None) -> torch.Tensor:
     """relu(batch_norm(conv2d(input, weight, bias, ...), ...)) in one fused layer.
 
     Arguments as F.conv2d and F.batch_norm (momentum is the already-resolved exponential
     average factor; running stats may be None when training, then only the batch statistics
     are used; they are updated in place when training). relu=False gives conv + BN.
 
-    Eval (training=False): BN is folded into the conv's weight and bias (fold_bn) and the ReLU
-    runs in the conv algorithm's epilogue: one convolution, one pass over the output.
+    Eval (training=False): BN is folded into the conv's weight and bias and the ReLU runs in
+    the conv algorithm's epilogue: one convolution, one pass over the output. `fold` does the
+    folding, with fold_bn's arguments and result (fold_bn when None; cnnkern.nn's fused
+    layers pass one that caches).
     Training: the conv, then one statistics pass and one normalise+ReLU pass over its output
-    (cnnkern::bn_relu_train; cnnkern/_fused_ops.py says what is saved for backward).
+    (cnnkern::bn_relu_train; cnnkern/_registrations/bn_relu.py says what is saved for
+    backward).
     """
     op = "cnnkern.conv_bn_relu"
-    if not isinstance(algo, str):
-        raise TypeError(f"{op}: algo must be a string; got {algo!r}")
-    x, unbatched = _batched(input, op)
+    x, unbatched, stride, pad, dilation = _conv_args(op, input, weight, stride, padding,
+                                                     dilation, algo)
     _check_bn_args(op, x, weight, bn_weight, bn_bias, running_mean, running_var)
-    stride = _pair(stride, "stride", op)
-    dilation = _pair(dilation, "dilation", op)
-    pad, extra = conv_padding(padding, weight.shape, stride, dilation, op)
-    if extra is not None:
-        x = F.pad(x, extra)
     if not training:
         if running_mean is None or running_var is None:
             raise ValueError(f"{op}: running_mean and running_var are needed when not training "
                              f"(training=False); got running_mean "
                              f"{'None' if running_mean is None else 'given'} and running_var "
                              f"{'None' if running_var is None else 'given'}")
-        w, b = fold_bn(weight, bias, bn_weight, bn_bias, running_mean, running_var, eps)
+        w, b = (fold or fold_bn)(weight, bias, bn_weight, bn_bias, running_mean, running_var, eps)
         out = folded_conv(x, w, b, stride, pad, dilation, groups, relu=relu, algo=algo)
     else:
         z = folded_conv(x, weight, bias, stride, pad, dilation, groups, relu=False, algo=algo)
@@ -255,7 +210,8 @@ def conv_bn_relu(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch
 
 
 def folded_conv(x, w, b, stride, pad, dilation, groups, *, relu, algo):
-    """One convolution, the ReLU in its epilogue when relu; arguments already resolved."""
+    """One convolution, the ReLU in its epilogue when relu; arguments already resolved.
+    Autotuning (cnnkern.tuning) picks `algo` here when it is "auto"."""
     if algo == "auto" and _tuning.enabled():
         algo = _tuning.choose(x, w, b, stride, pad, dilation, groups)
     conv = _ops.conv2d_relu if relu else _ops.conv2d

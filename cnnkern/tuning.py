@@ -7,13 +7,20 @@ the fastest (like torch.backends.cudnn.benchmark).
     cnnkern.autotune_save("tune.json"); cnnkern.autotune_load("tune.json")
     cnnkern.tuning.cache(), cnnkern.tuning.clear()
 
-Only calls with algo="auto" are tuned. The key holds everything the choice depends on: the
-device model, the CPU thread count, torch and cnnkern versions, dtype, memory layout, shapes,
-convolution parameters and whether TF32 is allowed (cnnkern.backends); so a cache loaded on
-another GPU or torch version re-tunes instead of reusing a stale choice. The cache is shared
-by all threads behind a lock; the on/off switch is process-wide, and `autotuning()` blocks
-override it per thread. While torch.compile traces (fake tensors, nothing to time) a cached
-choice is used, else "auto".
+Only calls with algo="auto" are tuned. The algorithm chosen is pinned for every pass the call
+runs: the op hands its `algo` to the backward ops autograd runs for it. So the tuner times
+those passes, not the forward alone: the forward, plus the grad-input pass if the input
+requires grad and the grad-weight pass if the weight does (while autograd records); a call
+without grad is timed (and keyed) as a forward only. Choosing per pass would need an `algo`
+per pass in the op's schema; "auto" (untuned) does choose per pass, in C++.
+
+The key holds everything the choice depends on: the device model, the CPU thread count,
+torch and cnnkern versions, dtype, memory layout, shapes, convolution parameters, whether TF32
+is allowed (cnnkern.backends) and the passes timed; so a cache loaded on another GPU or torch
+version re-tunes instead of reusing a stale choice. The cache is shared by all threads behind
+a lock; the on/off switch is process-wide, and `autotuning()` blocks override it per thread.
+While torch.compile traces (fake tensors, nothing to time) a cached choice is used, else
+"auto"; so on tensors with no kernels to time (device "meta").
 """
 
 from __future__ import annotations
@@ -22,12 +29,15 @@ import json
 import platform
 import threading
 import time
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
+from . import algo as _algo
 from . import backends as _backends
 from ._switch import ThreadOverride, ThreadSwitch
+
+_ops = torch.ops.cnnkern
 
 
 _lock = threading.RLock()
@@ -83,6 +93,14 @@ def _layout(t: torch.Tensor) -> str:
     return "strided"
 
 
+def pinned_passes(input: torch.Tensor, weight: torch.Tensor) -> Tuple[str, ...]:
+    """The passes a conv call runs with the algorithm it is given ("fwd", "bwd_input",
+    "bwd_weight"): the backward ones only where autograd records the call."""
+    grad = torch.is_grad_enabled()
+    return (("fwd",) + (("bwd_input",) if grad and input.requires_grad else ())
+            + (("bwd_weight",) if grad and weight.requires_grad else ()))
+
+
 def cache_key(input, weight, bias, stride, padding, dilation, groups) -> str:
     from . import __version__
 
@@ -91,6 +109,7 @@ def cache_key(input, weight, bias, stride, padding, dilation, groups) -> str:
         _layout(input), list(input.shape), list(weight.shape), bias is not None,
         list(stride), padding if isinstance(padding, str) else list(padding), list(dilation),
         groups, "tf32" if _backends.get_allow_tf32() else "exact",
+        "+".join(pinned_passes(input, weight)),
     ])
 
 
@@ -108,32 +127,58 @@ def _default_timer(fn: Callable[[], object]) -> float:
     return sorted(times)[len(times) // 2]
 
 
+def _passes_fn(input, weight, bias, stride, padding, dilation, groups, passes):
+    """run(algo): the call's passes by `algo`, through the ops themselves (no autograd); the
+    backward passes take the forward's output as their grad_output."""
+    x, w = input.detach(), weight.detach()
+    b = None if bias is None else bias.detach()
+    args = (stride, padding, dilation, groups)
+    tf32 = _backends.get_allow_tf32()
+
+    def run(algo):
+        out = _ops.conv2d(x, w, b, *args, algo, tf32)
+        if "bwd_input" in passes:
+            _ops.conv2d_backward_input(out, w, list(x.shape), *args, algo, tf32)
+        if "bwd_weight" in passes:
+            _ops.conv2d_backward_weight(out, x, list(w.shape), *args, algo, tf32)
+        return out
+
+    return run
+
+
 def choose(input, weight, bias, stride, padding, dilation, groups,
            timer: Optional[Timer] = None) -> str:
-    """The fastest algorithm for this call, timing the candidates on first sight.
+    """The fastest algorithm for this call's pinned passes, timing the candidates on first
+    sight (see the module docstring).
 
     `timer(fn) -> seconds` can be replaced (tests stub it). Ties go to the algorithm listed
-    first by cnnkern.algorithms(), so the choice is deterministic.
+    first by cnnkern.algorithms(), so the choice is deterministic. A candidate whose backward
+    cannot run (no kernel for that pass) is left out.
     """
-    from .algo import algorithms, can_implement
-    from .functional import conv2d
-
+    if input.device.type not in ("cpu", "cuda"):
+        return "auto"  # no kernels to time (device "meta"): the op's own rule decides
     key = cache_key(input, weight, bias, stride, padding, dilation, groups)
     with _lock:
         if key in _cache:
             return _cache[key]
         if torch.compiler.is_compiling():
             return "auto"
-        candidates = [a for a in algorithms(input.device.type)
-                      if can_implement(input, weight, bias, stride, padding, dilation, groups,
-                                       algo=a)[0]]
-        if not candidates:
-            return "auto"  # the op then reports why nothing can run
+        candidates = [a for a in _algo.algorithms(input.device.type)
+                      if _algo.can_implement(input, weight, bias, stride, padding, dilation,
+                                             groups, algo=a)[0]]
         timer = timer or _default_timer
+        run = _passes_fn(input, weight, bias, stride, padding, dilation, groups,
+                         pinned_passes(input, weight))
+        times = {}
         with torch.no_grad():
-            times = {a: timer(lambda a=a: conv2d(input, weight, bias, stride, padding, dilation,
-                                                 groups, algo=a)) for a in candidates}
-        best = min(candidates, key=lambda a: (times[a], candidates.index(a)))
+            for a in candidates:
+                try:
+                    times[a] = timer(lambda a=a: run(a))
+                except RuntimeError:
+                    pass
+        if not times:
+            return "auto"  # the op then reports why nothing can run
+        best = min(times, key=lambda a: (times[a], candidates.index(a)))
         _cache[key] = best
         return best
 

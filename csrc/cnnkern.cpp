@@ -1,6 +1,6 @@
 // Every public cnnkern op's schema, in one place (the tests-only ops are declared in
 // testing/ops/schemas.cpp). Backends register implementations per dispatch key in csrc/cpu/ and
-// csrc/cuda/; autograd and fake (meta) kernels are bound in Python (cnnkern/_ops.py). The
+// csrc/cuda/; autograd and fake (meta) kernels are bound in Python (cnnkern/_registrations/). The
 // module init is minimal: importing cnnkern._C runs the static registrations below and in the
 // backend files.
 

@@ -77,11 +77,11 @@ for stage in "${stages[@]}"; do
         echo "[gpu_check] no compute-sanitizer here" | tee "$DEST/memcheck_$stamp.log"; rc=1; continue
       fi
       timeout 150 compute-sanitizer --tool memcheck --error-exitcode 99 \
-        "$PY" -m pytest -q -x -p no:cacheprovider tests/test_cuda.py -k "direct and not bf16" 2>&1 \
+        "$PY" -m pytest -q -x -p no:cacheprovider -m cuda tests/ops/test_conv2d.py -k "direct and not bf16" 2>&1 \
         | tail -20 | tee "$DEST/memcheck_$stamp.log"
       [ "${PIPESTATUS[0]}" = 0 ] || rc=1
       timeout 240 compute-sanitizer --tool memcheck --error-exitcode 99 \
-        "$PY" -m pytest -q -x -p no:cacheprovider tests/test_cuda_gemm.py \
+        "$PY" -m pytest -q -x -p no:cacheprovider tests/ops/test_cuda_gemm.py \
         -k "(curated_f32 and nchw) or (curated_low_precision and f16) or (bitwise and f32 and not 64x64)" \
         2>&1 | tail -20 | tee -a "$DEST/memcheck_$stamp.log"
       [ "${PIPESTATUS[0]}" = 0 ] || rc=1

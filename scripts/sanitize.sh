@@ -5,7 +5,7 @@
 #
 #   bash scripts/sanitize.sh                 # the whole suite (slow: ~3x)
 #   bash scripts/sanitize.sh -k "conv or pool"
-#   bash scripts/sanitize.sh tests/test_winograd.py tests/test_gemm.py   # only these files
+#   bash scripts/sanitize.sh tests/ops/test_winograd.py tests/internals/test_gemm.py   # only these files
 #
 # Python itself is not instrumented, so the runtimes are preloaded; leak checking is off
 # (CPython keeps objects alive at exit by design).

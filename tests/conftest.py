@@ -5,9 +5,12 @@ this directory on sys.path (rootdir-relative "prepend" import mode, no __init__.
 
 - ``seed`` (autouse): every test starts from the same RNG state.
 - ``requires_cuda``: skip marker for GPU tests (CUDA visible to torch AND built into cnnkern).
-- ``dev`` (fixture): the CUDA backend a GPU test runs on, once per backend: "cuda" (a GPU;
+- ``dev`` (fixture): the backend a test of an op runs on, once per backend: "cuda" (a GPU;
   skipped without one) and "cuda_emu" (the CUDA emulator, csrc/testing/cuda_emu: the same
-  glue and kernels on the CPU). ``dev.device`` is where the test makes its tensors.
+  glue and kernels on the CPU) by default; with
+  ``@pytest.mark.parametrize("dev", DEVICES, indirect=True)`` also "cpu", and ``per_device``
+  gives each device its own cases (``cross``: the product of parameter lists). ``dev.device`` is
+  where the test makes its tensors (``on_dev``: the test's factory calls default to it).
 - ``tol`` / ``assert_close`` / ``assert_exact``: tolerances keyed by dtype.
 - ``int_tensor``: integer-valued float tensors, which make fp32 results exact.
 - ``OpRecorder``: a TorchDispatchMode that records which ops ran, to prove the cnnkern
@@ -15,11 +18,12 @@ this directory on sys.path (rootdir-relative "prepend" import mode, no __init__.
 """
 
 import collections
+import itertools
 import logging
 import math
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 import torch
@@ -71,18 +75,29 @@ def load_testing_ops():
 
 
 @dataclass(frozen=True)
-class CudaBackend:
-    """A CUDA backend under test: a GPU, or the emulator running the same code on the CPU."""
+class Backend:
+    """A backend under test: the CPU, a GPU, or the emulator running the CUDA backend's code on
+    the CPU."""
 
-    name: str  # "cuda" or "cuda_emu"
+    name: str  # "cpu", "cuda" or "cuda_emu"
     device: torch.device
+    # cuda_emu: the emulator.CudaEmulation mode the test runs in (its `routed` counts the calls
+    # it sent to the emulated backend).
+    emulation: object = field(default=None, compare=False, repr=False)
 
     @property
     def emulated(self):
         return self.name == "cuda_emu"
 
+    @property
+    def is_cuda(self):
+        """The CUDA backend, on a GPU or emulated."""
+        return self.name != "cpu"
+
     def algorithms(self):
-        return emulator.algorithms() if self.emulated else cnnkern.algorithms("cuda")
+        if self.emulated:
+            return emulator.algorithms()
+        return cnnkern.algorithms(self.device.type)
 
     def reorder(self):
         """Emulator: the next runs take another thread and block order (so that "two runs agree
@@ -92,46 +107,93 @@ class CudaBackend:
             emulator.set_order(emulator.ORDERS[(emulator.ORDERS.index(order) + 1) % 3], seed + 1)
 
     def why_not(self, input_size, weight_size, stride, padding, dilation, groups, dtype, algo):
-        """The CUDA rules' reason `algo` cannot run the problem ("" if it can)."""
+        """The backend's rules' reason `algo` cannot run the problem ("" if it can)."""
         args = (list(input_size), list(weight_size), stride, padding, dilation, groups, dtype)
         if self.emulated:
             return emulator.why_not(*args, algo)
-        return torch.ops.cnnkern.conv2d_why_not(*args, "cuda", algo)
+        return torch.ops.cnnkern.conv2d_why_not(*args, self.device.type, algo)
 
 
+CPU = pytest.param("cpu", id="cpu")
 GPU = pytest.param("cuda", marks=[pytest.mark.cuda, requires_cuda], id="cuda")
 EMULATED = pytest.param("cuda_emu", marks=[pytest.mark.cuda_emu], id="cuda_emu")
+# Every backend of an op: @pytest.mark.parametrize("dev", DEVICES, indirect=True)
+DEVICES = [CPU, GPU, EMULATED]
+# The CUDA backend, on a GPU and emulated (the `dev` fixture's default): for what the CPU
+# backend lacks (float16/bfloat16, which its kernels do not take), with a comment saying so.
+CUDA_DEVICES = [GPU, EMULATED]
+# Where torch.compile can run the ops: the emulator is a TorchDispatchMode, under which
+# torch.compile does not trace ("non-infra torch dispatch mode present").
+COMPILABLE_DEVICES = [CPU, GPU]
 # For tests that only a GPU can answer (streams, graphs, layer-scale shapes, other devices):
 # @pytest.mark.parametrize("dev", GPU_ONLY, indirect=True)
 GPU_ONLY = [GPU]
 
 
+_ParameterSet = type(pytest.param(None))
+
+
+def _param(value):
+    return value if isinstance(value, _ParameterSet) else pytest.param(value, id=str(value))
+
+
+def cross(*lists):
+    """The product of parameter lists (pytest.params or plain values) as one list of
+    pytest.params: values concatenated, marks merged, ids joined with "-"."""
+    out = []
+    for combo in itertools.product(*lists):
+        ps = [_param(v) for v in combo]
+        out.append(pytest.param(*(v for p in ps for v in p.values),
+                                marks=[m for p in ps for m in p.marks],
+                                id="-".join(str(p.id) for p in ps)))
+    return out
+
+
+def per_device(cpu=(), gpu=(), emu=None):
+    """Parameters for ("dev", ...) with indirect=["dev"], each device with its own cases
+    (pytest.params or plain values, e.g. from `cross`): `cpu` on the CPU, `gpu` on a GPU, `emu`
+    (default: gpu's) in the emulator, where a GPU-sized shape can take minutes (every thread is
+    a fiber there)."""
+    emu = gpu if emu is None else emu
+    return [pytest.param(name, *p.values, marks=[*marks, *p.marks], id=f"{name}-{p.id}")
+            for name, marks, cases in (("cpu", (), cpu), ("cuda", GPU.marks, gpu),
+                                       ("cuda_emu", EMULATED.marks, emu))
+            for p in map(_param, cases)]
+
+
 def per_backend(gpu_cases, emu_cases, id_of=lambda c: c.id):
     """Parameters for ("dev", "case") with indirect=["dev"]: gpu_cases on the GPU, emu_cases in
-    the emulator, where a GPU-sized shape can take minutes (every thread is a fiber there)."""
-    return ([pytest.param("cuda", c, marks=GPU.marks, id=f"cuda-{id_of(c)}") for c in gpu_cases]
-            + [pytest.param("cuda_emu", c, marks=EMULATED.marks, id=f"cuda_emu-{id_of(c)}")
-               for c in emu_cases])
+    the emulator (see per_device)."""
+    return per_device(gpu=[pytest.param(c, id=id_of(c)) for c in gpu_cases],
+                      emu=[pytest.param(c, id=id_of(c)) for c in emu_cases])
 
 
 @pytest.fixture(params=[GPU, EMULATED])
 def dev(request):
-    """The CUDA backend of a GPU test (see the module docstring). Under "cuda_emu" the test
-    runs inside emulator.CudaEmulation, with the engine's thread and block order fixed per
-    test (forward, reverse or random: across the suite every order is used)."""
-    if request.param == "cuda":
-        yield CudaBackend("cuda", torch.device("cuda"))
+    """The backend of a test of an op (see the module docstring): the CUDA backends by default,
+    "cpu" too where a test asks for it. Under "cuda_emu" the test runs inside
+    emulator.CudaEmulation, with the engine's thread and block order fixed per test (forward,
+    reverse or random: across the suite every order is used)."""
+    if request.param in ("cpu", "cuda"):
+        yield Backend(request.param, torch.device(request.param))
         return
     emulator.load()
     order, seed = emulator.order_for(request.node.nodeid)
     emulator.set_order(order, seed)
     _EMU_ORDERS_USED[order] += 1
     with emulator.CudaEmulation() as mode:
-        yield CudaBackend("cuda_emu", torch.device("cpu"))
+        yield Backend("cuda_emu", torch.device("cpu"), mode)
     report = getattr(request.node, "report_call", None)
     in_child = request.node.get_closest_marker("cuda_work_in_child") is not None
     if report is not None and report.passed and mode.routed == 0 and not in_child:
         pytest.fail("no cnnkern op ran on the emulated CUDA backend: the test judged nothing")
+
+
+@pytest.fixture
+def on_dev(dev):
+    """`dev`, with the test's factory calls (tensors, modules) defaulting to its device."""
+    with torch.device(dev.device):
+        yield dev
 
 
 _EMU_ORDERS_USED = collections.Counter()
@@ -222,8 +284,9 @@ def assert_exact(actual, expected, equal_nan=False):
     )
 
 
-def int_tensor(*shape, lo=-3, hi=4, dtype=torch.float32, device="cpu"):
-    """Integer-valued floats in [lo, hi): sums of their products are exact in fp32."""
+def int_tensor(*shape, lo=-3, hi=4, dtype=torch.float32, device=None):
+    """Integer-valued floats in [lo, hi): sums of their products are exact in fp32. On `device`,
+    else torch's default device (the CPU unless a `torch.device` context says otherwise)."""
     return torch.randint(lo, hi, shape).to(dtype=dtype, device=device)
 
 

@@ -1,7 +1,7 @@
 #pragma once
 // Implicit-GEMM convolution: the index math and the tile loop, shared by the CUDA kernels
 // (cuda/conv2d_implicit_gemm.cu) and a CPU emulation used only by tests
-// (testing/ops/implicit_gemm_test_ops.cpp -> tests/test_implicit_gemm_cpu.py). Plain data, no torch,
+// (testing/ops/implicit_gemm_test_ops.cpp -> tests/internals/test_implicit_gemm_cpu.py). Plain data, no torch,
 // host + device, so the exact code a GPU block runs can be checked on a CPU first.
 //
 // Each convolution pass is, per group g, a GEMM  C[M x N] = A[M x K] * B[K x N]  whose operands

@@ -5,7 +5,7 @@
 // once (no zero-fill needed); nothing uses atomics, so results are deterministic.
 //
 // The index math and the tile loop live in core/implicit_gemm.h, which the CPU tests run
-// through an emulation of the same loop (tests/test_implicit_gemm_cpu.py).
+// through an emulation of the same loop (tests/internals/test_implicit_gemm_cpu.py).
 //
 // float32 on the CUDA cores with exact fp32 FMAs, or, when the call allows TF32 (allow_tf32,
 // from cnnkern.backends; ignored for other dtypes), on the tensor cores

@@ -1,8 +1,9 @@
 #pragma once
 // Argument checks shared by both backends' op entry points (host only: uses at::Tensor).
 // Each builds a problem struct from the arguments, or fails with a message that names the op,
-// the argument and the value. cnnkern/_meta.py mirrors these checks for the fake kernels;
-// tests/test_errors.py checks that the two agree.
+// the argument and the value. These are the only argument checks: the Python fake kernels
+// (cnnkern/_registrations) compute output sizes only, and a compiled call meets these checks
+// when it runs (tests/ops/test_errors.py runs every case eagerly and compiled).
 
 #include <ATen/core/Tensor.h>
 #include <c10/util/ArrayRef.h>

@@ -102,8 +102,21 @@ class CudaEmulation(TorchDispatchMode):
         target = _emulated(func)
         if target is not None and _concrete(args, kwargs):
             self.routed += 1
-            return target(*args, **kwargs)
+            return target(*_as_cuda_device(func, args), **kwargs)
         return func(*args, **kwargs)
+
+
+def _as_cuda_device(func, args):
+    """The introspection ops' `device` argument (conv2d_algorithms, conv2d_why_not,
+    conv2d_select): under emulation the CPU tensors stand for CUDA ones, so "cpu" asks the
+    emulated CUDA backend (the only one the emulated library has)."""
+    names = [a.name for a in func._schema.arguments]
+    if "device" not in names:
+        return args
+    i = names.index("device")
+    if i < len(args) and isinstance(args[i], str) and args[i].split(":")[0] == "cpu":
+        args = args[:i] + ("cuda",) + args[i + 1:]
+    return args
 
 
 def set_order(order: str, seed: int = 0) -> None:

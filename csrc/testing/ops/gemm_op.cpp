@@ -1,5 +1,5 @@
 // cnnkern_testing::gemm: an INTERNAL, tests-only op exposing the CPU GEMM (cpu/gemm/gemm.h) so that
-// tests/test_gemm.py can check it against torch.matmul with odd sizes, transposed views,
+// tests/internals/test_gemm.py can check it against torch.matmul with odd sizes, transposed views,
 // every kernel set this CPU runs, and the pre-packed A path. Not part of the public API.
 //
 //   gemm(a, b, c, trans_a, trans_b, prepack_a, custom_b, row_bias, isa)

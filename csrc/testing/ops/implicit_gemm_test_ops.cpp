@@ -1,5 +1,5 @@
 // INTERNAL, tests-only ops that run core/implicit_gemm.h (the index math and tile loop of
-// the CUDA implicit-GEMM convolution) on the CPU, so tests/test_implicit_gemm_cpu.py can
+// the CUDA implicit-GEMM convolution) on the CPU, so tests/internals/test_implicit_gemm_cpu.py can
 // check them against torch before any GPU runs them. Float64 CPU tensors only.
 //
 //   igemm_matrix(pass, operand, input, weight, grad_output, stride, padding, dilation, groups)

@@ -1,8 +1,8 @@
 // INTERNAL, tests-only ops that run core/pool2d_element.h (the per-element work of the CUDA
-// pooling kernels) on the CPU, so tests/test_pool2d_element_cpu.py can check it against
+// pooling kernels) on the CPU, so tests/internals/test_pool2d_element_cpu.py can check it against
 // torch, NCHW and channels_last, before any GPU runs it.
 //
-//   _pool_emu_<op>(same arguments as the public pooling op <op>)
+//   pool_emu_<op>(same arguments as the public pooling op <op>)
 //       the public op's body (ops/pool2d_ops.cpp: argument checks, layout choice, output
 //       allocation in that layout) with a kernel table that does what the CUDA grid does:
 //       element i of the output (forward) or grad_input (backward), in memory order, through

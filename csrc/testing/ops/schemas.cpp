@@ -22,7 +22,7 @@ std::vector<int64_t> mma_fragments_op(const std::string& shape, const std::strin
 }  // namespace cnnkern
 
 TORCH_LIBRARY(cnnkern_testing, m) {
-  // INTERNAL, for tests only (tests/test_gemm.py): the CPU GEMM behind im2col and Winograd,
+  // INTERNAL, for tests only (tests/internals/test_gemm.py): the CPU GEMM behind im2col and Winograd,
   // op(a) @ op(b) (+ c) (+ row_bias), on a named kernel set ("" = the default), A pre-packed
   // or not, B packed by a caller's function or not; and
   // the kernel sets this CPU can run. Not part of the public API.
@@ -30,7 +30,7 @@ TORCH_LIBRARY(cnnkern_testing, m) {
       "gemm(Tensor a, Tensor b, Tensor? c, bool trans_a, bool trans_b, bool prepack_a=False, "
       "bool custom_b=False, Tensor? row_bias=None, str isa=\"\") -> Tensor");
   m.def("gemm_isas() -> str[]", &cnnkern::cpu::gemm_detail::available_isas);
-  // INTERNAL, for tests only (tests/test_implicit_gemm_cpu.py): the CUDA implicit-GEMM index
+  // INTERNAL, for tests only (tests/internals/test_implicit_gemm_cpu.py): the CUDA implicit-GEMM index
   // math and tile loop (core/implicit_gemm.h) run on the CPU in float64 -- a pass's dense
   // operand, the whole pass emulated block by block, and its grid / split-K plan.
   m.def(
@@ -51,7 +51,7 @@ TORCH_LIBRARY(cnnkern_testing, m) {
       "igemm_plan(str pass_, int[] input_size, int[] weight_size, int[2] stride, "
       "int[2] padding, int[2] dilation, int groups, int splits=0) -> int[]",
       &cnnkern::igemm_plan_op);
-  // INTERNAL, for tests only (tests/test_pool2d_element_cpu.py): the public pooling ops' bodies
+  // INTERNAL, for tests only (tests/internals/test_pool2d_element_cpu.py): the public pooling ops' bodies
   // with the CUDA kernels' per-element work (core/pool2d_element.h) run on the CPU, element
   // after element, NCHW or channels_last as the public ops choose.
   m.def(

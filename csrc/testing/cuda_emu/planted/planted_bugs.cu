@@ -1,5 +1,5 @@
 // Tiny kernels with one planted bug each, and a correct twin where the bug is a wrong result,
-// for the CUDA emulator's own tests (tests/test_cuda_emu_engine.py): each bug must be caught,
+// for the CUDA emulator's own tests (tests/internals/test_cuda_emu_engine.py): each bug must be caught,
 // with a message that points here. Plain CUDA: nvcc would build this file as it is.
 
 #include "testing/cuda_emu/planted/planted_bugs.h"

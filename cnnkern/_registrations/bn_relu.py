@@ -1,0 +1,63 @@
+"""Fake kernels and autograd of the BatchNorm + ReLU ops (the training half of
+cnnkern.conv_bn_relu; its eval half is conv2d_relu, in conv2d.py, with BN folded in):
+
+- bn_relu_train: after the conv (cnnkern::conv2d, its own autograd node, which saves x and w),
+  one statistics pass and one normalise(+ReLU) pass over the conv output z. Saves z and the
+  per-channel mean/invstd (plus gamma/beta, which are parameters anyway) -- not the
+  normalised tensor nor the output. Backward: bn_relu_backward (one reduction pass and one
+  grad_z pass, the ReLU mask recomputed from z); then the conv node's backward ops. Being
+  the later node, it runs first in backward and frees z before the conv's backward runs.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ._shape import check_rank, check_same_device
+
+ops = torch.ops.cnnkern
+
+
+@torch.library.register_fake("cnnkern::bn_relu_train")
+def _bn_relu_train_fake(z, bn_weight, bn_bias, eps, relu):
+    check_rank("cnnkern.conv_bn_relu", "z", z.shape, 4, "the conv output: N, K, P, Q")
+    check_same_device("cnnkern.conv_bn_relu", z=z, bn_weight=bn_weight, bn_bias=bn_bias)
+    k = z.shape[1]
+    # The statistics are float64 for float64 z, else float32 (csrc/ops/bn_relu_ops.cpp).
+    sd = torch.float64 if z.dtype == torch.float64 else torch.float32
+    return (z.new_empty(z.shape), z.new_empty(k, dtype=sd), z.new_empty(k, dtype=sd),
+            z.new_empty(k, dtype=sd))
+
+
+@torch.library.register_fake("cnnkern::bn_relu_backward")
+def _bn_relu_backward_fake(grad_out, z, mean, invstd, bn_weight, bn_bias, relu):
+    op = "cnnkern.conv_bn_relu (backward)"
+    check_rank(op, "z", z.shape, 4, "N, K, P, Q")
+    check_same_device(op, grad_out=grad_out, z=z, mean=mean, invstd=invstd, bn_weight=bn_weight,
+                      bn_bias=bn_bias)
+    k = z.shape[1]
+    wd = bn_weight.dtype if bn_weight is not None else z.dtype
+    return z.new_empty(z.shape), z.new_empty(k, dtype=wd), z.new_empty(k, dtype=wd)
+
+
+def _train_setup_context(ctx, inputs, output):
+    z, bn_weight, bn_bias, eps, relu = inputs
+    out, mean, invstd, var = output
+    ctx.mark_non_differentiable(mean, invstd, var)
+    ctx.save_for_backward(z, mean, invstd, bn_weight, bn_bias)
+    ctx.relu = relu
+
+
+def _train_backward(ctx, grad_out, _gmean, _ginvstd, _gvar):
+    z, mean, invstd, bn_weight, bn_bias = ctx.saved_tensors
+    if grad_out is None:
+        grad_out = torch.zeros_like(z)
+    gz, g_gamma, g_beta = ops.bn_relu_backward(grad_out, z, mean, invstd, bn_weight, bn_bias,
+                                               ctx.relu)
+    need = ctx.needs_input_grad
+    return (gz if need[0] else None, g_gamma if need[1] else None,
+            g_beta if need[2] else None, None, None)
+
+
+torch.library.register_autograd("cnnkern::bn_relu_train", _train_backward,
+                                setup_context=_train_setup_context)

@@ -1,0 +1,118 @@
+"""Fake kernels and autograd of the convolution ops: conv2d, conv2d_relu (conv2d with the ReLU
+in the algorithm's epilogue), conv2d_backward_input and conv2d_backward_weight.
+
+The backward formulas call registered cnnkern ops (never Python loops), so torch.compile
+traces forward and backward without graph breaks. `allow_tf32` (cnnkern.backends) changes how
+float32 rounds on CUDA, never a shape or dtype, so the fakes take it and ignore it; the
+autograd formulas hand the forward's value (and its `algo`) on to the backward ops.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ._shape import check_rank, check_same_device, check_shape
+
+ops = torch.ops.cnnkern
+
+
+def conv2d_output_shape(op, input_size, weight_size, stride, padding, dilation):
+    """(N, K, P, Q) of a convolution (the formula of csrc/core/conv2d_problem.h)."""
+    check_rank(op, "input", input_size, 4, "N, C, H, W")
+    check_rank(op, "weight", weight_size, 4, "out_channels, in_channels/groups, kH, kW")
+    N, _, H, W = input_size
+    K, _, R, S = weight_size
+    args = dict(input=input_size, weight=weight_size, stride=stride, padding=padding,
+                dilation=dilation)
+    check_shape(op, len(stride) == 2 and stride[0] > 0 and stride[1] > 0,
+                "stride must be two positive numbers to size the output", **args)
+    ph, pw = H + 2 * padding[0], W + 2 * padding[1]
+    kh, kw = dilation[0] * (R - 1) + 1, dilation[1] * (S - 1) + 1
+    check_shape(op, ph >= kh and pw >= kw,
+                lambda: (f"the (dilated) kernel size ({kh} x {kw}) is larger than the padded "
+                         f"input size ({ph} x {pw}): no output"), **args)
+    return N, K, (ph - kh) // stride[0] + 1, (pw - kw) // stride[1] + 1
+
+
+# conv2d and conv2d_relu share the schema, the output and (up to the ReLU mask) the backward.
+def _conv2d_fake(input, weight, bias, stride, padding, dilation, groups, algo,
+                 allow_tf32=False):
+    check_same_device("cnnkern.conv2d", input=input, weight=weight, bias=bias)
+    shape = conv2d_output_shape("cnnkern.conv2d", input.shape, weight.shape, stride, padding,
+                                dilation)
+    return input.new_empty(shape)
+
+
+def _save_conv(ctx, inputs, relu_output):
+    input, weight, bias, stride, padding, dilation, groups, algo, allow_tf32 = inputs
+    # conv2d_relu keeps its output for the ReLU mask (y > 0); conv2d keeps nothing extra.
+    ctx.save_for_backward(input, weight, relu_output)
+    ctx.conv_args = (stride, padding, dilation, groups, algo, allow_tf32)
+    ctx.has_bias = bias is not None
+
+
+def _conv2d_setup_context(ctx, inputs, output):
+    _save_conv(ctx, inputs, None)
+
+
+def _conv2d_relu_setup_context(ctx, inputs, output):
+    _save_conv(ctx, inputs, output)
+
+
+def _conv2d_backward(ctx, grad_output):
+    input, weight, relu_output = ctx.saved_tensors
+    if relu_output is not None:
+        grad_output = torch.where(relu_output > 0, grad_output, 0)
+    grad_input = grad_weight = grad_bias = None
+    if ctx.needs_input_grad[0]:
+        grad_input = ops.conv2d_backward_input(grad_output, weight, input.shape, *ctx.conv_args)
+    if ctx.needs_input_grad[1]:
+        grad_weight = ops.conv2d_backward_weight(grad_output, input, weight.shape,
+                                                 *ctx.conv_args)
+    if ctx.has_bias and ctx.needs_input_grad[2]:
+        grad_bias = grad_output.sum((0, 2, 3))
+    return grad_input, grad_weight, grad_bias, None, None, None, None, None, None
+
+
+for _op, _setup in (("conv2d", _conv2d_setup_context), ("conv2d_relu", _conv2d_relu_setup_context)):
+    torch.library.register_fake(f"cnnkern::{_op}", _conv2d_fake)
+    torch.library.register_autograd(f"cnnkern::{_op}", _conv2d_backward, setup_context=_setup)
+
+
+# The backward ops return a tensor of the size they are given.
+@torch.library.register_fake("cnnkern::conv2d_backward_input")
+def _conv2d_backward_input_fake(grad_output, weight, input_size, stride, padding, dilation,
+                                groups, algo, allow_tf32=False):
+    check_same_device("cnnkern.conv2d", grad_output=grad_output, weight=weight)
+    return grad_output.new_empty(input_size)
+
+
+@torch.library.register_fake("cnnkern::conv2d_backward_weight")
+def _conv2d_backward_weight_fake(grad_output, input, weight_size, stride, padding, dilation,
+                                 groups, algo, allow_tf32=False):
+    check_same_device("cnnkern.conv2d", grad_output=grad_output, input=input)
+    return grad_output.new_empty(weight_size)
+
+
+# conv2d_backward_input is also the transposed convolution (cnnkern.conv_transpose2d), so it
+# is differentiable: its adjoint in grad_output is the forward conv, and its derivative in the
+# weight is the weight gradient of that conv with the roles of the two tensors swapped.
+def _conv2d_backward_input_setup_context(ctx, inputs, output):
+    grad_output, weight, input_size, stride, padding, dilation, groups, algo, allow_tf32 = inputs
+    ctx.save_for_backward(grad_output, weight)
+    ctx.conv_args = (stride, padding, dilation, groups, algo, allow_tf32)
+
+
+def _conv2d_backward_input_backward(ctx, grad):
+    grad_output, weight = ctx.saved_tensors
+    d_grad_output = d_weight = None
+    if ctx.needs_input_grad[0]:
+        d_grad_output = ops.conv2d(grad, weight, None, *ctx.conv_args)
+    if ctx.needs_input_grad[1]:
+        d_weight = ops.conv2d_backward_weight(grad_output, grad, weight.shape, *ctx.conv_args)
+    return d_grad_output, d_weight, None, None, None, None, None, None, None
+
+
+torch.library.register_autograd("cnnkern::conv2d_backward_input",
+                                _conv2d_backward_input_backward,
+                                setup_context=_conv2d_backward_input_setup_context)
