@@ -134,6 +134,9 @@ void grad_sums_impl(const at::Tensor& dy, const at::Tensor& z, const at::Tensor&
   });
 }
 
+// The plane walk (one (image, channel) plane per step, its per-channel values read once) is
+// apply_impl's, written out again on purpose: each loop reads its own per-channel tensors,
+// and a shared walker would hide the one line that differs.
 template <typename T>
 void grad_z_impl(const at::Tensor& dy, const at::Tensor& z, const at::Tensor& scale,
                  const at::Tensor& shift, const at::Tensor& mean, const at::Tensor& ca,

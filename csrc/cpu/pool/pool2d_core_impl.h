@@ -153,6 +153,8 @@ inline void avg_backward_one(const Pool2dProblem& p, T g, const AvgWindow& wh, i
     for (int64_t w = ww.begin; w < ww.end; ++w) gi[h * p.W + w] += share;
 }
 
+// Its set-up (vector type, stride, interior) is avg_plane's, written out again on purpose: the
+// two loops use those six names throughout, and a shared struct would only rename them.
 template <typename T>
 void avg_backward_plane(const Pool2dProblem& p, const T* go, T* gi) {
   using V = Vec<T>;
