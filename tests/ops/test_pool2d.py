@@ -179,12 +179,11 @@ def test_max_pool_all_minus_inf_plane(padding, dev):
     ((1, 1, 2, 1), ((1, 2), (1, 1), (0, 1), (1, 2))),
     ((2, 3, 1, 1), ((2, 1), (1, 1), (1, 0), (2, 1))),  # issue 15's 1x1 plane
 ], ids=["2x1_k2x2_dil2", "2x1_k1x2_dil2", "1x1_k2x1_pad1_dil2"])
-@pytest.mark.parametrize("dev", CUDA_DEVICES, indirect=True)
+@pytest.mark.parametrize("dev", DEVICES, indirect=True)
 def test_max_pool_window_entirely_in_padding_passes_no_gradient(shape, args, layout, dev):
     """A window with no tap inside the input gives -inf (and torch's index), and no gradient to
-    any element: its output depends on none. Found by the property tests in the emulator; torch
-    itself scatters such gradients to the aliased index, or past the tensor. The CUDA backend
-    only: the CPU one still scatters them as torch does (issue 15)."""
+    any element: its output depends on none. Found by the property tests; torch itself
+    scatters such gradients to the aliased index, or past the tensor."""
     x = torch.randn(shape, dtype=torch.float64, device=dev.device)
     x = x.contiguous(memory_format=layout).requires_grad_()
     out, idx = cnnkern.max_pool2d(x, *args, return_indices=True)

@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "cpu/pool/pool2d_core.h"
 #include "cpu/pool/pool2d_nhwc.h"
@@ -69,6 +70,19 @@ void max_forward_kernel(const Pool2dProblem& p, const T* in, T* out, int64_t* id
   });
 }
 
+// For each of `n_out` windows along one axis (size `n_in`): whether one of its taps lies in
+// the input (1) or all of them in the padding (0).
+std::vector<char> windows_with_a_tap(int64_t n_out, int64_t n_in, int64_t k, int64_t stride,
+                                  int64_t pad, int64_t dil) {
+  std::vector<char> has(n_out, 0);
+  for (int64_t o = 0; o < n_out; ++o)
+    for (int64_t i = 0; i < k && !has[o]; ++i) {
+      const int64_t at = o * stride - pad + i * dil;
+      has[o] = at >= 0 && at < n_in;
+    }
+  return has;
+}
+
 template <typename T>
 void max_backward_kernel(const Pool2dProblem& p, const T* go, const int64_t* idx, T* gi) {
   if (p.channels_last) {  // a gather: indices outside the plane match nothing
@@ -78,11 +92,28 @@ void max_backward_kernel(const Pool2dProblem& p, const T* go, const int64_t* idx
     return;
   }
   const int64_t hw = p.H * p.W, pq = p.P * p.Q;
+  // With dilation a window can lie entirely in the padding: its output is -inf, depends on no
+  // input and gets no gradient (as in torch), whatever index it stores (torch's may name an
+  // element that is no tap of the window). Which output rows and columns have a tap:
+  const std::vector<char> row_tap = windows_with_a_tap(p.P, p.H, p.kh, p.stride_h, p.pad_h, p.dil_h);
+  const std::vector<char> col_tap = windows_with_a_tap(p.Q, p.W, p.kw, p.stride_w, p.pad_w, p.dil_w);
+  const bool every_window_has_a_tap =
+      std::find(row_tap.begin(), row_tap.end(), 0) == row_tap.end() &&
+      std::find(col_tap.begin(), col_tap.end(), 0) == col_tap.end();
   for_plane_ranges(p, [&](int64_t first, int64_t count) {
     for (int64_t plane = first; plane < first + count; ++plane) {
       T* dst = gi + plane * hw;
       const T* g = go + plane * pq;
       const int64_t* ix = idx + plane * pq;
+      if (!every_window_has_a_tap) {  // rare: the per-element test is affordable
+        for (int64_t o = 0; o < pq; ++o) {
+          if (!row_tap[o / p.Q] || !col_tap[o % p.Q]) continue;
+          TORCH_CHECK(ix[o] >= 0 && ix[o] < hw, "cnnkern.max_pool2d_backward: index ", ix[o],
+                      " is outside the input plane of ", hw, " elements");
+          dst[ix[o]] += g[o];
+        }
+        continue;
+      }
       // No branch per element: an index outside the plane is redirected to element 0 and
       // remembered; the op then fails (its half-written grad_input is never returned).
       bool bad = false;

@@ -148,8 +148,12 @@ void max_backward_rows(const Pool2dProblem& p, int64_t r0, int64_t r1, const T* 
       const Window rq = outputs_covering(w, p.pad_w, span_w, p.stride_w, p.Q);
       const int64_t target = h * p.W + w;
       for (int64_t c = 0; c < C; ++c) dst[c] = T(0);
+      // Only the windows that have (h, w) as a tap (core/pool2d_element.h's rule): the index
+      // a window entirely in the padding stores can alias an element in a dilation gap.
       for (int64_t oh = rp.begin; oh < rp.end; ++oh) {
+        if ((h + p.pad_h - oh * p.stride_h) % p.dil_h != 0) continue;
         for (int64_t ow = rq.begin; ow < rq.end; ++ow) {
+          if ((w + p.pad_w - ow * p.stride_w) % p.dil_w != 0) continue;
           const int64_t o = img_out + (oh * p.Q + ow) * C;
           const T* __restrict__ g = go + o;
           const int64_t* __restrict__ ix = idx + o;
