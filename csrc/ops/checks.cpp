@@ -71,18 +71,24 @@ void check_same_device_dtype(const char* op, const char* what_a, const at::Tenso
 
 namespace {
 
-// The input size (checked by the caller) and the window's stride, padding and dilation
-// (checked here) into a problem struct: Conv2dProblem and Pool2dProblem name them alike.
+// The input size (checked by the caller) into a problem struct: Conv2dProblem and
+// Pool2dProblem name these fields alike.
+template <class Problem>
+void set_input_size(Problem& p, c10::IntArrayRef input_size) {
+  p.N = input_size[0];
+  p.C = input_size[1];
+  p.H = input_size[2];
+  p.W = input_size[3];
+}
+
+// ... and the window's stride, padding and dilation, checked here.
 template <class Problem>
 void set_window(const char* op, Problem& p, c10::IntArrayRef input_size, c10::IntArrayRef stride,
                 c10::IntArrayRef padding, c10::IntArrayRef dilation) {
   check_positive(op, "stride", stride);
   check_non_negative(op, "padding", padding);
   check_positive(op, "dilation", dilation);
-  p.N = input_size[0];
-  p.C = input_size[1];
-  p.H = input_size[2];
-  p.W = input_size[3];
+  set_input_size(p, input_size);
   p.stride_h = stride[0];
   p.stride_w = stride[1];
   p.pad_h = padding[0];
@@ -217,10 +223,7 @@ Pool2dProblem make_adaptive_avg_pool2d_problem(const char* op, c10::IntArrayRef 
   check_input_sizes(op, input_size);
   check_non_negative(op, "output_size", output_size);  // torch allows 0: an empty output
   Pool2dProblem p;
-  p.N = input_size[0];
-  p.C = input_size[1];
-  p.H = input_size[2];
-  p.W = input_size[3];
+  set_input_size(p, input_size);
   p.P = output_size[0];
   p.Q = output_size[1];
   return p;
