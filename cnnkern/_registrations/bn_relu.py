@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import torch
 
-from ._shape import check_rank, check_same_device
+from torch._prims_common import suggest_memory_format
+
+from ._shape import check_rank, check_same_device, empty_in
 
 ops = torch.ops.cnnkern
 
@@ -25,8 +27,9 @@ def _bn_relu_train_fake(z, bn_weight, bn_bias, eps, relu):
     k = z.shape[1]
     # The statistics are float64 for float64 z, else float32 (csrc/ops/bn_relu_ops.cpp).
     sd = torch.float64 if z.dtype == torch.float64 else torch.float32
-    return (z.new_empty(z.shape), z.new_empty(k, dtype=sd), z.new_empty(k, dtype=sd),
-            z.new_empty(k, dtype=sd))
+    # The output keeps z's layout (F.batch_norm's rule).
+    return (empty_in(z.shape, z, suggest_memory_format(z)), z.new_empty(k, dtype=sd),
+            z.new_empty(k, dtype=sd), z.new_empty(k, dtype=sd))
 
 
 @torch.library.register_fake("cnnkern::bn_relu_backward")
@@ -37,7 +40,8 @@ def _bn_relu_backward_fake(grad_out, z, mean, invstd, bn_weight, bn_bias, relu):
                       bn_bias=bn_bias)
     k = z.shape[1]
     wd = bn_weight.dtype if bn_weight is not None else z.dtype
-    return z.new_empty(z.shape), z.new_empty(k, dtype=wd), z.new_empty(k, dtype=wd)
+    return (empty_in(z.shape, z, suggest_memory_format(z)), z.new_empty(k, dtype=wd),
+            z.new_empty(k, dtype=wd))
 
 
 def _train_setup_context(ctx, inputs, output):

@@ -15,17 +15,13 @@ import torch
 from torch import _prims_common
 
 from ._shape import check_rank, check_same_device, check_shape
+from ._shape import empty_in as _empty
 
 ops = torch.ops.cnnkern
 
 
 def _layout(t):
     return _prims_common.suggest_memory_format(t)
-
-
-def _empty(shape, like, layout, dtype=None):
-    return torch.empty(shape, dtype=like.dtype if dtype is None else dtype, device=like.device,
-                       memory_format=layout)
 
 
 def _in_layout(t, layout):

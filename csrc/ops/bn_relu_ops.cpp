@@ -9,6 +9,7 @@
 #include <ATen/ops/zeros.h>
 
 #include "ops/checks.h"
+#include "ops/layout.h"
 
 namespace cnnkern {
 
@@ -49,6 +50,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bn_relu_train_op(
   check_affine("bn_weight", bn_weight, z_, K);
   check_affine("bn_bias", bn_bias, z_, K);
   TORCH_CHECK(eps > 0, kOp, ": eps must be positive; got ", eps);
+  // The kernels run on NCHW; the output keeps z's layout, as F.batch_norm's does.
+  const at::MemoryFormat fmt = z_.suggest_memory_format();
   const at::Tensor z = z_.contiguous();
   const int64_t M = z.size(0) * z.size(2) * z.size(3);
   // As F.batch_norm: one value per channel has no variance (an error); an empty batch gives
@@ -62,7 +65,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bn_relu_train_op(
     mean.zero_();
     var.zero_();
     invstd.fill_(1.0 / std::sqrt(eps));
-    return {at::empty_like(z), mean, invstd, var};
+    return {at::empty(z.sizes(), z.options().memory_format(fmt)), mean, invstd, var};
   }
   kern.stats(z, eps, mean, var, invstd);
   auto [gamma, beta] = affine(bn_weight, bn_bias, K, opts);
@@ -70,7 +73,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bn_relu_train_op(
   const at::Tensor shift = beta.sub(mean.mul(scale));
   at::Tensor out = at::empty_like(z);
   kern.apply(z, scale, shift, relu, out);
-  return {out, mean, invstd, var};
+  return {in_memory_format(out, fmt), mean, invstd, var};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> bn_relu_backward_op(
@@ -112,7 +115,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bn_relu_backward_op(
   }
   const auto wdtype = (bn_weight.has_value() && bn_weight->defined()) ? bn_weight->scalar_type()
                                                                       : z.scalar_type();
-  return {gz, sum_gx.mul(invstd).to(wdtype), sum_g.to(wdtype)};
+  return {in_memory_format(gz, z.suggest_memory_format()), sum_gx.mul(invstd).to(wdtype),
+          sum_g.to(wdtype)};
 }
 
 }  // namespace cnnkern

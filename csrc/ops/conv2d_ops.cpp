@@ -5,6 +5,7 @@
 #include <ATen/ops/zeros.h>
 
 #include "ops/checks.h"
+#include "ops/layout.h"
 
 namespace cnnkern {
 
@@ -33,12 +34,15 @@ at::Tensor conv2d_op(Backend backend, const at::Tensor& input, const at::Tensor&
   const Conv2dProblem p =
       make_conv2d_problem(kOp, input, weight, bias, stride, padding, dilation, groups);
   const Conv2dAlgo& a = select_with(kOp, backend, p, input.scalar_type(), algo, ConvPass::Forward);
-  if (p.output_numel() == 0) return at::empty({p.N, p.K, p.P, p.Q}, input.options());
+  const at::MemoryFormat fmt = conv_memory_format(input, weight);
+  if (p.output_numel() == 0)
+    return at::empty({p.N, p.K, p.P, p.Q}, input.options().memory_format(fmt));
   c10::optional<at::Tensor> b;
   if (bias.has_value()) b = bias->contiguous();
   Conv2dEpilogue epi;
   epi.relu = relu;
-  return a.forward(input.contiguous(), weight.contiguous(), b, p, epi, math);
+  return in_memory_format(a.forward(input.contiguous(), weight.contiguous(), b, p, epi, math),
+                          fmt);
 }
 
 at::Tensor conv2d_backward_input_op(Backend backend, const at::Tensor& grad_output,
@@ -52,8 +56,12 @@ at::Tensor conv2d_backward_input_op(Backend backend, const at::Tensor& grad_outp
   check_grad_output(kOp, grad_output, p.N, p.K, p.P, p.Q);
   const Conv2dAlgo& a =
       select_with(kOp, backend, p, grad_output.scalar_type(), algo, ConvPass::BackwardInput);
-  if (p.output_numel() == 0) return at::zeros(input_size, grad_output.options());
-  return a.backward_input(grad_output.contiguous(), weight.contiguous(), p, math);
+  // As a transposed convolution (its other use), the result follows torch's conv rule.
+  const at::MemoryFormat fmt = conv_memory_format(grad_output, weight);
+  if (p.output_numel() == 0)
+    return at::zeros(input_size, grad_output.options().memory_format(fmt));
+  return in_memory_format(
+      a.backward_input(grad_output.contiguous(), weight.contiguous(), p, math), fmt);
 }
 
 at::Tensor conv2d_backward_weight_op(Backend backend, const at::Tensor& grad_output,
@@ -67,8 +75,11 @@ at::Tensor conv2d_backward_weight_op(Backend backend, const at::Tensor& grad_out
   check_grad_output(kOp, grad_output, p.N, p.K, p.P, p.Q);
   const Conv2dAlgo& a =
       select_with(kOp, backend, p, grad_output.scalar_type(), algo, ConvPass::BackwardWeight);
-  if (p.output_numel() == 0) return at::zeros(weight_size, grad_output.options());
-  return a.backward_weight(grad_output.contiguous(), input.contiguous(), p, math);
+  const at::MemoryFormat fmt = conv_memory_format(grad_output, input);
+  if (p.output_numel() == 0)
+    return at::zeros(weight_size, grad_output.options().memory_format(fmt));
+  return in_memory_format(
+      a.backward_weight(grad_output.contiguous(), input.contiguous(), p, math), fmt);
 }
 
 }  // namespace cnnkern

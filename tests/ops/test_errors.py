@@ -2,10 +2,12 @@
 eagerly and under torch.compile, on every backend: the CPU, a GPU ("cuda") and the CUDA emulator
 ("cuda_emu"; the `dev` fixture, tests/conftest.py).
 
-Under torch.compile the fake kernels trace the call and raise only where no output size exists
-(cnnkern/_registrations/_shape.py); every other check is the C++ op's, which runs at run time.
-(These cases ran under FakeTensorMode while the fake kernels copied every C++ check; a fake
-kernel alone no longer raises for, say, a dtype, so the compiled call is what is judged.)
+Under torch.compile the fake kernels trace the call; for pooling they raise only where no
+output size exists (cnnkern/_registrations/_shape.py) and every other check is the C++ op's,
+which runs at run time. The convolution fakes run the C++ op's own checks through the
+sizes-only introspection op, so the convolution cases also run in "fake" mode: under
+FakeTensorMode alone (what torch.export and shape propagation use), which must refuse them
+too, with the same message.
 
 Each case makes its tensors on the backend's device. The emulator takes the eager calls only: it
 is a TorchDispatchMode, under which torch.compile does not trace (a compiled call would end in
@@ -19,27 +21,35 @@ import re
 import pytest
 import torch
 
+from torch._subclasses.fake_tensor import FakeTensorMode
+
 import cnnkern
 from conftest import COMPILABLE_DEVICES, CPU, DEVICES, GPU_ONLY, cross, per_device
 
 OPS = torch.ops.cnnkern
 MODES = ["eager", "compiled"]
+CONV_MODES = MODES + ["fake"]
 
 
-def params(cases):
-    """(dev, mode, make, fragments) for the cases: both modes on the CPU and a GPU, eager in the
+def params(cases, modes=MODES):
+    """(dev, mode, make, fragments) for the cases: every mode on the CPU and a GPU, eager in the
     emulator."""
     cases = [pytest.param(m, f, id=i) for i, m, f in cases]
-    return per_device(cpu=cross(MODES, cases), gpu=cross(MODES, cases),
+    return per_device(cpu=cross(modes, cases), gpu=cross(modes, cases),
                       emu=cross(["eager"], cases))
 
 
 def _call(mode, fn, args, kwargs):
-    """fn(*args, **kwargs), eagerly or compiled (aot_eager, a fresh compile per case)."""
+    """fn(*args, **kwargs), eagerly, compiled (aot_eager, a fresh compile per case) or on fake
+    copies of the tensors under FakeTensorMode."""
     if mode == "compiled":
         torch._dynamo.reset()
         op = fn
         fn = torch.compile(lambda *a, **k: op(*a, **k), backend="aot_eager")
+    if mode == "fake":
+        with FakeTensorMode(allow_non_fake_inputs=False) as fake:
+            args = [fake.from_tensor(a) if isinstance(a, torch.Tensor) else a for a in args]
+            return fn(*args, **kwargs)
     return fn(*args, **kwargs)
 
 
@@ -143,7 +153,8 @@ CONV_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("dev, mode, make, fragments", params(CONV_ERRORS), indirect=["dev"])
+@pytest.mark.parametrize("dev, mode, make, fragments", params(CONV_ERRORS, CONV_MODES),
+                         indirect=["dev"])
 def test_conv2d_errors(make, fragments, mode, dev):
     _check(mode, make, fragments, dev)
 
@@ -203,7 +214,8 @@ RAW_CONV_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("dev, mode, make, fragments", params(RAW_CONV_ERRORS), indirect=["dev"])
+@pytest.mark.parametrize("dev, mode, make, fragments", params(RAW_CONV_ERRORS, CONV_MODES),
+                         indirect=["dev"])
 def test_raw_conv2d_errors(make, fragments, mode, dev):
     _check(mode, make, fragments, dev)
 
