@@ -65,7 +65,12 @@ class Conv2d(nn.Conv2d):
 
 
 class ConvTranspose2d(nn.ConvTranspose2d):
-    """torch.nn.ConvTranspose2d computed by cnnkern's grad-input kernels of `algo`."""
+    """torch.nn.ConvTranspose2d computed by cnnkern's grad-input kernels of `algo`.
+
+    Same constructor, parameters and state_dict keys as the torch layer; forward(input,
+    output_size=None) takes output_size as torch does (the 2 spatial sizes, or the full size
+    with the batch and channel dimensions), through torch's own _output_padding.
+    """
 
     def __init__(self, *args, algo: str = "auto", **kwargs):
         super().__init__(*args, **kwargs)
@@ -83,9 +88,23 @@ class ConvTranspose2d(nn.ConvTranspose2d):
     def extra_repr(self) -> str:
         return super().extra_repr() + f", algo={self.algo!r}"
 
+    @classmethod
+    def from_torch(cls, conv: nn.ConvTranspose2d, algo: str = "auto") -> "ConvTranspose2d":
+        """A cnnkern ConvTranspose2d sharing `conv`'s parameters."""
+        m = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                conv.output_padding, conv.groups, conv.bias is not None, conv.dilation,
+                conv.padding_mode, device="meta", algo=algo)
+        m.weight, m.bias = conv.weight, conv.bias
+        return m
+
 
 class MaxPool2d(nn.MaxPool2d):
     """torch.nn.MaxPool2d computed by cnnkern."""
+
+    @classmethod
+    def from_torch(cls, pool: nn.MaxPool2d) -> "MaxPool2d":
+        return cls(pool.kernel_size, pool.stride, pool.padding, pool.dilation,
+                   pool.return_indices, pool.ceil_mode)
 
     def forward(self, input):
         return ck.max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation,
@@ -95,6 +114,11 @@ class MaxPool2d(nn.MaxPool2d):
 class AvgPool2d(nn.AvgPool2d):
     """torch.nn.AvgPool2d computed by cnnkern."""
 
+    @classmethod
+    def from_torch(cls, pool: nn.AvgPool2d) -> "AvgPool2d":
+        return cls(pool.kernel_size, pool.stride, pool.padding, pool.ceil_mode,
+                   pool.count_include_pad, pool.divisor_override)
+
     def forward(self, input):
         return ck.avg_pool2d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
                              self.count_include_pad, self.divisor_override)
@@ -102,6 +126,10 @@ class AvgPool2d(nn.AvgPool2d):
 
 class AdaptiveAvgPool2d(nn.AdaptiveAvgPool2d):
     """torch.nn.AdaptiveAvgPool2d computed by cnnkern."""
+
+    @classmethod
+    def from_torch(cls, pool: nn.AdaptiveAvgPool2d) -> "AdaptiveAvgPool2d":
+        return cls(pool.output_size)
 
     def forward(self, input):
         return ck.adaptive_avg_pool2d(input, self.output_size)

@@ -14,15 +14,8 @@ from torch import nn
 from .. import nn as cnn
 from ..nn import FusedAwayBatchNorm2d, FusedConvBatchNorm2d, output_survives_in_place_change
 from .chains import Chain, analyse
-from .eligibility import algo_for_layer, conv_problem, pool_problem, swap_problem
+from .eligibility import algo_for_layer, lookup, pool_problem, replace_problem
 from .report import ConvertEntry, ConvertReport
-
-_POOLS = {
-    nn.MaxPool2d: (cnn.MaxPool2d, "max_pool2d"),
-    nn.AvgPool2d: (cnn.AvgPool2d, "avg_pool2d"),
-    nn.AdaptiveAvgPool2d: (cnn.AdaptiveAvgPool2d, "adaptive_avg_pool2d"),
-}
-_CNNKERN_POOLS = tuple(new for new, _ in _POOLS.values())
 
 
 def _set_module(root: nn.Module, path: str, new: nn.Module) -> None:
@@ -34,10 +27,12 @@ def convert(model: nn.Module, algo: str = "auto", fuse: bool = True, *, inplace:
             report: bool = False):
     """`model` with its convolutions, pooling layers and Conv-BN(-ReLU) chains on cnnkern.
 
-    Replaces every nn.Conv2d by cnnkern.nn.Conv2d(algo=algo), nn.MaxPool2d / nn.AvgPool2d /
-    nn.AdaptiveAvgPool2d by cnnkern.nn's, and (fuse=True) every Conv2d -> BatchNorm2d
-    (-> ReLU) chain by one fused conv + BN (+ ReLU) computation; cnnkern/conversion/chains.py
-    says how chains are found. Every module stays at its name with the same parameters and
+    Replaces every nn.Conv2d by cnnkern.nn.Conv2d(algo=algo), nn.ConvTranspose2d by
+    cnnkern.nn.ConvTranspose2d(algo=algo), nn.MaxPool2d / nn.AvgPool2d / nn.AdaptiveAvgPool2d
+    by cnnkern.nn's, and (fuse=True) every Conv2d -> BatchNorm2d (-> ReLU) chain by one fused
+    conv + BN (+ ReLU) computation; cnnkern/conversion/chains.py says how chains are found.
+    The layers it cannot replace (eligibility.LAYERS lists them) are left as they are, each
+    with the reason in the report. Every module stays at its name with the same parameters and
     buffers, so the state_dict keys are unchanged: the result loads the original class's
     checkpoints, and its state_dict loads into the original class.
 
@@ -108,29 +103,22 @@ def convert(model: nn.Module, algo: str = "auto", fuse: bool = True, *, inplace:
                                         True, detail, bn=ch.bn, relu=ch.relu))
 
     for name, m in model.named_modules():
-        if id(m) in new:
+        found = lookup(m)
+        if id(m) in new or found is None:
             continue
-        if isinstance(m, nn.Conv2d):
-            why = conv_problem(m)
-            if type(m) is cnn.Conv2d:
-                why = "already a cnnkern.nn.Conv2d"
-            if why:
-                rep.entries.append(ConvertEntry(name, "conv2d", False, why))
-                continue
+        layer = found[1]
+        why = replace_problem(m, pools_why)
+        if why:
+            rep.entries.append(ConvertEntry(name, layer.kind, False, why))
+            continue
+        detail = ""
+        layer_algo = algo
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
             layer_algo, algo_note = conv_algo(m, name)
-            new[id(m)] = cnn.Conv2d.from_torch(m, layer_algo).train(m.training)
-            rep.entries.append(ConvertEntry(
-                name, "conv2d", True, f"cnnkern.nn.Conv2d(algo={layer_algo!r})"
-                + (f"; {algo_note}" if algo_note else "")))
-        elif isinstance(m, tuple(_POOLS)) and not isinstance(m, _CNNKERN_POOLS):
-            torch_type = next(t for t in _POOLS if isinstance(m, t))
-            new_type, kind = _POOLS[torch_type]
-            why = swap_problem(m, torch_type) or pools_why
-            if why:
-                rep.entries.append(ConvertEntry(name, kind, False, why))
-                continue
-            new[id(m)] = _pool_like(m, new_type).train(m.training)
-            rep.entries.append(ConvertEntry(name, kind, True, f"cnnkern.nn.{new_type.__name__}"))
+            detail = f"(algo={layer_algo!r})" + (f"; {algo_note}" if algo_note else "")
+        new[id(m)] = layer.make(m, layer_algo).train(m.training)
+        rep.entries.append(ConvertEntry(name, layer.kind, True,
+                                        f"cnnkern.nn.{type(new[id(m)]).__name__}{detail}"))
 
     for old_id, replacement in new.items():
         for path in aliases[old_id]:
@@ -146,13 +134,3 @@ def convert(model: nn.Module, algo: str = "auto", fuse: bool = True, *, inplace:
     rep.entries.sort(key=lambda e: order.get(e.name, len(order)))
     return (model, rep) if report else model
 
-
-def _pool_like(m: nn.Module, new_type: type) -> nn.Module:
-    """A cnnkern pooling layer with the same arguments as the torch one `m`."""
-    if isinstance(m, nn.MaxPool2d):
-        return new_type(m.kernel_size, m.stride, m.padding, m.dilation, m.return_indices,
-                        m.ceil_mode)
-    if isinstance(m, nn.AvgPool2d):
-        return new_type(m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad,
-                        m.divisor_override)
-    return new_type(m.output_size)
