@@ -758,3 +758,32 @@ def test_converted_model_on_cuda_matches_cudnn(monkeypatch, dev):
         original.train(mode), model.train(mode)
         assert_close(model(x), original(x))
     assert_state_close(model.state_dict(), original.state_dict(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
+def test_channels_last_model_stays_channels_last(training):
+    """A channels_last model, converted, keeps channels_last after every layer, as the
+    original does (it used to switch to NCHW after its first conv): the output, the input's
+    gradient and every parameter's gradient have the original's strides and values."""
+    torch.manual_seed(0)
+    original = tnn.Sequential(
+        tnn.Conv2d(3, 8, 3, padding=1), tnn.BatchNorm2d(8), tnn.ReLU(), tnn.MaxPool2d(2),
+        tnn.Conv2d(8, 8, 3, padding=1, groups=2), tnn.AvgPool2d(2),
+        tnn.ConvTranspose2d(8, 4, 2, stride=2)).double().to(memory_format=torch.channels_last)
+    converted = cnnkern.convert(copy.deepcopy(original), fuse=True)
+    for m in (original, converted):
+        m.train(training)
+    x = torch.randn(2, 3, 12, 12, dtype=torch.float64).to(memory_format=torch.channels_last)
+    outs, grads = [], []
+    for m in (original, converted):
+        xi = x.clone().requires_grad_()
+        y = m(xi)
+        y.backward(torch.ones_like(y))
+        outs.append(y)
+        grads.append([xi.grad] + [p.grad for p in m.parameters()])
+    assert outs[1].is_contiguous(memory_format=torch.channels_last)
+    assert outs[1].stride() == outs[0].stride()
+    assert_close(outs[1], outs[0])
+    for ours, ref in zip(grads[1], grads[0]):
+        assert ours.stride() == ref.stride()
+        assert_close(ours, ref)
