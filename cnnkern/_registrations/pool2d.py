@@ -14,7 +14,9 @@ from __future__ import annotations
 import torch
 from torch import _prims_common
 
-from ._shape import check_rank, check_same_device, check_shape
+from torch._subclasses.fake_tensor import unset_fake_temporarily
+
+from ._shape import check_rank, check_same_device, check_shape, concrete
 from ._shape import empty_in as _empty
 
 ops = torch.ops.cnnkern
@@ -58,10 +60,25 @@ def pool2d_output_shape(op, input_size, kernel_size, stride, padding, dilation, 
     return N, C, P, Q
 
 
+def _eager_checks(op, input_size, *args):
+    """The C++ op's own argument checks, with its messages (csrc/ops/checks.cpp): `op` run
+    on the CPU on an empty batch of the input's planes, which checks every argument and
+    computes nothing. Skipped when a size is symbolic (the compiled call meets the checks when
+    it runs)."""
+    sizes = [a for a in args if isinstance(a, (list, tuple))]
+    if not concrete(input_size, *sizes):
+        return
+    with unset_fake_temporarily():
+        op(torch.empty((0, *input_size[1:])), *args)
+
+
 # --- max_pool2d ---------------------------------------------------------------------------
 
 @torch.library.register_fake("cnnkern::max_pool2d_with_indices")
 def _max_pool2d_fake(input, kernel_size, stride, padding, dilation, ceil_mode):
+    check_rank("cnnkern.max_pool2d", "input", input.shape, 4, "N, C, H, W")
+    _eager_checks(ops.max_pool2d_with_indices, input.shape, kernel_size, stride, padding,
+                  dilation, ceil_mode)
     shape = pool2d_output_shape("cnnkern.max_pool2d", input.shape, kernel_size, stride, padding,
                                 dilation, ceil_mode)
     layout = _layout(input)
@@ -115,6 +132,9 @@ def _backward_fake(grad_output, input_size, *op_args):
 @torch.library.register_fake("cnnkern::avg_pool2d")
 def _avg_pool2d_fake(input, kernel_size, stride, padding, ceil_mode, count_include_pad,
                      divisor_override):
+    check_rank("cnnkern.avg_pool2d", "input", input.shape, 4, "N, C, H, W")
+    _eager_checks(ops.avg_pool2d, input.shape, kernel_size, stride, padding, ceil_mode,
+                  count_include_pad, divisor_override)
     shape = pool2d_output_shape("cnnkern.avg_pool2d", input.shape, kernel_size, stride, padding,
                                 [1, 1], ceil_mode)
     return _empty(shape, input, _layout(input))
@@ -133,6 +153,7 @@ def _adaptive_avg_pool2d_fake(input, output_size):
     check_shape(op, len(output_size) == 2 and output_size[0] >= 0 and output_size[1] >= 0,
                 "output_size must be two non-negative numbers", input=input.shape,
                 output_size=output_size)
+    _eager_checks(ops.adaptive_avg_pool2d, input.shape, output_size)
     return _empty((*input.shape[:2], *output_size), input, _layout(input))
 
 

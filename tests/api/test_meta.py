@@ -4,6 +4,7 @@ Python, they never ask the C++ library about a device it does not know."""
 
 import pytest
 import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
 import torch.nn.functional as F
 
 import cnnkern
@@ -142,12 +143,37 @@ def test_channels_last_layout_is_kept_as_torch_keeps_it():
         assert ours.stride() == theirs.stride()
 
 
-def test_a_shape_that_cannot_exist_is_an_error_naming_the_arguments():
-    with pytest.raises(RuntimeError, match=r"kernel size \(5 x 5\) is larger than the padded "
-                                           r"input size \(4 x 4\).*padding=\[0, 0\]"):
-        cnnkern.conv2d(_meta(1, 1, 4, 4), _meta(1, 1, 5, 5))
-    with pytest.raises(RuntimeError, match=r"output size is too small.*kernel_size=\[3, 3\]"):
-        cnnkern.max_pool2d(_meta(1, 1, 2, 2), 3)
+def _error(fn, *args):
+    with pytest.raises(RuntimeError) as info:
+        fn(*args)
+    return str(info.value).splitlines()[0]
+
+
+@pytest.mark.parametrize("call", [
+    lambda x, w: cnnkern.conv2d(x(1, 1, 4, 4), w(1, 1, 5, 5)),
+    lambda x, w: cnnkern.conv2d(x(1, 4, 6, 6), w(2, 3, 3, 3)),
+    lambda x, w: cnnkern.conv2d(x(1, 4, 6, 6), w(3, 2, 3, 3), groups=2),
+    lambda x, w: cnnkern.conv2d(x(1, 4, 6, 6), w(2, 4, 5, 5), algo="winograd"),
+    lambda x, w: cnnkern.max_pool2d(x(1, 1, 2, 2), 3),
+    lambda x, w: cnnkern.max_pool2d(x(1, 1, 6, 6), 2, 1, 2),
+    lambda x, w: cnnkern.avg_pool2d(x(1, 1, 6, 6), 2, divisor_override=0),
+], ids=["kernel_too_large", "channels", "groups", "algo", "pool_output", "pool_padding",
+        "divisor"])
+def test_meta_refuses_what_eager_refuses_with_its_message(call):
+    """The fakes run the C++ op's checks (meta has no backend to judge an algorithm by, so
+    that case is the CPU's under FakeTensorMode on CPU tensors, and sizes only on meta)."""
+    eager = _error(call, torch.randn, torch.randn)
+    with FakeTensorMode() as mode:
+        fake = _error(call, *(lambda *s: mode.from_tensor(torch.randn(*s)),) * 2)
+    assert fake == eager
+    meta = (lambda *s: _meta(*s),) * 2
+    if "algo" in eager:
+        call(*meta)  # no backend on meta: the shape is fine
+    else:
+        assert _error(call, *meta) == eager
+
+
+def test_mixed_devices_are_an_error():
     with pytest.raises(RuntimeError, match=r"weight must be on the same device"):
         torch.ops.cnnkern.conv2d(torch.randn(1, 2, 5, 5), _meta(3, 2, 3, 3), None, [1, 1],
                                  [0, 0], [1, 1], 1, "auto")

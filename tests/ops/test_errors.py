@@ -2,12 +2,11 @@
 eagerly and under torch.compile, on every backend: the CPU, a GPU ("cuda") and the CUDA emulator
 ("cuda_emu"; the `dev` fixture, tests/conftest.py).
 
-Under torch.compile the fake kernels trace the call; for pooling they raise only where no
-output size exists (cnnkern/_registrations/_shape.py) and every other check is the C++ op's,
-which runs at run time. The convolution fakes run the C++ op's own checks through the
-sizes-only introspection op, so the convolution cases also run in "fake" mode: under
-FakeTensorMode alone (what torch.export and shape propagation use), which must refuse them
-too, with the same message.
+Under torch.compile the fake kernels trace the call. They run the C++ op's own checks (the
+convolutions through the sizes-only introspection op, pooling through the op itself on an
+empty batch: cnnkern/_registrations), so the public functions' cases also run in "fake" mode:
+under FakeTensorMode alone (what torch.export and shape propagation use), which must refuse
+them too, with the same message. (The raw backward ops' fakes check only sizes.)
 
 Each case makes its tensors on the backend's device. The emulator takes the eager calls only: it
 is a TorchDispatchMode, under which torch.compile does not trace (a compiled call would end in
@@ -28,7 +27,7 @@ from conftest import COMPILABLE_DEVICES, CPU, DEVICES, GPU_ONLY, cross, per_devi
 
 OPS = torch.ops.cnnkern
 MODES = ["eager", "compiled"]
-CONV_MODES = MODES + ["fake"]
+ALL_MODES = MODES + ["fake"]
 
 
 def params(cases, modes=MODES):
@@ -153,7 +152,7 @@ CONV_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("dev, mode, make, fragments", params(CONV_ERRORS, CONV_MODES),
+@pytest.mark.parametrize("dev, mode, make, fragments", params(CONV_ERRORS, ALL_MODES),
                          indirect=["dev"])
 def test_conv2d_errors(make, fragments, mode, dev):
     _check(mode, make, fragments, dev)
@@ -214,7 +213,7 @@ RAW_CONV_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("dev, mode, make, fragments", params(RAW_CONV_ERRORS, CONV_MODES),
+@pytest.mark.parametrize("dev, mode, make, fragments", params(RAW_CONV_ERRORS, ALL_MODES),
                          indirect=["dev"])
 def test_raw_conv2d_errors(make, fragments, mode, dev):
     _check(mode, make, fragments, dev)
@@ -262,7 +261,8 @@ POOL_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("dev, mode, make, fragments", params(POOL_ERRORS), indirect=["dev"])
+@pytest.mark.parametrize("dev, mode, make, fragments", params(POOL_ERRORS, ALL_MODES),
+                         indirect=["dev"])
 def test_pool_errors(make, fragments, mode, dev):
     _check(mode, make, fragments, dev)
 
