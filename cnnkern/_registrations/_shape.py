@@ -40,25 +40,25 @@ def check_shape(op: str, cond, why, **args) -> None:
     torch._check(cond, message)
 
 
-def check_same_device(op: str, **tensors) -> None:
-    """The tensors given (None for an absent optional one) are on one device, the output's."""
+def _check_alike(op: str, tensors: dict, same: str, value) -> None:
+    """The tensors given (None for an absent optional one) share value(t); else the C++ ops'
+    message (check_same_device_dtype): "`op`: a and b must `same`; got a <value> and b ..."."""
     present = [(name, t) for name, t in tensors.items() if t is not None]
     first, ref = present[0]
     for name, t in present[1:]:
-        torch._check(t.device == ref.device,
-                     lambda: (f"{op}: {first} and {name} must be on the same device; got {first} "
-                              f"on {ref.device} and {name} on {t.device}"))
+        torch._check(value(t) == value(ref),
+                     lambda: (f"{op}: {first} and {name} must {same}; got {first} "
+                              f"{value(ref)} and {name} {value(t)}"))
+
+
+def check_same_device(op: str, **tensors) -> None:
+    """The tensors given are on one device, the output's."""
+    _check_alike(op, tensors, "be on the same device", lambda t: f"on {t.device}")
 
 
 def check_same_dtype(op: str, **tensors) -> None:
-    """As check_same_device, for dtypes (the C++ ops' check_same_device_dtype, whose
-    message names dtypes as C++ does: Float, Double, ...)."""
-    present = [(name, t) for name, t in tensors.items() if t is not None]
-    first, ref = present[0]
-    for name, t in present[1:]:
-        torch._check(t.dtype == ref.dtype,
-                     lambda: (f"{op}: {first} and {name} must have the same dtype; got {first} "
-                              f"{_c10_name(ref.dtype)} and {name} {_c10_name(t.dtype)}"))
+    """The tensors given have one dtype (named as C++ names it: Float, Double, ...)."""
+    _check_alike(op, tensors, "have the same dtype", lambda t: _c10_name(t.dtype))
 
 
 def _c10_name(dtype: torch.dtype) -> str:
