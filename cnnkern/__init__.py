@@ -14,6 +14,7 @@ from . import _registrations  # noqa: F401  (fake kernels and autograd of every 
 from . import backends
 from . import nn
 from .algo import KNOWN_ALGORITHMS, algorithms, can_implement, explain, select
+from .explanation import Explanation
 from . import tuning
 from .tuning import autotune, autotuning
 from .tuning import load as autotune_load
@@ -26,7 +27,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "conv2d", "conv_bn_relu", "conv_transpose2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "nn", "algorithms",
-    "can_implement", "explain", "select", "KNOWN_ALGORITHMS", "cuda_built", "cuda_available",
+    "can_implement", "explain", "Explanation", "select", "KNOWN_ALGORITHMS", "cuda_built",
+    "cuda_available",
     "autotune", "autotuning", "autotune_save", "autotune_load", "tuning", "convert",
     "ConvertReport", "backends",
 ]

@@ -76,26 +76,27 @@ def select(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tenso
 
 
 def explain(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
-            stride=1, padding=0, dilation=1, groups: int = 1, *, algo: str = "auto") -> str:
-    """A few lines: what `algo` runs for this convolution, and each algorithm's status."""
-    device = input.device.type
-    lines = []
-    try:
-        chosen = {p: select(input, weight, bias, stride, padding, dilation, groups, algo=algo,
-                            pass_=p) for p in ("fwd", "bwd_input", "bwd_weight")}
-        how = "picked by auto" if algo == "auto" else "as requested"
-        if len(set(chosen.values())) == 1:
-            lines.append(f"runs: {chosen['fwd']} ({how}) on {device}")
-        else:
-            each = ", ".join(f"{name} for {p}" for p, name in chosen.items())
-            lines.append(f"runs: {each} ({how}) on {device}")
-    except (RuntimeError, ValueError) as e:
-        lines.append(f"cannot run: {str(e).splitlines()[0]}")
-    built = algorithms(device)
-    for name in KNOWN_ALGORITHMS:
-        if name not in built:
-            lines.append(f"  {name}: not built for {device}")
-            continue
-        ok, why = can_implement(input, weight, bias, stride, padding, dilation, groups, algo=name)
-        lines.append(f"  {name}: {'can run' if ok else why}")
-    return "\n".join(lines)
+            stride=1, padding=0, dilation=1, groups: int = 1, *, algo: str = "auto",
+            measure: bool = False):
+    """What a cnnkern.conv2d call with these arguments runs, per pass, and why.
+
+    Returns a cnnkern.explanation.Explanation: `print()` it, or read it (`.passes`, `.runs()`,
+    `.to_dict()`, JSON-ready). Per pass ("fwd", "bwd_input", "bwd_weight"): the algorithm that
+    runs and what decided it (the auto rule's clause as the C++ rule states it, "requested",
+    or the autotuner's recorded timings when it is on and has timed this call's key); per
+    algorithm: whether it can run (else why), and its workspace bytes per call and per thread
+    as the algorithm estimates them. With measure=True every algorithm that can run is timed
+    on random data of these shapes and its error against a float64 reference measured
+    (max |y - y64| / max |y64|); otherwise those fields are None.
+    """
+    from . import explanation
+
+    if not isinstance(algo, str):
+        raise TypeError(f"cnnkern.explain: algo must be a string; got {algo!r}")
+    if not isinstance(measure, bool):
+        raise TypeError(f"cnnkern.explain: measure must be True or False; got {measure!r}")
+    if measure and input.device.type not in ("cpu", "cuda"):
+        raise ValueError(f"cnnkern.explain: measure=True needs tensors on the CPU or a GPU to "
+                         f"run; got input on {input.device}")
+    return explanation.build(input, weight, bias, stride, padding, dilation, groups, algo,
+                             measure)

@@ -42,6 +42,9 @@ _ops = torch.ops.cnnkern
 
 _lock = threading.RLock()
 _cache: Dict[str, str] = {}
+# The seconds each candidate took when this process tuned a key ({key: {algorithm: s}}), for
+# cnnkern.explain; entries loaded from a file have none.
+_times: Dict[str, Dict[str, float]] = {}
 # Process-wide, like torch.backends.cudnn.benchmark; `with autotuning():` blocks per thread.
 _enabled = ThreadSwitch(False)
 
@@ -180,6 +183,7 @@ def choose(input, weight, bias, stride, padding, dilation, groups,
             return "auto"  # the op then reports why nothing can run
         best = min(times, key=lambda a: (times[a], candidates.index(a)))
         _cache[key] = best
+        _times[key] = times
         return best
 
 
@@ -189,9 +193,18 @@ def cache() -> Dict[str, str]:
         return dict(_cache)
 
 
+def recorded_times(key: str) -> Optional[Dict[str, float]]:
+    """{algorithm: seconds} as this process timed `key` (cache_key's), or None when it has not
+    (not tuned yet, or the choice was loaded from a file)."""
+    with _lock:
+        times = _times.get(key)
+        return None if times is None else dict(times)
+
+
 def clear() -> None:
     with _lock:
         _cache.clear()
+        _times.clear()
 
 
 def save(path: str) -> None:
@@ -209,4 +222,6 @@ def load(path: str) -> int:
         raise ValueError(f"{path}: not a cnnkern autotune cache (format {data.get('format')!r})")
     with _lock:
         _cache.update(data["entries"])
+        for key in data["entries"]:  # a loaded choice was not timed here
+            _times.pop(key, None)
     return len(data["entries"])

@@ -9,6 +9,7 @@
 #include <torch/library.h>
 
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "ops/checks.h"
@@ -44,6 +45,32 @@ std::string conv2d_select_op(c10::IntArrayRef input_size, c10::IntArrayRef weigh
   return select_conv2d_algo("cnnkern.conv2d", parse_backend(device), p, dtype, algo,
                             parse_conv_pass(pass))
       .name;
+}
+
+// How "auto" decides a pass and every algorithm's standing there (cnnkern.explain): the rule's
+// clause (or the priorities), then per algorithm in the order "auto" tries them: its name, why
+// it cannot run the pass ("" if it can), its workspace bytes per call and per thread (-1:
+// cannot run, or no estimate registered) and what they hold.
+std::tuple<std::string, std::vector<std::string>, std::vector<std::string>, std::vector<int64_t>,
+           std::vector<int64_t>, std::vector<std::string>>
+conv2d_explain_op(c10::IntArrayRef input_size, c10::IntArrayRef weight_size,
+                  c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation,
+                  int64_t groups, c10::ScalarType dtype, const std::string& device,
+                  const std::string& pass) {
+  const Conv2dProblem p = make_conv2d_problem("cnnkern.conv2d", input_size, weight_size, stride,
+                                              padding, dilation, groups);
+  const Conv2dAutoExplanation e =
+      explain_conv2d_auto(parse_backend(device), p, dtype, parse_conv_pass(pass));
+  std::vector<std::string> names, why_not, what;
+  std::vector<int64_t> per_call, per_thread;
+  for (const Conv2dAutoExplanation::Entry& a : e.entries) {
+    names.push_back(a.name);
+    why_not.push_back(a.why_not);
+    per_call.push_back(a.has_workspace ? a.workspace.per_call : -1);
+    per_thread.push_back(a.has_workspace ? a.workspace.per_thread : -1);
+    what.push_back(a.has_workspace ? a.workspace.what : "");
+  }
+  return {e.reason, names, why_not, per_call, per_thread, what};
 }
 
 }  // namespace
@@ -116,6 +143,13 @@ CNNKERN_TORCH_LIBRARY(m) {
       "int[2] dilation, int groups, ScalarType dtype, str device, str algo, "
       "str pass_=\"fwd\") -> str",
       &cnnkern::conv2d_select_op);
+  // Returns (auto's reason, algorithms in auto's order, why_not, workspace bytes per call,
+  // per thread, what the workspace holds) for one pass: conv2d_explain_op above.
+  m.def(
+      "conv2d_explain(int[] input_size, int[] weight_size, int[2] stride, int[2] padding, "
+      "int[2] dilation, int groups, ScalarType dtype, str device, str pass_=\"fwd\") -> "
+      "(str, str[], str[], int[], int[], str[])",
+      &cnnkern::conv2d_explain_op);
 }
 
 #if !defined(CNNKERN_CUDA_EMU)  // the emulated library is loaded with torch.ops.load_library

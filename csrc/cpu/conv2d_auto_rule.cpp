@@ -20,26 +20,63 @@
 //
 // Any algorithm this rule does not name comes after, by its registered auto_priority.
 
+#include <string>
+
 #include "core/winograd.h"
 #include "ops/conv2d_algo.h"
 
 namespace cnnkern {
 namespace {
 
-std::vector<std::string> cpu_auto_rule(const Conv2dProblem& p, at::ScalarType dtype,
-                                       ConvPass pass) {
+std::string str(int64_t v) { return std::to_string(v); }
+
+// Each clause returns its preference order with its reason in words, the case first and the
+// problem's own numbers after, so explain() quotes the branch that decided.
+Conv2dAutoChoice cpu_auto_rule(const Conv2dProblem& p, at::ScalarType dtype, ConvPass pass) {
   const int64_t c = p.C_per_group(), k = p.K_per_group();
-  if (dtype == at::kFloat && winograd::supports_shape(p) && c >= 16 && k >= 16)
-    return {"winograd_f2", "im2col", "direct"};
+  const std::string per_group = "C/groups " + str(c) + ", K/groups " + str(k);
+  const bool winograd_shape = winograd::supports_shape(p);
+  if (dtype == at::kFloat && winograd_shape && c >= 16 && k >= 16)
+    return {{"winograd_f2", "im2col", "direct"},
+            "3x3 stride-1 dilation-1 float32 with at least 16 input and output channels per "
+            "group (" + per_group + "): winograd_f2, the fastest at PyTorch's float32 accuracy "
+            "(F(4x4) winograd is faster still but 5-10x less accurate, so never picked by auto)"};
   // A 3-channel first layer's grad-weight: direct at batch 1 (1.1x PyTorch against im2col's
   // 0.8x at 224x224), im2col from a few images on (batch 8: 1.8x against 0.9x).
   const bool small_first_layer_grad_weight =
       pass == ConvPass::BackwardWeight && p.N * p.P * p.Q < (int64_t(1) << 17);
   // Few input channels and few filters (LeNet-5's C3, 6 -> 16): direct 1.1x against 0.45x.
-  const bool narrow =
-      k < 8 || (c < 8 && (p.groups > 1 || k < 32 || small_first_layer_grad_weight));
-  if (narrow) return {"direct", "im2col"};
-  return {"im2col", "direct"};
+  const std::string narrow_tail = " (" + per_group + ", groups " + str(p.groups) +
+                                  "): direct; a GEMM with a dimension below ~8 wastes most of "
+                                  "its register tile";
+  if (c < 8 && p.groups > 1)
+    return {{"direct", "im2col"},
+            "grouped (depthwise or narrow) with fewer than 8 input channels per group" +
+                narrow_tail};
+  if (k < 8)
+    return {{"direct", "im2col"}, "fewer than 8 filters per group" + narrow_tail};
+  if (c < 8 && k < 32)
+    return {{"direct", "im2col"},
+            "fewer than 8 input channels into fewer than 32 filters" + narrow_tail};
+  if (c < 8 && small_first_layer_grad_weight)
+    return {{"direct", "im2col"},
+            "grad-weight of a layer with fewer than 8 input channels over fewer than 2^17 "
+            "output positions (N*P*Q = " + str(p.N * p.P * p.Q) + ")" + narrow_tail};
+  // Why the Winograd clause did not apply to a 3x3 stride-1 problem, else the shape class.
+  std::string which;
+  if (winograd_shape && dtype != at::kFloat)
+    which = "3x3 stride-1 in " + std::string(c10::toString(dtype)) +
+            " (Winograd is auto's choice in float32 only; float64 has only portable Winograd "
+            "kernels)";
+  else if (winograd_shape)
+    which = "3x3 stride-1 with fewer than 16 input or output channels per group";
+  else
+    which = "not 3x3 stride-1 dilation-1 (a " + str(p.R) + "x" + str(p.S) + " kernel, stride " +
+            str(p.stride_h) + "x" + str(p.stride_w) + ", dilation " + str(p.dil_h) + "x" +
+            str(p.dil_w) + ": 1x1, strided, large or dilated kernels)";
+  return {{"im2col", "direct"},
+          "everything else: " + which + ", with enough channels per group for a GEMM (" +
+              per_group + "): im2col"};
 }
 
 }  // namespace

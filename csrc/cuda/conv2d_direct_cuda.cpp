@@ -55,9 +55,16 @@ at::Tensor direct_backward_weight(const at::Tensor& grad_output, const at::Tenso
   return grad_weight;
 }
 
+Conv2dWorkspace direct_workspace(const Conv2dProblem&, at::ScalarType, ConvPass) {
+  Conv2dWorkspace ws;
+  ws.what = "none: each thread sums its outputs straight from the inputs";
+  return ws;
+}
+
 }  // namespace
 
 CONV2D_REGISTER_ALGO(Backend::CUDA, Conv2dAlgo{"direct", 10, direct_why_not, direct_forward,
-                                               direct_backward_input, direct_backward_weight});
+                                               direct_backward_input, direct_backward_weight,
+                                               direct_workspace});
 
 }  // namespace cnnkern

@@ -55,6 +55,24 @@ at::Tensor im2col_backward_input(const at::Tensor& grad_output, const at::Tensor
 
 }  // namespace
 
+CudaDType cuda_dtype_for(at::ScalarType dtype) {
+  // cuda_dtype_of reads a tensor's dtype: an empty host tensor is one (no device touched).
+  return cuda_dtype_of(at::empty({0}, at::TensorOptions().dtype(dtype)));
+}
+
+Conv2dWorkspace igemm_workspace(const Conv2dProblem& p, at::ScalarType dtype, ConvPass pass) {
+  Conv2dWorkspace ws;
+  if (pass != ConvPass::BackwardWeight) {
+    ws.what = "none: the GEMM reads its operands in place (no column matrix)";
+    return ws;
+  }
+  ws.per_call =
+      static_cast<int64_t>(igemm_backward_weight_workspace_bytes(cuda_dtype_for(dtype), p));
+  ws.what = ws.per_call > 0 ? "grad-weight's split-K partial sums (device memory, per call)"
+                            : "none: grad-weight is not split along K here";
+  return ws;
+}
+
 at::Tensor igemm_backward_weight(const at::Tensor& grad_output, const at::Tensor& input,
                                  const Conv2dProblem& p, const Conv2dMath& math) {
   at::Tensor grad_weight = at::empty({p.K, p.C_per_group(), p.R, p.S}, grad_output.options());
@@ -77,6 +95,6 @@ at::Tensor igemm_backward_weight(const at::Tensor& grad_output, const at::Tensor
 // the direct kernel reuses none (the lead tunes this from the H100 benchmark).
 CONV2D_REGISTER_ALGO(Backend::CUDA, Conv2dAlgo{"im2col", /*auto_priority=*/20, im2col_why_not,
                                                im2col_forward, im2col_backward_input,
-                                               igemm_backward_weight});
+                                               igemm_backward_weight, igemm_workspace});
 
 }  // namespace cnnkern

@@ -75,6 +75,19 @@ at::Tensor backward_input(const at::Tensor& grad_output, const at::Tensor& weigh
   return grad_input;
 }
 
+// forward / grad-input: winograd_workspace_bytes, what the passes above allocate; grad-weight
+// is the implicit GEMM's.
+template <int M>
+Conv2dWorkspace wino_workspace(const Conv2dProblem& p, at::ScalarType dtype, ConvPass pass) {
+  if (pass == ConvPass::BackwardWeight) return igemm_workspace(p, dtype, pass);
+  Conv2dWorkspace ws;
+  ws.per_call = static_cast<int64_t>(winograd_workspace_bytes(
+      cuda_dtype_for(dtype), M, p, /*grad_input=*/pass == ConvPass::BackwardInput));
+  ws.what = "the transformed filters, input tiles and their products for one batch chunk "
+            "(device memory, per call)";
+  return ws;
+}
+
 }  // namespace
 
 // Below direct's 10, as on the CPU: Winograd trades accuracy for speed (F(4x4)'s float32 error
@@ -82,9 +95,9 @@ at::Tensor backward_input(const at::Tensor& grad_output, const at::Tensor& weigh
 // grad-weight is the implicit GEMM's (cuda/conv2d_implicit_gemm_cuda.h).
 CONV2D_REGISTER_ALGO(Backend::CUDA,
                      Conv2dAlgo{"winograd", /*auto_priority=*/5, why_not<4>, forward<4>,
-                                backward_input<4>, igemm_backward_weight});
+                                backward_input<4>, igemm_backward_weight, wino_workspace<4>});
 CONV2D_REGISTER_ALGO(Backend::CUDA,
                      Conv2dAlgo{"winograd_f2", /*auto_priority=*/4, why_not<2>, forward<2>,
-                                backward_input<2>, igemm_backward_weight});
+                                backward_input<2>, igemm_backward_weight, wino_workspace<2>});
 
 }  // namespace cnnkern

@@ -94,28 +94,53 @@ bool has_kernel(const Conv2dAlgo& a, ConvPass pass) {
   return false;
 }
 
-// "auto": the backend rule's preferences first, then the rest by auto_priority; the first
-// that can run the problem and has the pass's kernel. nullptr (with `reason`) if none can.
-const Conv2dAlgo* resolve_auto(Backend b, const Conv2dProblem& p, at::ScalarType dtype,
-                               ConvPass pass, std::string* reason) {
+// "" when `a` can run the problem's `pass`, else why not.
+std::string why_not_for_pass(const Conv2dAlgo& a, const Conv2dProblem& p, at::ScalarType dtype,
+                             ConvPass pass) {
+  std::string r = a.why_not(p, dtype);
+  if (r.empty() && !has_kernel(a, pass)) r = std::string("no ") + conv_pass_name(pass) + " kernel";
+  return r;
+}
+
+// The order in which "auto" tries the algorithms: the backend rule's preferences first, then
+// the rest by auto_priority; `reason` gets the rule's clause, or how the priorities ordered
+// them when the backend has no rule (the caller holds the lock).
+std::vector<const Conv2dAlgo*> auto_order(Backend b, const Conv2dProblem& p,
+                                          at::ScalarType dtype, ConvPass pass,
+                                          std::string* reason) {
   std::vector<const Conv2dAlgo*> order;
   for (const Conv2dAlgo& a : algos_of(b)) order.push_back(&a);
   std::stable_sort(order.begin(), order.end(), [](const Conv2dAlgo* x, const Conv2dAlgo* y) {
     return x->auto_priority > y->auto_priority;
   });
   if (const Conv2dAutoRule& rule = registry().auto_rules[static_cast<int>(b)]) {
-    const std::vector<std::string> preferred = rule(p, dtype, pass);
+    const Conv2dAutoChoice choice = rule(p, dtype, pass);
     auto rank = [&](const Conv2dAlgo* a) {
-      return std::find(preferred.begin(), preferred.end(), a->name) - preferred.begin();
+      return std::find(choice.order.begin(), choice.order.end(), a->name) - choice.order.begin();
     };
     std::stable_sort(order.begin(), order.end(),
                      [&](const Conv2dAlgo* x, const Conv2dAlgo* y) { return rank(x) < rank(y); });
+    *reason = choice.reason;
+  } else {
+    std::ostringstream os;
+    os << "no auto rule on " << backend_name(b) << ": the highest auto_priority that can run (";
+    for (size_t i = 0; i < order.size(); ++i)
+      os << (i ? ", " : "") << order[i]->name << " " << order[i]->auto_priority;
+    os << ")";
+    *reason = os.str();
   }
+  return order;
+}
+
+// "auto": the first algorithm in auto_order that can run the pass. nullptr (with `reason`)
+// if none can.
+const Conv2dAlgo* resolve_auto(Backend b, const Conv2dProblem& p, at::ScalarType dtype,
+                               ConvPass pass, std::string* reason) {
+  std::string rule;
+  const std::vector<const Conv2dAlgo*> order = auto_order(b, p, dtype, pass, &rule);
   std::ostringstream why;
   for (const Conv2dAlgo* a : order) {
-    std::string r = a->why_not(p, dtype);
-    if (r.empty() && !has_kernel(*a, pass))
-      r = std::string("no ") + conv_pass_name(pass) + " kernel";
+    const std::string r = why_not_for_pass(*a, p, dtype, pass);
     if (r.empty()) return a;
     why << (why.tellp() > 0 ? "; " : "") << a->name << ": " << r;
   }
@@ -184,6 +209,24 @@ std::string conv2d_why_not(Backend backend, const Conv2dProblem& p, at::ScalarTy
   std::string reason;
   resolve(backend, p, dtype, algo, ConvPass::Forward, &reason);
   return reason;
+}
+
+Conv2dAutoExplanation explain_conv2d_auto(Backend backend, const Conv2dProblem& p,
+                                          at::ScalarType dtype, ConvPass pass) {
+  std::lock_guard<std::mutex> lock(registry().mutex);
+  Conv2dAutoExplanation out;
+  for (const Conv2dAlgo* a : auto_order(backend, p, dtype, pass, &out.reason)) {
+    Conv2dAutoExplanation::Entry e;
+    e.name = a->name;
+    e.why_not = why_not_for_pass(*a, p, dtype, pass);
+    // Only for a problem the algorithm accepts: its plan may assume the shape it checks.
+    if (e.why_not.empty() && a->workspace) {
+      e.has_workspace = true;
+      e.workspace = a->workspace(p, dtype, pass);
+    }
+    out.entries.push_back(std::move(e));
+  }
+  return out;
 }
 
 const Conv2dAlgo& select_conv2d_algo(const char* op, Backend backend, const Conv2dProblem& p,

@@ -47,6 +47,20 @@ struct Conv2dMath {
   bool allow_tf32 = false;
 };
 
+// What a pass allocates besides its inputs and its output, as the algorithm plans it for a
+// problem (explain() shows it; nothing reserves it). Figures are upper bounds, in bytes:
+//   per_call    allocated once for the call: freed on return, or kept by the calling thread
+//               for its next call (grow-only scratch; `what` says which);
+//   per_thread  for each thread that runs part of the pass (1 with one thread), kept by that
+//               thread between calls;
+// so a call takes at most per_call + threads * per_thread. On CUDA both are device memory
+// from PyTorch's caching allocator, per_thread is 0.
+struct Conv2dWorkspace {
+  int64_t per_call = 0;
+  int64_t per_thread = 0;
+  std::string what;  // the buffers, in words ("" when there are none)
+};
+
 struct Conv2dAlgo {
   std::string name;
   // Higher wins under "auto" among the algorithms that can run a problem.
@@ -66,16 +80,24 @@ struct Conv2dAlgo {
   std::function<at::Tensor(const at::Tensor& grad_output, const at::Tensor& input,
                            const Conv2dProblem&, const Conv2dMath&)>
       backward_weight;
+  // The workspace of `pass` on a problem it can run (why_not empty) in `dtype`. Registered
+  // beside the kernels, from the same plan they follow; empty: reported as unknown.
+  std::function<Conv2dWorkspace(const Conv2dProblem&, at::ScalarType, ConvPass)> workspace;
 };
 
 void register_conv2d_algo(Backend backend, Conv2dAlgo algo);
 
 // A backend's "auto" rule: algorithm names in order of preference for a problem, dtype and
-// pass. "auto" takes the first of them that can run the problem (and has the pass's kernel);
-// algorithms the rule does not name come after it, highest auto_priority first. Without a
-// rule, auto_priority alone decides.
-using Conv2dAutoRule = std::function<std::vector<std::string>(const Conv2dProblem&,
-                                                              at::ScalarType, ConvPass)>;
+// pass, and the rule's clause that gave them, in words (what explain() prints, so the text
+// comes from the code that decides). "auto" takes the first of them that can run the problem
+// (and has the pass's kernel); algorithms the rule does not name come after it, highest
+// auto_priority first. Without a rule, auto_priority alone decides.
+struct Conv2dAutoChoice {
+  std::vector<std::string> order;
+  std::string reason;
+};
+using Conv2dAutoRule =
+    std::function<Conv2dAutoChoice(const Conv2dProblem&, at::ScalarType, ConvPass)>;
 void register_conv2d_auto_rule(Backend backend, Conv2dAutoRule rule);
 
 // "" when the problem has the Winograd shape (core/winograd.h: winograd::supports_shape), else
@@ -88,6 +110,22 @@ std::vector<std::string> conv2d_algos(Backend backend);
 // "" when `algo` ("auto" included) can run the problem, else the full reason.
 std::string conv2d_why_not(Backend backend, const Conv2dProblem& p, at::ScalarType dtype,
                            const std::string& algo);
+
+// How "auto" decides for a problem and pass, and every algorithm's standing there.
+struct Conv2dAutoExplanation {
+  // The rule's clause, or (no rule) how the registered priorities ordered the algorithms.
+  std::string reason;
+  struct Entry {
+    std::string name;
+    std::string why_not;  // "" when it can run this pass (kernel present)
+    // Filled when it can run and registered an estimate (has_workspace).
+    bool has_workspace = false;
+    Conv2dWorkspace workspace;
+  };
+  std::vector<Entry> entries;  // every algorithm of the backend, in the order "auto" tries them
+};
+Conv2dAutoExplanation explain_conv2d_auto(Backend backend, const Conv2dProblem& p,
+                                          at::ScalarType dtype, ConvPass pass);
 
 // Resolves `algo` for `pass` or throws (c10::Error) with the reason, prefixed by `op`.
 const Conv2dAlgo& select_conv2d_algo(const char* op, Backend backend, const Conv2dProblem& p,

@@ -96,9 +96,10 @@ def test_can_implement_unknown_algo():
 
 def test_explain_names_auto_choice_and_every_algorithm():
     x, w = _problem()
-    text = cnnkern.explain(x, w, padding=1)
-    assert isinstance(text, str) and text.strip()
-    assert "auto" in text
+    explanation = cnnkern.explain(x, w, padding=1)
+    assert isinstance(explanation, cnnkern.Explanation)
+    text = str(explanation)
+    assert text.startswith(f"runs: {cnnkern.select(x, w, padding=1)} ") and "auto" in text
     for algo in cnnkern.algorithms("cpu"):
         assert algo in text, f"{algo!r} missing from explain():\n{text}"
     if cnnkern.algorithms("cpu") == ["direct"]:
@@ -111,8 +112,11 @@ def test_explain_names_auto_choice_and_every_algorithm():
 def test_explain_accepts_conv_arguments():
     x = torch.randn(1, 4, 9, 9)
     w = torch.randn(4, 1, 3, 3)
-    text = cnnkern.explain(x, w, torch.randn(4), stride=2, padding=1, dilation=1, groups=4)
-    assert "direct" in text
+    e = cnnkern.explain(x, w, torch.randn(4), stride=2, padding=1, dilation=1, groups=4)
+    assert "direct" in str(e)
+    assert (e.stride, e.padding, e.dilation, e.groups) == ([2, 2], [1, 1], [1, 1], 4)
+    assert e.runs() == {p: cnnkern.select(x, w, stride=2, padding=1, groups=4, pass_=p)
+                        for p in ("fwd", "bwd_input", "bwd_weight")}
 
 
 def test_auto_equals_direct():

@@ -12,6 +12,7 @@ PUBLIC_OPS = {
     "max_pool2d_with_indices", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
     "adaptive_avg_pool2d", "adaptive_avg_pool2d_backward",
     "conv2d_algorithms", "conv2d_known_algorithms", "conv2d_why_not", "conv2d_select",
+    "conv2d_explain",
 }
 
 # A fresh interpreter: this test process may have loaded the tests-only library already.

@@ -362,6 +362,9 @@ void backward_input_impl(const at::Tensor& grad_output, const at::Tensor& weight
   });
 }
 
+// Input channels per grad-weight job (its scratch grows with them; workspace_of counts it).
+constexpr int64_t kGradWeightChannels = 8;
+
 template <typename T>
 void backward_weight_impl(const at::Tensor& grad_output, const at::Tensor& input, T* gw,
                           const Conv2dProblem& p) {
@@ -390,7 +393,7 @@ void backward_weight_impl(const at::Tensor& grad_output, const at::Tensor& input
   const int64_t plane = L.pk.plane();
   // Jobs: (group, output-channel block, input-channel block). A job reads its go block once
   // per chunk of positions and every channel of its block against it.
-  const int64_t cbs = 8;
+  const int64_t cbs = kGradWeightChannels;
   const int64_t nkb = ceil_div(Kg, kn.kbw), ncb = ceil_div(Cg, cbs);
   const int64_t njobs = p.groups * nkb * ncb;
   for_each_job(njobs, [&](int64_t job) {
@@ -476,9 +479,49 @@ at::Tensor backward_weight(const at::Tensor& grad_output, const at::Tensor& inpu
   return gw;
 }
 
+// The repacked planes and scratch the passes above allocate, from the same layouts. Not
+// zero: every pass copies its input planes padded (and split into stride phases) first.
+template <typename T>
+Conv2dWorkspace workspace_of(const Conv2dProblem& p, ConvPass pass) {
+  const DirectKernels<T>& kn = kernels<T>();
+  const int64_t bytes = sizeof(T);
+  Conv2dWorkspace ws;
+  if (pass == ConvPass::BackwardInput) {
+    const AxisPhases AH = axis_phases(p.H, p.R, p.stride_h, p.pad_h, p.dil_h);
+    const AxisPhases AW = axis_phases(p.W, p.S, p.stride_w, p.pad_w, p.dil_w);
+    // backward_input_impl's G (its largest tap offset is tap (0, 0)'s) and wt.
+    const int64_t slack = AH.reach * AW.len + AW.reach + 256;
+    ws.per_call = (p.N * p.K * AH.len * AW.len + slack + p.weight_numel()) * bytes;
+    ws.what = "grad_output repacked with the flipped kernel's padding, and the filters with "
+              "their channel axes swapped (per call)";
+    return ws;
+  }
+  const ForwardLayout L = forward_layout(p);
+  const int64_t x_elems = p.N * p.C * L.pk.plane() + L.slack;
+  if (pass == ConvPass::Forward) {
+    ws.per_call = x_elems * bytes;
+    ws.what = "the input repacked: zero-padded, split into stride phases (per call)";
+    return ws;
+  }
+  // backward_weight_impl: X, GO on rows of len positions, the mask M; per thread its
+  // kernel's scratch and wide (double) accumulators.
+  const int64_t len = ceil_div(p.P * L.pk.Wv, kn.vec) * kn.vec;
+  ws.per_call = (x_elems + p.N * p.K * len + len) * bytes;
+  const int64_t need = std::min(kGradWeightChannels, p.C_per_group()) * p.R * p.S * kn.kbw * 16;
+  ws.per_thread = need * (bytes + int64_t(sizeof(double)));
+  ws.what = "the input repacked as the forward's, grad_output on the same rows and their mask "
+            "(per call); the kernel's accumulators (per thread, kept)";
+  return ws;
+}
+
+Conv2dWorkspace workspace(const Conv2dProblem& p, at::ScalarType dtype, ConvPass pass) {
+  return dtype == at::kDouble ? workspace_of<double>(p, pass) : workspace_of<float>(p, pass);
+}
+
 }  // namespace
 
 CONV2D_REGISTER_ALGO(Backend::CPU, Conv2dAlgo{"direct", /*auto_priority=*/10, why_not_direct,
-                                              forward, backward_input, backward_weight});
+                                              forward, backward_input, backward_weight,
+                                              workspace});
 
 }  // namespace cnnkern

@@ -35,6 +35,7 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -280,11 +281,70 @@ at::Tensor backward_weight(const at::Tensor& grad_output, const at::Tensor& inpu
   return gw;
 }
 
+// The largest block of channel_blocks' split of Cg channels into cb.
+int64_t max_block_channels(int64_t Cg, int64_t cb) {
+  int64_t most = 0;
+  for (int64_t b = 0; b < cb; ++b) {
+    int64_t c0, c1;
+    block_range(Cg, cb, b, &c0, &c1);
+    most = std::max(most, c1 - c0);
+  }
+  return most;
+}
+
+// The kernels' own buffers, from the Plan and the channel blocks the passes above use (with
+// this thread count). The GEMM's packing panels (a cache-blocking buffer of at most
+// kc x nc + mc x kc elements per thread, kept between calls) are the GEMM's and not counted.
+template <typename T>
+Conv2dWorkspace workspace_of(const Conv2dProblem& p, ConvPass pass) {
+  const Plan pl = make_plan(p, sizeof(T));
+  const int64_t nt = threads_for(p), bytes = sizeof(T);
+  Conv2dWorkspace ws;
+  switch (pass) {
+    case ConvPass::Forward:
+      ws.per_call = pl.G * cpu::gemm_packed_a_elems<T>(pl.Kg, pl.CRS) * bytes;
+      ws.what = "the weights packed for the GEMM (per call); no column matrix: the GEMM packs "
+                "its panels straight from the image";
+      break;
+    case ConvPass::BackwardInput: {
+      const int64_t cb = channel_blocks(p.N * pl.G, pl.Cg, nt);
+      for (int64_t b = 0; b < cb; ++b) {
+        int64_t c0, c1;
+        block_range(pl.Cg, cb, b, &c0, &c1);
+        ws.per_call += pl.G * cpu::gemm_packed_a_elems<T>((c1 - c0) * pl.RS, pl.Kg) * bytes;
+      }
+      ws.what = "the transposed weights packed for the GEMM (per call)";
+      if (!pl.input_is_columns) {
+        ws.per_thread = max_block_channels(pl.Cg, cb) * pl.RS * pl.tile * bytes;
+        ws.what += "; a column tile of " + std::to_string(pl.tile) +
+                   " output positions (per thread, kept)";
+      }
+      break;
+    }
+    case ConvPass::BackwardWeight:
+      if (!pl.input_is_columns) {
+        const int64_t cb = channel_blocks(pl.G, pl.Cg, nt);
+        ws.per_thread = max_block_channels(pl.Cg, cb) * pl.RS * pl.tile * bytes;
+        ws.what = "a column tile of " + std::to_string(pl.tile) +
+                  " output positions (per thread, kept)";
+      }
+      break;
+  }
+  if (ws.what.empty()) ws.what = "none: a 1x1 stride-1 unpadded input is its own column matrix";
+  ws.what += "; not counted: the GEMM's packing panels (per thread, kept)";
+  return ws;
+}
+
+Conv2dWorkspace workspace(const Conv2dProblem& p, at::ScalarType dtype, ConvPass pass) {
+  return dtype == at::kDouble ? workspace_of<double>(p, pass) : workspace_of<float>(p, pass);
+}
+
 }  // namespace
 
 // auto_priority 20 > direct's 10: on every layer measured (3x3 VGG, 1x1, strided) im2col is
 // several times faster than the direct kernels.
 CONV2D_REGISTER_ALGO(Backend::CPU, Conv2dAlgo{"im2col", /*auto_priority=*/20, why_not_im2col,
-                                              forward, backward_input, backward_weight});
+                                              forward, backward_input, backward_weight,
+                                              workspace});
 
 }  // namespace cnnkern

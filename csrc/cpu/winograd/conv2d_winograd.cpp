@@ -10,11 +10,15 @@
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 
+#include <algorithm>
 #include <string>
 
 #include "ops/conv2d_algo.h"
+#include "core/int_math.h"
 #include "core/winograd.h"
+#include "cpu/gemm/gemm.h"
 #include "cpu/winograd/winograd_cpu.h"
+#include "cpu/winograd/winograd_plan.h"
 
 namespace cnnkern {
 namespace {
@@ -79,6 +83,114 @@ std::string why_not_f2(const Conv2dProblem& p, at::ScalarType dtype) {
   return why_not_winograd("winograd_f2", p, dtype);
 }
 
+// --- workspace: the buffers winograd_forward.cpp / winograd_backward.cpp allocate, from the
+// same Plan (winograd_plan.h) and the schedule each picks (the CNNKERN_WINOGRAD_SCHEDULE test
+// knob aside). The GEMM's packing panels are the GEMM's and not counted.
+
+const char* const kNotCounted = "; not counted: the GEMM's packing panels (per thread, kept)";
+
+std::string blocks_of(int64_t nblocks, int64_t nb) {
+  return std::to_string(nblocks) + (nblocks == 1 ? " block of " : " blocks of ") +
+         std::to_string(nb) + " tiles";
+}
+
+// winograd_forward (the forward, and grad-input as the turned problem's forward).
+template <int M, typename T>
+Conv2dWorkspace forward_workspace(const Conv2dProblem& p, bool flipped) {
+  Conv2dWorkspace ws;
+  if (p.N == 0 || p.K == 0 || p.P <= 0 || p.Q <= 0) {
+    ws.what = "none: an empty problem";
+    return ws;
+  }
+  using Plan = cpu::wino::Plan<M, T>;
+  constexpr int64_t a = Plan::a, A2 = Plan::A2, bytes = sizeof(T);
+  const Plan probe(p, flipped);
+  const int64_t G = probe.G, Cg = probe.Cg, Kg = probe.Kg;
+  if (probe.streamable(p.C)) {  // forward_streaming: all tiles in one block
+    const Plan plan(p, flipped, /*nb=*/probe.tiles);
+    const int64_t kw = round_up(cpu::wino::kChunk, cpu::kWinogradRowGroup);
+    ws.per_call = G * A2 * cpu::gemm_packed_a_elems<T>(plan.tiles, Cg) * bytes;
+    ws.per_thread = (a * plan.in_w + cpu::wino::kPackChannels * A2 * plan.ld +
+                     A2 * Cg * kw + A2 * plan.tiles * kw) * bytes;
+    ws.what = "filter-streaming schedule, " + std::to_string(plan.tiles) +
+              " tiles: every transformed input tile, packed for the GEMM (per call, kept by "
+              "the calling thread); a chunk of transformed tiles, of transformed filters and "
+              "of their products, and a row buffer (per thread, kept)";
+  } else {  // forward_blocked
+    const int64_t u = probe.u_elems() * bytes;
+    const int64_t packed =
+        probe.nblocks > 1 ? G * A2 * cpu::gemm_packed_a_elems<T>(Kg, Cg) * bytes : 0;
+    ws.per_thread = (probe.v_elems() + probe.m_elems() +
+                     std::max(a * probe.in_w, M * probe.out_w)) * bytes;
+    // Packed, the transformed filters are freed before any block's workspace exists: they
+    // count only for what they add beyond one thread's (exact at one thread, a bound above).
+    ws.per_call = packed > 0 ? std::max(u + packed - ws.per_thread, packed) : u;
+    ws.what = "blocked schedule, " + blocks_of(probe.nblocks, probe.NB) +
+              ": the transformed filters" + (packed ? " and their GEMM packing" : "") +
+              " (per call); one block's transformed input tiles and products, and a row "
+              "buffer (per thread, kept)";
+  }
+  ws.what += kNotCounted;
+  return ws;
+}
+
+// winograd_backward_weight. kPartials and kPartialBytes are winograd_backward.cpp's.
+template <int M, typename T>
+Conv2dWorkspace backward_weight_workspace(const Conv2dProblem& p) {
+  constexpr int64_t kPartials = 8, kPartialBytes = int64_t(4) << 20;
+  Conv2dWorkspace ws;
+  using Plan = cpu::wino::Plan<M, T>;
+  constexpr int64_t a = Plan::a, A2 = Plan::A2, bytes = sizeof(T);
+  const Plan probe(p, /*flipped_weight=*/false);
+  if (probe.tiles == 0 || p.K == 0) {
+    ws.what = "none: an empty problem";
+    return ws;
+  }
+  const int64_t G = probe.G, Cg = probe.Cg, Kg = probe.Kg;
+  if (probe.streamable(p.C + p.K, cpu::wino::kStreamBytesGradWeight)) {
+    const Plan plan(p, false, /*nb=*/probe.tiles);
+    const int64_t kw = round_up(cpu::wino::kChunk, cpu::kWinogradRowGroup);
+    const int64_t chunk = round_up(cpu::wino::kPackChannels, cpu::gemm_pack_a_row_unit<T>());
+    ws.per_call = (plan.m_elems() + G * A2 * cpu::gemm_packed_a_elems<T>(Cg, plan.tiles)) * bytes;
+    ws.per_thread = (a * plan.in_w + chunk * A2 * plan.ld + Cg * A2 * kw) * bytes;
+    ws.what = "filter-streaming schedule, " + std::to_string(plan.tiles) +
+              " tiles: every transformed grad_output tile, and every transformed input tile "
+              "packed for the GEMM (per call, kept by the calling thread); a chunk of "
+              "transformed tiles and of filter gradients, and a row buffer (per thread, kept)";
+  } else {
+    const int64_t du = G * A2 * Kg * Cg;
+    const int64_t runs =
+        !probe.serial && probe.nblocks > 1
+            ? std::min(probe.nblocks, std::clamp<int64_t>(
+                                          kPartialBytes / std::max<int64_t>(du * bytes, 1), 1,
+                                          kPartials))
+            : 1;
+    ws.per_call = runs * du * bytes;
+    ws.per_thread = (probe.v_elems() + probe.m_elems() + a * probe.in_w) * bytes;
+    ws.what = "blocked schedule, " + blocks_of(probe.nblocks, probe.NB) + ": " +
+              std::to_string(runs) + (runs == 1 ? " gradient" : " partial gradients") +
+              " in the Winograd domain (per call); one block's transformed input and "
+              "grad_output tiles, and a row buffer (per thread, kept)";
+  }
+  ws.what += kNotCounted;
+  return ws;
+}
+
+template <int M, typename T>
+Conv2dWorkspace workspace_of(const Conv2dProblem& p, ConvPass pass) {
+  switch (pass) {
+    case ConvPass::Forward: return forward_workspace<M, T>(p, false);
+    case ConvPass::BackwardInput: return forward_workspace<M, T>(winograd::turned_problem(p), true);
+    case ConvPass::BackwardWeight: return backward_weight_workspace<M, T>(p);
+  }
+  return {};
+}
+
+template <int M>
+Conv2dWorkspace workspace(const Conv2dProblem& p, at::ScalarType dtype, ConvPass pass) {
+  return dtype == at::kDouble ? workspace_of<M, double>(p, pass) : workspace_of<M, float>(p, pass);
+}
+
 }  // namespace
 
 // auto_priority below direct's (10) for now: Winograd trades accuracy for speed (F(4x4)'s
@@ -86,9 +198,9 @@ std::string why_not_f2(const Conv2dProblem& p, at::ScalarType dtype) {
 // it faster; the lead sets the final values from those tables.
 CONV2D_REGISTER_ALGO(Backend::CPU,
                      Conv2dAlgo{"winograd", /*auto_priority=*/5, why_not_f4, forward<4>,
-                                backward_input<4>, backward_weight<4>});
+                                backward_input<4>, backward_weight<4>, workspace<4>});
 CONV2D_REGISTER_ALGO(Backend::CPU,
                      Conv2dAlgo{"winograd_f2", /*auto_priority=*/4, why_not_f2, forward<2>,
-                                backward_input<2>, backward_weight<2>});
+                                backward_input<2>, backward_weight<2>, workspace<2>});
 
 }  // namespace cnnkern

@@ -108,8 +108,8 @@ class CudaEmulation(TorchDispatchMode):
 
 def _as_cuda_device(func, args):
     """The introspection ops' `device` argument (conv2d_algorithms, conv2d_why_not,
-    conv2d_select): under emulation the CPU tensors stand for CUDA ones, so "cpu" asks the
-    emulated CUDA backend (the only one the emulated library has)."""
+    conv2d_select, conv2d_explain): under emulation the CPU tensors stand for CUDA ones, so
+    "cpu" asks the emulated CUDA backend (the only one the emulated library has)."""
     names = [a.name for a in func._schema.arguments]
     if "device" not in names:
         return args
