@@ -137,6 +137,7 @@ def _model_arg(p: argparse.ArgumentParser):
 def check_main(argv) -> int:
     import cnnkern
     from cnnkern.tools import check
+    from cnnkern.tools.console import add_row, echo, render, table
 
     p = argparse.ArgumentParser(prog="cnnkern check", description=check.__doc__.split("\n\n")[0])
     _model_arg(p)
@@ -153,24 +154,29 @@ def check_main(argv) -> int:
     algos = args.algos.split(",") if args.algos else ["auto"] + cnnkern.algorithms(device)
     for algo in algos:
         results = check.check_model(args.model, algo, device, args.batch, args.size)
-        print(check.format_results(results, per_layer=not args.no_layers), flush=True)
+        echo(check.format_results(results, per_layer=not args.no_layers))
     if args.bench:
-        print(f"\n{args.model} timing on {device}, batch {args.batch} (median of 3):")
         ref = {t: check.time_model(args.model, "auto", "torch", device, args.batch, args.size, t)
                for t in (False, True)}
+        t = table(["algo", "run", "images/s", "torch\nimages/s", "ratio"],
+                  right=["images/s", "torch\nimages/s", "ratio"],
+                  title=f"{args.model} timing on {device}, batch {args.batch} (median of 3); "
+                        f"ratio = torch time / cnnkern time")
         for algo in algos:
             for train in (False, True):
                 s = check.time_model(args.model, algo, "cnnkern", device, args.batch, args.size,
                                      train)
-                what = "train step" if train else "forward"
-                print(f"  {algo:12s} {what:10s} {args.batch / s:9.1f} images/s  torch "
-                      f"{args.batch / ref[train]:9.1f} images/s  ratio {ref[train] / s:.2f}x")
+                add_row(t, [algo, "train step" if train else "forward",
+                            f"{args.batch / s:.1f}", f"{args.batch / ref[train]:.1f}",
+                            f"{ref[train] / s:.2f}x"])
+        echo("\n" + render(t))
     return 0
 
 
 def summary_main(argv) -> int:
     import cnnkern
     from cnnkern.tools import check, summary
+    from cnnkern.tools.console import echo
 
     p = argparse.ArgumentParser(prog="cnnkern summary", description=summary.__doc__.split("\n\n")[0])
     _model_arg(p)
@@ -179,8 +185,8 @@ def summary_main(argv) -> int:
     args = p.parse_args(argv)
     model = cnnkern.models.MODELS[args.model](algo=args.algo)
     shape = check.input_shape(args.model, args.size)
-    print(summary.format_summary(summary.summarize(model, shape),
-                                 f"{args.model}, input {'x'.join(map(str, shape))}"))
+    echo(summary.format_summary(summary.summarize(model, shape),
+                                f"{args.model}, input {'x'.join(map(str, shape))}"))
     return 0
 
 

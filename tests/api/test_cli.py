@@ -17,10 +17,31 @@ def test_summary_prints_lenet5_counts(capsys):
     assert any(f"{a} (auto's pick)" in out for a in cnnkern.algorithms("cpu"))
 
 
+def _row(text: str, first: str):
+    """The cells of the table line that starts with `first`."""
+    return next(line.split() for line in text.splitlines() if line.startswith(first + " "))
+
+
 def test_check_reports_agreement(capsys):
     assert main(["check", "lenet5", "--algos", "direct", "--no-layers"]) == 0
     out = capsys.readouterr().out
-    assert "lenet5 | algo direct | eval" in out and "top-1 agreement 100%" in out
+    assert "lenet5 | algo direct | cpu" in out
+    for mode in ("eval", "train"):
+        cells = _row(out, mode)
+        assert cells[3] == "100%"  # top-1 agreement with the torch twin
+        assert float(cells[2]) < 1e-5  # output max rel error against it
+
+
+def test_check_bench_times_an_algorithm_some_layers_cannot_run(capsys):
+    """LeNet-5's 5x5 convs cannot run winograd: those layers run auto (as the check itself
+    does) instead of the timing failing."""
+    assert main(["check", "lenet5", "--algos", "winograd", "--no-layers", "--bench",
+                 "--batch", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "3 of 3 convs ran auto instead" in out
+    for run in ("forward", "train step"):
+        line = next(l for l in out.splitlines() if l.startswith("winograd") and run in l)
+        assert float(line.split()[-3]) > 0 and line.endswith("x")  # images/s, ratio
 
 
 def test_bench_writes_json(tmp_path, capsys):
