@@ -166,8 +166,8 @@ def _label(r: Row, rows: Sequence[Row]) -> str:
 
 def summary_lines(rows: Sequence[Row], ref: str) -> List[str]:
     """Three lines: auto's geometric-mean speedup over `ref` (pooling's beside it), the worst
-    layer (the lowest of those speedups) with the best algorithm there, and the largest
-    error against float64 beside PyTorch's own on the same layer."""
+    layer (the lowest of those speedups) with the fastest algorithm timed by name there, and
+    the largest error against float64 beside PyTorch's own on the same layer."""
     auto = [r for r in rows if r.kind == "conv2d" and r.algo == "auto" and r.speedup]
     pool = [r for r in rows if r.kind == "pool2d" and r.speedup]
     default = auto + pool
@@ -186,9 +186,13 @@ def summary_lines(rows: Sequence[Row], ref: str) -> List[str]:
     text = f"worst layer: {_label(worst, rows)} {worst.speedup:.2f}x"
     if worst.picked:
         rivals = [r for r in rows if (r.layer, r.pass_, r.dtype, r.layout)
-                  == (worst.layer, worst.pass_, worst.dtype, worst.layout) and r.speedup]
-        best = max(rivals, key=lambda r: r.speedup)
-        text += f" (auto ran {worst.picked}; fastest here: {best.algo} {best.speedup:.2f}x)"
+                  == (worst.layer, worst.pass_, worst.dtype, worst.layout)
+                  and r.speedup and r.algo != "auto"]
+        text += f" (auto ran {worst.picked}"
+        if rivals:
+            best = max(rivals, key=lambda r: r.speedup)
+            text += f"; fastest algorithm here: {best.algo} {best.speedup:.2f}x"
+        text += ")"
     lines.append(text)
     errors = [r for r in rows if r.err_fp64 is not None]
     if errors:
