@@ -165,35 +165,36 @@ def _label(r: Row, rows: Sequence[Row]) -> str:
 
 
 def summary_lines(rows: Sequence[Row], ref: str) -> List[str]:
-    """Three lines: auto's geometric-mean speedup over `ref` (pooling's beside it), the worst
-    layer (the lowest of those speedups) with the fastest algorithm timed by name there, and
-    the largest error against float64 beside PyTorch's own on the same layer."""
+    """Three lines: the geometric-mean speedup of the conv `auto` rows over `ref` (pooling's,
+    which has one implementation, beside it: it would flatter the conv figure), the worst
+    layer (auto's lowest speedup; pooling's when no conv was timed) with the fastest
+    algorithm timed by name there, and the largest error against float64 beside PyTorch's
+    own on the same layer."""
     auto = [r for r in rows if r.kind == "conv2d" and r.algo == "auto" and r.speedup]
     pool = [r for r in rows if r.kind == "pool2d" and r.speedup]
-    default = auto + pool
-    if not default:
-        return [f"auto vs {ref}: nothing was timed", "worst layer: -", "largest error vs fp64: -"]
-    parts = []
+    pooling = (f"pooling {geomean([r.speedup for r in pool]):.2f}x over "
+               f"{_count(len(pool), 'layer', 'layers')}; " if pool else "")
     if auto:
-        parts.append(f"conv {geomean([r.speedup for r in auto]):.2f}x over "
-                     f"{_count(len(auto), 'layer-pass', 'layer-passes')}")
-    if pool:
-        parts.append(f"pooling {geomean([r.speedup for r in pool]):.2f}x over "
-                     f"{_count(len(pool), 'layer', 'layers')}")
-    lines = [f"auto vs {ref}: geomean {geomean([r.speedup for r in default]):.2f}x "
-             f"({', '.join(parts)}; >1: cnnkern faster)"]
-    worst = min(default, key=lambda r: r.speedup)
-    text = f"worst layer: {_label(worst, rows)} {worst.speedup:.2f}x"
-    if worst.picked:
-        rivals = [r for r in rows if (r.layer, r.pass_, r.dtype, r.layout)
-                  == (worst.layer, worst.pass_, worst.dtype, worst.layout)
-                  and r.speedup and r.algo != "auto"]
-        text += f" (auto ran {worst.picked}"
-        if rivals:
-            best = max(rivals, key=lambda r: r.speedup)
-            text += f"; fastest algorithm here: {best.algo} {best.speedup:.2f}x"
-        text += ")"
-    lines.append(text)
+        lines = [f"auto vs {ref}: geomean {geomean([r.speedup for r in auto]):.2f}x over "
+                 f"{_count(len(auto), 'conv layer-pass', 'conv layer-passes')} ({pooling}"
+                 f">1: cnnkern faster)"]
+    else:
+        lines = [f"auto vs {ref}: no convolution timed ({pooling}>1: cnnkern faster)"]
+    if auto or pool:
+        worst = min(auto or pool, key=lambda r: r.speedup)
+        text = f"worst layer: {_label(worst, rows)} {worst.speedup:.2f}x"
+        if worst.picked:
+            rivals = [r for r in rows if (r.layer, r.pass_, r.dtype, r.layout)
+                      == (worst.layer, worst.pass_, worst.dtype, worst.layout)
+                      and r.speedup and r.algo != "auto"]
+            text += f" (auto ran {worst.picked}"
+            if rivals:
+                best = max(rivals, key=lambda r: r.speedup)
+                text += f"; fastest algorithm here: {best.algo} {best.speedup:.2f}x"
+            text += ")"
+        lines.append(text)
+    else:
+        lines.append("worst layer: - (nothing was timed)")
     errors = [r for r in rows if r.err_fp64 is not None]
     if errors:
         top = max(errors, key=lambda r: r.err_fp64)
