@@ -17,6 +17,7 @@ PyTorch's own float32 conv (oneDNN) is measured the same way as the yardstick.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import Dict, List, Optional, Tuple
 
@@ -24,9 +25,12 @@ import torch
 import torch.nn.functional as F
 
 import cnnkern
+from cnnkern.tools.console import add_row, echo, render, table
 from . import runner
+from .report import Notes
 
 PASSES = ("fwd", "bwd_input", "bwd_weight")
+_EXPONENT_ZERO = re.compile(r"e([+-])0(\d)")
 REFERENCE = "torch"  # PyTorch's float32 op, the yardstick column
 
 
@@ -98,8 +102,9 @@ def measure(layers: dict, algos: List[str], passes, crop: int, seed: int = 0) ->
     return rows
 
 
-def _cell(v) -> str:
-    return f"{v[0]:.1e} / {v[1]:.1e}" if isinstance(v, tuple) else "n/a"
+def _cell(v, na=lambda why: "n/a") -> str:
+    """"max / mean" of an (max, mean) pair; a refusal (its reason) gives na(reason)."""
+    return f"{v[0]:.1e} / {v[1]:.1e}" if isinstance(v, tuple) else na(v)
 
 
 def _summary(rows: List[dict], columns: List[str]) -> List[str]:
@@ -111,12 +116,16 @@ def _summary(rows: List[dict], columns: List[str]) -> List[str]:
 
 
 def format_rows(rows: List[dict], columns: List[str], markdown: bool) -> str:
+    """The table; in Markdown a refused cell says "n/a", on screen "n/a¹" with the reasons
+    numbered under the table."""
+    notes = Notes()
     multi_pass = len({r["pass_"] for r in rows}) > 1
     header = ["layer", "shape"] + (["pass"] if multi_pass else []) + columns
     body = []
     for r in rows:
-        body.append([r["layer"], r["shape"]] + ([r["pass_"]] if multi_pass else [])
-                    + [_cell(r["errors"].get(c)) for c in columns])
+        cells = [_cell(r["errors"].get(c), (lambda why: "n/a") if markdown
+                       else (lambda why, c=c: notes.tag(why, c))) for c in columns]
+        body.append([r["layer"], r["shape"]] + ([r["pass_"]] if multi_pass else []) + cells)
     summary = ["**worst**" if markdown else "worst", ""] + ([""] if multi_pass else [])
     body.append(summary + _summary(rows, columns))
     if markdown:
@@ -124,11 +133,15 @@ def format_rows(rows: List[dict], columns: List[str], markdown: bool) -> str:
                  "|" + "|".join("---" for _ in header) + "|"]
         lines += ["| " + " | ".join(b) + " |" for b in body]
         return "\n".join(lines)
-    widths = [max(len(row[i]) for row in [header] + body) for i in range(len(header))]
-    lines = ["  ".join(h.ljust(wd) for h, wd in zip(header, widths)),
-             "  ".join("-" * wd for wd in widths)]
-    lines += ["  ".join(c.ljust(wd) for c, wd in zip(b, widths)).rstrip() for b in body]
-    return "\n".join(lines)
+    # On screen the exponents lose their leading zero (1.2e-7), so that five algorithms and
+    # PyTorch fit in 120 columns beside the layer.
+    body = [[_EXPONENT_ZERO.sub(r"e\1\2", c) for c in b] for b in body]
+    t = table(header, right=columns, wrap=["layer", "shape"])
+    for b in body[:-1]:
+        add_row(t, b)
+    t.add_section()
+    add_row(t, body[-1])
+    return render(t, *notes.lines())
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -161,12 +174,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     algos = args.algos.split(",") if args.algos else cnnkern.algorithms("cpu")
     rows = measure(runner.load_layers(args.layers), algos, passes, args.crop)
     size = "full size" if not args.crop else f"H and W cropped to at most {args.crop}"
-    print(f"float32 error against a float64 reference, CPU, layers: {args.layers}, batch 1, "
-          f"{size}; standard-normal input, weight and grad_output (seed: layer index).")
-    print(f"Each cell: max rel err / mean rel err, where max rel err = max|out32 - ref64| / "
-          f"max|ref64| and mean rel err = mean(|out32 - ref64|) / max|ref64|; "
-          f"'{REFERENCE}' is PyTorch's own float32 conv. 'worst' = largest over the layers.\n")
-    print(format_rows(rows, algos + [REFERENCE], args.markdown))
+    intro = (f"float32 error against a float64 reference, CPU, layers: {args.layers}, batch 1, "
+             f"{size}; standard-normal input, weight and grad_output (seed: layer index). "
+             f"Each cell: max rel err / mean rel err, where max rel err = max|out32 - ref64| / "
+             f"max|ref64| and mean rel err = mean(|out32 - ref64|) / max|ref64|; "
+             f"'{REFERENCE}' is PyTorch's own float32 conv. 'worst' = largest over the layers.")
+    echo(render(intro) + "\n")
+    echo(format_rows(rows, algos + [REFERENCE], args.markdown))
     return 0
 
 

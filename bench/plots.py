@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Dict, List
+from typing import Dict, Iterable, List, Optional, Tuple
 
 from .runner import Row
 
@@ -44,25 +44,45 @@ def speedup_chart(rows: List[Row], path: str, title: str, ref_name: str) -> None
     plt.close(fig)
 
 
-def roofline_chart(rows: List[Row], peaks: Dict[str, float], path: str, title: str) -> None:
+def roof_lines(peaks: Dict[str, float], sources: Dict[str, str], dtypes: Iterable[str],
+               lo: float, hi: float) -> List[Tuple[str, List[float], List[float], str]]:
+    """(label, intensities, GFLOP/s, line style) of each roof over [lo, hi] FLOP/byte:
+    min(compute peak, bandwidth x intensity) per dtype in `dtypes` (every compute peak when
+    none is), for memory's bandwidth (solid) and the cache's (dashed); a flat line when no
+    bandwidth is known. The label says whether the peak was measured or is the datasheet's."""
+    bandwidths = {k: v for k, v in peaks.items() if k.startswith("bandwidth") and v}
+    computes = {k: v for k, v in peaks.items() if not k.startswith("bandwidth")}
+    shown = set(dtypes) & set(computes) or set(computes)
+    lines = []
+    for name, peak in computes.items():
+        if name not in shown:
+            continue
+        how = "datasheet" if "datasheet" in sources.get(name, "") else "measured"
+        if not bandwidths:
+            lines.append((f"roof {name} ({how})", [lo, hi], [peak / 1e9] * 2, "-"))
+        for bw_name, bw in bandwidths.items():
+            xs = [lo, max(lo, min(peak / bw, hi)), hi]
+            where = "cache" if bw_name == "bandwidth_cache" else "memory"
+            lines.append((f"roof {name}, {where} ({how})", xs,
+                          [min(peak, bw * x) / 1e9 for x in xs],
+                          "--" if bw_name == "bandwidth_cache" else "-"))
+    return lines
+
+
+def roofline_chart(rows: List[Row], peaks: Dict[str, float], path: str, title: str,
+                   sources: Optional[Dict[str, str]] = None) -> None:
     """Achieved FLOP/s against arithmetic intensity (FLOP per byte moved at least once), under
-    the compute roof of each dtype measured and the memory-bandwidth roof."""
+    the roofs of the run's peaks (bench/peaks.py: measured on the CPU, the datasheet on known
+    GPUs). Winograd's rates are effective (on the direct count), so its points may pass the
+    compute roof."""
     plt = _plt()
     points = [r for r in rows if r.kind == "conv2d" and r.gflops and r.bytes_moved]
     fig, ax = plt.subplots(figsize=(7, 5))
-    bw = peaks.get("bandwidth")
     intensities = [r.flops / r.bytes_moved for r in points] or [1.0]
     lo, hi = min(intensities) / 2, max(intensities) * 2
-    for name, peak in peaks.items():
-        if name == "bandwidth":
-            continue
-        xs = [lo, hi]
-        if bw:
-            knee = peak / bw
-            xs = [lo, max(lo, min(knee, hi)), hi]
-            ax.plot(xs, [min(peak, bw * x) / 1e9 for x in xs], label=f"roof {name}")
-        else:
-            ax.plot(xs, [peak / 1e9] * 2, label=f"roof {name}")
+    for label, xs, ys, style in roof_lines(peaks, sources or {}, {r.dtype for r in points},
+                                           lo, hi):
+        ax.plot(xs, ys, linestyle=style, label=label)
     by_algo = defaultdict(list)
     for r in points:
         by_algo[f"{r.algo} {r.pass_}"].append(r)
@@ -71,7 +91,7 @@ def roofline_chart(rows: List[Row], peaks: Dict[str, float], path: str, title: s
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("arithmetic intensity (FLOP / byte)")
-    ax.set_ylabel("GFLOP/s (direct-conv count)")
+    ax.set_ylabel("GFLOP/s (direct-conv count; effective for Winograd)")
     ax.set_title(title)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3, which="both")

@@ -5,7 +5,9 @@ one device: the median time, GFLOP/s on the direct-convolution FLOP count (effec
 Winograd), % of the device's peak, PyTorch's own op timed in the same run (cuDNN on the GPU,
 TF32 off unless asked; oneDNN on the CPU) and the ratio, the error against PyTorch and against
 a float64 reference (beside PyTorch's own error against it), and workspace bytes where they
-can be measured. Layers an algorithm cannot run are listed with the reason.
+can be measured. Every layer and pass also gets a row for algo="auto", the public default,
+naming the algorithm it picked. Layers an algorithm cannot run are listed with the reason.
+The peaks behind %peak are bench/peaks.py's; what a person reads is bench/report.py's.
 """
 
 from __future__ import annotations
@@ -16,29 +18,21 @@ import os
 import platform
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional
 
 import torch
 import torch.nn.functional as F
-import torch.utils.benchmark as tbench
 
 import cnnkern
+from cnnkern.tools.console import Progress
+from . import peaks as _peaks
+from .timing import median_seconds
 
 LAYER_DIR = Path(__file__).resolve().parent / "layers"
 PASSES = ("fwd", "bwd_input", "bwd_weight")
 LAYOUTS = ("nchw", "channels_last")
 DTYPES = {"float32": torch.float32, "float64": torch.float64,
           "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-# Datasheet peaks (dense) for GPUs we report on, FLOP/s by dtype and bytes/s. The CPU's peak
-# is measured instead (see measured_peaks): its vendor figure depends on clocks and FMA units
-# we cannot read reliably here.
-GPU_PEAKS = {
-    "H100": {"float32": 66.9e12, "tf32": 494.7e12, "float16": 989.4e12, "bfloat16": 989.4e12,
-             "float64": 66.9e12, "bandwidth": 3.35e12},
-    "H200": {"float32": 66.9e12, "tf32": 494.7e12, "float16": 989.4e12, "bfloat16": 989.4e12,
-             "float64": 66.9e12, "bandwidth": 4.8e12},
-}
 
 
 @dataclass
@@ -47,7 +41,7 @@ class Row:
     layer: str
     shape: str
     pass_: str
-    algo: str
+    algo: str                       # "auto" rows: what the public default runs
     dtype: str = "float32"
     layout: str = "nchw"
     ms: Optional[float] = None      # cnnkern median time
@@ -61,15 +55,9 @@ class Row:
     workspace_bytes: Optional[int] = None
     flops: Optional[int] = None
     bytes_moved: Optional[int] = None  # inputs read + outputs written once (roofline)
-    note: str = ""
+    note: str = ""                  # why the row was not timed
+    picked: Optional[str] = None    # auto rows: the algorithm auto ran for this pass
     extra: Dict[str, float] = field(default_factory=dict)
-
-
-def median_seconds(fn: Callable[[], object], min_run_time: float) -> float:
-    """Median time of fn() after warm-up; torch.utils.benchmark syncs CUDA around each block."""
-    fn()
-    timer = tbench.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
-    return timer.blocked_autorange(min_run_time=min_run_time).median
 
 
 def max_rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
@@ -111,29 +99,6 @@ def environment(device: torch.device) -> dict:
     # cnnkern has such a path; `cnnkern --tf32` sets both, for a like-for-like comparison.
     info["cnnkern_allow_tf32"] = cnnkern.backends.get_allow_tf32()
     return info
-
-
-def measured_peaks(device: torch.device, dtypes: Iterable[torch.dtype]) -> Dict[str, float]:
-    """FLOP/s per dtype and bytes/s: the datasheet for known GPUs, else measured here.
-
-    Measured compute peak: a large torch.mm (the vendor BLAS runs near the machine's peak);
-    measured bandwidth: a large copy, bytes read + written.
-    """
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        for key, peaks in GPU_PEAKS.items():
-            if key in name:
-                return dict(peaks)
-    peaks = {}
-    n = 2048 if device.type == "cuda" else 1024
-    for dtype in dtypes:
-        if device.type == "cpu" and dtype in (torch.float16, torch.bfloat16):
-            continue
-        a = torch.randn(n, n, device=device, dtype=dtype)
-        peaks[str(dtype).replace("torch.", "")] = 2 * n**3 / median_seconds(lambda: a @ a, 0.2)
-    x = torch.empty(64 * 2**20 // 4, device=device)
-    peaks["bandwidth"] = 2 * x.numel() * 4 / median_seconds(lambda: x.clone(), 0.2)
-    return peaks
 
 
 def _pair(v) -> List[int]:
@@ -237,11 +202,13 @@ def bench_conv(layer: dict, device, dtype, layout, passes, algos, batch, min_run
             row = Row("conv2d", layer["name"], _describe(p), pass_, algo, dname, layout,
                       flops=flops, bytes_moved=moved[pass_])
             rows.append(row)
-            ok, why = cnnkern.can_implement(x, w, None, p["stride"], p["padding"], p["dilation"],
-                                            p["groups"], algo=algo)
+            conv_args = (x, w, None, p["stride"], p["padding"], p["dilation"], p["groups"])
+            ok, why = cnnkern.can_implement(*conv_args, algo=algo)
             if not ok:
                 row.note = why
                 continue
+            if algo == "auto":  # the registry's pick for this pass, as the op will make it
+                row.picked = cnnkern.select(*conv_args, algo="auto", pass_=pass_)
             ours, theirs = _conv_closures(p, x, w, go, algo)
             try:
                 out = ours[pass_]()
@@ -277,7 +244,8 @@ def _pool_closures(layer: dict, x):
     raise ValueError(f"unknown pooling op {op!r} in layer {layer['name']!r}")
 
 
-def bench_pool(layer: dict, device, dtype, layout, batch, min_run_time) -> List[Row]:
+def bench_pool(layer: dict, device, dtype, layout, batch, min_run_time,
+               peaks: Dict[str, float]) -> List[Row]:
     n = batch if batch is not None else layer.get("N", 1)
     fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
     x = torch.randn(n, layer["C"], layer["H"], layer["W"],
@@ -297,42 +265,48 @@ def bench_pool(layer: dict, device, dtype, layout, batch, min_run_time) -> List[
     row.bytes_moved = (x.numel() + out.numel()) * x.element_size()
     row.extra["GB/s"] = row.bytes_moved / (row.ms * 1e-3) / 1e9
     row.extra["ref GB/s"] = row.bytes_moved / (row.ref_ms * 1e-3) / 1e9
+    bandwidth = peaks.get(_peaks.bandwidth_key(peaks, row.bytes_moved))
+    row.pct_peak = 100 * row.extra["GB/s"] * 1e9 / bandwidth if bandwidth else None
     return [row]
 
 
+def with_auto(algos: Iterable[str]) -> List[str]:
+    """`algos` with "auto" first when it is missing: its rows are the run's headline."""
+    algos = list(algos)
+    return algos if "auto" in algos else ["auto"] + algos
+
+
 def run(layers: dict, device: torch.device, dtypes, layouts, passes, algos, batch,
-        min_run_time, progress: bool = False) -> tuple:
-    """Benchmarks every layer; returns (rows, peaks). PyTorch's fp32 reference runs without
-    TF32 unless the caller enabled it."""
-    peaks = measured_peaks(device, dtypes)
+        min_run_time, progress: bool = False, peaks: Optional[Dict[str, float]] = None) -> tuple:
+    """Benchmarks every layer; returns (rows, peaks), measuring the peaks unless given.
+    "auto" joins `algos` (with_auto). PyTorch's
+    fp32 reference runs without TF32 unless the caller enabled it. With `progress`, a bar on
+    a terminal, else a line on stderr per layer."""
+    if peaks is None:
+        peaks = _peaks.measure(device, dtypes)[0]
+    algos = with_auto(algos)
     work = [("conv2d", layer, dt, lo) for layer in layers.get("conv2d", [])
             for dt in dtypes for lo in layouts]
     work += [("pool2d", layer, dt, lo) for layer in layers.get("pool2d", [])
              for dt in dtypes for lo in layouts]
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(work), unit="layer", leave=False)
+    several = len(dtypes) > 1 or len(layouts) > 1
     rows: List[Row] = []
-    for kind, layer, dtype, layout in work:
-        if bar is not None:
-            bar.set_description(layer["name"])
-        if device.type == "cpu" and dtype in (torch.float16, torch.bfloat16):
-            rows.append(Row(kind, layer["name"], "", "-", "-", str(dtype), layout,
-                            note="no CPU kernels for this dtype"))
-        elif kind == "conv2d":
-            rows += bench_conv(layer, device, dtype, layout, passes, algos, batch, min_run_time,
-                               peaks)
-        else:
-            rows += bench_pool(layer, device, dtype, layout, batch, min_run_time)
-        if bar is not None:
-            bar.update()
-    if bar is not None:
-        bar.close()
+    with Progress(len(work), enabled=progress) as bar:
+        for kind, layer, dtype, layout in work:
+            dname = str(dtype).replace("torch.", "")
+            bar.step(layer["name"] + (f" {dname} {layout}" if several else ""))
+            if device.type == "cpu" and dtype in (torch.float16, torch.bfloat16):
+                rows.append(Row(kind, layer["name"], "", "-", "-", dname, layout,
+                                note="no CPU kernels for this dtype"))
+            elif kind == "conv2d":
+                rows += bench_conv(layer, device, dtype, layout, passes, algos, batch,
+                                   min_run_time, peaks)
+            else:
+                rows += bench_pool(layer, device, dtype, layout, batch, min_run_time, peaks)
     return rows, peaks
 
 
+# The Markdown table (--markdown): one row per Row, the reason in full where a row has one.
 def _fmt(v, spec):
     return "-" if v is None else format(v, spec)
 
@@ -342,7 +316,8 @@ def table_cells(r: Row) -> List[str]:
         rate = _fmt(r.gflops, ".1f")
     else:
         rate = _fmt(r.extra.get("GB/s"), ".1f") + " GB/s"
-    cells = [r.layer, r.shape, r.dtype, r.layout, r.pass_, r.algo, _fmt(r.ms, ".3f"), rate,
+    algo = f"{r.algo} ({r.picked})" if r.picked else r.algo
+    cells = [r.layer, r.shape, r.dtype, r.layout, r.pass_, algo, _fmt(r.ms, ".3f"), rate,
              _fmt(r.pct_peak, ".0f"), _fmt(r.ref_ms, ".3f"),
              _fmt(r.speedup, ".2f") + ("x" if r.speedup else ""), _fmt(r.max_err, ".1e"),
              _fmt(r.err_fp64, ".1e") + (f" ({r.ref_err_fp64:.1e})" if r.ref_err_fp64 is not None else "")]
@@ -355,18 +330,6 @@ HEADER = ["layer", "shape", "dtype", "layout", "pass", "algo", "ms", "GFLOP/s", 
           "{ref} ms", "speedup", "err vs {ref}", "err vs fp64 ({ref})"]
 
 
-def format_table(rows: List[Row], ref_name: str) -> str:
-    header = [h.format(ref=ref_name) for h in HEADER]
-    body = [table_cells(r) for r in rows]
-    widths = [max(len(str(row[i])) for row in [header] + [b for b in body if len(b) > i])
-              for i in range(len(header))]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)),
-             "  ".join("-" * w for w in widths)]
-    for b in body:
-        lines.append("  ".join(str(c).ljust(w) for c, w in zip(b, widths)).rstrip())
-    return "\n".join(lines)
-
-
 def format_markdown(rows: List[Row], ref_name: str) -> str:
     header = [h.format(ref=ref_name) for h in HEADER]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -377,9 +340,14 @@ def format_markdown(rows: List[Row], ref_name: str) -> str:
     return "\n".join(lines)
 
 
-def to_json(rows: List[Row], env: dict, peaks: Dict[str, float]) -> str:
-    return json.dumps({"environment": env, "peaks": peaks, "rows": [asdict(r) for r in rows]},
-                      indent=1)
+def to_json(rows: List[Row], env: dict, peaks: Dict[str, float],
+            peak_sources: Optional[Dict[str, str]] = None) -> str:
+    """The run as JSON; `peak_sources` says how each peak was found (bench/peaks.py)."""
+    data = {"environment": env, "peaks": peaks}
+    if peak_sources is not None:
+        data["peak_sources"] = peak_sources
+    data["rows"] = [asdict(r) for r in rows]
+    return json.dumps(data, indent=1)
 
 
 def default_device() -> torch.device:

@@ -27,6 +27,7 @@ from torch import nn
 
 import cnnkern
 from cnnkern import nn as cnn
+from cnnkern.tools.console import add_row, render, table
 
 DEFAULT_INPUT = {"lenet5": (1, 32, 32)}
 
@@ -176,9 +177,11 @@ def _grad_errors(grads: Dict[str, torch.Tensor], exact: Dict[str, torch.Tensor])
 
 def time_model(model_name: str, algo: str, backend: str, device: str, batch: int,
                size: Optional[int], train: bool, repeats: int = 3) -> float:
-    """Median seconds of a forward (eval) or a forward+backward+SGD step (train)."""
-    build = cnnkern.models.MODELS[model_name]
-    model = build(backend=backend, **({"algo": algo} if backend == "cnnkern" else {})).to(device)
+    """Median seconds of a forward (eval) or a forward+backward+SGD step (train). Layers that
+    `algo` cannot run run "auto", as in check_model (set_algo)."""
+    model = cnnkern.models.MODELS[model_name](backend=backend).to(device)
+    if backend == "cnnkern":
+        set_algo(model, algo)
     x = torch.randn(batch, *input_shape(model_name, size), device=device)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
 
@@ -205,24 +208,50 @@ def time_model(model_name: str, algo: str, backend: str, device: str, batch: int
     return sorted(times)[len(times) // 2]
 
 
+def _pair(ours: float, theirs: float) -> str:
+    return f"{ours:.1e} / {theirs:.1e}"
+
+
 def format_results(results: List[CheckResult], per_layer: bool = True) -> str:
-    lines = []
+    """The results of one model and algorithm: a line per mode against the float32 twin and
+    the float64 one, the layers that ran "auto" instead, and each layer's error per mode."""
+    if not results:
+        return ""
+    first = results[0]
+    t = table(["mode", "output\nmax abs", "output\nmax rel", "top-1\nagree",
+               "output vs fp64\nours / torch", "grads L2 vs fp64\nours / torch",
+               "worst grad vs fp64\nours / torch", "worst grad\nat"],
+              right=["output\nmax abs", "output\nmax rel", "top-1\nagree"],
+              wrap=["worst grad\nat"],
+              title=f"{first.model} | algo {first.algo} | {first.device}: against the torch twin "
+                    f"(float32) and a float64 twin")
     for r in results:
-        lines.append(f"{r.model} | algo {r.algo} | {r.mode} | {r.device}: output vs torch: max "
-                     f"abs {r.out_max_abs:.2e}, max rel {r.out_max_rel:.2e}, top-1 agreement "
-                     f"{r.top1_agreement:.0%}; vs float64: output {r.out_rel_fp64:.1e} (torch "
-                     f"{r.torch_out_rel_fp64:.1e}), grads L2 {r.grad_l2_rel:.1e} (torch "
-                     f"{r.torch_grad_l2_rel:.1e}), worst grad {r.grad_max_rel:.1e} (torch "
-                     f"{r.torch_grad_max_rel:.1e}; ours at {r.worst_grad})")
-        fallbacks = {n: p for n, p in r.plan.items() if p != r.algo}
-        if fallbacks and r.algo != "auto":
-            lines.append(f"  {len(fallbacks)} of {len(r.plan)} convs ran auto instead: " +
-                         "; ".join(f"{n}: {p}" for n, p in list(fallbacks.items())[:3]) +
-                         (" ..." if len(fallbacks) > 3 else ""))
-        if per_layer:
-            w = max((len(e.name) for e in r.layers), default=5)
-            lines.append(f"  {'layer'.ljust(w)}  {'kind'.ljust(18)}  max abs    max rel")
-            for e in r.layers:
-                lines.append(f"  {e.name.ljust(w)}  {e.kind.ljust(18)}  {e.max_abs:.2e}   "
-                             f"{e.max_rel:.2e}")
-    return "\n".join(lines)
+        add_row(t, [r.mode, f"{r.out_max_abs:.2e}", f"{r.out_max_rel:.2e}",
+                    f"{r.top1_agreement:.0%}", _pair(r.out_rel_fp64, r.torch_out_rel_fp64),
+                    _pair(r.grad_l2_rel, r.torch_grad_l2_rel),
+                    _pair(r.grad_max_rel, r.torch_grad_max_rel), r.worst_grad])
+    items: list = [t]
+    fallbacks = {n: p for n, p in first.plan.items() if p != first.algo}
+    if fallbacks and first.algo != "auto":
+        items.append(f"{len(fallbacks)} of {len(first.plan)} convs ran auto instead: " +
+                     "; ".join(f"{n}: {p}" for n, p in list(fallbacks.items())[:3]) +
+                     (" ..." if len(fallbacks) > 3 else ""))
+    if per_layer:
+        items.append(_layer_table(results))
+    return render(*items)
+
+
+def _layer_table(results: List[CheckResult]):
+    """Each layer's output against the twin's: max abs and max rel per mode."""
+    columns = ["layer", "kind"]
+    for r in results:
+        columns += [f"{r.mode}\nmax abs", f"{r.mode}\nmax rel"]
+    t = table(columns, right=columns[2:], wrap=["layer"])
+    by_mode = [{e.name: e for e in r.layers} for r in results]
+    for e in results[0].layers:
+        cells = [e.name, e.kind]
+        for errors in by_mode:
+            mine = errors.get(e.name)
+            cells += [f"{mine.max_abs:.2e}", f"{mine.max_rel:.2e}"] if mine else ["", ""]
+        add_row(t, cells)
+    return t

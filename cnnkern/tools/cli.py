@@ -36,7 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--passes", default="fwd",
                    help="comma-separated: fwd, bwd_input, bwd_weight, or 'all' (default: fwd)")
     p.add_argument("--algos", default=None,
-                   help="comma-separated algorithms (default: every one built for the device)")
+                   help="comma-separated algorithms (default: every one built for the device); "
+                        "auto, the default the API runs, is always timed too")
     p.add_argument("--min-time", type=float, default=0.2,
                    help="seconds of timed runs per measurement (default: 0.2)")
     p.add_argument("--tf32", action="store_true",
@@ -46,7 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", metavar="PATH", help="also write the table as Markdown")
     p.add_argument("--plot", metavar="DIR", help="write speedup and roofline PNGs to DIR")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for the run")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress (a bar on a terminal, else a line per layer on stderr)")
     return p
 
 
@@ -85,7 +87,8 @@ def bench_main(argv) -> int:
     except ValueError as e:
         print(f"cnnkern: {e}", file=sys.stderr)
         return 2
-    algos = args.algos.split(",") if args.algos else cnnkern.algorithms(device.type)
+    built = cnnkern.algorithms(device.type)
+    algos = runner.with_auto(args.algos.split(",") if args.algos else built)
     layers = runner.load_layers(args.layers)
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = args.tf32
     with cnnkern.backends.tf32(args.tf32):  # this thread, for the run; restored after it
@@ -95,26 +98,27 @@ def bench_main(argv) -> int:
 def _bench_run(args, device, passes, dtypes, layouts, algos, layers) -> int:
     import os
 
-    from cnnkern.bench import runner
+    from cnnkern.bench import peaks as bench_peaks
+    from cnnkern.bench import report, runner
+    from cnnkern.tools.console import echo, render
 
     env = runner.environment(device)
     ref_name = "cuDNN" if device.type == "cuda" else "torch"
-
-    print(f"cnnkern {env['cnnkern']} | torch {env['torch']} | device {env.get('gpu', device)} | "
-          f"threads {env['threads']} | {args.dtypes} | {args.layouts} | layers: {args.layers} | "
-          f"{env['date']}", flush=True)
+    where = env.get("gpu") or f"cpu ({env['cpu']})"
+    threads = env["threads"]
+    echo(render(f"cnnkern {env['cnnkern']} | torch {env['torch']} | {where} | "
+                f"{threads} thread{'' if threads == 1 else 's'} | {env['date']}",
+                f"layers: {args.layers} | {args.dtypes} | {args.layouts} | "
+                f"passes: {','.join(passes)}",
+                f"algos: {', '.join(algos)} (auto: the default, always timed)"))
     start = time.time()
-    rows, peaks = runner.run(layers, device, dtypes, layouts, passes, algos, args.batch,
-                             args.min_time, progress=not args.no_progress)
-    print(runner.format_table(rows, ref_name))
-    peak_text = ", ".join(f"{k} {v / 1e9:.0f} G{'B' if k == 'bandwidth' else 'FLOP'}/s"
-                          for k, v in peaks.items())
-    print(f"speedup = {ref_name} time / cnnkern time (>1: cnnkern faster). GFLOP/s on the "
-          f"direct-conv count 2*N*K*C/g*R*S*P*Q (effective for Winograd). %peak of: {peak_text}. "
-          f"err = max|ours - ref| / max|ref|; vs fp64, {ref_name}'s own error in brackets. "
-          f"{time.time() - start:.0f} s.")
+    peaks, sources = bench_peaks.measure(device, dtypes)
+    echo(render(*report.peak_lines(peaks, sources)))
+    rows, _ = runner.run(layers, device, dtypes, layouts, passes, algos, args.batch,
+                         args.min_time, progress=not args.no_progress, peaks=peaks)
+    echo(report.format_report(rows, ref_name, time.time() - start))
     if args.json:
-        runner.write(args.json, runner.to_json(rows, env, peaks))
+        runner.write(args.json, runner.to_json(rows, env, peaks, sources))
     if args.markdown:
         runner.write(args.markdown, runner.format_markdown(rows, ref_name))
     if args.plot:
@@ -124,7 +128,8 @@ def _bench_run(args, device, passes, dtypes, layouts, algos, layers) -> int:
         name = os.path.splitext(os.path.basename(args.layers))[0]
         title = f"{name} on {env.get('gpu', device)} ({args.dtypes})"
         plots.speedup_chart(rows, os.path.join(args.plot, f"speedup_{name}.png"), title, ref_name)
-        plots.roofline_chart(rows, peaks, os.path.join(args.plot, f"roofline_{name}.png"), title)
+        plots.roofline_chart(rows, peaks, os.path.join(args.plot, f"roofline_{name}.png"), title,
+                             sources)
     return 0
 
 
@@ -137,6 +142,7 @@ def _model_arg(p: argparse.ArgumentParser):
 def check_main(argv) -> int:
     import cnnkern
     from cnnkern.tools import check
+    from cnnkern.tools.console import add_row, echo, render, table
 
     p = argparse.ArgumentParser(prog="cnnkern check", description=check.__doc__.split("\n\n")[0])
     _model_arg(p)
@@ -153,24 +159,29 @@ def check_main(argv) -> int:
     algos = args.algos.split(",") if args.algos else ["auto"] + cnnkern.algorithms(device)
     for algo in algos:
         results = check.check_model(args.model, algo, device, args.batch, args.size)
-        print(check.format_results(results, per_layer=not args.no_layers), flush=True)
+        echo(check.format_results(results, per_layer=not args.no_layers))
     if args.bench:
-        print(f"\n{args.model} timing on {device}, batch {args.batch} (median of 3):")
         ref = {t: check.time_model(args.model, "auto", "torch", device, args.batch, args.size, t)
                for t in (False, True)}
+        t = table(["algo", "run", "images/s", "torch\nimages/s", "ratio"],
+                  right=["images/s", "torch\nimages/s", "ratio"],
+                  title=f"{args.model} timing on {device}, batch {args.batch} (median of 3); "
+                        f"ratio = torch time / cnnkern time")
         for algo in algos:
             for train in (False, True):
                 s = check.time_model(args.model, algo, "cnnkern", device, args.batch, args.size,
                                      train)
-                what = "train step" if train else "forward"
-                print(f"  {algo:12s} {what:10s} {args.batch / s:9.1f} images/s  torch "
-                      f"{args.batch / ref[train]:9.1f} images/s  ratio {ref[train] / s:.2f}x")
+                add_row(t, [algo, "train step" if train else "forward",
+                            f"{args.batch / s:.1f}", f"{args.batch / ref[train]:.1f}",
+                            f"{ref[train] / s:.2f}x"])
+        echo("\n" + render(t))
     return 0
 
 
 def summary_main(argv) -> int:
     import cnnkern
     from cnnkern.tools import check, summary
+    from cnnkern.tools.console import echo
 
     p = argparse.ArgumentParser(prog="cnnkern summary", description=summary.__doc__.split("\n\n")[0])
     _model_arg(p)
@@ -179,8 +190,8 @@ def summary_main(argv) -> int:
     args = p.parse_args(argv)
     model = cnnkern.models.MODELS[args.model](algo=args.algo)
     shape = check.input_shape(args.model, args.size)
-    print(summary.format_summary(summary.summarize(model, shape),
-                                 f"{args.model}, input {'x'.join(map(str, shape))}"))
+    echo(summary.format_summary(summary.summarize(model, shape),
+                                f"{args.model}, input {'x'.join(map(str, shape))}"))
     return 0
 
 

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 import cnnkern
+from cnnkern.tools.console import add_row, render, table
 
 
 def _weights(m: nn.Module) -> int:
@@ -67,14 +68,11 @@ def summarize(model: nn.Module, input_shape, device: str = "cpu") -> List[dict]:
 
 
 def format_summary(rows: List[dict], title: Optional[str] = None) -> str:
-    header = ["layer", "kind", "output", "weights", "cumulative", "MACs", "algorithm"]
-    body = [[r["name"], r["kind"], "x".join(map(str, r["shape"])), f"{r['weights']:,}",
-             f"{r['cumulative']:,}", f"{r['macs']:,}", r["algo"]] for r in rows]
-    widths = [max(len(x[i]) for x in [header] + body) for i in range(len(header))]
-    lines = [title] if title else []
-    lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths)))
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths)).rstrip() for b in body]
-    lines.append(f"total: {rows[-1]['cumulative'] if rows else 0:,} weights (without biases), "
-                 f"{sum(r['macs'] for r in rows):,} MACs per image")
-    return "\n".join(lines)
+    numbers = ["weights", "cumulative", "MACs"]
+    t = table(["layer", "kind", "output"] + numbers + ["algorithm"], right=numbers,
+              wrap=["algorithm"], title=title)
+    for r in rows:
+        add_row(t, [r["name"], r["kind"], "x".join(map(str, r["shape"])), f"{r['weights']:,}",
+                    f"{r['cumulative']:,}", f"{r['macs']:,}", r["algo"]])
+    return render(t, f"total: {rows[-1]['cumulative'] if rows else 0:,} weights (without "
+                     f"biases), {sum(r['macs'] for r in rows):,} MACs per image")

@@ -65,3 +65,17 @@ def test_main_prints_the_definitions(capsys, tmp_path):
     assert accuracy.main(["--layers", str(path), "--algos", "direct"]) == 0
     out = capsys.readouterr().out
     assert "max|out32 - ref64| / max|ref64|" in out and "a3x3" in out and "torch" in out
+
+
+def test_text_table_gives_refusals_as_numbered_footnotes():
+    rows = accuracy.measure(LAYERS, ["direct", "winograd"], ["fwd"], crop=0)
+    text = accuracy.format_rows(rows, ["direct", "winograd", accuracy.REFERENCE], markdown=False)
+    lines = text.splitlines()
+    b5 = next(l for l in lines if l.startswith("b5x5 "))
+    assert b5.split()[-4] == "n/a¹"  # winograd's cell; torch's "max / mean" follows
+    ok, why = cnnkern.can_implement(torch.empty(1, 4, 20, 20), torch.empty(3, 4, 5, 5),
+                                    stride=2, padding=2, algo="winograd")
+    assert not ok and lines[-1] == "¹ winograd: " + why.split(": ", 1)[1][len("winograd "):]
+    # the errors on screen: the Markdown's numbers, exponent without its leading zero
+    direct = rows[0]["errors"]["direct"]
+    assert f"{direct[0]:.1e}".replace("e-0", "e-") in lines[2]

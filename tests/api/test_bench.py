@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import cnnkern
-from cnnkern.bench import runner
+from cnnkern.bench import peaks, runner
 from cnnkern.tools.cli import main
 
 
@@ -69,6 +69,11 @@ def test_bench_json_has_every_field_and_plots(tmp_path, capsys):
     assert all(set(r) == fields for r in data["rows"])
     assert {"date", "torch", "device", "threads"} <= set(data["environment"])
     assert data["peaks"]["float32"] > 0 and data["peaks"]["bandwidth"] > 0
+    # measured on the CPU, and the JSON says how (bench/peaks.py)
+    assert set(data["peak_sources"]) == set(data["peaks"]) == {
+        "float32", "bandwidth", "bandwidth_cache"}
+    assert "torch.mm" in data["peak_sources"]["float32"]
+    assert "STREAM triad" in data["peak_sources"]["bandwidth"]
     conv = [r for r in data["rows"] if r["kind"] == "conv2d"]
     timed = [r for r in conv if r["ms"] is not None]
     assert {(r["pass_"], r["layout"]) for r in timed} == {
@@ -80,7 +85,16 @@ def test_bench_json_has_every_field_and_plots(tmp_path, capsys):
             next(l for l in layers["conv2d"] if l["name"] == r["layer"]), None))
     refused = [r for r in conv if r["algo"] == "winograd" and r["ms"] is None]
     assert refused and all(r["note"] for r in refused)  # listed, with the reason
+    # auto (not asked for) is timed on every layer, pass and layout, with its pick
+    auto = [r for r in timed if r["algo"] == "auto"]
+    assert len(auto) == len(layers["conv2d"]) * len(runner.PASSES) * len(runner.LAYOUTS)
+    assert all(r["picked"] in cnnkern.algorithms("cpu") for r in auto)
+    # pooling's %peak is of a measured bandwidth: its GB/s over that peak
+    for r in (r for r in data["rows"] if r["kind"] == "pool2d"):
+        peak = data["peaks"][peaks.bandwidth_key(data["peaks"], r["bytes_moved"])]
+        assert r["pct_peak"] == pytest.approx(100 * r["extra"]["GB/s"] * 1e9 / peak)
     assert md.read_text().startswith("| layer |")
+    assert "| auto (" in md.read_text()
     assert {p.name for p in plots.iterdir()} == {"speedup_tiny.png", "roofline_tiny.png"}
     assert "tiny5x5s2" in capsys.readouterr().out
 
