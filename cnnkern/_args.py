@@ -103,6 +103,8 @@ def conv_padding(padding, weight_shape, stride, dilation,
                              f"got stride={list(stride)}")
         if len(weight_shape) != 4:  # no kernel size to pad for: the op rejects the weight's rank
             return [0, 0], None
+        if any(d <= 0 for d in dilation):  # a negative padding would be blamed: the op rejects
+            return [0, 0], None           # the dilation
         total = [d * (k - 1) for d, k in zip(dilation, weight_shape[2:])]
         left = [t // 2 for t in total]
         extra = [t - 2 * l for t, l in zip(total, left)]
