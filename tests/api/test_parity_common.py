@@ -72,6 +72,9 @@ class Run:
 
     outputs: Tuple[torch.Tensor, ...]
     grads: Dict[str, Optional[torch.Tensor]] = field(default_factory=dict)
+    # torch's side: its run on the tensors as given, whose layouts are the reference, where the
+    # values come from another run (run_function)
+    layout: Optional["Run"] = None
 
 
 def run(call: Callable, wrt: Dict[str, Optional[torch.Tensor]], seed: int = 0,
@@ -107,13 +110,28 @@ def tensors_of(args: Iterable, kwargs: dict, names=("input", "weight", "bias")) 
     return {k: v for k, v in named.items() if isinstance(v, torch.Tensor)}
 
 
+def _contiguous_copy(a):
+    if not isinstance(a, torch.Tensor):
+        return a
+    return a.detach().contiguous().requires_grad_(a.requires_grad)
+
+
 def run_function(name: str, args: tuple, kwargs: dict, seed: int = 0) -> Tuple[Run, Run]:
     """(torch's Run, cnnkern's Run) of F.<name>(*args, **kwargs) and cnnkern.<name>(...): the
-    same tensors go to both (views included), and each side differentiates its own graph."""
+    same tensors go to cnnkern (views included), which differentiates its own graph.
+
+    torch's values come from contiguous copies of the tensors, its layouts (Run.layout) from
+    the call as given: the math does not depend on the layout, but torch's kernels can get it
+    wrong for some (torch 2.14, CPU: F.conv2d's weight gradient for an unbatched channels_last
+    input with a channels_last weight and groups=2)."""
     ref_fn, ck_fn = FUNCTIONS[name]
     wrt = tensors_of(args, kwargs)
-    return (run(lambda: ref_fn(*args, **kwargs), wrt, seed, reference=True),
-            run(lambda: ck_fn(*args, **kwargs), wrt, seed))
+    c_args = tuple(_contiguous_copy(a) for a in args)
+    c_kwargs = {k: _contiguous_copy(v) for k, v in kwargs.items()}
+    ref = run(lambda: ref_fn(*c_args, **c_kwargs), tensors_of(c_args, c_kwargs), seed,
+              reference=True)
+    ref.layout = run(lambda: ref_fn(*args, **kwargs), wrt, seed, reference=True)
+    return ref, run(lambda: ck_fn(*args, **kwargs), wrt, seed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,6 +172,7 @@ def assert_same_memory_format(ref: Run, got: Run, what: str = "", ignore=()):
     """The output and every gradient laid out as torch's: contiguous and channels_last
     exactly where torch's are (a tensor with size-1 dimensions can be both). `ignore`: names
     of gradients not judged (see mean_path_quirk)."""
+    ref = ref.layout or ref
     pairs = [("output", got.outputs[0], ref.outputs[0])]
     pairs += [(f"gradient of {k}", got.grads.get(k), r) for k, r in ref.grads.items()
               if k not in ignore]
@@ -167,7 +186,7 @@ def assert_same_memory_format(ref: Run, got: Run, what: str = "", ignore=()):
             f"{o.stride()}; torch's is {_layout(r)} with strides {r.stride()}")
 
 
-def mean_path_quirk(name: str, output_size) -> tuple:
+def mean_path_quirk(name: str, output_size, input_shape) -> tuple:
     """The gradients whose layout torch does not choose by its rule in this call: torch computes
     adaptive_avg_pool2d to 1 x 1 as input.mean((-2, -1)), whose input gradient comes out
     contiguous whatever the input's layout (its output does follow the input). cnnkern's
@@ -175,6 +194,7 @@ def mean_path_quirk(name: str, output_size) -> tuple:
     if name != "adaptive_avg_pool2d":
         return ()
     size = [output_size] * 2 if isinstance(output_size, int) else list(output_size)
+    size = [input_shape[i - 2] if s is None else s for i, s in enumerate(size)]
     return ("input",) if size == [1, 1] else ()
 
 
