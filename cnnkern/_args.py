@@ -1,4 +1,6 @@
-"""Arguments as torch.nn.functional takes them, turned into what the ops' schemas take.
+"""Arguments as torch.nn.functional takes them, turned into what the ops' schemas take (ints,
+pairs, bools, 'same' padding, unbatched input), with torch's errors for the wrong types; and
+the checks of conv_transpose2d, which runs on another op's kernels (check_conv_transpose2d).
 
 Shared by functional.py (the entry points), algo.py (which must see a call's problem exactly
 as the op will) and nn.py; it imports nothing of cnnkern's, so none of them import each other
@@ -164,8 +166,8 @@ def check_conv_transpose2d(x: torch.Tensor, weight, bias, stride: List, padding:
     for i in range(2):
         if output_padding[i] >= stride[i] and output_padding[i] >= dilation[i]:
             raise ValueError(f"{op}: output_padding must be smaller than stride or dilation; "
-                               f"got output_padding={output_padding}, stride={stride}, "
-                               f"dilation={dilation}")
+                             f"got output_padding={output_padding}, stride={stride}, "
+                             f"dilation={dilation}")
     size = [(x.shape[2 + i] - 1) * stride[i] - 2 * padding[i]
             + dilation[i] * (weight.shape[2 + i] - 1) + output_padding[i] + 1 for i in range(2)]
     if size[0] < 1 or size[1] < 1:

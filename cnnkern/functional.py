@@ -2,9 +2,11 @@
 conv + BatchNorm (+ ReLU) with its BN folding.
 
 Each function takes the same arguments as its torch.nn.functional namesake (plus `algo=` for
-convolution), normalises them (int -> pair, "same"/"valid" padding, unbatched 3-D input:
-_args.py) and calls the registered op, which does the argument checks. Python checks only
-what never reaches an op: the BatchNorm tensors conv_bn_relu folds or updates itself.
+convolution), normalises them (int -> pair, "same"/"valid" padding, unbatched 3-D input,
+torch's type errors: _args.py) and calls the registered op, which does the argument checks.
+Python checks only what never reaches an op as itself: the BatchNorm tensors conv_bn_relu
+folds or updates itself, and conv_transpose2d's arguments (it runs on the grad-input op of
+another convolution, whose checks would speak of that one).
 """
 
 from __future__ import annotations

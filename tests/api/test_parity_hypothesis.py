@@ -93,10 +93,11 @@ def batch(draw, C, H, W):
     return (C, H, W) if n is None else (n, C, H, W)
 
 
-def _written(draw, pair, one=True):
-    """A pair as one of the ways torch takes it."""
+def _written(draw, pair):
+    """A pair as one of the ways torch takes it: a 2-list or 2-tuple, or when both are the same
+    an int or a 1-tuple."""
     a, b = pair
-    forms = [[a, b], (a, b)] + ([a] if a == b else []) + ([(a,)] if a == b and one else [])
+    forms = [[a, b], (a, b)] + ([a, (a,)] if a == b else [])
     return draw(st.sampled_from(forms))
 
 
@@ -322,6 +323,16 @@ def _need_bias(brk):
     return with_bias
 
 
+def _without_bias(brk):
+    """brk (of the weight's rank) on a call without bias, whose size is relative to the weight:
+    one broken argument. (With a bias of the old weight's size, cnnkern.conv2d's op checks the
+    bias first and blames it; torch blames the weight.)"""
+    def no_bias(case, draw):
+        case["bias"] = None
+        return brk(case, draw)
+    return no_bias
+
+
 def _numeric_padding(brk):
     """brk, on a call with padding 0 instead of "same"/"valid" (the input grown to fit the
     dilated kernel): torch skips its bias dtype check with string padding and accepts."""
@@ -374,7 +385,7 @@ CONV_BREAKERS = [
     _set("dilation", 0, (2, -1), 2.0, (1, 1, 1)),
     _set("groups", 0, -2, 1.0, True),
     _groups_not_dividing,
-    _resize("weight", rank=[2, 3, 5]),
+    _without_bias(_resize("weight", rank=[2, 3, 5])),
     _resize("input", rank=[1, 2, 5]),
     _resize("input", dim=-3, delta=1, names=["input", "weight"]),  # channels != the weight's
     _retype("weight", "float32"),
