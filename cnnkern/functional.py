@@ -2,9 +2,11 @@
 conv + BatchNorm (+ ReLU) with its BN folding.
 
 Each function takes the same arguments as its torch.nn.functional namesake (plus `algo=` for
-convolution), normalises them (int -> pair, "same"/"valid" padding, unbatched 3-D input:
-_args.py) and calls the registered op, which does the argument checks. Python checks only
-what never reaches an op: the BatchNorm tensors conv_bn_relu folds or updates itself.
+convolution), normalises them (int -> pair, "same"/"valid" padding, unbatched 3-D input,
+torch's type errors: _args.py) and calls the registered op, which does the argument checks.
+Python checks only what never reaches an op as itself: the BatchNorm tensors conv_bn_relu
+folds or updates itself, and conv_transpose2d's arguments (it runs on the grad-input op of
+another convolution, whose checks would speak of that one).
 """
 
 from __future__ import annotations
@@ -17,16 +19,20 @@ import torch.nn.functional as F
 from . import backends as _backends
 from . import tuning as _tuning
 from ._args import batched as _batched
+from ._args import check_conv_transpose2d
 from ._args import conv_padding  # noqa: F401  (public: padding as these functions resolve it)
+from ._args import flag as _flag
+from ._args import integer as _integer
 from ._args import pair as _pair
+from ._args import pool_stride as _pool_stride
 
 IntOrPair = Union[int, Sequence[int]]
 
 _ops = torch.ops.cnnkern
 
 
-def _conv_args(op, input, weight, stride, padding, dilation, algo):
-    """(4-D input, was_3d, stride, padding, dilation) as the conv ops take them; "same"
+def _conv_args(op, input, weight, stride, padding, dilation, groups, algo):
+    """(4-D input, was_3d, stride, padding, dilation, groups) as the conv ops take them; "same"
     padding with an odd total pads the input's right/bottom here, as torch does."""
     if not isinstance(algo, str):
         raise TypeError(f"{op}: algo must be a string; got {algo!r}")
@@ -36,15 +42,15 @@ def _conv_args(op, input, weight, stride, padding, dilation, algo):
     pad, extra = conv_padding(padding, weight.shape, stride, dilation, op)
     if extra is not None:
         x = F.pad(x, extra)
-    return x, unbatched, stride, pad, dilation
+    return x, unbatched, stride, pad, dilation, _integer(groups, "groups", op)
 
 
 def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
            stride: IntOrPair = 1, padding: Union[IntOrPair, str] = 0, dilation: IntOrPair = 1,
            groups: int = 1, *, algo: str = "auto") -> torch.Tensor:
     """2-D convolution (cross-correlation, as torch.nn.functional.conv2d) by `algo`."""
-    x, unbatched, stride, pad, dilation = _conv_args("cnnkern.conv2d", input, weight, stride,
-                                                     padding, dilation, algo)
+    x, unbatched, stride, pad, dilation, groups = _conv_args(
+        "cnnkern.conv2d", input, weight, stride, padding, dilation, groups, algo)
     out = folded_conv(x, weight, bias, stride, pad, dilation, groups, relu=False, algo=algo)
     return out.squeeze(0) if unbatched else out
 
@@ -57,30 +63,60 @@ def conv_transpose2d(input: torch.Tensor, weight: torch.Tensor,
 
     It is the grad-input of the convolution that maps the output size back to the input's,
     so it runs on the conv2d_backward_input kernels of `algo`; weight is laid out
-    (in_channels, out_channels/groups, kH, kW) as in torch.
+    (in_channels, out_channels/groups, kH, kW) as in torch. Its arguments are checked here
+    (_args.check_conv_transpose2d), so that every error names this function.
     """
     op = "cnnkern.conv_transpose2d"
+    if not isinstance(algo, str):
+        raise TypeError(f"{op}: algo must be a string; got {algo!r}")
     x, unbatched = _batched(input, op)
     stride = _pair(stride, "stride", op)
     padding = _pair(padding, "padding", op)
-    dilation = _pair(dilation, "dilation", op)
     output_padding = _pair(output_padding, "output_padding", op)
-    for i in range(2):
-        if not 0 <= output_padding[i] < max(stride[i], dilation[i]):
-            raise ValueError(f"{op}: output_padding must be non-negative and smaller than "
-                             f"stride or dilation; got output_padding={output_padding}, "
-                             f"stride={stride}, dilation={dilation}")
-    if weight.dim() != 4:
-        raise RuntimeError(f"{op}: expected a 4-D weight (in_channels, out_channels/groups, kH, "
-                           f"kW); got a {weight.dim()}-D weight of size {list(weight.shape)}")
-    out_size = [x.shape[0], weight.shape[1] * groups] + [
-        (x.shape[2 + i] - 1) * stride[i] - 2 * padding[i] + dilation[i] * (weight.shape[2 + i] - 1)
-        + output_padding[i] + 1 for i in range(2)]
-    out = _ops.conv2d_backward_input(x, weight, out_size, stride, padding, dilation, groups, algo,
-                                     _backends.get_allow_tf32())
+    dilation = _pair(dilation, "dilation", op)
+    groups = _integer(groups, "groups", op)
+    size = check_conv_transpose2d(x, weight, bias, stride, padding, output_padding, dilation,
+                                  groups, op)
+    out = _transposed_by_grad_input(op, x, weight, size, stride, padding, output_padding,
+                                    dilation, groups, algo)
     if bias is not None:
         out = out + bias.view(1, -1, 1, 1)
     return out.squeeze(0) if unbatched else out
+
+
+def _transposed_by_grad_input(op, x, weight, size, stride, padding, output_padding, dilation,
+                              groups, algo):
+    """The transposed convolution (no bias) of checked arguments, `size` its output's [H, W].
+
+    Uncropped, it has full = (in - 1) * stride + dilation * (k - 1) + 1 rows, and the output is
+    rows [padding, padding + size) of them, zeros past full. The grad-input op computes that
+    crop when output_padding < stride: the conv of an input that size has this input's size.
+    An output_padding allowed only by the dilation has no such conv, so along that axis the op
+    computes all `full` rows unpadded, and F.pad crops `padding` rows off the front and adds
+    output_padding - padding at the back (a crop when negative, zeros beyond `full` when not).
+    """
+    direct = [output_padding[i] < stride[i] for i in range(2)]
+    full = [(x.shape[2 + i] - 1) * stride[i] + dilation[i] * (weight.shape[2 + i] - 1) + 1
+            for i in range(2)]
+    computed = [size[i] if direct[i] else full[i] for i in range(2)]
+    pad = [padding[i] if direct[i] else 0 for i in range(2)]
+    out_size = [x.shape[0], weight.shape[1] * groups] + computed
+    try:
+        out = _ops.conv2d_backward_input(x, weight, out_size, stride, pad, dilation, groups, algo,
+                                         _backends.get_allow_tf32())
+    except RuntimeError as e:
+        # What only the op can refuse (a dtype or an `algo` its kernels cannot run) it words
+        # as the conv it is the backward of; the caller called this function.
+        prefix = "cnnkern.conv2d:"
+        if str(e).startswith(prefix):
+            raise RuntimeError(op + ":" + str(e)[len(prefix):]) from None
+        raise
+    if all(direct):
+        return out
+    crop = []
+    for i in (1, 0):  # F.pad lists the last dimension first
+        crop += [0, 0] if direct[i] else [-padding[i], output_padding[i] - padding[i]]
+    return F.pad(out, crop)
 
 
 def max_pool2d(input: torch.Tensor, kernel_size: IntOrPair, stride: Optional[IntOrPair] = None,
@@ -90,10 +126,11 @@ def max_pool2d(input: torch.Tensor, kernel_size: IntOrPair, stride: Optional[Int
     op = "cnnkern.max_pool2d"
     x, unbatched = _batched(input, op)
     kernel_size = _pair(kernel_size, "kernel_size", op)
-    stride = kernel_size if stride is None or stride == [] else _pair(stride, "stride", op)
-    out, indices = _ops.max_pool2d_with_indices(x, kernel_size, stride,
+    out, indices = _ops.max_pool2d_with_indices(x, kernel_size,
+                                                _pool_stride(stride, kernel_size, op),
                                                 _pair(padding, "padding", op),
-                                                _pair(dilation, "dilation", op), bool(ceil_mode))
+                                                _pair(dilation, "dilation", op),
+                                                _flag(ceil_mode, "ceil_mode", op))
     if unbatched:
         out, indices = out.squeeze(0), indices.squeeze(0)
     return (out, indices) if return_indices else out
@@ -106,9 +143,11 @@ def avg_pool2d(input: torch.Tensor, kernel_size: IntOrPair, stride: Optional[Int
     op = "cnnkern.avg_pool2d"
     x, unbatched = _batched(input, op)
     kernel_size = _pair(kernel_size, "kernel_size", op)
-    stride = kernel_size if stride is None or stride == [] else _pair(stride, "stride", op)
-    out = _ops.avg_pool2d(x, kernel_size, stride, _pair(padding, "padding", op), bool(ceil_mode),
-                          bool(count_include_pad), divisor_override)
+    if divisor_override is not None:
+        divisor_override = _integer(divisor_override, "divisor_override", op)
+    out = _ops.avg_pool2d(x, kernel_size, _pool_stride(stride, kernel_size, op),
+                          _pair(padding, "padding", op), _flag(ceil_mode, "ceil_mode", op),
+                          _flag(count_include_pad, "count_include_pad", op), divisor_override)
     return out.squeeze(0) if unbatched else out
 
 
@@ -116,7 +155,9 @@ def adaptive_avg_pool2d(input: torch.Tensor, output_size) -> torch.Tensor:
     """Adaptive average pooling as torch.nn.functional.adaptive_avg_pool2d (None keeps a size)."""
     op = "cnnkern.adaptive_avg_pool2d"
     x, unbatched = _batched(input, op)
-    size = _pair(output_size, "output_size", op)
+    # torch takes an int or exactly two entries here (a 1-sequence is an error, unlike the
+    # window arguments of the other functions)
+    size = _pair(output_size, "output_size", op, one=False, none=True)
     size = [x.shape[2 + i] if s is None else s for i, s in enumerate(size)]
     out = _ops.adaptive_avg_pool2d(x, size)
     return out.squeeze(0) if unbatched else out
@@ -187,8 +228,8 @@ def conv_bn_relu(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch
     backward).
     """
     op = "cnnkern.conv_bn_relu"
-    x, unbatched, stride, pad, dilation = _conv_args(op, input, weight, stride, padding,
-                                                     dilation, algo)
+    x, unbatched, stride, pad, dilation, groups = _conv_args(op, input, weight, stride, padding,
+                                                             dilation, groups, algo)
     _check_bn_args(op, x, weight, bn_weight, bn_bias, running_mean, running_var)
     if not training:
         if running_mean is None or running_var is None:
