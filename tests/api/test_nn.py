@@ -205,12 +205,6 @@ def test_conv_transpose2d_matches_torch_with_gradients(cfg):
         assert_close(p.grad, p_ref.grad, msg=lambda m, n=name: f"{n}: {m}")
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError, reason=(
-    "conv2d_backward_input's autograd (cnnkern/_registrations/conv2d.py) assumes the forward "
-    "conv of the output-size gradient has grad_output's size; with output_padding >= stride "
-    "(allowed when dilation > stride) it has floor(output_padding/stride) more rows/columns: "
-    "the input gradient must be cropped to grad_output's size and the weight gradient take "
-    "grad_output zero-padded to that size"))
 def test_conv_transpose2d_gradients_with_output_padding_not_below_stride():
     cfg = dict(in_channels=2, out_channels=3, kernel_size=3, stride=2, padding=2, dilation=3,
                output_padding=2)
