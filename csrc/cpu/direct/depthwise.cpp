@@ -92,14 +92,23 @@ void pack_plane(const cpu::DepthwiseKernels<T>& kn, const Layout& L, const T* sr
   kn.pack(j);
 }
 
-// This thread's packing buffer for `planes` planes of L plus the kernels' over-read slack
-// (grow-only, kept between calls). What lies past the packed planes only ever feeds vector
-// lanes that are dropped (forward, grad-input) or masked (grad-weight).
+// This thread's packing buffer for `planes` planes of L plus the kernels' over-read slack,
+// grow-only and kept between calls. The packing writes only the elements that come from a
+// source plane, so the buffer is zeroed whenever this thread packs a different layout (or
+// source size) than last time; then its padding and inserted zeros are already in place.
+// What lies past the packed planes only ever feeds vector lanes that are dropped (forward,
+// grad-input) or masked (grad-weight).
 template <typename T>
-T* plane_scratch(const Layout& L, int64_t planes) {
+T* plane_scratch(const Layout& L, int64_t planes, int64_t Hs, int64_t Ws) {
   thread_local std::vector<T> buf;
+  thread_local std::vector<int64_t> key;
+  std::vector<int64_t> now{L.rows, L.cols, L.sw, L.top, L.left, L.uh, L.uw, planes, Hs, Ws};
   const size_t need = static_cast<size_t>(planes * L.plane() + cpu::kDepthwiseSlack);
-  if (buf.size() < need) buf.assign(need, T(0));
+  if (buf.size() < need) buf.resize(need);
+  if (now != key) {
+    std::fill(buf.begin(), buf.begin() + need, T(0));
+    key = std::move(now);
+  }
   return buf.data();
 }
 
@@ -114,7 +123,7 @@ void forward(const at::Tensor& input, const at::Tensor& weight, const T* bias, T
   const T* w = weight.const_data_ptr<T>();
   const int64_t m = p.K / p.C, RS = p.R * p.S;
   at::parallel_for(0, p.N * p.C, 1, [&](int64_t begin, int64_t end) {
-    T* buf = plane_scratch<T>(L, 1);
+    T* buf = plane_scratch<T>(L, 1, p.H, p.W);
     for (int64_t nc = begin; nc < end; ++nc) {
       pack_plane(kn, L, x + nc * p.H * p.W, p.H, p.W, buf);
       const int64_t n = nc / p.C, c = nc % p.C;
@@ -142,7 +151,7 @@ void backward_input(const at::Tensor& grad_output, const at::Tensor& weight, T* 
     for (int64_t t = 0; t < RS; ++t) wf[k * RS + t] = w[k * RS + RS - 1 - t];
   const T* go = grad_output.const_data_ptr<T>();
   at::parallel_for(0, p.N * p.C, 1, [&](int64_t begin, int64_t end) {
-    T* buf = plane_scratch<T>(L, m);
+    T* buf = plane_scratch<T>(L, m, p.P, p.Q);
     for (int64_t nc = begin; nc < end; ++nc) {
       const int64_t n = nc / p.C, c = nc % p.C;
       for (int64_t j = 0; j < m; ++j)
@@ -166,7 +175,7 @@ void backward_weight(const at::Tensor& grad_output, const at::Tensor& input, T* 
   // partial[n][k][t]: image n's sum for tap t of filter k.
   std::vector<double> partial(p.N * p.K * RS);
   at::parallel_for(0, p.N * p.C, 1, [&](int64_t begin, int64_t end) {
-    T* buf = plane_scratch<T>(L, 1);
+    T* buf = plane_scratch<T>(L, 1, p.H, p.W);
     for (int64_t nc = begin; nc < end; ++nc) {
       pack_plane(kn, L, x + nc * p.H * p.W, p.H, p.W, buf);
       const int64_t n = nc / p.C, c = nc % p.C;

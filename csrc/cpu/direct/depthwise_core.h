@@ -28,7 +28,8 @@ namespace cpu {
 // ((y - top) / uh, (x * sw + b - left) / uw) when both divisions are exact and inside the
 // source, zero otherwise. uh, uw > 1 is grad-input's zero insertion between grad_output
 // elements (the transposed convolution of a strided one; sw is 1 then); top / left may be
-// negative (a crop). Writes sw * rows * cols elements.
+// negative (a crop). Writes only the elements that come from the source: the others are
+// zero for every plane of a layout, and the caller zeroes dst once per layout.
 template <typename T>
 struct DwPackJob {
   const T* src;
@@ -58,8 +59,8 @@ struct DwConvJob {
 
 // sums[t] = sum_{u < P, v < Q} go[u * Q + v] * x[u * row_step + v + off[t]], per tap: in
 // vector lanes (v modulo the vector width) in T, lanes past Q masked to zero on both
-// operands (so an inf or NaN there cannot leak in), the lanes then added in double in a
-// fixed order. x must be readable as for DwConvJob.
+// operands (so an inf or NaN there cannot leak in), the lanes then added in a fixed order
+// (the caller adds the planes' sums in double). x must be readable as for DwConvJob.
 template <typename T>
 struct DwWeightJob {
   const T* x;

@@ -13,46 +13,56 @@ namespace dw {
 inline int64_t clamp64(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : v > hi ? hi : v; }
 inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
-// One packed row of phase b when uw == 1: columns x whose source column x * sw + b - left
-// lies in [0, Ws) are copied, the rest zeroed.
+// Copies n elements, in vectors where there are enough (the last one overlapping the one
+// before rather than a scalar tail: rows here are short, and a memcpy call costs more).
+template <typename T>
+inline void copy_n(const T* s, T* d, int64_t n) {
+  using V = Vec<T>;
+  constexpr int N = V::N;
+  if (n < N) {
+    for (int64_t i = 0; i < n; ++i) d[i] = s[i];
+    return;
+  }
+  int64_t i = 0;
+  for (; i + N <= n; i += N) V::store(d + i, V::load(s + i));
+  if (i < n) V::store(d + n - N, V::load(s + n - N));
+}
+
+// The source elements of one packed row of phase b when uw == 1: columns x whose source
+// column x * sw + b - left lies in [0, Ws). The other columns are left as they are (zero).
 template <typename T>
 void pack_row(const T* s, int64_t Ws, T* d, int64_t cols, int64_t sw, int64_t b, int64_t left) {
   using V = Vec<T>;
   constexpr int N = V::N;
   const int64_t x0 = clamp64(-floor_div(b - left, sw), 0, cols);
   const int64_t x1 = clamp64(floor_div(Ws - 1 + left - b, sw) + 1, x0, cols);
-  for (int64_t x = 0; x < x0; ++x) d[x] = T(0);
   const T* first = s + (x0 * sw + b - left);  // source column of x0
+  if (sw == 1) return copy_n(first, d + x0, x1 - x0);
   int64_t x = x0;
-  if (sw == 1) {
-    std::memcpy(d + x0, first, (x1 - x0) * sizeof(T));
-    x = x1;
-  } else if (sw == 2) {
+  if (sw == 2) {
     // Vectors of even-offset elements; only while the 2N elements read stay in the row.
     for (; x + N <= x1 && (x + N) * 2 + b - left <= Ws; x += N)
       V::store(d + x, V::load_s2(first + (x - x0) * 2));
   }
   for (; x < x1; ++x) d[x] = first[(x - x0) * sw];
-  for (x = x1; x < cols; ++x) d[x] = T(0);
 }
 
+// Writes only the packed elements that come from the source: every other element of a
+// layout is zero whatever the plane, so the caller zeroes the buffer once per layout and
+// planes after the first cost a copy of their own elements only.
 template <typename T>
 void pack(const DwPackJob<T>& j) {
-  T* d = j.dst;
   for (int64_t b = 0; b < j.sw; ++b) {
+    T* d = j.dst + b * j.rows * j.cols;
     for (int64_t y = 0; y < j.rows; ++y, d += j.cols) {
       const int64_t ry = y - j.top;
-      if (ry < 0 || ry % j.uh != 0 || ry / j.uh >= j.Hs) {
-        std::memset(d, 0, j.cols * sizeof(T));
-        continue;
-      }
+      if (ry < 0 || ry % j.uh != 0 || ry / j.uh >= j.Hs) continue;
       const T* s = j.src + (ry / j.uh) * j.Ws;
       if (j.uw == 1) {
         pack_row(s, j.Ws, d, j.cols, j.sw, b, j.left);
         continue;
       }
       // Zero insertion (grad-input, sw == 1): source column i lands on column i * uw + left.
-      std::memset(d, 0, j.cols * sizeof(T));
       const int64_t i0 = clamp64(-floor_div(j.left, j.uw), 0, j.Ws);
       for (int64_t i = i0; i < j.Ws && i * j.uw + j.left < j.cols; ++i) d[i * j.uw + j.left] = s[i];
     }
@@ -94,6 +104,14 @@ inline void conv_step(const DwConvJob<T>& j, const typename Vec<T>::reg* w, cons
   if (keep == NV * N) {
     for (int k = 0; k < NV; ++k) V::store(d + k * N, finish(j, a[k]));
   } else {  // a row's last, partial vector
+#if defined(CNNKERN_SIMD_AVX2)
+    if constexpr (NV == 1) {
+      const auto m = V::first(static_cast<int>(keep));
+      if constexpr (sizeof(T) == 4) _mm256_maskstore_ps(d, m, finish(j, a[0]));
+      else _mm256_maskstore_pd(d, m, finish(j, a[0]));
+      return;
+    }
+#endif
     alignas(64) T tmp[NV * N];
     for (int k = 0; k < NV; ++k) V::store(tmp + k * N, finish(j, a[k]));
     std::memcpy(d, tmp, keep * sizeof(T));
@@ -153,20 +171,15 @@ void weight_grad_taps(const DwWeightJob<T>& j, int64_t t0) {
     }
     if (v < j.Q) {
       const int64_t rem = j.Q - v;
-      alignas(64) T tmp[N] = {};
-      std::memcpy(tmp, g + v, rem * sizeof(T));
-      const R gv = V::load(tmp), m = V::load(bits + N - rem);
+      const R gv = V::load_first(g + v, V::first(static_cast<int>(rem)));
+      const R m = V::load(bits + N - rem);
       for (int t = 0; t < NT; ++t)
         acc[t] = V::fmadd(gv, V::and_bits(V::load(xb + v + off[t]), m), acc[t]);
     }
   }
-  for (int t = 0; t < NT; ++t) {
-    alignas(64) T lanes[N];
-    V::store(lanes, acc[t]);
-    double s = 0;
-    for (int l = 0; l < N; ++l) s += static_cast<double>(lanes[l]);
-    j.sums[t0 + t] = s;
-  }
+  // Lanes added in T, in hsum's fixed order: a plane's lanes are short sums already, and a
+  // per-lane conversion to double costs more than a small plane's whole pass.
+  for (int t = 0; t < NT; ++t) j.sums[t0 + t] = static_cast<double>(V::hsum(acc[t]));
 }
 
 template <typename T>
