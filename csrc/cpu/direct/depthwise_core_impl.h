@@ -20,7 +20,13 @@ inline void copy_n(const T* s, T* d, int64_t n) {
   using V = Vec<T>;
   constexpr int N = V::N;
   if (n < N) {
+#if defined(CNNKERN_SIMD_AVX2)
+    const auto m = V::first(static_cast<int>(n));
+    if constexpr (sizeof(T) == 4) _mm256_maskstore_ps(d, m, V::load_first(s, m));
+    else _mm256_maskstore_pd(d, m, V::load_first(s, m));
+#else
     for (int64_t i = 0; i < n; ++i) d[i] = s[i];
+#endif
     return;
   }
   int64_t i = 0;
