@@ -22,6 +22,9 @@
 //
 // Padding is multiplied as zeros (as im2col does), so an infinite weight meets a padded zero
 // as NaN where a kernel that skips padded taps would give +-inf.
+//
+// Depthwise problems (groups == in_channels) have no channel reuse for those kernels to
+// exploit; every pass sends them to the per-plane path of depthwise.h instead.
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -36,6 +39,7 @@
 #include "ops/conv2d_algo.h"
 #include "core/int_math.h"
 #include "cpu/direct/conv2d_direct_core.h"
+#include "cpu/direct/depthwise.h"
 
 namespace cnnkern {
 namespace {
@@ -446,8 +450,10 @@ at::Tensor forward(const at::Tensor& input, const at::Tensor& weight,
     return out;
   }
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "cnnkern_conv2d_direct_cpu", [&] {
-    forward_impl<scalar_t>(input, weight, bias ? bias->const_data_ptr<scalar_t>() : nullptr,
-                           out.mutable_data_ptr<scalar_t>(), p, epi.relu);
+    const scalar_t* b = bias ? bias->const_data_ptr<scalar_t>() : nullptr;
+    scalar_t* o = out.mutable_data_ptr<scalar_t>();
+    if (depthwise::applies(p)) depthwise::forward<scalar_t>(input, weight, b, o, p, epi.relu);
+    else forward_impl<scalar_t>(input, weight, b, o, p, epi.relu);
   });
   return out;
 }
@@ -461,8 +467,10 @@ at::Tensor backward_input(const at::Tensor& grad_output, const at::Tensor& weigh
   at::Tensor gi = at::empty({p.N, p.C, p.H, p.W}, grad_output.options());
   AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "cnnkern_conv2d_direct_bwd_input_cpu",
                              [&] {
-                               backward_input_impl<scalar_t>(grad_output, weight,
-                                                             gi.mutable_data_ptr<scalar_t>(), p);
+                               scalar_t* g = gi.mutable_data_ptr<scalar_t>();
+                               if (depthwise::applies(p))
+                                 depthwise::backward_input<scalar_t>(grad_output, weight, g, p);
+                               else backward_input_impl<scalar_t>(grad_output, weight, g, p);
                              });
   return gi;
 }
@@ -473,8 +481,10 @@ at::Tensor backward_weight(const at::Tensor& grad_output, const at::Tensor& inpu
   if (gw.numel() == 0 || p.output_numel() == 0) return gw;
   AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "cnnkern_conv2d_direct_bwd_weight_cpu",
                              [&] {
-                               backward_weight_impl<scalar_t>(grad_output, input,
-                                                              gw.mutable_data_ptr<scalar_t>(), p);
+                               scalar_t* g = gw.mutable_data_ptr<scalar_t>();
+                               if (depthwise::applies(p))
+                                 depthwise::backward_weight<scalar_t>(grad_output, input, g, p);
+                               else backward_weight_impl<scalar_t>(grad_output, input, g, p);
                              });
   return gw;
 }
@@ -515,6 +525,7 @@ Conv2dWorkspace workspace_of(const Conv2dProblem& p, ConvPass pass) {
 }
 
 Conv2dWorkspace workspace(const Conv2dProblem& p, at::ScalarType dtype, ConvPass pass) {
+  if (depthwise::applies(p)) return depthwise::workspace(p, dtype, pass);
   return dtype == at::kDouble ? workspace_of<double>(p, pass) : workspace_of<float>(p, pass);
 }
 
