@@ -1,0 +1,208 @@
+// The BN+ReLU backward plane kernels (bn_relu_core.h), written once with GCC vector
+// extensions and compiled per instruction set: the including translation unit defines
+// CNNKERN_ISA_NS (and opens the ISA's target region first). No include guard, by design.
+//
+// Vectors hold kLanes = 8 values of T (two AVX2 registers of float as one, four SSE2 ones on
+// the baseline), the sums 8 double lanes: position i of a plane goes to lane i % 8, and the
+// lanes are folded in one fixed order, so a plane's sums depend on its length alone.
+//
+// The ReLU mask is `z * sa > -sb`, not `z * sa + sb > 0`: with round-to-nearest the sign of
+// fl(fl(z*sa) + sb) is the sign of the exact sum fl(z*sa) + sb (a sum that small is exact,
+// and rounding never crosses zero), so the two agree for every z, inf and NaN included. The
+// forward (bn_relu_cpu.cpp's apply, baseline code: a product then a sum) rounds z * sa the
+// same way; and a comparison leaves the compiler no sum to contract into an FMA here, which
+// the AVX2 target would otherwise be free to do, flipping the mask of values next to zero.
+
+#if !defined(CNNKERN_ISA_NS)
+#error "define CNNKERN_ISA_NS before including cpu/bn_relu/bn_relu_core_impl.h"
+#endif
+
+namespace cnnkern {
+namespace cpu {
+namespace CNNKERN_ISA_NS {
+namespace {
+
+constexpr int kLanes = 8;
+typedef float f8 __attribute__((vector_size(kLanes * sizeof(float))));
+typedef double d8 __attribute__((vector_size(kLanes * sizeof(double))));
+
+template <typename T>
+struct V8;
+template <>
+struct V8<float> {
+  using type = f8;
+};
+template <>
+struct V8<double> {
+  using type = d8;
+};
+
+// Vectors go by reference or stay in one function: passed by value, their calling
+// convention would depend on the target (GCC's -Wpsabi).
+template <typename VT, typename T>
+inline void load8(VT& v, const T* p) {
+  std::memcpy(&v, p, sizeof(v));
+}
+template <typename T, typename VT>
+inline void store8(T* p, const VT& v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+
+template <typename T>
+inline bool relu_passes(T z, T sa, T neg_sb) {
+  return z * sa > neg_sb;
+}
+
+inline double fold(const double* acc) {
+  return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+}
+
+template <typename T, bool kRelu>
+void grad_sums_plane(int64_t n, const T* dy, const T* z, T sa, T sb, double m, double* out) {
+  using VT = typename V8<T>::type;
+  const VT va = VT{} + sa, vnb = VT{} - sb;
+  const d8 vm = d8{} + m;
+  d8 s1{}, s2{};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    VT g, x;
+    load8(g, dy + i);
+    load8(x, z + i);
+    if (kRelu) g = (x * va > vnb) ? g : VT{};
+    const d8 gd = __builtin_convertvector(g, d8);
+    s1 += gd;
+    s2 += gd * (__builtin_convertvector(x, d8) - vm);
+  }
+  double t1[kLanes], t2[kLanes];
+  std::memcpy(t1, &s1, sizeof(t1));
+  std::memcpy(t2, &s2, sizeof(t2));
+  for (int l = 0; i < n; ++i, ++l) {
+    if (kRelu && !relu_passes(z[i], sa, T(-sb))) continue;
+    const double g = static_cast<double>(dy[i]);
+    t1[l] += g;
+    t2[l] += g * (static_cast<double>(z[i]) - m);
+  }
+  out[0] = fold(t1);
+  out[1] = fold(t2);
+}
+
+template <typename T, bool kRelu>
+void grad_z_plane(int64_t n, const T* dy, const T* z, T sa, T sb, T m, T a, T b, T c, T* gz) {
+  using VT = typename V8<T>::type;
+  const VT va = VT{} + sa, vnb = VT{} - sb, vm = VT{} + m, vA = VT{} + a, vB = VT{} + b,
+           vC = VT{} + c;
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    VT g, x;
+    load8(g, dy + i);
+    load8(x, z + i);
+    if (kRelu) g = (x * va > vnb) ? g : VT{};
+    store8(gz + i, VT(g * vA + (x - vm) * vB + vC));
+  }
+  for (; i < n; ++i) {
+    const T g = (!kRelu || relu_passes(z[i], sa, T(-sb))) ? dy[i] : T(0);
+    gz[i] = g * a + (z[i] - m) * b + c;
+  }
+}
+
+// channels_last: the vectors run along the channels of a row (8 channels per step, the rest
+// one by one), each channel's sums in its own double, so a channel's additions follow the
+// rows in order whatever K is.
+template <typename T, bool kRelu>
+void grad_sums_rows_t(int64_t rows, int64_t K, const T* dy, const T* z, const T* sa,
+                      const T* sb, const double* m, double* s1, double* s2) {
+  using VT = typename V8<T>::type;
+  for (int64_t r = 0; r < rows; ++r, dy += K, z += K) {
+    int64_t k = 0;
+    for (; k + kLanes <= K; k += kLanes) {
+      VT g, x, va, vb;
+      d8 a1, a2, vm;
+      load8(g, dy + k);
+      load8(x, z + k);
+      load8(va, sa + k);
+      load8(vb, sb + k);
+      load8(vm, m + k);
+      load8(a1, s1 + k);
+      load8(a2, s2 + k);
+      if (kRelu) g = (x * va > -vb) ? g : VT{};
+      const d8 gd = __builtin_convertvector(g, d8);
+      store8(s1 + k, d8(a1 + gd));
+      store8(s2 + k, d8(a2 + gd * (__builtin_convertvector(x, d8) - vm)));
+    }
+    for (; k < K; ++k) {
+      if (kRelu && !relu_passes(z[k], sa[k], T(-sb[k]))) continue;
+      const double g = static_cast<double>(dy[k]);
+      s1[k] += g;
+      s2[k] += g * (static_cast<double>(z[k]) - m[k]);
+    }
+  }
+}
+
+template <typename T, bool kRelu>
+void grad_z_rows_t(int64_t rows, int64_t K, const T* dy, const T* z, const T* sa, const T* sb,
+                   const T* m, const T* a, const T* b, const T* c, T* gz) {
+  using VT = typename V8<T>::type;
+  for (int64_t r = 0; r < rows; ++r, dy += K, z += K, gz += K) {
+    int64_t k = 0;
+    for (; k + kLanes <= K; k += kLanes) {
+      VT g, x, va, vb, vm, vA, vB, vC;
+      load8(g, dy + k);
+      load8(x, z + k);
+      load8(va, sa + k);
+      load8(vb, sb + k);
+      load8(vm, m + k);
+      load8(vA, a + k);
+      load8(vB, b + k);
+      load8(vC, c + k);
+      if (kRelu) g = (x * va > -vb) ? g : VT{};
+      store8(gz + k, VT(g * vA + (x - vm) * vB + vC));
+    }
+    for (; k < K; ++k) {
+      const T g = (!kRelu || relu_passes(z[k], sa[k], T(-sb[k]))) ? dy[k] : T(0);
+      gz[k] = g * a[k] + (z[k] - m[k]) * b[k] + c[k];
+    }
+  }
+}
+
+template <typename T>
+void grad_sums_rows(int64_t rows, int64_t K, const T* dy, const T* z, const T* sa, const T* sb,
+                    const double* m, bool relu, double* s1, double* s2) {
+  (relu ? grad_sums_rows_t<T, true> : grad_sums_rows_t<T, false>)(rows, K, dy, z, sa, sb, m, s1,
+                                                                  s2);
+}
+
+template <typename T>
+void grad_z_rows(int64_t rows, int64_t K, const T* dy, const T* z, const T* sa, const T* sb,
+                 const T* m, const T* a, const T* b, const T* c, bool relu, T* gz) {
+  (relu ? grad_z_rows_t<T, true> : grad_z_rows_t<T, false>)(rows, K, dy, z, sa, sb, m, a, b, c,
+                                                            gz);
+}
+
+template <typename T>
+void grad_sums(int64_t n, const T* dy, const T* z, T sa, T sb, double m, bool relu,
+               double* out) {
+  (relu ? grad_sums_plane<T, true> : grad_sums_plane<T, false>)(n, dy, z, sa, sb, m, out);
+}
+
+template <typename T>
+void grad_z(int64_t n, const T* dy, const T* z, T sa, T sb, T m, T a, T b, T c, bool relu,
+            T* gz) {
+  (relu ? grad_z_plane<T, true> : grad_z_plane<T, false>)(n, dy, z, sa, sb, m, a, b, c, gz);
+}
+
+}  // namespace
+
+const BnReluCore<float>& bn_relu_core_f32() {
+  static const BnReluCore<float> k{grad_sums<float>, grad_z<float>, grad_sums_rows<float>,
+                                   grad_z_rows<float>};
+  return k;
+}
+const BnReluCore<double>& bn_relu_core_f64() {
+  static const BnReluCore<double> k{grad_sums<double>, grad_z<double>, grad_sums_rows<double>,
+                                    grad_z_rows<double>};
+  return k;
+}
+
+}  // namespace CNNKERN_ISA_NS
+}  // namespace cpu
+}  // namespace cnnkern
