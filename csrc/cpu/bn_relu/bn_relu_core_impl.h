@@ -2,9 +2,10 @@
 // extensions and compiled per instruction set: the including translation unit defines
 // CNNKERN_ISA_NS (and opens the ISA's target region first). No include guard, by design.
 //
-// Vectors hold kLanes = 8 values of T (two AVX2 registers of float as one, four SSE2 ones on
-// the baseline), the sums 8 double lanes: position i of a plane goes to lane i % 8, and the
-// lanes are folded in one fixed order, so a plane's sums depend on its length alone.
+// A step takes kLanes = 8 values as two halves of 4 (a half of double is one AVX2 register,
+// two SSE2 ones; wider generic vectors make GCC spill them through the stack), the sums 8
+// double lanes: position i of a plane goes to lane i % 8, and the lanes are folded in one
+// fixed order, so a plane's sums depend on its length alone.
 //
 // The ReLU mask is `z * sa > -sb`, not `z * sa + sb > 0`: with round-to-nearest the sign of
 // fl(fl(z*sa) + sb) is the sign of the exact sum fl(z*sa) + sb (a sum that small is exact,
@@ -22,29 +23,29 @@ namespace cpu {
 namespace CNNKERN_ISA_NS {
 namespace {
 
-constexpr int kLanes = 8;
-typedef float f8 __attribute__((vector_size(kLanes * sizeof(float))));
-typedef double d8 __attribute__((vector_size(kLanes * sizeof(double))));
+constexpr int kLanes = 8, kHalf = 4;
+typedef float f4 __attribute__((vector_size(kHalf * sizeof(float))));
+typedef double d4 __attribute__((vector_size(kHalf * sizeof(double))));
 
 template <typename T>
-struct V8;
+struct V4;
 template <>
-struct V8<float> {
-  using type = f8;
+struct V4<float> {
+  using type = f4;
 };
 template <>
-struct V8<double> {
-  using type = d8;
+struct V4<double> {
+  using type = d4;
 };
 
 // Vectors go by reference or stay in one function: passed by value, their calling
 // convention would depend on the target (GCC's -Wpsabi).
 template <typename VT, typename T>
-inline void load8(VT& v, const T* p) {
+inline void load4(VT& v, const T* p) {
   std::memcpy(&v, p, sizeof(v));
 }
 template <typename T, typename VT>
-inline void store8(T* p, const VT& v) {
+inline void store4(T* p, const VT& v) {
   std::memcpy(p, &v, sizeof(v));
 }
 
@@ -57,25 +58,50 @@ inline double fold(const double* acc) {
   return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
 }
 
+// One half step of the sums: g masked, then s1 += g, s2 += g * (z - m), in double.
+template <typename T, bool kRelu>
+inline void sums_half(const T* dy, const T* z, const typename V4<T>::type& va,
+                      const typename V4<T>::type& vnb, const d4& vm, d4& s1, d4& s2) {
+  using VT = typename V4<T>::type;
+  VT g, x;
+  load4(g, dy);
+  load4(x, z);
+  if (kRelu) g = (x * va > vnb) ? g : VT{};
+  const d4 gd = __builtin_convertvector(g, d4);
+  s1 += gd;
+  s2 += gd * (__builtin_convertvector(x, d4) - vm);
+}
+
+// One half step of grad_z.
+template <typename T, bool kRelu>
+inline void grad_z_half(const T* dy, const T* z, const typename V4<T>::type& va,
+                        const typename V4<T>::type& vnb, const typename V4<T>::type& vm,
+                        const typename V4<T>::type& vA, const typename V4<T>::type& vB,
+                        const typename V4<T>::type& vC, T* gz) {
+  using VT = typename V4<T>::type;
+  VT g, x;
+  load4(g, dy);
+  load4(x, z);
+  if (kRelu) g = (x * va > vnb) ? g : VT{};
+  store4(gz, VT(g * vA + (x - vm) * vB + vC));
+}
+
 template <typename T, bool kRelu>
 void grad_sums_plane(int64_t n, const T* dy, const T* z, T sa, T sb, double m, double* out) {
-  using VT = typename V8<T>::type;
+  using VT = typename V4<T>::type;
   const VT va = VT{} + sa, vnb = VT{} - sb;
-  const d8 vm = d8{} + m;
-  d8 s1{}, s2{};
+  const d4 vm = d4{} + m;
+  d4 s1lo{}, s1hi{}, s2lo{}, s2hi{};
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes) {
-    VT g, x;
-    load8(g, dy + i);
-    load8(x, z + i);
-    if (kRelu) g = (x * va > vnb) ? g : VT{};
-    const d8 gd = __builtin_convertvector(g, d8);
-    s1 += gd;
-    s2 += gd * (__builtin_convertvector(x, d8) - vm);
+    sums_half<T, kRelu>(dy + i, z + i, va, vnb, vm, s1lo, s2lo);
+    sums_half<T, kRelu>(dy + i + kHalf, z + i + kHalf, va, vnb, vm, s1hi, s2hi);
   }
   double t1[kLanes], t2[kLanes];
-  std::memcpy(t1, &s1, sizeof(t1));
-  std::memcpy(t2, &s2, sizeof(t2));
+  std::memcpy(t1, &s1lo, sizeof(s1lo));
+  std::memcpy(t1 + kHalf, &s1hi, sizeof(s1hi));
+  std::memcpy(t2, &s2lo, sizeof(s2lo));
+  std::memcpy(t2 + kHalf, &s2hi, sizeof(s2hi));
   for (int l = 0; i < n; ++i, ++l) {
     if (kRelu && !relu_passes(z[i], sa, T(-sb))) continue;
     const double g = static_cast<double>(dy[i]);
@@ -88,46 +114,38 @@ void grad_sums_plane(int64_t n, const T* dy, const T* z, T sa, T sb, double m, d
 
 template <typename T, bool kRelu>
 void grad_z_plane(int64_t n, const T* dy, const T* z, T sa, T sb, T m, T a, T b, T c, T* gz) {
-  using VT = typename V8<T>::type;
+  using VT = typename V4<T>::type;
   const VT va = VT{} + sa, vnb = VT{} - sb, vm = VT{} + m, vA = VT{} + a, vB = VT{} + b,
            vC = VT{} + c;
   int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    VT g, x;
-    load8(g, dy + i);
-    load8(x, z + i);
-    if (kRelu) g = (x * va > vnb) ? g : VT{};
-    store8(gz + i, VT(g * vA + (x - vm) * vB + vC));
-  }
+  for (; i + kHalf <= n; i += kHalf)
+    grad_z_half<T, kRelu>(dy + i, z + i, va, vnb, vm, vA, vB, vC, gz + i);
   for (; i < n; ++i) {
     const T g = (!kRelu || relu_passes(z[i], sa, T(-sb))) ? dy[i] : T(0);
     gz[i] = g * a + (z[i] - m) * b + c;
   }
 }
 
-// channels_last: the vectors run along the channels of a row (8 channels per step, the rest
+// channels_last: the vectors run along the channels of a row (4 channels per step, the rest
 // one by one), each channel's sums in its own double, so a channel's additions follow the
 // rows in order whatever K is.
 template <typename T, bool kRelu>
 void grad_sums_rows_t(int64_t rows, int64_t K, const T* dy, const T* z, const T* sa,
                       const T* sb, const double* m, double* s1, double* s2) {
-  using VT = typename V8<T>::type;
+  using VT = typename V4<T>::type;
   for (int64_t r = 0; r < rows; ++r, dy += K, z += K) {
     int64_t k = 0;
-    for (; k + kLanes <= K; k += kLanes) {
-      VT g, x, va, vb;
-      d8 a1, a2, vm;
-      load8(g, dy + k);
-      load8(x, z + k);
-      load8(va, sa + k);
-      load8(vb, sb + k);
-      load8(vm, m + k);
-      load8(a1, s1 + k);
-      load8(a2, s2 + k);
-      if (kRelu) g = (x * va > -vb) ? g : VT{};
-      const d8 gd = __builtin_convertvector(g, d8);
-      store8(s1 + k, d8(a1 + gd));
-      store8(s2 + k, d8(a2 + gd * (__builtin_convertvector(x, d8) - vm)));
+    for (; k + kHalf <= K; k += kHalf) {
+      VT va, vb;
+      d4 vm, a1, a2;
+      load4(va, sa + k);
+      load4(vb, sb + k);
+      load4(vm, m + k);
+      load4(a1, s1 + k);
+      load4(a2, s2 + k);
+      sums_half<T, kRelu>(dy + k, z + k, va, VT(-vb), vm, a1, a2);
+      store4(s1 + k, a1);
+      store4(s2 + k, a2);
     }
     for (; k < K; ++k) {
       if (kRelu && !relu_passes(z[k], sa[k], T(-sb[k]))) continue;
@@ -141,21 +159,18 @@ void grad_sums_rows_t(int64_t rows, int64_t K, const T* dy, const T* z, const T*
 template <typename T, bool kRelu>
 void grad_z_rows_t(int64_t rows, int64_t K, const T* dy, const T* z, const T* sa, const T* sb,
                    const T* m, const T* a, const T* b, const T* c, T* gz) {
-  using VT = typename V8<T>::type;
+  using VT = typename V4<T>::type;
   for (int64_t r = 0; r < rows; ++r, dy += K, z += K, gz += K) {
     int64_t k = 0;
-    for (; k + kLanes <= K; k += kLanes) {
-      VT g, x, va, vb, vm, vA, vB, vC;
-      load8(g, dy + k);
-      load8(x, z + k);
-      load8(va, sa + k);
-      load8(vb, sb + k);
-      load8(vm, m + k);
-      load8(vA, a + k);
-      load8(vB, b + k);
-      load8(vC, c + k);
-      if (kRelu) g = (x * va > -vb) ? g : VT{};
-      store8(gz + k, VT(g * vA + (x - vm) * vB + vC));
+    for (; k + kHalf <= K; k += kHalf) {
+      VT va, vb, vm, vA, vB, vC;
+      load4(va, sa + k);
+      load4(vb, sb + k);
+      load4(vm, m + k);
+      load4(vA, a + k);
+      load4(vB, b + k);
+      load4(vC, c + k);
+      grad_z_half<T, kRelu>(dy + k, z + k, va, VT(-vb), vm, vA, vB, vC, gz + k);
     }
     for (; k < K; ++k) {
       const T g = (!kRelu || relu_passes(z[k], sa[k], T(-sb[k]))) ? dy[k] : T(0);
