@@ -1,6 +1,7 @@
 // BN+ReLU backward plane kernels, AVX2 variant. Only called when the running CPU has AVX2 and
 // FMA (cpu/common/cpu_isa.h). Every header is included before the target pragma, so the only
 // code compiled for AVX2 is this file's own, in namespace cnnkern::cpu::avx2.
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 

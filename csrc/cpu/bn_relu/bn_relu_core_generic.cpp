@@ -1,4 +1,5 @@
 // BN+ReLU backward plane kernels, portable variant (GCC vector extensions, any CPU).
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 

@@ -127,13 +127,20 @@ void grad_z_plane(int64_t n, const T* dy, const T* z, T sa, T sb, T m, T a, T b,
 }
 
 // channels_last: the vectors run along the channels of a row (4 channels per step, the rest
-// one by one), each channel's sums in its own double, so a channel's additions follow the
-// rows in order whatever K is.
+// one by one), each channel's sums in its own double. The rows go in blocks of kRowBlock
+// (a few KB of each tensor, in L1), channel group by channel group within a block, so a
+// group's per-channel values and sums stay in registers across the block's rows, and a
+// channel's additions still follow the rows in order.
+constexpr int64_t kRowBlock = 16;
+
 template <typename T, bool kRelu>
 void grad_sums_rows_t(int64_t rows, int64_t K, const T* dy, const T* z, const T* sa,
                       const T* sb, const double* m, double* s1, double* s2) {
   using VT = typename V4<T>::type;
-  for (int64_t r = 0; r < rows; ++r, dy += K, z += K) {
+  for (int64_t r0 = 0; r0 < rows; r0 += kRowBlock) {
+    const int64_t nr = std::min(kRowBlock, rows - r0);
+    const T* gb = dy + r0 * K;
+    const T* zb = z + r0 * K;
     int64_t k = 0;
     for (; k + kHalf <= K; k += kHalf) {
       VT va, vb;
@@ -143,15 +150,20 @@ void grad_sums_rows_t(int64_t rows, int64_t K, const T* dy, const T* z, const T*
       load4(vm, m + k);
       load4(a1, s1 + k);
       load4(a2, s2 + k);
-      sums_half<T, kRelu>(dy + k, z + k, va, VT(-vb), vm, a1, a2);
+      const VT vnb = -vb;
+      for (int64_t r = 0; r < nr; ++r)
+        sums_half<T, kRelu>(gb + r * K + k, zb + r * K + k, va, vnb, vm, a1, a2);
       store4(s1 + k, a1);
       store4(s2 + k, a2);
     }
     for (; k < K; ++k) {
-      if (kRelu && !relu_passes(z[k], sa[k], T(-sb[k]))) continue;
-      const double g = static_cast<double>(dy[k]);
-      s1[k] += g;
-      s2[k] += g * (static_cast<double>(z[k]) - m[k]);
+      for (int64_t r = 0; r < nr; ++r) {
+        const T x = zb[r * K + k];
+        if (kRelu && !relu_passes(x, sa[k], T(-sb[k]))) continue;
+        const double g = static_cast<double>(gb[r * K + k]);
+        s1[k] += g;
+        s2[k] += g * (static_cast<double>(x) - m[k]);
+      }
     }
   }
 }
@@ -160,7 +172,8 @@ template <typename T, bool kRelu>
 void grad_z_rows_t(int64_t rows, int64_t K, const T* dy, const T* z, const T* sa, const T* sb,
                    const T* m, const T* a, const T* b, const T* c, T* gz) {
   using VT = typename V4<T>::type;
-  for (int64_t r = 0; r < rows; ++r, dy += K, z += K, gz += K) {
+  for (int64_t r0 = 0; r0 < rows; r0 += kRowBlock) {
+    const int64_t nr = std::min(kRowBlock, rows - r0), off = r0 * K;
     int64_t k = 0;
     for (; k + kHalf <= K; k += kHalf) {
       VT va, vb, vm, vA, vB, vC;
@@ -170,11 +183,18 @@ void grad_z_rows_t(int64_t rows, int64_t K, const T* dy, const T* z, const T* sa
       load4(vA, a + k);
       load4(vB, b + k);
       load4(vC, c + k);
-      grad_z_half<T, kRelu>(dy + k, z + k, va, VT(-vb), vm, vA, vB, vC, gz + k);
+      const VT vnb = -vb;
+      for (int64_t r = 0; r < nr; ++r) {
+        const int64_t i = off + r * K + k;
+        grad_z_half<T, kRelu>(dy + i, z + i, va, vnb, vm, vA, vB, vC, gz + i);
+      }
     }
     for (; k < K; ++k) {
-      const T g = (!kRelu || relu_passes(z[k], sa[k], T(-sb[k]))) ? dy[k] : T(0);
-      gz[k] = g * a[k] + (z[k] - m[k]) * b[k] + c[k];
+      for (int64_t r = 0; r < nr; ++r) {
+        const int64_t i = off + r * K + k;
+        const T g = (!kRelu || relu_passes(z[i], sa[k], T(-sb[k]))) ? dy[i] : T(0);
+        gz[i] = g * a[k] + (z[i] - m[k]) * b[k] + c[k];
+      }
     }
   }
 }
