@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
@@ -40,6 +41,71 @@ std::pair<at::Tensor, at::Tensor> affine(const c10::optional<at::Tensor>& w,
   return {g, be};
 }
 
+// The BN affine map's per-channel scale = gamma * invstd, shift = beta - mean * scale (gamma 1
+// and beta 0 when absent), for forward and backward alike: the backward recomputes the ReLU
+// mask from z with these values, so both passes must round them the same way. On the CPU a
+// plain loop (this file is baseline code: a product, then a difference, never an FMA)
+// rounds each step as the at:: ops elsewhere do, without their dispatch, which costs more
+// than the loop on small layers.
+std::pair<at::Tensor, at::Tensor> scale_shift(const c10::optional<at::Tensor>& w,
+                                              const c10::optional<at::Tensor>& b,
+                                              const at::Tensor& mean, const at::Tensor& invstd,
+                                              const at::TensorOptions& opts) {
+  const int64_t K = mean.numel();
+  if (!mean.is_cpu()) {
+    auto [gamma, beta] = affine(w, b, K, opts);
+    at::Tensor scale = gamma.mul(invstd);
+    at::Tensor shift = beta.sub(mean.mul(scale));
+    return {scale, shift};
+  }
+  const bool has_w = w.has_value() && w->defined(), has_b = b.has_value() && b->defined();
+  const at::Tensor gamma = has_w ? w->to(opts).contiguous() : at::Tensor();
+  const at::Tensor beta = has_b ? b->to(opts).contiguous() : at::Tensor();
+  const at::Tensor m = mean.contiguous(), iv = invstd.contiguous();
+  at::Tensor scale = at::empty({K}, opts), shift = at::empty({K}, opts);
+  AT_DISPATCH_FLOATING_TYPES(opts.dtype().toScalarType(), "cnnkern_bn_scale_shift", [&] {
+    const scalar_t* g = has_w ? gamma.const_data_ptr<scalar_t>() : nullptr;
+    const scalar_t* be = has_b ? beta.const_data_ptr<scalar_t>() : nullptr;
+    const scalar_t* mp = m.const_data_ptr<scalar_t>();
+    const scalar_t* ip = iv.const_data_ptr<scalar_t>();
+    scalar_t* sc = scale.mutable_data_ptr<scalar_t>();
+    scalar_t* sh = shift.mutable_data_ptr<scalar_t>();
+    for (int64_t k = 0; k < K; ++k) {
+      sc[k] = (g ? g[k] : scalar_t(1)) * ip[k];
+      sh[k] = (be ? be[k] : scalar_t(0)) - mp[k] * sc[k];
+    }
+  });
+  return {scale, shift};
+}
+
+// grad_z's per-channel coefficients (bn_relu_ops.h): a = scale, b = -scale * invstd^2 *
+// sum_gx / M, c = -scale * sum_g / M; on the CPU as one loop, for the reason above.
+std::tuple<at::Tensor, at::Tensor> grad_z_coefficients(const at::Tensor& scale,
+                                                       const at::Tensor& invstd,
+                                                       const at::Tensor& sum_g,
+                                                       const at::Tensor& sum_gx, double M) {
+  if (!scale.is_cpu()) {
+    return {scale.neg().mul(invstd).mul(invstd).mul(sum_gx).div(M), scale.neg().mul(sum_g).div(M)};
+  }
+  const int64_t K = scale.numel();
+  at::Tensor b = at::empty({K}, scale.options()), c = at::empty({K}, scale.options());
+  const at::Tensor iv = invstd.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(scale.scalar_type(), "cnnkern_bn_grad_z_coefficients", [&] {
+    const scalar_t* sc = scale.const_data_ptr<scalar_t>();
+    const scalar_t* ip = iv.const_data_ptr<scalar_t>();
+    const scalar_t* sg = sum_g.const_data_ptr<scalar_t>();
+    const scalar_t* sgx = sum_gx.const_data_ptr<scalar_t>();
+    scalar_t* bp = b.mutable_data_ptr<scalar_t>();
+    scalar_t* cp = c.mutable_data_ptr<scalar_t>();
+    const scalar_t m = static_cast<scalar_t>(M);
+    for (int64_t k = 0; k < K; ++k) {
+      bp[k] = -sc[k] * ip[k] * ip[k] * sgx[k] / m;
+      cp[k] = -sc[k] * sg[k] / m;
+    }
+  });
+  return {b, c};
+}
+
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bn_relu_train_op(
@@ -68,9 +134,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bn_relu_train_op(
     return {at::empty(z.sizes(), z.options().memory_format(fmt)), mean, invstd, var};
   }
   kern.stats(z, eps, mean, var, invstd);
-  auto [gamma, beta] = affine(bn_weight, bn_bias, K, opts);
-  const at::Tensor scale = gamma.mul(invstd);
-  const at::Tensor shift = beta.sub(mean.mul(scale));
+  const auto [scale, shift] = scale_shift(bn_weight, bn_bias, mean, invstd, opts);
   at::Tensor out = at::empty_like(z);
   kern.apply(z, scale, shift, relu, out);
   return {in_memory_format(out, fmt), mean, invstd, var};
@@ -94,11 +158,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bn_relu_backward_op(
               sizes_str(invstd.sizes()), " ", invstd.scalar_type());
   check_affine("bn_weight", bn_weight, z, K);
   check_affine("bn_bias", bn_bias, z, K);
-  const at::Tensor grad_out = grad_out_.contiguous();
-  const at::Tensor zc = z.contiguous();
-  auto [gamma, beta] = affine(bn_weight, bn_bias, K, opts);
-  const at::Tensor scale = gamma.mul(invstd);
-  const at::Tensor shift = beta.sub(mean.mul(scale));
+  // The CPU kernels read channels_last as it is (copying z and grad_out to NCHW and grad_z
+  // back would triple the pass's memory traffic); the CUDA ones take NCHW.
+  const at::MemoryFormat fmt = z.suggest_memory_format();
+  const at::MemoryFormat kernel_fmt =
+      z.is_cpu() && fmt == at::MemoryFormat::ChannelsLast ? fmt : at::MemoryFormat::Contiguous;
+  const at::Tensor grad_out = grad_out_.contiguous(kernel_fmt);
+  const at::Tensor zc = z.contiguous(kernel_fmt);
+  const auto [scale, shift] = scale_shift(bn_weight, bn_bias, mean, invstd, opts);
   at::Tensor sum_g = at::empty({K}, opts), sum_gx = at::empty({K}, opts);
   at::Tensor gz = at::empty_like(zc);
   if (zc.numel() == 0) {
@@ -108,14 +175,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bn_relu_backward_op(
     kern.grad_sums(grad_out, zc, scale, shift, mean, relu, sum_g, sum_gx);
     const double M = static_cast<double>(zc.numel() / K);
     // gz = gamma * invstd * (g - sum_g / M - (z - mean) * invstd^2 * sum_gx / M)
-    const at::Tensor a = scale;
-    const at::Tensor b = scale.neg().mul(invstd).mul(invstd).mul(sum_gx).div(M);
-    const at::Tensor c = scale.neg().mul(sum_g).div(M);
-    kern.grad_z(grad_out, zc, scale, shift, mean, a, b, c, relu, gz);
+    const auto [b, c] = grad_z_coefficients(scale, invstd, sum_g, sum_gx, M);
+    kern.grad_z(grad_out, zc, scale, shift, mean, scale, b, c, relu, gz);
   }
   const auto wdtype = (bn_weight.has_value() && bn_weight->defined()) ? bn_weight->scalar_type()
                                                                       : z.scalar_type();
-  return {in_memory_format(gz, z.suggest_memory_format()), sum_gx.mul(invstd).to(wdtype),
+  return {in_memory_format(gz, fmt), sum_gx.mul(invstd).to(wdtype),
           sum_g.to(wdtype)};
 }
 

@@ -14,8 +14,9 @@
 //                     with the forward's own arithmetic, so no mask is saved)
 //             grad_z: ONE pass  gz = g * a + (z - mean) * b + c   (per-channel a, b, c)
 //
-// The per-channel reductions run in a fixed order (one owner per channel, double
-// accumulators), so the results are bitwise the same for any thread count. The per-channel
+// The per-channel reductions run in a fixed order (double accumulators; the statistics with
+// one owner per channel, the backward's sums per fixed unit of the tensor -- a plane, a block
+// of rows -- added in order), so the results are bitwise the same for any thread count. The per-channel
 // vectors (mean, var, invstd, scale, shift) are float32 for float32/16/bf16 data and float64
 // for float64 data ("the stats dtype").
 
@@ -37,6 +38,7 @@ struct BnReluKernels {
   void (*apply)(const at::Tensor& z, const at::Tensor& scale, const at::Tensor& shift,
                 bool relu, at::Tensor& out);
   // sum_g[k] = sum g, sum_gx[k] = sum g * (z - mean[k]) (stats dtype, K values each).
+  // The backward's two take dy and z both contiguous or, on the CPU, both channels_last.
   void (*grad_sums)(const at::Tensor& dy, const at::Tensor& z, const at::Tensor& scale,
                     const at::Tensor& shift, const at::Tensor& mean, bool relu,
                     at::Tensor& sum_g, at::Tensor& sum_gx);

@@ -599,3 +599,110 @@ def test_eval_is_one_conv_call_with_the_relu_epilogue(on_dev):
         with Log() as log:
             mb(x)
     assert log.ops == ["cnnkern.conv2d.default"], log.ops
+
+
+# --- bn_relu_backward on the CPU, per kernel variant ------------------------------------------
+# The backward's plane kernels (csrc/cpu/bn_relu/bn_relu_core_impl.h) run 8 values per vector
+# step and the rest one by one; the plane sizes below give no vector step (2x3), vector steps
+# only (4x4) and both (7x7, 3x5, 9x13).
+
+BWD_SHAPES = [(3, 4, 2, 3), (2, 5, 4, 4), (4, 3, 7, 7), (2, 6, 3, 5), (2, 3, 9, 13)]
+
+
+def _bn_relu_reference(z, dy, gamma, beta, relu, eps=1e-5):
+    """torch's F.batch_norm (+ relu) backward in float64: (grad_z, grad_gamma, grad_beta)."""
+    zt, gt, bt = (t.detach().double().requires_grad_() for t in (z, gamma, beta))
+    y = F.batch_norm(zt, None, None, gt, bt, training=True, eps=eps)
+    if relu:
+        y = F.relu(y)
+    return torch.autograd.grad(y, (zt, gt, bt), dy.double())
+
+
+def _ours_backward(z, dy, gamma, beta, relu, eps=1e-5):
+    _, mean, invstd, _ = OPS.bn_relu_train(z, gamma, beta, eps, relu)
+    return OPS.bn_relu_backward(dy, z, mean, invstd, gamma, beta, relu)
+
+
+# channels_last runs its own kernels (vectors along the channels); K = 3, 5, 6 leave no vector
+# step, 12 and 19 one and a tail.
+BWD_SHAPES_NHWC = [(3, 12, 2, 3), (2, 19, 4, 4), (4, 5, 7, 7)]
+NCHW = pytest.param(torch.contiguous_format, id="nchw")
+NHWC = pytest.param(torch.channels_last, id="channels_last")
+
+
+@pytest.mark.parametrize("shape, layout", cross(
+    [pytest.param(s, id="x".join(map(str, s))) for s in BWD_SHAPES], [NCHW, NHWC]) + cross(
+    [pytest.param(s, id="x".join(map(str, s))) for s in BWD_SHAPES_NHWC], [NHWC]))
+@pytest.mark.parametrize("relu", RELU)
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_backward_op_matches_torch_per_isa(shape, layout, relu, dtype, cpu_isa):
+    """grad_z, grad_gamma, grad_beta of bn_relu_backward against torch's batch_norm (+ relu)
+    backward in float64; float32 at float32 tolerance; grad_z in z's layout."""
+    torch.manual_seed(1)
+    z = (torch.randn(shape, dtype=dtype) * 2 + 0.7).contiguous(memory_format=layout)
+    dy = torch.randn(shape, dtype=dtype).contiguous(memory_format=layout)
+    gamma = torch.rand(shape[1], dtype=dtype) + 0.5
+    beta = torch.randn(shape[1], dtype=dtype) * 0.5
+    ours = _ours_backward(z, dy, gamma, beta, relu)
+    ref = _bn_relu_reference(z, dy, gamma, beta, relu)
+    assert ours[0].is_contiguous(memory_format=layout)
+    for name, o, r in zip(("grad_z", "grad_gamma", "grad_beta"), ours, ref):
+        assert o.dtype == dtype
+        assert_close(o, r, msg=name)
+
+
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_backward_relu_mask_matches_the_forward_at_zero(dtype, cpu_isa):
+    """The backward recomputes the ReLU mask from z (as z * scale > -shift, see
+    bn_relu_core_impl.h); it must pass exactly the values whose forward output is > 0. beta is
+    chosen after the statistics (which do not depend on it) so that z * scale + shift lands on
+    0 and its neighbours for a quarter of the values of each channel: a mask that disagreed
+    with the forward on one of them would be off by |dy * gamma * invstd|, far above rounding."""
+    torch.manual_seed(2)
+    N, K, H, W = 2, 3, 9, 11
+    z = torch.randn(N, K, H, W, dtype=dtype)
+    z0 = z[0, :, 0, 0].clone()
+    near = z0[:, None] + torch.arange(-12, 13, dtype=dtype) * torch.finfo(dtype).eps * z0.abs()[:, None]
+    flat = z.view(N, K, H * W)
+    flat[:, :, : near.shape[1]] = near[None]
+    flat[:, :, near.shape[1]: 2 * near.shape[1]] = z0[None, :, None]
+    gamma = torch.rand(K, dtype=dtype) + 0.5
+    _, mean, invstd, _ = OPS.bn_relu_train(z, gamma, None, 1e-5, True)
+    scale = gamma * invstd
+    beta = mean * scale - z0 * scale  # shift = beta - mean * scale ~ -z0 * scale
+    out, mean, invstd, _ = OPS.bn_relu_train(z, gamma, beta, 1e-5, True)
+    assert (out == 0).any() and (out > 0).any()
+    dy = torch.randn_like(z)
+    gz, _, _ = OPS.bn_relu_backward(dy, z, mean, invstd, gamma, beta, True)
+    # torch's relu backward, with our forward's output as the mask, in float64
+    g = torch.where(out > 0, dy, 0).double()
+    zc = z.double() - mean.double()[None, :, None, None]
+    M = N * H * W
+    sg, sgx = g.sum((0, 2, 3)), (g * zc).sum((0, 2, 3))
+    iv = invstd.double()[None, :, None, None]
+    sc = (gamma.double()[None, :, None, None] * iv)
+    ref = sc * (g - sg[None, :, None, None] / M - zc * iv * iv * sgx[None, :, None, None] / M)
+    assert_close(gz, ref, msg="grad_z")
+
+
+def test_backward_is_bitwise_the_same_for_1_and_2_threads(threads, cpu_isa):
+    """Every shape class: few channels of big planes, many channels of tiny planes, planes with
+    tails, channels_last; float32 and float64: the threading never changes a bit."""
+    torch.manual_seed(3)
+    for shape, layout in [((1, 8, 128, 130), torch.contiguous_format),
+                          ((16, 40, 7, 7), torch.contiguous_format),
+                          ((3, 5, 9, 13), torch.contiguous_format),
+                          ((4, 20, 40, 41), torch.channels_last),
+                          ((16, 40, 7, 7), torch.channels_last)]:
+        for dtype in (torch.float32, torch.float64):
+            z = (torch.randn(shape, dtype=dtype) + 0.3).contiguous(memory_format=layout)
+            dy = torch.randn(shape, dtype=dtype).contiguous(memory_format=layout)
+            gamma = torch.rand(shape[1], dtype=dtype) + 0.5
+            beta = torch.randn(shape[1], dtype=dtype)
+            runs = []
+            for nt in (1, 2, 1):
+                threads(nt)
+                runs.append(_ours_backward(z, dy, gamma, beta, True))
+            for r in runs[1:]:
+                for a, b in zip(runs[0], r):
+                    assert_exact(a, b)

@@ -1,17 +1,22 @@
 // CPU kernels of the fused conv + BatchNorm + ReLU training op (ops/bn_relu_ops.h) and its
-// table (cpu/register.cpp registers it). Each kernel is one pass over the conv output z.
+// table (cpu/register.cpp registers it). Each kernel is one pass over the conv output z; the
+// backward's run per plane in vector code per ISA (bn_relu_core.h).
 //
-// Determinism: a per-channel reduction is owned by one thread and runs over the images in
-// order, each plane in 8 double lanes (position i goes to lane i % 8) added up at the end in
-// a fixed order, so the sums do not depend on the thread count. The statistics are summed
+// Determinism: the forward's per-channel statistics are owned by one thread and run over the
+// images in order, each plane in 8 double lanes (position i goes to lane i % 8) added up at
+// the end in a fixed order; the backward's sums are per plane (same lanes) and each channel
+// adds its planes in image order. Neither depends on the thread count. The statistics are summed
 // about a shift (the channel's first value): var = E[(z-s)^2] - E[z-s]^2 loses nothing to
 // cancellation while s is near the mean, which one pass without the shift would.
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
+#include "cpu/bn_relu/bn_relu_core.h"
 #include "cpu/bn_relu/bn_relu_cpu.h"
 
 namespace cnnkern {
@@ -19,15 +24,12 @@ namespace {
 
 constexpr int kLanes = 8;
 
-// The BN affine map and the ReLU, shared by the forward's apply pass and the backward's mask
-// so that both round the same way (same expression, same translation unit and flags).
+// The BN affine map of the forward's apply pass: a product, then a sum (this file is
+// baseline code, which has no FMA to contract them into). The backward's ReLU mask, in
+// bn_relu_core_impl.h, relies on z * scale being rounded on its own: see there.
 template <typename T>
 inline T bn_affine(T z, T scale, T shift) {
   return z * scale + shift;
-}
-template <typename T>
-inline bool relu_passes(T y) {
-  return y > T(0);
 }
 
 // Lane sums over one plane: acc[l] += f(x[i]) for i % kLanes == l, then the tail.
@@ -101,69 +103,107 @@ void apply_impl(const at::Tensor& z, const at::Tensor& scale, const at::Tensor& 
   });
 }
 
+// The backward's work unit is one (image, channel) plane (NCHW) or a block of rows of all
+// channels (channels_last), whatever the shape: many channels of tiny planes (32x512x7x7)
+// and few channels of big ones (1x64x112x112) both give enough units for every thread. Each
+// unit's sums land in their own slot of a buffer, and each channel adds its slots in order,
+// so the threading never changes a bit of the result: the units are a function of the
+// shape alone.
+int64_t units_per_task(int64_t unit_size) {
+  constexpr int64_t kMinTask = 16384;  // values per task: less and the scheduling dominates
+  return std::max<int64_t>(1, kMinTask / std::max<int64_t>(unit_size, 1));
+}
+
+template <typename T>
+struct GradArgs {
+  int64_t N, K, HW;
+  const T *dy, *z, *scale, *shift, *mean;
+  GradArgs(const at::Tensor& dy_, const at::Tensor& z_, const at::Tensor& scale_,
+           const at::Tensor& shift_, const at::Tensor& mean_)
+      : N(z_.size(0)), K(z_.size(1)), HW(z_.size(2) * z_.size(3)),
+        dy(dy_.const_data_ptr<T>()), z(z_.const_data_ptr<T>()),
+        scale(scale_.const_data_ptr<T>()), shift(shift_.const_data_ptr<T>()),
+        mean(mean_.const_data_ptr<T>()) {}
+};
+
+// z and dy come NCHW-contiguous or channels_last (the op keeps channels_last on the CPU).
+bool is_channels_last(const at::Tensor& z) { return !z.is_contiguous(); }
+
+// Per-channel sums in double, per plane (NCHW) or per block of rows (channels_last), each
+// unit's into its own slot, the slots then added in image / row order.
 template <typename T>
 void grad_sums_impl(const at::Tensor& dy, const at::Tensor& z, const at::Tensor& scale,
                     const at::Tensor& shift, const at::Tensor& mean, bool relu, at::Tensor& sum_g,
                     at::Tensor& sum_gx) {
-  const int64_t N = z.size(0), K = z.size(1), HW = z.size(2) * z.size(3);
-  const T* zp = z.const_data_ptr<T>();
-  const T* gp = dy.const_data_ptr<T>();
-  const T* a = scale.const_data_ptr<T>();
-  const T* b = shift.const_data_ptr<T>();
-  const T* mp = mean.const_data_ptr<T>();
+  const auto& core = cpu::bn_relu_core<T>(cpu::active_isa());
+  const GradArgs<T> g(dy, z, scale, shift, mean);
+  const int64_t K = g.K;
+  std::vector<double> s1(K, 0.0), s2(K, 0.0);
+  if (!is_channels_last(z)) {
+    std::vector<double> part(static_cast<size_t>(2 * g.N * K));
+    at::parallel_for(0, g.N * K, units_per_task(g.HW), [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) {
+        const int64_t k = p % K;
+        core.grad_sums(g.HW, g.dy + p * g.HW, g.z + p * g.HW, g.scale[k], g.shift[k],
+                       static_cast<double>(g.mean[k]), relu, &part[2 * p]);
+      }
+    });
+    for (int64_t p = 0; p < g.N * K; ++p) {
+      s1[p % K] += part[2 * p];
+      s2[p % K] += part[2 * p + 1];
+    }
+  } else {
+    const std::vector<double> m(g.mean, g.mean + K);
+    const int64_t rows = g.N * g.HW, per_block = units_per_task(K);
+    const int64_t blocks = (rows + per_block - 1) / per_block;
+    std::vector<double> part(static_cast<size_t>(blocks * 2 * K), 0.0);
+    at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t blk = b0; blk < b1; ++blk) {
+        const int64_t r0 = blk * per_block, off = r0 * K;
+        core.grad_sums_rows(std::min(per_block, rows - r0), K, g.dy + off, g.z + off, g.scale,
+                            g.shift, m.data(), relu, &part[blk * 2 * K], &part[blk * 2 * K + K]);
+      }
+    });
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      for (int64_t k = 0; k < K; ++k) {
+        s1[k] += part[blk * 2 * K + k];
+        s2[k] += part[blk * 2 * K + K + k];
+      }
+    }
+  }
   T* sg = sum_g.mutable_data_ptr<T>();
   T* sgx = sum_gx.mutable_data_ptr<T>();
-  at::parallel_for(0, K, 1, [&](int64_t k0, int64_t k1) {
-    for (int64_t k = k0; k < k1; ++k) {
-      const T sa = a[k], sb = b[k];
-      const double m = static_cast<double>(mp[k]);
-      double s1[kLanes] = {0}, s2[kLanes] = {0};
-      for (int64_t n = 0; n < N; ++n) {
-        const T* x = zp + (n * K + k) * HW;
-        const T* g = gp + (n * K + k) * HW;
-        auto gval = [&](int64_t i) -> double {
-          if (relu && !relu_passes(bn_affine(x[i], sa, sb))) return 0.0;
-          return static_cast<double>(g[i]);
-        };
-        lane_sums(HW, s1, gval);
-        lane_sums(HW, s2, [&](int64_t i) { return gval(i) * (static_cast<double>(x[i]) - m); });
-      }
-      sg[k] = static_cast<T>(fold(s1));
-      sgx[k] = static_cast<T>(fold(s2));
-    }
-  });
+  for (int64_t k = 0; k < K; ++k) {
+    sg[k] = static_cast<T>(s1[k]);
+    sgx[k] = static_cast<T>(s2[k]);
+  }
 }
 
-// The plane walk (one (image, channel) plane per step, its per-channel values read once) is
-// apply_impl's, written out again on purpose: each loop reads its own per-channel tensors,
-// and a shared walker would hide the one line that differs.
 template <typename T>
 void grad_z_impl(const at::Tensor& dy, const at::Tensor& z, const at::Tensor& scale,
                  const at::Tensor& shift, const at::Tensor& mean, const at::Tensor& ca,
                  const at::Tensor& cb, const at::Tensor& cc, bool relu, at::Tensor& gz) {
-  const int64_t N = z.size(0), K = z.size(1), HW = z.size(2) * z.size(3);
-  const T* zp = z.const_data_ptr<T>();
-  const T* gp = dy.const_data_ptr<T>();
-  const T* a = scale.const_data_ptr<T>();
-  const T* b = shift.const_data_ptr<T>();
-  const T* mp = mean.const_data_ptr<T>();
+  const auto& core = cpu::bn_relu_core<T>(cpu::active_isa());
+  const GradArgs<T> g(dy, z, scale, shift, mean);
+  const int64_t K = g.K;
   const T* pa = ca.const_data_ptr<T>();
   const T* pb = cb.const_data_ptr<T>();
   const T* pc = cc.const_data_ptr<T>();
   T* out = gz.mutable_data_ptr<T>();
-  at::parallel_for(0, N * K, 1, [&](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; ++p) {
-      const int64_t k = p % K;
-      const T sa = a[k], sb = b[k], m = mp[k], A = pa[k], B = pb[k], C = pc[k];
-      const T* x = zp + p * HW;
-      const T* g = gp + p * HW;
-      T* o = out + p * HW;
-      for (int64_t i = 0; i < HW; ++i) {
-        const T gi = (!relu || relu_passes(bn_affine(x[i], sa, sb))) ? g[i] : T(0);
-        o[i] = gi * A + (x[i] - m) * B + C;
+  if (!is_channels_last(z)) {
+    at::parallel_for(0, g.N * K, units_per_task(g.HW), [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) {
+        const int64_t k = p % K, off = p * g.HW;
+        core.grad_z(g.HW, g.dy + off, g.z + off, g.scale[k], g.shift[k], g.mean[k], pa[k], pb[k],
+                    pc[k], relu, out + off);
       }
-    }
-  });
+    });
+  } else {
+    at::parallel_for(0, g.N * g.HW, units_per_task(K), [&](int64_t r0, int64_t r1) {
+      core.grad_z_rows(r1 - r0, K, g.dy + r0 * K, g.z + r0 * K, g.scale, g.shift, g.mean, pa, pb,
+                       pc, relu, out + r0 * K);
+    });
+  }
 }
 
 void check_cpu_dtype(const at::Tensor& z) {

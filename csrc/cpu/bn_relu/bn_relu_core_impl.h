@@ -1,0 +1,243 @@
+// The BN+ReLU backward plane kernels (bn_relu_core.h), written once with GCC vector
+// extensions and compiled per instruction set: the including translation unit defines
+// CNNKERN_ISA_NS (and opens the ISA's target region first). No include guard, by design.
+//
+// A step takes kLanes = 8 values as two halves of 4 (a half of double is one AVX2 register,
+// two SSE2 ones; wider generic vectors make GCC spill them through the stack), the sums 8
+// double lanes: position i of a plane goes to lane i % 8, and the lanes are folded in one
+// fixed order, so a plane's sums depend on its length alone.
+//
+// The ReLU mask is `z * sa > -sb`, not `z * sa + sb > 0`: with round-to-nearest the sign of
+// fl(fl(z*sa) + sb) is the sign of the exact sum fl(z*sa) + sb (a sum that small is exact,
+// and rounding never crosses zero), so the two agree for every z, inf and NaN included. The
+// forward (bn_relu_cpu.cpp's apply, baseline code: a product then a sum) rounds z * sa the
+// same way; and a comparison leaves the compiler no sum to contract into an FMA here, which
+// the AVX2 target would otherwise be free to do, flipping the mask of values next to zero.
+
+#if !defined(CNNKERN_ISA_NS)
+#error "define CNNKERN_ISA_NS before including cpu/bn_relu/bn_relu_core_impl.h"
+#endif
+
+namespace cnnkern {
+namespace cpu {
+namespace CNNKERN_ISA_NS {
+namespace {
+
+constexpr int kLanes = 8, kHalf = 4;
+typedef float f4 __attribute__((vector_size(kHalf * sizeof(float))));
+typedef double d4 __attribute__((vector_size(kHalf * sizeof(double))));
+
+template <typename T>
+struct V4;
+template <>
+struct V4<float> {
+  using type = f4;
+};
+template <>
+struct V4<double> {
+  using type = d4;
+};
+
+// Vectors go by reference or stay in one function: passed by value, their calling
+// convention would depend on the target (GCC's -Wpsabi).
+template <typename VT, typename T>
+inline void load4(VT& v, const T* p) {
+  std::memcpy(&v, p, sizeof(v));
+}
+template <typename T, typename VT>
+inline void store4(T* p, const VT& v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+
+template <typename T>
+inline bool relu_passes(T z, T sa, T neg_sb) {
+  return z * sa > neg_sb;
+}
+
+inline double fold(const double* acc) {
+  return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+}
+
+// One half step of the sums: g masked, then s1 += g, s2 += g * (z - m), in double.
+template <typename T, bool kRelu>
+inline void sums_half(const T* dy, const T* z, const typename V4<T>::type& va,
+                      const typename V4<T>::type& vnb, const d4& vm, d4& s1, d4& s2) {
+  using VT = typename V4<T>::type;
+  VT g, x;
+  load4(g, dy);
+  load4(x, z);
+  if (kRelu) g = (x * va > vnb) ? g : VT{};
+  const d4 gd = __builtin_convertvector(g, d4);
+  s1 += gd;
+  s2 += gd * (__builtin_convertvector(x, d4) - vm);
+}
+
+// One half step of grad_z.
+template <typename T, bool kRelu>
+inline void grad_z_half(const T* dy, const T* z, const typename V4<T>::type& va,
+                        const typename V4<T>::type& vnb, const typename V4<T>::type& vm,
+                        const typename V4<T>::type& vA, const typename V4<T>::type& vB,
+                        const typename V4<T>::type& vC, T* gz) {
+  using VT = typename V4<T>::type;
+  VT g, x;
+  load4(g, dy);
+  load4(x, z);
+  if (kRelu) g = (x * va > vnb) ? g : VT{};
+  store4(gz, VT(g * vA + (x - vm) * vB + vC));
+}
+
+template <typename T, bool kRelu>
+void grad_sums_plane(int64_t n, const T* dy, const T* z, T sa, T sb, double m, double* out) {
+  using VT = typename V4<T>::type;
+  const VT va = VT{} + sa, vnb = VT{} - sb;
+  const d4 vm = d4{} + m;
+  d4 s1lo{}, s1hi{}, s2lo{}, s2hi{};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    sums_half<T, kRelu>(dy + i, z + i, va, vnb, vm, s1lo, s2lo);
+    sums_half<T, kRelu>(dy + i + kHalf, z + i + kHalf, va, vnb, vm, s1hi, s2hi);
+  }
+  double t1[kLanes], t2[kLanes];
+  std::memcpy(t1, &s1lo, sizeof(s1lo));
+  std::memcpy(t1 + kHalf, &s1hi, sizeof(s1hi));
+  std::memcpy(t2, &s2lo, sizeof(s2lo));
+  std::memcpy(t2 + kHalf, &s2hi, sizeof(s2hi));
+  for (int l = 0; i < n; ++i, ++l) {
+    if (kRelu && !relu_passes(z[i], sa, T(-sb))) continue;
+    const double g = static_cast<double>(dy[i]);
+    t1[l] += g;
+    t2[l] += g * (static_cast<double>(z[i]) - m);
+  }
+  out[0] = fold(t1);
+  out[1] = fold(t2);
+}
+
+template <typename T, bool kRelu>
+void grad_z_plane(int64_t n, const T* dy, const T* z, T sa, T sb, T m, T a, T b, T c, T* gz) {
+  using VT = typename V4<T>::type;
+  const VT va = VT{} + sa, vnb = VT{} - sb, vm = VT{} + m, vA = VT{} + a, vB = VT{} + b,
+           vC = VT{} + c;
+  int64_t i = 0;
+  for (; i + kHalf <= n; i += kHalf)
+    grad_z_half<T, kRelu>(dy + i, z + i, va, vnb, vm, vA, vB, vC, gz + i);
+  for (; i < n; ++i) {
+    const T g = (!kRelu || relu_passes(z[i], sa, T(-sb))) ? dy[i] : T(0);
+    gz[i] = g * a + (z[i] - m) * b + c;
+  }
+}
+
+// channels_last: the vectors run along the channels of a row (4 channels per step, the rest
+// one by one), each channel's sums in its own double. The rows go in blocks of kRowBlock
+// (a few KB of each tensor, in L1), channel group by channel group within a block, so a
+// group's per-channel values and sums stay in registers across the block's rows, and a
+// channel's additions still follow the rows in order.
+constexpr int64_t kRowBlock = 16;
+
+template <typename T, bool kRelu>
+void grad_sums_rows_t(int64_t rows, int64_t K, const T* dy, const T* z, const T* sa,
+                      const T* sb, const double* m, double* s1, double* s2) {
+  using VT = typename V4<T>::type;
+  for (int64_t r0 = 0; r0 < rows; r0 += kRowBlock) {
+    const int64_t nr = std::min(kRowBlock, rows - r0);
+    const T* gb = dy + r0 * K;
+    const T* zb = z + r0 * K;
+    int64_t k = 0;
+    for (; k + kHalf <= K; k += kHalf) {
+      VT va, vb;
+      d4 vm, a1, a2;
+      load4(va, sa + k);
+      load4(vb, sb + k);
+      load4(vm, m + k);
+      load4(a1, s1 + k);
+      load4(a2, s2 + k);
+      const VT vnb = -vb;
+      for (int64_t r = 0; r < nr; ++r)
+        sums_half<T, kRelu>(gb + r * K + k, zb + r * K + k, va, vnb, vm, a1, a2);
+      store4(s1 + k, a1);
+      store4(s2 + k, a2);
+    }
+    for (; k < K; ++k) {
+      for (int64_t r = 0; r < nr; ++r) {
+        const T x = zb[r * K + k];
+        if (kRelu && !relu_passes(x, sa[k], T(-sb[k]))) continue;
+        const double g = static_cast<double>(gb[r * K + k]);
+        s1[k] += g;
+        s2[k] += g * (static_cast<double>(x) - m[k]);
+      }
+    }
+  }
+}
+
+template <typename T, bool kRelu>
+void grad_z_rows_t(int64_t rows, int64_t K, const T* dy, const T* z, const T* sa, const T* sb,
+                   const T* m, const T* a, const T* b, const T* c, T* gz) {
+  using VT = typename V4<T>::type;
+  for (int64_t r0 = 0; r0 < rows; r0 += kRowBlock) {
+    const int64_t nr = std::min(kRowBlock, rows - r0), off = r0 * K;
+    int64_t k = 0;
+    for (; k + kHalf <= K; k += kHalf) {
+      VT va, vb, vm, vA, vB, vC;
+      load4(va, sa + k);
+      load4(vb, sb + k);
+      load4(vm, m + k);
+      load4(vA, a + k);
+      load4(vB, b + k);
+      load4(vC, c + k);
+      const VT vnb = -vb;
+      for (int64_t r = 0; r < nr; ++r) {
+        const int64_t i = off + r * K + k;
+        grad_z_half<T, kRelu>(dy + i, z + i, va, vnb, vm, vA, vB, vC, gz + i);
+      }
+    }
+    for (; k < K; ++k) {
+      for (int64_t r = 0; r < nr; ++r) {
+        const int64_t i = off + r * K + k;
+        const T g = (!kRelu || relu_passes(z[i], sa[k], T(-sb[k]))) ? dy[i] : T(0);
+        gz[i] = g * a[k] + (z[i] - m[k]) * b[k] + c[k];
+      }
+    }
+  }
+}
+
+template <typename T>
+void grad_sums_rows(int64_t rows, int64_t K, const T* dy, const T* z, const T* sa, const T* sb,
+                    const double* m, bool relu, double* s1, double* s2) {
+  (relu ? grad_sums_rows_t<T, true> : grad_sums_rows_t<T, false>)(rows, K, dy, z, sa, sb, m, s1,
+                                                                  s2);
+}
+
+template <typename T>
+void grad_z_rows(int64_t rows, int64_t K, const T* dy, const T* z, const T* sa, const T* sb,
+                 const T* m, const T* a, const T* b, const T* c, bool relu, T* gz) {
+  (relu ? grad_z_rows_t<T, true> : grad_z_rows_t<T, false>)(rows, K, dy, z, sa, sb, m, a, b, c,
+                                                            gz);
+}
+
+template <typename T>
+void grad_sums(int64_t n, const T* dy, const T* z, T sa, T sb, double m, bool relu,
+               double* out) {
+  (relu ? grad_sums_plane<T, true> : grad_sums_plane<T, false>)(n, dy, z, sa, sb, m, out);
+}
+
+template <typename T>
+void grad_z(int64_t n, const T* dy, const T* z, T sa, T sb, T m, T a, T b, T c, bool relu,
+            T* gz) {
+  (relu ? grad_z_plane<T, true> : grad_z_plane<T, false>)(n, dy, z, sa, sb, m, a, b, c, gz);
+}
+
+}  // namespace
+
+const BnReluCore<float>& bn_relu_core_f32() {
+  static const BnReluCore<float> k{grad_sums<float>, grad_z<float>, grad_sums_rows<float>,
+                                   grad_z_rows<float>};
+  return k;
+}
+const BnReluCore<double>& bn_relu_core_f64() {
+  static const BnReluCore<double> k{grad_sums<double>, grad_z<double>, grad_sums_rows<double>,
+                                    grad_z_rows<double>};
+  return k;
+}
+
+}  // namespace CNNKERN_ISA_NS
+}  // namespace cpu
+}  // namespace cnnkern
