@@ -28,7 +28,7 @@ quiet() {
   rm -f "$log"
 }
 
-if ! "$PY" -c "import torch, ninja, pytest, hypothesis, torchvision, sklearn, tqdm, matplotlib, rich" 2>/dev/null; then
+if ! "$PY" -c "import torch, ninja, pytest, hypothesis, torchvision, sklearn, tqdm, matplotlib, rich, expecttest" 2>/dev/null; then
   echo "[cnnkern] installing requirements.txt into $PY" >&2
   quiet "$PY" -m pip install -r requirements.txt
 fi

@@ -32,6 +32,24 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import cnnkern
 
 
+def _load_hypothesis_profile():
+    """The project's hypothesis profiles, for every property test: "ci" (the default: bounded,
+    fixed seed) and "long" (CNNKERN_HYPOTHESIS_PROFILE=long, a deeper search; pass
+    --hypothesis-seed=N to vary it)."""
+    try:
+        from hypothesis import HealthCheck, settings
+    except ImportError:  # the property tests skip themselves
+        return
+    common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                         HealthCheck.filter_too_much])
+    settings.register_profile("ci", max_examples=60, derandomize=True, **common)
+    settings.register_profile("long", max_examples=3000, **common)
+    settings.load_profile(os.environ.get("CNNKERN_HYPOTHESIS_PROFILE", "ci"))
+
+
+_load_hypothesis_profile()
+
+
 def pytest_configure(config):
     # Also declared in pyproject.toml; registering here keeps --strict-markers happy when the
     # tests are run from another rootdir.

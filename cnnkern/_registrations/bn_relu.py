@@ -48,6 +48,9 @@ def _train_setup_context(ctx, inputs, output):
     z, bn_weight, bn_bias, eps, relu = inputs
     out, mean, invstd, var = output
     ctx.mark_non_differentiable(mean, invstd, var)
+    # The statistics get no gradient: without this autograd fills three zero tensors for them
+    # on every backward (and grad_out may then be None: _train_backward handles it).
+    ctx.set_materialize_grads(False)
     ctx.save_for_backward(z, mean, invstd, bn_weight, bn_bias)
     ctx.relu = relu
 

@@ -94,6 +94,15 @@ def _conv2d_relu_setup_context(ctx, inputs, output):
     _save_conv(ctx, inputs, output)
 
 
+def _weight_grad(grad_output, input, weight, conv_args, layout):
+    """The weight gradient in `layout`; with nothing to sum (an empty batch) zeros strided
+    like the weight itself, as torch's backward gives them (at::zeros_like)."""
+    if grad_output.numel() == 0 or input.numel() == 0:
+        return torch.zeros_like(weight)
+    return in_memory_format(ops.conv2d_backward_weight(grad_output, input, weight.shape,
+                                                       *conv_args), layout)
+
+
 def _conv2d_backward(ctx, grad_output):
     input, weight, relu_output = ctx.saved_tensors
     if relu_output is not None:
@@ -104,8 +113,7 @@ def _conv2d_backward(ctx, grad_output):
         grad_input = in_memory_format(
             ops.conv2d_backward_input(grad_output, weight, input.shape, *ctx.conv_args), layout)
     if ctx.needs_input_grad[1]:
-        grad_weight = in_memory_format(
-            ops.conv2d_backward_weight(grad_output, input, weight.shape, *ctx.conv_args), layout)
+        grad_weight = _weight_grad(grad_output, input, weight, ctx.conv_args, layout)
     if ctx.has_bias and ctx.needs_input_grad[2]:
         grad_bias = grad_output.sum((0, 2, 3))
     return grad_input, grad_weight, grad_bias, None, None, None, None, None, None
@@ -162,8 +170,7 @@ def _conv2d_backward_input_backward(ctx, grad):
     if ctx.needs_input_grad[0]:
         d_grad_output = in_memory_format(ops.conv2d(grad, weight, None, *ctx.conv_args), layout)
     if ctx.needs_input_grad[1]:
-        d_weight = in_memory_format(
-            ops.conv2d_backward_weight(grad_output, grad, weight.shape, *ctx.conv_args), layout)
+        d_weight = _weight_grad(grad_output, grad, weight, ctx.conv_args, layout)
     return d_grad_output, d_weight, None, None, None, None, None, None, None
 
 

@@ -16,7 +16,6 @@ The rule every case is held to:
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, Optional, Tuple
 
@@ -35,31 +34,6 @@ FUNCTIONS: Dict[str, Tuple[Callable, Callable]] = {
     "avg_pool2d": (F.avg_pool2d, cnnkern.avg_pool2d),
     "adaptive_avg_pool2d": (F.adaptive_avg_pool2d, cnnkern.adaptive_avg_pool2d),
 }
-
-# The conv ops' C++ bodies are being changed to lay their outputs out as torch does (the
-# lead's change); until that lands, their memory-format assertions are expected to fail, and
-# only those. Remove the names here to turn the assertions on.
-MEMORY_FORMAT_PENDING = {"conv2d", "conv_transpose2d"}
-PENDING_MARK = pytest.mark.xfail(strict=False, reason="memory format: lead's change")
-
-
-def memory_format_marks(name: str):
-    """The marks of a test of `name`'s memory format (see MEMORY_FORMAT_PENDING)."""
-    return [PENDING_MARK] if name in MEMORY_FORMAT_PENDING else []
-
-
-# The project's hypothesis profiles: "ci" (the default: bounded, fixed seed) and "long"
-# (CNNKERN_HYPOTHESIS_PROFILE=long). tests/ops/test_properties.py registers the same two; they
-# belong in conftest.py, where both files would load them from.
-def load_hypothesis_profile():
-    from hypothesis import HealthCheck, settings
-
-    common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                         HealthCheck.filter_too_much])
-    settings.register_profile("ci", max_examples=60, derandomize=True, **common)
-    settings.register_profile("long", max_examples=3000, **common)
-    settings.load_profile(os.environ.get("CNNKERN_HYPOTHESIS_PROFILE", "ci"))
-
 
 # ---------------------------------------------------------------------------------------------
 # Running a call

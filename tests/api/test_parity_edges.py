@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from test_parity_common import (FUNCTIONS, Run, assert_rejected_like_torch, assert_same_memory_format,
-                                assert_same_values, mean_path_quirk, memory_format_marks, run,
+                                assert_same_values, mean_path_quirk, run,
                                 run_function)
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same'")
@@ -139,7 +139,7 @@ def test_edge_case_matches_torch(name, make, kwargs):
 
 
 @pytest.mark.parametrize("name,make,kwargs", [
-    pytest.param(*p.values, id=p.id, marks=memory_format_marks(p.values[0])) for p in VALID])
+    pytest.param(*p.values, id=p.id) for p in VALID])
 def test_edge_case_memory_format_matches_torch(name, make, kwargs):
     args = make()
     ref, got = run_function(name, args, kwargs)

@@ -4,14 +4,13 @@ Valid calls: every way torch takes each argument (an int, a 1- or 2-tuple, a lis
 None, () or [] for pooling; padding "same"/"valid" with even kernels and dilation; output
 sizes with None), inputs batched, unbatched or with an empty batch, and tensors contiguous,
 channels_last, every other column of a wider tensor, or transposed views. Each must match
-torch in value and gradient (and, for pooling, in layout; the conv layout tests wait for the
-lead's change, test_parity_common.MEMORY_FORMAT_PENDING).
+torch in value, gradient and layout (outputs and gradients with torch's strides).
 
 Invalid calls: a valid call with one argument broken (a value, a type, a length, a rank, a
 size, a dtype); torch must reject it (else the generator is wrong) and cnnkern must too, naming
 the function and the argument (the rule: test_parity_common.py).
 
-Profiles (test_parity_common.load_hypothesis_profile): "ci" by default, and a deeper search:
+Profiles (tests/conftest.py): "ci" by default, and a deeper search:
     CNNKERN_HYPOTHESIS_PROFILE=long pytest tests/api/test_parity_hypothesis.py --hypothesis-seed=1
 """
 
@@ -23,14 +22,12 @@ import pytest
 import torch
 
 from test_parity_common import (FUNCTIONS, assert_rejected_like_torch, assert_same_memory_format,
-                                assert_same_values, load_hypothesis_profile, mean_path_quirk,
-                                memory_format_marks, run_function)
+                                assert_same_values, mean_path_quirk, run_function)
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import Phase, assume, given, settings  # noqa: E402
+from hypothesis import assume, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-load_hypothesis_profile()
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same'")
 
 ints = st.integers
@@ -256,13 +253,7 @@ def test_valid_calls_match_torch(name):
     check()
 
 
-# Pooling's layouts are asserted; the convs' are expected to fail until the lead's change, and
-# while they are, a failure is not shrunk (it would only cost time).
-NO_SHRINK = settings(phases=[Phase.explicit, Phase.reuse, Phase.generate])
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=memory_format_marks(n))
-                                  for n in FUNCTIONS])
+@pytest.mark.parametrize("name", FUNCTIONS)
 def test_valid_calls_memory_format_matches_torch(name):
     @given(case=CASES[name]())
     def check(case):
@@ -270,7 +261,7 @@ def test_valid_calls_memory_format_matches_torch(name):
         quirk = mean_path_quirk(name, case["kwargs"].get("output_size"), case["input"][0])
         assert_same_memory_format(ref, got, name, ignore=quirk)
 
-    (NO_SHRINK(check) if memory_format_marks(name) else check)()
+    check()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,15 +16,13 @@ import torch.nn as tnn
 
 import cnnkern.nn as cnn
 from test_parity_common import (Run, assert_rejected_like_torch, assert_same_memory_format,
-                                assert_same_values, mean_path_quirk, memory_format_marks,
-                                run)
+                                assert_same_values, mean_path_quirk, run)
 
 pytest.importorskip("expecttest", reason="torch.testing._internal needs expecttest "
                                          "(requirements.txt)")
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same'")
 
-# torch module -> (cnnkern's twin, the cnnkern function it calls, the name of its memory-format
-# group in test_parity_common.MEMORY_FORMAT_PENDING)
+# torch module -> (cnnkern's twin, the name of the cnnkern function it calls)
 MODULES = {
     tnn.Conv2d: (cnn.Conv2d, "conv2d"),
     tnn.ConvTranspose2d: (cnn.ConvTranspose2d, "conv_transpose2d"),
@@ -94,8 +92,7 @@ def _channels_last_input(x):
     return (x4 if x.dim() == 4 else x4.squeeze(0)).requires_grad_(x.requires_grad)
 
 
-@pytest.mark.parametrize("cls", [pytest.param(c, marks=memory_format_marks(MODULES[c][1]),
-                                              id=c.__name__) for c in MODULES])
+@pytest.mark.parametrize("cls", [pytest.param(c, id=c.__name__) for c in MODULES])
 def test_module_memory_format_matches_torch(cls):
     """As torch's module tests do: the module (its 4-D parameters) and the input channels_last,
     each alone and both; values are judged too, as the layouts differ from the other test's."""

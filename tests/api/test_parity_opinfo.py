@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from test_parity_common import (FUNCTIONS, assert_rejected_like_torch, assert_same_memory_format,
-                                assert_same_values, memory_format_marks, run_function)
+                                assert_same_values, run_function)
 
 # PyTorch's test utilities import expecttest (a test requirement of torch's own, not of
 # torch): without it there is nothing to run here.
@@ -98,8 +98,7 @@ def test_samples_match_torch(name):
     _each(name, check)
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=memory_format_marks(n))
-                                  for n in FUNCTIONS])
+@pytest.mark.parametrize("name", FUNCTIONS)
 def test_samples_memory_format_matches_torch(name):
     def check(i, s):
         for layout in LAYOUTS:

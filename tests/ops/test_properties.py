@@ -22,13 +22,7 @@ import cnnkern  # noqa: E402
 from cnnkern.functional import conv_padding  # noqa: E402
 from conftest import DEVICES  # noqa: E402
 
-settings.register_profile("ci", max_examples=60, derandomize=True, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow,
-                                                 HealthCheck.filter_too_much])
-settings.register_profile("long", max_examples=3000, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow,
-                                                 HealthCheck.filter_too_much])
-settings.load_profile(os.environ.get("CNNKERN_HYPOTHESIS_PROFILE", "ci"))
+# The "ci" and "long" profiles are registered and loaded in tests/conftest.py.
 PER_DEVICE = settings(suppress_health_check=[HealthCheck.function_scoped_fixture,
                                              HealthCheck.too_slow, HealthCheck.filter_too_much])
 
