@@ -238,8 +238,8 @@ def build(input, weight, bias, stride, padding, dilation, groups, algo, measure)
     from . import algo as _algo
     from .functional import _conv_args
 
-    x4, _, stride, pad, dilation = _conv_args("cnnkern.explain", input, weight, stride, padding,
-                                              dilation, algo)
+    x4, _, stride, pad, dilation, groups = _conv_args("cnnkern.explain", input, weight, stride,
+                                                      padding, dilation, groups, algo)
     device = input.device.type
     in_size, weight_size = list(x4.shape), list(weight.shape)
     problem = (in_size, weight_size, stride, pad, dilation, groups, input.dtype, device)

@@ -16,6 +16,7 @@ The rule every case is held to:
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, Optional, Tuple
 
@@ -34,6 +35,21 @@ FUNCTIONS: Dict[str, Tuple[Callable, Callable]] = {
     "avg_pool2d": (F.avg_pool2d, cnnkern.avg_pool2d),
     "adaptive_avg_pool2d": (F.adaptive_avg_pool2d, cnnkern.adaptive_avg_pool2d),
 }
+
+def torch_internal(module: str):
+    """torch.testing._internal.<module>, without the global side effect of importing it:
+    common_utils freezes torch.backends' flags (disable_global_flags) at import, after which
+    every later test in the process that sets one (torch.backends.cudnn.allow_tf32 = ...)
+    fails. The flags are unfrozen again if they were not frozen before."""
+    was_frozen = torch.backends.flags_frozen()
+    mod = importlib.import_module(f"torch.testing._internal.{module}")
+    if not was_frozen:
+        # The flag lives in the globals of torch.backends' functions (the module object is
+        # wrapped, so setting it on torch.backends would not reach them).
+        torch.backends.flags_frozen.__globals__["__allow_nonbracketed_mutation_flag"] = True
+        assert not torch.backends.flags_frozen()
+    return mod
+
 
 # ---------------------------------------------------------------------------------------------
 # Running a call

@@ -15,6 +15,7 @@ import torch
 import torch.nn as tnn
 
 import cnnkern.nn as cnn
+from test_parity_common import torch_internal
 from test_parity_common import (Run, assert_rejected_like_torch, assert_same_memory_format,
                                 assert_same_values, mean_path_quirk, run)
 
@@ -35,7 +36,7 @@ IDS = {cls: cls.__name__ for cls in MODULES}
 
 @functools.lru_cache(maxsize=None)
 def _module_info(cls):
-    from torch.testing._internal.common_modules import module_db
+    module_db = torch_internal("common_modules").module_db
 
     (info,) = [m for m in module_db if m.module_cls is cls]
     return info

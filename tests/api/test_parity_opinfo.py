@@ -16,6 +16,7 @@ import random
 import pytest
 import torch
 
+from test_parity_common import torch_internal
 from test_parity_common import (FUNCTIONS, assert_rejected_like_torch, assert_same_memory_format,
                                 assert_same_values, run_function)
 
@@ -35,7 +36,7 @@ MAX_SAMPLES = 40
 
 @functools.lru_cache(maxsize=None)
 def _opinfo(name):
-    from torch.testing._internal.common_methods_invocations import op_db
+    op_db = torch_internal("common_methods_invocations").op_db
 
     (info,) = [o for o in op_db if o.name == f"nn.functional.{name}" and not o.variant_test_name]
     return info
