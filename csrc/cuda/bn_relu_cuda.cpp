@@ -48,7 +48,8 @@ void grad_z(const at::Tensor& dy, const at::Tensor& z, const at::Tensor& scale,
 }  // namespace
 
 const BnReluKernels& bn_relu_cuda_kernels() {
-  static const BnReluKernels k{stats, apply, grad_sums, grad_z};
+  static const BnReluKernels k{stats, apply, grad_sums, grad_z,
+                               /*backward_reads_channels_last=*/false};
   return k;
 }
 

@@ -162,7 +162,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bn_relu_backward_op(
   // back would triple the pass's memory traffic); the CUDA ones take NCHW.
   const at::MemoryFormat fmt = z.suggest_memory_format();
   const at::MemoryFormat kernel_fmt =
-      z.is_cpu() && fmt == at::MemoryFormat::ChannelsLast ? fmt : at::MemoryFormat::Contiguous;
+      kern.backward_reads_channels_last && fmt == at::MemoryFormat::ChannelsLast
+          ? fmt
+          : at::MemoryFormat::Contiguous;
   const at::Tensor grad_out = grad_out_.contiguous(kernel_fmt);
   const at::Tensor zc = z.contiguous(kernel_fmt);
   const auto [scale, shift] = scale_shift(bn_weight, bn_bias, mean, invstd, opts);

@@ -46,6 +46,10 @@ struct BnReluKernels {
   void (*grad_z)(const at::Tensor& dy, const at::Tensor& z, const at::Tensor& scale,
                  const at::Tensor& shift, const at::Tensor& mean, const at::Tensor& a,
                  const at::Tensor& b, const at::Tensor& c, bool relu, at::Tensor& gz);
+  // Whether grad_sums and grad_z take channels_last tensors as they are (else NCHW copies).
+  // A property of the kernels, not of the tensors' device: under the CUDA emulator the CUDA
+  // kernels get CPU tensors.
+  bool backward_reads_channels_last;
 };
 
 // Returns (out, mean, invstd, var): var is the biased batch variance (the caller turns it
