@@ -22,7 +22,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-import cnnkern  # noqa: F401  (loads torch.ops.cnnkern)
+import cnnkern  # also loads torch.ops.cnnkern
 
 SHAPES = [(8, 64, 56, 56), (8, 64, 112, 112), (8, 256, 14, 14), (32, 512, 7, 7),
           (1, 64, 112, 112)]
@@ -30,21 +30,8 @@ EPS = 1e-5
 
 
 def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
-            else:
-                name = "unknown CPU"
-        with open("/proc/cpuinfo") as f:
-            flags = next((ln for ln in f if ln.startswith("flags")), "")
-        isa = "AVX-512" if " avx512f" in flags else ("AVX2" if " avx2" in flags else "no AVX2")
-        bf16 = " incl. avx512_bf16" if "avx512_bf16" in flags else ""
-        return f"{name} ({isa}{bf16}), {torch.get_num_threads()} threads set"
-    except OSError:
-        return "unknown CPU"
+    return (f"{cnnkern.tuning.cpu_model()} ({cnnkern.tuning.cpu_isa()}), "
+            f"{torch.get_num_threads()} threads set")
 
 
 def make_case(shape, dtype, channels_last):

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import statistics
 import time
 
@@ -28,7 +27,7 @@ import torch.nn.functional as F
 
 # cnnkern and bench come from PYTHONPATH (the repository root), so that another build of
 # cnnkern can be put before it to measure the "before" side.
-import cnnkern  # noqa: E402,F401  (registers torch.ops.cnnkern)
+import cnnkern  # noqa: E402  (also registers torch.ops.cnnkern)
 
 # MobileNetV2 (width 1.0, 224x224 input): channels, input size, stride of each distinct
 # depthwise layer shape.
@@ -55,18 +54,6 @@ def pass_fns(x, w, g, stride):
         "bwd_weight": (lambda: ops.conv2d_backward_weight(g, x, list(w.shape), st, pd, dl, gr, "direct"),
                        torch_bwd([False, True, False])),
     }
-
-
-def cpu_name():
-    """The CPU's model name (Linux), else what platform knows."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def fastest_seconds(fn, min_time):
@@ -113,7 +100,8 @@ def main(argv=None):
     for nt in [int(t) for t in a.threads.split(",")]:
         torch.set_num_threads(nt)
         lines = [f"# depthwise 3x3 pad 1, cnnkern direct vs torch {torch.__version__}, {a.dtype}, "
-                 f"{nt} thread(s), {cpu_name()}, load average {os.getloadavg()[0]:.1f} at start, "
+                 f"{nt} thread(s), {cnnkern.tuning.cpu_model()} ({cnnkern.tuning.cpu_isa()}), "
+                 f"load average {os.getloadavg()[0]:.1f} at start, "
                  f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
                  f"median of {a.rounds} interleaved rounds of fastest blocks",
                  f"{'layer':<18}{'batch':>6} {'pass':<11}{'ours ms':>10}{'torch ms':>10}{'torch/ours':>12}"]

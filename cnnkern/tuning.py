@@ -82,6 +82,21 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_isa() -> str:
+    """The vector ISA a CPU figure depends on: "AVX-512 (avx512_bf16, avx512_fp16)", "AVX2",
+    "no AVX2" -- the machines this project runs on differ (DESIGN.md), so every CPU figure is
+    printed beside it."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(next((ln for ln in f if ln.startswith("flags")), "").split())
+    except OSError:
+        return "unknown ISA"
+    if "avx512f" in flags:
+        extras = [x for x in ("avx512_bf16", "avx512_fp16") if x in flags]
+        return "AVX-512" + (f" ({', '.join(extras)})" if extras else "")
+    return "AVX2" if "avx2" in flags else "no AVX2"
+
+
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)

@@ -308,6 +308,24 @@ def int_tensor(*shape, lo=-3, hi=4, dtype=torch.float32, device=None):
     return torch.randint(lo, hi, shape).to(dtype=dtype, device=device)
 
 
+def plant_non_finite(where, value, x, g):
+    """Put `value` (inf or NaN) into the input or grad_output of a 2x3x9x13-sized case: at
+    column 0 (read by the previous row's lanes past its end in a flat layout) and at the last
+    column 12 of a row. The direct kernels' vector lanes past a row read the next row or stale
+    scratch and must drop (forward, grad-input) or mask (grad-weight) them."""
+    t = x if where == "input" else g
+    t[0, min(1, t.shape[1] - 1), 4, 0] = value
+    t[1, min(2, t.shape[1] - 1), 7, 12] = value
+
+
+def assert_non_finite_where_reference_has_it(got, ref):
+    """Each result bit-equal (NaN == NaN) to its float64 reference, which keeps some finite
+    values: so an inf/NaN reached exactly the outputs it feeds."""
+    for a, r in zip(got, ref):
+        assert torch.isfinite(r).any()  # only meaningful if some stay finite
+        assert_exact(a, r.float(), equal_nan=True)
+
+
 def fp64_error_ratio(result, reference64, torch_result):
     """max|result - ref64| / max(max|torch_result - ref64|, tiny): the flash-attention rule."""
     if reference64.numel() == 0:

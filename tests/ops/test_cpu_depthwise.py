@@ -16,7 +16,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import assert_close, assert_exact, int_tensor
+from conftest import (assert_close, assert_exact, assert_non_finite_where_reference_has_it,
+                      int_tensor, plant_non_finite)
 
 OPS = torch.ops.cnnkern
 
@@ -138,17 +139,9 @@ def test_non_finite_values_reach_only_the_outputs_they_feed(where, value, cpu_is
     x = int_tensor(2, 3, 9, 13)
     w = int_tensor(3, 1, 3, 3, lo=1, hi=4)  # no zero weights: 0 * inf is the math
     g = int_tensor(2, 3, 9, 13, lo=1, hi=4)
-    if where == "input":
-        x[0, 1, 4, 0] = value
-        x[1, 2, 7, 12] = value
-    else:
-        g[0, 2, 3, 0] = value
-        g[1, 0, 8, 12] = value
-    got = ours(x, w, None, g, 1, 1, 1)
-    ref = reference(x, w, None, g, 1, 1, 1)
-    for a, r in zip(got, ref):
-        assert torch.isfinite(r).any()  # only meaningful if some stay finite
-        assert_exact(a, r.float(), equal_nan=True)
+    plant_non_finite(where, value, x, g)
+    assert_non_finite_where_reference_has_it(ours(x, w, None, g, 1, 1, 1),
+                                             reference(x, w, None, g, 1, 1, 1))
 
 
 @pytest.mark.parametrize("mult,stride", [(1, 1), (1, 2), (2, 2)])

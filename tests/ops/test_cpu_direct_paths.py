@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 
 import cnnkern
-from conftest import assert_close, assert_exact, int_tensor
+from conftest import (assert_close, assert_exact, assert_non_finite_where_reference_has_it,
+                      int_tensor, plant_non_finite)
 from shapes import ConvCase
 
 # fmt: off
@@ -131,17 +132,9 @@ def test_non_finite_values_reach_only_the_outputs_they_feed(where, value, cpu_is
     x = int_tensor(*case.input_shape)
     w = int_tensor(*case.weight_shape, lo=1, hi=4)  # no zero weights: 0 * inf is the math
     g = int_tensor(*case.output_shape, lo=1, hi=4)
-    if where == "input":
-        x[0, 1, 4, 0] = value
-        x[1, 2, 7, 12] = value
-    else:
-        g[0, 2, 3, 0] = value
-        g[1, 0, 8, 12] = value
-    got = direct_passes(x, w, None, g, case)
-    ref = reference_passes(x, w, None, g, case)
-    for a, r in zip(got, ref):
-        assert torch.isfinite(r).any()  # the test means something only if some stay finite
-        assert_exact(a, r.float(), equal_nan=True)
+    plant_non_finite(where, value, x, g)
+    assert_non_finite_where_reference_has_it(direct_passes(x, w, None, g, case),
+                                             reference_passes(x, w, None, g, case))
 
 
 CASES_FOR_THREADS = [

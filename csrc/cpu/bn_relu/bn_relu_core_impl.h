@@ -133,70 +133,80 @@ void grad_z_plane(int64_t n, const T* dy, const T* z, T sa, T sb, T m, T a, T b,
 // channel's additions still follow the rows in order.
 constexpr int64_t kRowBlock = 16;
 
+// Both passes walk the rows the same way: block by block, and within a block a channel group
+// (kHalf channels, vector body) or a tail channel at a time over the block's rows.
+template <typename GroupBody, typename TailBody>
+inline void for_row_blocks_by_channel(int64_t rows, int64_t K, const GroupBody& group,
+                                      const TailBody& tail) {
+  for (int64_t r0 = 0; r0 < rows; r0 += kRowBlock) {
+    const int64_t nr = std::min(kRowBlock, rows - r0);
+    int64_t k = 0;
+    for (; k + kHalf <= K; k += kHalf) group(r0, nr, k);
+    for (; k < K; ++k) tail(r0, nr, k);
+  }
+}
+
 template <typename T, bool kRelu>
 void grad_sums_rows_t(int64_t rows, int64_t K, const T* dy, const T* z, const T* sa,
                       const T* sb, const double* m, double* s1, double* s2) {
   using VT = typename V4<T>::type;
-  for (int64_t r0 = 0; r0 < rows; r0 += kRowBlock) {
-    const int64_t nr = std::min(kRowBlock, rows - r0);
-    const T* gb = dy + r0 * K;
-    const T* zb = z + r0 * K;
-    int64_t k = 0;
-    for (; k + kHalf <= K; k += kHalf) {
-      VT va, vb;
-      d4 vm, a1, a2;
-      load4(va, sa + k);
-      load4(vb, sb + k);
-      load4(vm, m + k);
-      load4(a1, s1 + k);
-      load4(a2, s2 + k);
-      const VT vnb = -vb;
-      for (int64_t r = 0; r < nr; ++r)
-        sums_half<T, kRelu>(gb + r * K + k, zb + r * K + k, va, vnb, vm, a1, a2);
-      store4(s1 + k, a1);
-      store4(s2 + k, a2);
-    }
-    for (; k < K; ++k) {
-      for (int64_t r = 0; r < nr; ++r) {
-        const T x = zb[r * K + k];
-        if (kRelu && !relu_passes(x, sa[k], T(-sb[k]))) continue;
-        const double g = static_cast<double>(gb[r * K + k]);
-        s1[k] += g;
-        s2[k] += g * (static_cast<double>(x) - m[k]);
-      }
-    }
-  }
+  for_row_blocks_by_channel(
+      rows, K,
+      [&](int64_t r0, int64_t nr, int64_t k) {
+        const T* gb = dy + r0 * K;
+        const T* zb = z + r0 * K;
+        VT va, vb;
+        d4 vm, a1, a2;
+        load4(va, sa + k);
+        load4(vb, sb + k);
+        load4(vm, m + k);
+        load4(a1, s1 + k);
+        load4(a2, s2 + k);
+        const VT vnb = -vb;
+        for (int64_t r = 0; r < nr; ++r)
+          sums_half<T, kRelu>(gb + r * K + k, zb + r * K + k, va, vnb, vm, a1, a2);
+        store4(s1 + k, a1);
+        store4(s2 + k, a2);
+      },
+      [&](int64_t r0, int64_t nr, int64_t k) {
+        for (int64_t r = 0; r < nr; ++r) {
+          const int64_t i = (r0 + r) * K + k;
+          const T x = z[i];
+          if (kRelu && !relu_passes(x, sa[k], T(-sb[k]))) continue;
+          const double g = static_cast<double>(dy[i]);
+          s1[k] += g;
+          s2[k] += g * (static_cast<double>(x) - m[k]);
+        }
+      });
 }
 
 template <typename T, bool kRelu>
 void grad_z_rows_t(int64_t rows, int64_t K, const T* dy, const T* z, const T* sa, const T* sb,
                    const T* m, const T* a, const T* b, const T* c, T* gz) {
   using VT = typename V4<T>::type;
-  for (int64_t r0 = 0; r0 < rows; r0 += kRowBlock) {
-    const int64_t nr = std::min(kRowBlock, rows - r0), off = r0 * K;
-    int64_t k = 0;
-    for (; k + kHalf <= K; k += kHalf) {
-      VT va, vb, vm, vA, vB, vC;
-      load4(va, sa + k);
-      load4(vb, sb + k);
-      load4(vm, m + k);
-      load4(vA, a + k);
-      load4(vB, b + k);
-      load4(vC, c + k);
-      const VT vnb = -vb;
-      for (int64_t r = 0; r < nr; ++r) {
-        const int64_t i = off + r * K + k;
-        grad_z_half<T, kRelu>(dy + i, z + i, va, vnb, vm, vA, vB, vC, gz + i);
-      }
-    }
-    for (; k < K; ++k) {
-      for (int64_t r = 0; r < nr; ++r) {
-        const int64_t i = off + r * K + k;
-        const T g = (!kRelu || relu_passes(z[i], sa[k], T(-sb[k]))) ? dy[i] : T(0);
-        gz[i] = g * a[k] + (z[i] - m[k]) * b[k] + c[k];
-      }
-    }
-  }
+  for_row_blocks_by_channel(
+      rows, K,
+      [&](int64_t r0, int64_t nr, int64_t k) {
+        VT va, vb, vm, vA, vB, vC;
+        load4(va, sa + k);
+        load4(vb, sb + k);
+        load4(vm, m + k);
+        load4(vA, a + k);
+        load4(vB, b + k);
+        load4(vC, c + k);
+        const VT vnb = -vb;
+        for (int64_t r = 0; r < nr; ++r) {
+          const int64_t i = (r0 + r) * K + k;
+          grad_z_half<T, kRelu>(dy + i, z + i, va, vnb, vm, vA, vB, vC, gz + i);
+        }
+      },
+      [&](int64_t r0, int64_t nr, int64_t k) {
+        for (int64_t r = 0; r < nr; ++r) {
+          const int64_t i = (r0 + r) * K + k;
+          const T g = (!kRelu || relu_passes(z[i], sa[k], T(-sb[k]))) ? dy[i] : T(0);
+          gz[i] = g * a[k] + (z[i] - m[k]) * b[k] + c[k];
+        }
+      });
 }
 
 template <typename T>

@@ -112,6 +112,20 @@ T* plane_scratch(const Layout& L, int64_t planes, int64_t Hs, int64_t Ws) {
   return buf.data();
 }
 
+// The forward and the weight gradient both walk the input one (image, channel) plane at a
+// time, padded into the thread's scratch, and hand it to body(plane, n, c).
+template <typename T, typename Body>
+void for_each_packed_input_plane(const cpu::DepthwiseKernels<T>& kn, const Layout& L, const T* x,
+                                 const Conv2dProblem& p, const Body& body) {
+  at::parallel_for(0, p.N * p.C, 1, [&](int64_t begin, int64_t end) {
+    T* buf = plane_scratch<T>(L, 1, p.H, p.W);
+    for (int64_t nc = begin; nc < end; ++nc) {
+      pack_plane(kn, L, x + nc * p.H * p.W, p.H, p.W, buf);
+      body(static_cast<const T*>(buf), nc / p.C, nc % p.C);
+    }
+  });
+}
+
 }  // namespace
 
 template <typename T>
@@ -122,18 +136,13 @@ void forward(const at::Tensor& input, const at::Tensor& weight, const T* bias, T
   const T* x = input.const_data_ptr<T>();
   const T* w = weight.const_data_ptr<T>();
   const int64_t m = p.K / p.C, RS = p.R * p.S;
-  at::parallel_for(0, p.N * p.C, 1, [&](int64_t begin, int64_t end) {
-    T* buf = plane_scratch<T>(L, 1, p.H, p.W);
-    for (int64_t nc = begin; nc < end; ++nc) {
-      pack_plane(kn, L, x + nc * p.H * p.W, p.H, p.W, buf);
-      const int64_t n = nc / p.C, c = nc % p.C;
-      for (int64_t j = 0; j < m; ++j) {
-        const int64_t k = c * m + j;
-        DwConvJob<T> job{buf,        L.row_step, L.off.data(), w + k * RS, RS,
-                         p.P,        p.Q,        out + (n * p.K + k) * p.P * p.Q,
-                         bias != nullptr, bias ? bias[k] : T(0), relu};
-        kn.conv(job);
-      }
+  for_each_packed_input_plane(kn, L, x, p, [&](const T* buf, int64_t n, int64_t c) {
+    for (int64_t j = 0; j < m; ++j) {
+      const int64_t k = c * m + j;
+      DwConvJob<T> job{buf,        L.row_step, L.off.data(), w + k * RS, RS,
+                       p.P,        p.Q,        out + (n * p.K + k) * p.P * p.Q,
+                       bias != nullptr, bias ? bias[k] : T(0), relu};
+      kn.conv(job);
     }
   });
 }
@@ -174,17 +183,12 @@ void backward_weight(const at::Tensor& grad_output, const at::Tensor& input, T* 
   const T* go = grad_output.const_data_ptr<T>();
   // partial[n][k][t]: image n's sum for tap t of filter k.
   std::vector<double> partial(p.N * p.K * RS);
-  at::parallel_for(0, p.N * p.C, 1, [&](int64_t begin, int64_t end) {
-    T* buf = plane_scratch<T>(L, 1, p.H, p.W);
-    for (int64_t nc = begin; nc < end; ++nc) {
-      pack_plane(kn, L, x + nc * p.H * p.W, p.H, p.W, buf);
-      const int64_t n = nc / p.C, c = nc % p.C;
-      for (int64_t j = 0; j < m; ++j) {
-        const int64_t nk = n * p.K + c * m + j;
-        DwWeightJob<T> job{buf, L.row_step, L.off.data(), RS, go + nk * p.P * p.Q,
-                           p.P, p.Q,        partial.data() + nk * RS};
-        kn.weight_grad(job);
-      }
+  for_each_packed_input_plane(kn, L, x, p, [&](const T* buf, int64_t n, int64_t c) {
+    for (int64_t j = 0; j < m; ++j) {
+      const int64_t nk = n * p.K + c * m + j;
+      DwWeightJob<T> job{buf, L.row_step, L.off.data(), RS, go + nk * p.P * p.Q,
+                         p.P, p.Q,        partial.data() + nk * RS};
+      kn.weight_grad(job);
     }
   });
   for (int64_t kt = 0; kt < p.K * RS; ++kt) {
