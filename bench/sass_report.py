@@ -41,9 +41,11 @@ Method (static: from the compiled code, no GPU)
   registers, stack frame and static shared memory as ptxas recorded them; `cuobjdump -sass` the
   machine code. Spill stores/loads are the bytes of the STL/LDL instructions (each counted once,
   statically), which is what ptxas -v reports as spill stores/loads when a kernel keeps no array
-  in local memory (cross-checked: equal on all 17 kernels that spill, nvcc 13.0 -Xptxas -v,
-  2026-12-07). Block size and dynamic shared memory: the <<<grid, block, smem>>> of each kernel's
-  launch in csrc/cuda, constants resolved from csrc/cuda and csrc/core (file:line in the table).
+  in local memory (cross-checked against nvcc 13.0 -Xptxas -v on the two files whose kernels
+  spill, bench/results/ptxas_v_2026-12-07_sm90.txt: equal on every kernel; the other cubins
+  have no STL/LDL at all). Block size and dynamic shared memory: the <<<grid, block, smem>>>
+  of each kernel's launch in csrc/cuda, constants resolved from csrc/cuda and csrc/core
+  (file:line in the table).
 - Occupancy: CUDA 13.0 cuda_occupancy.h rules for sm_90 (bench/occupancy.py): 64K registers in 4
   sub-partitions allocated per warp in units of 256, 228 KiB shared memory per SM (+1 KiB
   reserved per block, 128-byte units), 2048 threads, 32 blocks per SM.
@@ -235,7 +237,13 @@ def analyse(so: Optional[pathlib.Path] = None, cuobjdump: Optional[str] = None,
     table = launch_config.launches(csrc or REPO / "csrc")
     kernels = [kernel_report(name, f, launch_config.lookup(name, table)[0])
                for name, f in facts.items()]
-    return {"so": str(so), "sha256": _sha256(so), "arch": sorted({k["arch"] for k in kernels}),
+    try:
+        shown = str(so.resolve().relative_to(REPO))
+    except ValueError:
+        shown = str(so)
+    version = _run([cuobjdump, "--version"]).strip().splitlines()
+    return {"so": shown, "sha256": _sha256(so), "arch": sorted({k["arch"] for k in kernels}),
+            "cuobjdump": version[-1] if version else "",
             "kernels": kernels,
             "layers": sass_bounds.analyse_layers({k["name"]: k for k in kernels})}
 
@@ -297,7 +305,8 @@ def format_kernels(kernels: List[Dict]) -> str:
 
 def format_report(report: Dict) -> str:
     head = [f"cnnkern static performance report: {report['so']}",
-            f"sha256 {report['sha256'][:16]}, arch {', '.join(report['arch'])}", "", METHOD]
+            f"sha256 {report['sha256'][:16]}, arch {', '.join(report['arch'])}; "
+            f"{report['cuobjdump']}", "", METHOD]
     spilling = [k["name"] for k in report["kernels"] if k["spills"]]
     head.append(f"{len(report['kernels'])} kernels; {len(spilling)} spill registers"
                 + (":" if spilling else ""))
@@ -321,11 +330,11 @@ def main(argv=None) -> int:
         print(e, file=sys.stderr)
         return 2
     text = format_report(report)
-    print(text)
     if args.out:
         pathlib.Path(args.out + ".txt").write_text(text)
         pathlib.Path(args.out + ".json").write_text(json.dumps(report, indent=1) + "\n")
         print(f"wrote {args.out}.txt and {args.out}.json", file=sys.stderr)
+    print(text)
     return 0
 
 
