@@ -2,10 +2,10 @@
 
 Every `kernel<...><<<grid, block, smem, stream>>>` in csrc/cuda names its block size and dynamic
 shared memory as a number or a constant; constants are resolved through the
-`constexpr int NAME = <number>;` definitions in csrc/cuda and csrc/core (the last `::` component: `kThreads`
-for `Tile::kThreads`). A name defined with two different values, or an expression, is left
-unresolved and says so: the report then shows the kernel's figures that do not depend on it
-and marks its occupancy unknown, rather than guessing.
+`constexpr int NAME = <number>;` definitions in csrc/cuda and csrc/core (the last `::`
+component: `kThreads` for `Tile::kThreads`). A name defined with two different values, or an
+expression, is left unresolved and says so: the report then shows the kernel's figures that do
+not depend on it and marks its occupancy unknown, rather than guessing.
 """
 
 from __future__ import annotations

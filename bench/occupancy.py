@@ -63,7 +63,8 @@ def occupancy(threads: int, registers: int, shared_bytes: int, spec: dict = SM90
         raise ValueError(f"occupancy: registers ({registers}) and shared_bytes ({shared_bytes}) "
                          "must be >= 0")
     warps = -(-threads // WARP)
-    by_threads = min(spec["max_warps_per_sm"] // warps, spec["max_threads_per_sm"] // (warps * WARP))
+    by_threads = min(spec["max_warps_per_sm"] // warps,
+                     spec["max_threads_per_sm"] // (warps * WARP))
     by_blocks = spec["max_blocks_per_sm"]
     if registers > spec["max_regs_per_thread"]:
         by_regs = 0

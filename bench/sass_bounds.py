@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Dict, List, Optional
+from typing import Dict, List
 
 # H100 SXM5. Datasheet peaks (dense); the clock is the one the FP32 peak implies.
 SMS = 132
@@ -37,7 +37,8 @@ GEMM_THREADS = 256
 
 
 @dataclasses.dataclass(frozen=True)
-class Conv:
+class Layer:
+    """A convolution (K output channels), or a max-pool (pool=True: K = C, no weight)."""
     name: str
     N: int
     C: int
@@ -48,6 +49,7 @@ class Conv:
     S: int = 3
     stride: int = 1
     pad: int = 1
+    pool: bool = False
 
     @property
     def P(self) -> int:
@@ -58,40 +60,24 @@ class Conv:
         return (self.W + 2 * self.pad - self.S) // self.stride + 1
 
     @property
+    def outputs(self) -> int:
+        return self.N * self.K * self.P * self.Q
+
+    @property
     def flops(self) -> float:
-        return 2.0 * self.N * self.K * self.C * self.R * self.S * self.P * self.Q
+        return 2.0 * self.outputs * self.C * self.R * self.S
 
     def tensor_bytes(self, eb: int) -> float:
-        return eb * (self.N * self.C * self.H * self.W + self.K * self.C * self.R * self.S
-                     + self.N * self.K * self.P * self.Q)
-
-
-@dataclasses.dataclass(frozen=True)
-class Pool:
-    name: str
-    N: int
-    C: int
-    H: int
-    W: int
-    R: int = 3
-    stride: int = 2
-    pad: int = 1
-
-    @property
-    def P(self) -> int:
-        return (self.H + 2 * self.pad - self.R) // self.stride + 1
-
-    @property
-    def outputs(self) -> int:
-        return self.N * self.C * self.P * self.P
+        weight = 0 if self.pool else self.K * self.C * self.R * self.S
+        return eb * (self.N * self.C * self.H * self.W + weight + self.outputs)
 
 
 LAYERS = [
-    Conv("VGG16 conv3_2 N32 C256 K256 56x56 3x3", 32, 256, 56, 56, 256),
-    Conv("ResNet-50 3x3 N32 C256 K256 14x14", 32, 256, 14, 14, 256),
-    Conv("ResNet-50 1x1 N32 C256->64 56x56", 32, 256, 56, 56, 64, R=1, S=1, pad=0),
-    Conv("ResNet-50 3x3 s2 N32 C128 K128 56x56->28x28", 32, 128, 56, 56, 128, stride=2),
-    Pool("max-pool 3x3 s2 N32 C64 112x112", 32, 64, 112, 112),
+    Layer("VGG16 conv3_2 N32 C256 K256 56x56 3x3", 32, 256, 56, 56, 256),
+    Layer("ResNet-50 3x3 N32 C256 K256 14x14", 32, 256, 14, 14, 256),
+    Layer("ResNet-50 1x1 N32 C256->64 56x56", 32, 256, 56, 56, 64, R=1, S=1, pad=0),
+    Layer("ResNet-50 3x3 s2 N32 C128 K128 56x56->28x28", 32, 128, 56, 56, 128, stride=2),
+    Layer("max-pool 3x3 s2 N32 C64 112x112", 32, 64, 112, 112, 64, stride=2, pool=True),
 ]
 
 
@@ -102,8 +88,8 @@ def cudnn_assumed(layer, dtype: str) -> float:
     the bytes each tensor must move (max-pool: input + output, no indices); the larger of the
     two times."""
     eb = DTYPE_BYTES[dtype]
-    if isinstance(layer, Pool):
-        return eb * (layer.N * layer.C * layer.H * layer.W + layer.outputs) / (0.8 * HBM)
+    if layer.pool:
+        return layer.tensor_bytes(eb) / (0.8 * HBM)
     small = layer.P * layer.Q <= 196 or layer.R == 1
     eff = (0.45 if small else 0.6) if dtype != "float32" else (0.55 if small else 0.75)
     return max(layer.flops / (eff * PEAK[dtype]), layer.tensor_bytes(eb) / (0.8 * HBM))
@@ -176,7 +162,8 @@ def nest_bounds(k: Dict, items: int, trips: Dict[int, float], hbm_bytes: float,
 
 
 def _igemm(dtype: str) -> str:
-    t = {"float32": "float", "tf32": "float", "float16": "__half", "bfloat16": "__nv_bfloat16"}[dtype]
+    t = {"float32": "float", "tf32": "float", "float16": "__half",
+         "bfloat16": "__nv_bfloat16"}[dtype]
     compute = {"float32": "SimtCompute", "tf32": "MmaCompute<Tf32MmaOp> ",
                "float16": "MmaCompute<MmaOp<__half> > ",
                "bfloat16": "MmaCompute<MmaOp<__nv_bfloat16> > "}[dtype]
@@ -184,7 +171,7 @@ def _igemm(dtype: str) -> str:
 
 
 def igemm_model(dtype: str):
-    def model(layer: Conv, kernels: Dict[str, Dict]) -> Bounds:
+    def model(layer: Layer, kernels: Dict[str, Dict]) -> Bounds:
         k = kernels[_igemm(dtype)]
         b = gemm_bounds(k, dtype, layer.N * layer.P * layer.Q, layer.K,
                         layer.C * layer.R * layer.S)
@@ -194,7 +181,7 @@ def igemm_model(dtype: str):
     return model
 
 
-def direct_model(layer: Conv, kernels: Dict[str, Dict]) -> Bounds:
+def direct_model(layer: Layer, kernels: Dict[str, Dict]) -> Bounds:
     # conv2d_direct_forward_kernel: one output per thread; loops c (depth 2), r (3),
     # s (4, unrolled by 4 by ptxas: S < 4 runs only the remainder code, counted in depth 3).
     k = kernels["conv2d_direct_forward_kernel<float>"]
@@ -206,7 +193,7 @@ def direct_model(layer: Conv, kernels: Dict[str, Dict]) -> Bounds:
 direct_model.kernels = ["conv2d_direct_forward_kernel<float>"]
 
 
-def winograd4_model(layer: Conv, kernels: Dict[str, Dict]) -> Bounds:
+def winograd4_model(layer: Layer, kernels: Dict[str, Dict]) -> Bounds:
     # conv2d_winograd.cu, F(4x4,3x3) float32: filter transform (every call), input transform to
     # V, 36 GEMMs [tiles x C] x [C x K] into M, output transform. V and M go through DRAM.
     a2, f = 36, 4
@@ -237,11 +224,11 @@ def maxpool_model(dtype: str):
     name = {"float32": "max_pool2d_forward_kernel<float>",
             "float16": "max_pool2d_forward_kernel<__half>"}[dtype]
 
-    def model(layer: Pool, kernels: Dict[str, Dict]) -> Bounds:
+    def model(layer: Layer, kernels: Dict[str, Dict]) -> Bounds:
         # one output per thread; window loops r (depth 2) and s (depth 3); the op always writes
         # the int64 argmax indices (functional.py calls the with-indices op).
         eb = DTYPE_BYTES[dtype]
-        nbytes = eb * (layer.N * layer.C * layer.H * layer.W + layer.outputs) + 8 * layer.outputs
+        nbytes = layer.tensor_bytes(eb) + 8 * layer.outputs
         return nest_bounds(kernels[name], layer.outputs, {1: 1, 2: layer.R, 3: layer.R * layer.R},
                            nbytes)
     model.kernels = [name]
@@ -260,11 +247,9 @@ ROWS = [
 ]
 
 
-def _applies(kind: str, layer) -> bool:
-    if kind == "pool":
-        return isinstance(layer, Pool)
-    if not isinstance(layer, Conv):
-        return False
+def _applies(kind: str, layer: Layer) -> bool:
+    if kind == "pool" or layer.pool:
+        return kind == "pool" and layer.pool
     return kind == "conv" or (layer.R == 3 and layer.S == 3 and layer.stride == 1)
 
 
@@ -292,7 +277,7 @@ def analyse_layers(ks: Dict[str, Dict]) -> List[Dict]:
             row.update(predicted_us=round(t * 1e6, 2), limiter=b.limiter,
                        cudnn_assumed_us=round(cudnn * 1e6, 2),
                        vs_cudnn=round(cudnn / t, 3))
-            if isinstance(layer, Pool):
+            if layer.pool:
                 row["pct_hbm"] = round(100 * b.hbm / t, 1)
             else:
                 row["tflops"] = round(layer.flops / t / 1e12, 2)

@@ -84,7 +84,8 @@ class Instr:
 
 
 # "        /*0160*/   @!P0 STL.64 [R1+0x8], R2 ;   /* 0x0000000201007387 */"
-_INSTR = re.compile(r"^\s*/\*([0-9a-fA-F]{4,})\*/\s+(@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_.]*)\s*([^;]*);")
+_INSTR = re.compile(r"^\s*/\*([0-9a-fA-F]{4,})\*/\s+(@!?U?P[T0-9]+\s+)?"
+                    r"([A-Z][A-Z0-9_.]*)\s*([^;]*);")
 _FUNCTION = re.compile(r"^\s*Function\s*:\s*(\S+)")
 
 

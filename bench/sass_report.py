@@ -271,7 +271,8 @@ def format_kernels(kernels: List[Dict]) -> str:
     for k in kernels:
         spill = f"{k['spill_store_bytes']}/{k['spill_load_bytes']}"
         lines.append(f"{k['name'][:W]:{W}s} {k['registers']:4d} {spill:>11s} "
-                     f"{k['shared_static']:6d} {_opt(k['shared_dynamic']):>3s} {_opt(k['block']):>5s} "
+                     f"{k['shared_static']:6d} {_opt(k['shared_dynamic']):>3s} "
+                     f"{_opt(k['block']):>5s} "
                      f"{_opt(k['blocks_per_sm']):>6s} {_opt(k['warps_per_sm']):>5s} "
                      f"{k['occupancy_limiter'][:9]:>9s}")
     lines += ["", "Block size and dynamic shared memory from the launch code:"]
@@ -295,7 +296,8 @@ def format_kernels(kernels: List[Dict]) -> str:
             lines.append(f"{k['name'][:W]:{W}s} {'-':>5s}  (no loop)")
             continue
         mix = k["main_loop_mix"]
-        calls = f"  {k['main_loop_calls']} (+{k['subroutine_instrs']})" if k["main_loop_calls"] else ""
+        calls = (f"  {k['main_loop_calls']} (+{k['subroutine_instrs']})"
+                 if k["main_loop_calls"] else "")
         n = ml["instructions"]
         lines.append(f"{k['name'][:W]:{W}s} {n:5d} {100 * mix['mma'] / n:5.1f} "
                      f"{100 * mix['ffma'] / n:5.1f} "

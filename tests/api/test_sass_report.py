@@ -179,14 +179,15 @@ def test_occupancy_rejects_a_bad_block():
 def test_launch_config_resolves_constants(tmp_path):
     (tmp_path / "cuda").mkdir()
     (tmp_path / "core").mkdir()
-    (tmp_path / "core" / "tile.h").write_text("struct Tile { static constexpr int kThreads = 128; };")
+    (tmp_path / "core" / "tile.h").write_text(
+        "struct Tile { static constexpr int kThreads = 128; };")
     (tmp_path / "cuda" / "k.cu").write_text(
         "constexpr int kSmem = 4096;\n"
         "void f() {\n  gemm<T, Map><<<grid, Tile::kThreads, kSmem, stream>>>(a, b);\n"
         "  pool<T><<<blocks, 256>>>(x);\n  other<<<g, nthreads(x), 0, s>>>();\n}\n")
     t = launch_config.launches(tmp_path)
-    assert (t["gemm"].block, t["gemm"].dynamic_smem, t["gemm"].where) == (128, 4096,
-                                                                        f"{tmp_path.name}/cuda/k.cu:3")
+    where = f"{tmp_path.name}/cuda/k.cu:3"
+    assert (t["gemm"].block, t["gemm"].dynamic_smem, t["gemm"].where) == (128, 4096, where)
     assert (t["pool"].block, t["pool"].dynamic_smem) == (256, 0)
     assert t["other"].block is None and t["other"].block_expr == "nthreads(x)"
     assert launch_config.lookup("pool<float>", t)[0] is t["pool"]
@@ -245,7 +246,8 @@ def _spill_regressions(kernels, known):
 
 def test_the_spill_check_catches_a_new_spill_and_a_larger_one():
     def k(name, st, ld):
-        return {"name": name, "spill_store_bytes": st, "spill_load_bytes": ld, "spills": st + ld > 0}
+        return {"name": name, "spill_store_bytes": st, "spill_load_bytes": ld,
+                "spills": st + ld > 0}
     known = {"a<float>": (16, 16)}
     assert _spill_regressions([k("a<float>", 16, 16), k("b<float>", 0, 0)], known) == {}
     assert _spill_regressions([k("a<float>", 8, 0)], known) == {}  # better is fine
