@@ -27,7 +27,10 @@ SMEM_BYTES_PER_CLOCK = 128                  # per SM: 32 banks x 4 bytes
 HBM = 3.35e12
 PEAK = {"float32": 66.9e12, "tf32": 494.7e12, "float16": 989.4e12, "bfloat16": 989.4e12}
 # mma.sync (the pre-Hopper warp-level MMA this code uses) does not reach the datasheet tensor
-# peak, which needs wgmma: microbenchmarks of Hopper report roughly 60-70% of it. Assumed 2/3.
+# peak, which needs wgmma (Luo et al., "Benchmarking and Dissecting the Nvidia Hopper GPU
+# Architecture", arXiv 2402.13499, measure mma.sync below wgmma on Hopper). The fraction 2/3 is
+# an assumption; today's kernels are issue-bound 10-20x above the tensor bound, so it does not
+# move any prediction here.
 MMA_SYNC_FRACTION = 2.0 / 3.0
 DTYPE_BYTES = {"float32": 4, "tf32": 4, "float16": 2, "bfloat16": 2}
 MACS_PER_MMA = {"float16": 16 * 8 * 16, "bfloat16": 16 * 8 * 16, "tf32": 16 * 8 * 8}

@@ -61,8 +61,10 @@ Method (static: from the compiled code, no GPU)
   blocks), tensor-core and FP32 peaks, shared-memory bandwidth (128 B per clock per SM, no bank
   conflicts assumed), and HBM (3.35 TB/s, each tensor moved once, plus whatever the algorithm
   writes and reads back). Clock 1.98 GHz: the boost clock implied by the datasheet's FP32 peak
-  (66.9 TFLOP/s = 132 SMs x 128 FP32 lanes x 2 x 1.98 GHz); sustained clocks under load are often
-  lower (~1.75 GHz), which scales every compute bound up by ~13%. The predicted time is the
+  (66.9 TFLOP/s = 132 SMs x 128 FP32 lanes x 2 x 1.98 GHz), the most optimistic one (the tensor
+  peak, 989.4 TFLOP/s at 4096 FLOP per clock per SM, implies 1.83 GHz; clocks sustained under
+  load are often ~1.75 GHz, which would lengthen every issue bound by up to 13%). The predicted
+  time is the
   largest bound; its name is the limiter. Latency (too few warps to hide it) is not modelled:
   where occupancy is low the prediction is optimistic.
 - cuDNN figures are assumptions, not measurements (+-30%): stated per layer in the bound table.

@@ -8,7 +8,7 @@ import pathlib
 import pytest
 import torch
 
-from cnnkern.bench import launch_config, occupancy, sass_parse, sass_report
+from cnnkern.bench import launch_config, occupancy, sass_bounds, sass_parse, sass_report
 from cnnkern.tools.cli import main
 
 # Two loops, the inner one the hot one: a k-loop at 0x0040..0x0100 inside an outer loop at
@@ -192,6 +192,40 @@ def test_launch_config_resolves_constants(tmp_path):
     assert t["other"].block is None and t["other"].block_expr == "nthreads(x)"
     assert launch_config.lookup("pool<float>", t)[0] is t["pool"]
     assert launch_config.lookup("gone<float>", t) == (None, "no <<<>>> launch found in csrc/cuda")
+
+
+def test_gemm_bounds_match_hand_worked_numbers():
+    # VGG16 conv3_2 as a GEMM: M = 32*56*56 = 100352 -> 1568 m-tiles x 4 n-tiles = 6272 blocks,
+    # 48 on the busiest of 132 SMs; K = 256*9 = 2304 = 144 k-tiles of 16. A main loop of 613
+    # instructions with 4 m16n8k16 MMAs per warp does 8 warps x 4 x 2048 = 65536 MACs = one
+    # 64x64x16 k-tile per iteration: 144 iterations per block.
+    k = {"main_loop_mix": {"mma": 4, "ffma": 0}, "main_loop": {"instructions": 613},
+         "subroutine_instrs": 0, "main_loop_shared_bytes": 1024, "blocks_per_sm": 4}
+    b = sass_bounds.gemm_bounds(k, "float16", 100352, 256, 2304)
+    clock = 66.9e12 / (132 * 256)
+    assert b.issue == pytest.approx(48 * 8 * 144 * 613 / (4 * clock))
+    assert b.issue == pytest.approx(4.280e-3, rel=1e-3)
+    assert b.tensor == pytest.approx(48 * 2 * 64 * 64 * 2304 / (989.4e12 * 2 / 3 / 132))
+    assert b.smem == pytest.approx(48 * 8 * 144 * 1024 / (128 * clock))
+    assert (b.fp32, b.hbm, b.limiter) == (0.0, 0.0, "issue")
+    assert b.grid == (6272, pytest.approx(6272 / (132 * 4)))
+
+
+def test_nest_bounds_weigh_each_loop_by_its_trips():
+    # a max-pool: per output, the outer loop's 100 own instructions once, the row loop's 10
+    # three times, the 20-instruction column loop nine times: 100 + 30 + 180 = 310 per thread
+    k = {"main_loop_chain": [{"depth": 1, "exclusive": 100}, {"depth": 2, "exclusive": 10},
+                             {"depth": 3, "exclusive": 20}],
+         "main_loop": {"depth": 3}, "subroutine_instrs": 0}
+    b = sass_bounds.nest_bounds(k, 32 * 132 * 4, {1: 1, 2: 3, 3: 9}, hbm_bytes=3.35e6)
+    clock = 66.9e12 / (132 * 256)
+    assert b.issue == pytest.approx(310 / clock)  # one warp per scheduler, 310 issues each
+    assert b.hbm == pytest.approx(1e-6)
+
+
+def test_cli_says_why_without_an_extension(tmp_path, capsys):
+    assert main(["sass-report", "--so", str(tmp_path / "missing.so")]) == 2
+    assert "no built extension" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------
