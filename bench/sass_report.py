@@ -194,9 +194,12 @@ def kernel_facts(cuobjdump: str, so: pathlib.Path,
         out[name] = sass_facts(mangled, sass[mangled], res)
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = key.with_suffix(".tmp")
+        tmp = key.with_suffix(f".{os.getpid()}.tmp")  # parallel test workers: no shared tmp
         tmp.write_text(json.dumps(out))
         tmp.replace(key)
+        for old in cache_dir.glob("*.json"):  # what older parsers made: never read again
+            if old != key and old.name.split("_")[0] == key.name.split("_")[0]:
+                old.unlink()
     except OSError:
         pass  # a read-only tree: no cache, same result
     return out
