@@ -124,6 +124,10 @@ def _loop_instrs(k: Dict) -> int:
     return k["main_loop"]["instructions"] + k["subroutine_instrs"]
 
 
+class LoopNestChanged(Exception):
+    """The kernel no longer has the loop structure its model was written for."""
+
+
 def gemm_bounds(k: Dict, dtype: str, M: int, N: int, Kr: int, batches: int = 1) -> Bounds:
     """An igemm_kernel launch: tiles_m x tiles_n x batches blocks of 256 threads, each running
     ceil(K/BK) k-tiles of its main loop; one iteration's MACs come from its MMA (or FFMA) count."""
@@ -136,6 +140,9 @@ def gemm_bounds(k: Dict, dtype: str, M: int, N: int, Kr: int, batches: int = 1) 
         iter_macs = warps * mix["mma"] * MACS_PER_MMA[dtype]
     else:
         iter_macs = warps * mix["ffma"] * 32
+    if abs(iter_macs / (BM * BN * BK) - 1) > 0.05:  # SIMT: ~260 FFMAs for 256 (4 not MACs)
+        raise LoopNestChanged(f"main loop does {iter_macs} MACs per block iteration, the "
+                              f"{BM}x{BN}x{BK} tile {BM * BN * BK}")
     iters = block_macs / iter_macs
     b = Bounds()
     b.issue = per_sm * warps * iters * _loop_instrs(k) / (SCHEDULERS * CLOCK)
@@ -152,7 +159,12 @@ def gemm_bounds(k: Dict, dtype: str, M: int, N: int, Kr: int, batches: int = 1) 
 def nest_bounds(k: Dict, items: int, trips: Dict[int, float], hbm_bytes: float,
                 ffma_flops: float = 0.0) -> Bounds:
     """A grid-stride kernel over `items` work items (one per thread): per item, each loop on
-    the main loop's chain issues its exclusive instructions trips[depth] times."""
+    the main loop's chain issues its exclusive instructions trips[depth] times. `trips` names
+    every depth of the nest it was read off: a kernel whose main loop now sits at another
+    depth has been rewritten, and its model must be too (LoopNestChanged, not a wrong figure)."""
+    if k["main_loop"]["depth"] != max(trips):
+        raise LoopNestChanged(f"main loop at depth {k['main_loop']['depth']}, the model's trip "
+                              f"counts are for depth {max(trips)}")
     per_item = 0.0
     for lp in k["main_loop_chain"]:
         per_item += lp["exclusive"] * trips.get(lp["depth"], 0)
@@ -270,7 +282,12 @@ def analyse_layers(ks: Dict[str, Dict]) -> List[Dict]:
                 row["note"] = "not in this build (or no loop): " + ", ".join(missing)
                 rows.append(row)
                 continue
-            b = model(layer, ks)
+            try:
+                b = model(layer, ks)
+            except LoopNestChanged as e:
+                row["note"] = f"kernel rewritten, model not updated (sass_bounds.py): {e}"
+                rows.append(row)
+                continue
             t = b.time
             cudnn = cudnn_assumed(layer, dtype)
             row.update({f"{n}_us": round(v * 1e6, 2) for n, v in dataclasses.asdict(b).items()})

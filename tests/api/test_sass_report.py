@@ -209,6 +209,10 @@ def test_gemm_bounds_match_hand_worked_numbers():
     assert b.smem == pytest.approx(48 * 8 * 144 * 1024 / (128 * clock))
     assert (b.fp32, b.hbm, b.limiter) == (0.0, 0.0, "issue")
     assert b.grid == (6272, pytest.approx(6272 / (132 * 4)))
+    # a rewritten kernel whose iteration covers two k-tiles (or another tile): no stale figure
+    with pytest.raises(sass_bounds.LoopNestChanged, match="131072 MACs"):
+        sass_bounds.gemm_bounds(dict(k, main_loop_mix={"mma": 8, "ffma": 0}), "float16",
+                                100352, 256, 2304)
 
 
 def test_nest_bounds_weigh_each_loop_by_its_trips():
@@ -221,6 +225,9 @@ def test_nest_bounds_weigh_each_loop_by_its_trips():
     clock = 66.9e12 / (132 * 256)
     assert b.issue == pytest.approx(310 / clock)  # one warp per scheduler, 310 issues each
     assert b.hbm == pytest.approx(1e-6)
+    # the kernel rewritten with its main loop one level deeper: no figure from stale trips
+    with pytest.raises(sass_bounds.LoopNestChanged, match="depth 4, .* for depth 3"):
+        sass_bounds.nest_bounds(dict(k, main_loop={"depth": 4}), 1, {1: 1, 2: 3, 3: 9}, 0.0)
 
 
 def test_cli_says_why_without_an_extension(tmp_path, capsys):
