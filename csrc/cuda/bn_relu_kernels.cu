@@ -33,6 +33,30 @@ __device__ __forceinline__ void block_sum2(double* sh1, double* sh2, double& a, 
   b = sh2[0];
 }
 
+// One thread's walk over a channel's positions (image n, pixel i), kReduceThreads apart. The
+// position advances by a quotient and remainder worked once in 32 bits: a 64-bit j / HW in the
+// loop compiles to a division call whose saved registers spilled (bench/sass_report.py).
+struct ChannelWalk {
+  int64_t n, i, dn, di;
+  __device__ ChannelWalk(const BnShape& s, int start, int step) {
+    if (s.HW <= 0) {  // no positions: the walk starts past the end
+      n = s.N, i = 0, dn = 1, di = 0;
+    } else if (s.HW > step) {  // start < step < HW: stays in image 0, one image per wrap
+      n = 0, i = start, dn = 0, di = step;
+    } else {
+      const unsigned hw = static_cast<unsigned>(s.HW);
+      n = start / hw, i = start % hw, dn = step / hw, di = step % hw;
+    }
+  }
+  __device__ bool more(const BnShape& s) const { return n < s.N; }
+  __device__ int64_t offset(const BnShape& s, int64_t k) const { return (n * s.K + k) * s.HW + i; }
+  __device__ void next(const BnShape& s) {
+    n += dn;
+    i += di;
+    if (i >= s.HW) i -= s.HW, ++n;  // i, di < HW: one wrap at most
+  }
+};
+
 // The forward's affine map (and the backward's mask from it): one expression, no contraction
 // differences between the two passes (__fmaf_rn-free on purpose: plain mul then add).
 template <class S>
@@ -53,9 +77,8 @@ __global__ void __launch_bounds__(kReduceThreads)
     // Shifted sums (about the channel's first value): no cancellation in E[d^2] - E[d]^2.
     const double shift = static_cast<double>(to_acc(z[k * s.HW]));
     double a = 0, b = 0;
-    for (int64_t j = threadIdx.x; j < M; j += kReduceThreads) {
-      const int64_t n = j / s.HW, i = j % s.HW;
-      const double d = static_cast<double>(to_acc(z[(n * s.K + k) * s.HW + i])) - shift;
+    for (ChannelWalk w(s, threadIdx.x, kReduceThreads); w.more(s); w.next(s)) {
+      const double d = static_cast<double>(to_acc(z[w.offset(s, k)])) - shift;
       a += d;
       b += d * d;
     }
@@ -96,14 +119,12 @@ __global__ void __launch_bounds__(kReduceThreads)
                         stats_t<T>* sum_gx) {
   using S = stats_t<T>;
   __shared__ double sh1[kReduceThreads], sh2[kReduceThreads];
-  const int64_t M = s.N * s.HW;
   for (int64_t k = blockIdx.x; k < s.K; k += gridDim.x) {
     const S sa = scale[k], sb = shift[k];
     const double m = static_cast<double>(mean[k]);
     double a = 0, b = 0;
-    for (int64_t j = threadIdx.x; j < M; j += kReduceThreads) {
-      const int64_t n = j / s.HW, i = j % s.HW;
-      const int64_t e = (n * s.K + k) * s.HW + i;
+    for (ChannelWalk w(s, threadIdx.x, kReduceThreads); w.more(s); w.next(s)) {
+      const int64_t e = w.offset(s, k);
       const S zv = static_cast<S>(to_acc(z[e]));
       if (relu && !(bn_affine(zv, sa, sb) > S(0))) continue;
       const double g = static_cast<double>(to_acc(dy[e]));

@@ -216,6 +216,29 @@ def test_functional_matches_torch_train_eval_and_none_running_stats(on_dev):
     assert_close(out, F.relu(F.batch_norm(F.conv2d(x, w), None, None, training=True)))
 
 
+# The per-channel reductions walk (image, pixel) positions a block's threads (256 on CUDA)
+# apart: planes of 1 pixel, under 256 and over 256 take different steps.
+@pytest.mark.parametrize("dev", DEVICES, indirect=True)
+@pytest.mark.parametrize("hw", [1, 7, 17], ids=lambda h: f"{h}x{h}")
+def test_training_statistics_and_gradients_for_plane_sizes_around_the_block(hw, on_dev):
+    x = torch.randn(3, 2, hw, hw, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 2, 1, 1, dtype=torch.float64, requires_grad=True)
+    gamma = (torch.rand(4, dtype=torch.float64) + 0.5).requires_grad_()
+    beta = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    rm1, rv1 = torch.zeros(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64)
+    rm2, rv2 = rm1.clone(), rv1.clone()
+    out = cnnkern.conv_bn_relu(x, w, None, gamma, beta, rm1, rv1, True, 0.1, 1e-5)
+    ref = F.relu(F.batch_norm(F.conv2d(x, w), rm2, rv2, gamma, beta, True, 0.1, 1e-5))
+    g = torch.randn_like(ref)
+    got = torch.autograd.grad(out, (x, w, gamma, beta), g)
+    want = torch.autograd.grad(ref, (x, w, gamma, beta), g)
+    assert_close(out, ref)
+    assert_close(rm1, rm2)
+    assert_close(rv1, rv2)
+    for a, r in zip(got, want):
+        assert_close(a, r)
+
+
 def test_fold_bn_is_the_eval_formula_in_float64():
     w, b = torch.randn(4, 2, 3, 3), torch.randn(4)
     gamma, beta, rm, rv = torch.randn(4), torch.randn(4), torch.randn(4), torch.rand(4)
