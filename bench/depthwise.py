@@ -38,22 +38,28 @@ MOBILENET_V2_DEPTHWISE = [
 PASSES = ("fwd", "bwd_input", "bwd_weight")
 
 
-def pass_fns(x, w, g, stride):
-    """(cnnkern's, torch's) callables for each pass."""
-    st, pd, dl, gr = [stride, stride], [1, 1], [1, 1], x.shape[1]
+def conv_pass_fns(x, w, g, stride, padding, groups, algo):
+    """(cnnkern's `algo`, torch's) callables for each pass of a convolution (no bias,
+    dilation 1), the registered ops called directly."""
+    st, pd, dl, gr = [stride, stride], [padding, padding], [1, 1], groups
     ops, aten = torch.ops.cnnkern, torch.ops.aten
 
     def torch_bwd(mask):
         return lambda: aten.convolution_backward(g, x, w, None, st, pd, dl, False, [0, 0], gr, mask)
 
     return {
-        "fwd": (lambda: ops.conv2d(x, w, None, st, pd, dl, gr, "direct"),
+        "fwd": (lambda: ops.conv2d(x, w, None, st, pd, dl, gr, algo),
                 lambda: F.conv2d(x, w, None, st, pd, dl, gr)),
-        "bwd_input": (lambda: ops.conv2d_backward_input(g, w, list(x.shape), st, pd, dl, gr, "direct"),
+        "bwd_input": (lambda: ops.conv2d_backward_input(g, w, list(x.shape), st, pd, dl, gr, algo),
                       torch_bwd([True, False, False])),
-        "bwd_weight": (lambda: ops.conv2d_backward_weight(g, x, list(w.shape), st, pd, dl, gr, "direct"),
+        "bwd_weight": (lambda: ops.conv2d_backward_weight(g, x, list(w.shape), st, pd, dl, gr, algo),
                        torch_bwd([False, True, False])),
     }
+
+
+def pass_fns(x, w, g, stride):
+    """The depthwise layer's: padding 1, one group per channel, "direct"."""
+    return conv_pass_fns(x, w, g, stride, 1, x.shape[1], "direct")
 
 
 def fastest_seconds(fn, min_time):
@@ -83,6 +89,18 @@ def ratio(ours, theirs, rounds, min_time):
         to.append(a)
         tt.append(b)
     return statistics.median(r), 1e3 * statistics.median(to), 1e3 * statistics.median(tt)
+
+
+def write_lines(lines, folder, what, label=""):
+    """Writes `lines` to folder/cpu_<date>_<what>[_<label>].txt, the name every CPU benchmark
+    script's results take under bench/results."""
+    os.makedirs(folder, exist_ok=True)
+    day = datetime.date.today().isoformat()
+    suffix = f"_{label}" if label else ""
+    path = os.path.join(folder, f"cpu_{day}_{what}{suffix}.txt")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print(f"wrote {path}")
 
 
 def main(argv=None):
@@ -118,13 +136,7 @@ def main(argv=None):
                     print(line, flush=True)
                     lines.append(line)
         if a.out:
-            os.makedirs(a.out, exist_ok=True)
-            day = datetime.date.today().isoformat()
-            suffix = f"_{a.label}" if a.label else ""
-            path = os.path.join(a.out, f"cpu_{day}_depthwise_{nt}threads{suffix}.txt")
-            with open(path, "w") as f:
-                f.write("\n".join(lines) + "\n")
-            print(f"wrote {path}")
+            write_lines(lines, a.out, f"depthwise_{nt}threads", a.label)
 
 
 if __name__ == "__main__":

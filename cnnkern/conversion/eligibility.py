@@ -71,7 +71,7 @@ def device_problem(t: torch.Tensor, what: str = "its weight") -> str:
 def pool_problem(model: nn.Module) -> str:
     """A pooling layer has no tensor of its own: the model's say what it will be fed."""
     for name, t in list(model.named_parameters()) + list(model.named_buffers()):
-        if t.is_floating_point():
+        if t.is_floating_point() or t.is_complex():  # not the integer buffers (BN's counter)
             why = device_problem(t, f"the model's {name}")
             if why:
                 return why

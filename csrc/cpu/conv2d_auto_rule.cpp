@@ -2,7 +2,8 @@
 // benchmarks (bench/results/cpu_*; `python -m cnnkern --device cpu --passes all --threads 2`
 // on the 2-core Zen 3 CI machine), among those whose float32 error stays at PyTorch's level.
 //
-//  * 3x3, stride 1, dilation 1, float32, >= 16 input and output channels per group:
+//  * 3x3, stride 1, dilation 1, float32 (or float16/bfloat16, which the CPU kernels compute in
+//    float32: cpu/common/half_via_float32.h), >= 16 input and output channels per group:
 //    winograd_f2, every pass. On VGG16 at batch 8 it ran 1.3-2.1x PyTorch's forward,
 //    1.2-2.4x its grad-input and 1.5-2.6x its grad-weight, against 0.7-1.8x for im2col, with
 //    F(2x2)'s error at PyTorch's (bench/results/cpu_vgg16_*_2026-11-22).
@@ -23,6 +24,7 @@
 #include <string>
 
 #include "core/winograd.h"
+#include "cpu/common/half_via_float32.h"
 #include "ops/conv2d_algo.h"
 
 namespace cnnkern {
@@ -36,11 +38,15 @@ Conv2dAutoChoice cpu_auto_rule(const Conv2dProblem& p, at::ScalarType dtype, Con
   const int64_t c = p.C_per_group(), k = p.K_per_group();
   const std::string per_group = "C/groups " + str(c) + ", K/groups " + str(k);
   const bool winograd_shape = winograd::supports_shape(p);
-  if (dtype == at::kFloat && winograd_shape && c >= 16 && k >= 16)
+  const bool in_float32 = cpu::compute_dtype(dtype) == at::kFloat;
+  const std::string computed =
+      dtype == at::kFloat ? "float32" : std::string(c10::toString(dtype)) + " (computed in float32)";
+  if (in_float32 && winograd_shape && c >= 16 && k >= 16)
     return {{"winograd_f2", "im2col", "direct"},
-            "3x3 stride-1 dilation-1 float32 with at least 16 input and output channels per "
-            "group (" + per_group + "): winograd_f2, the fastest at PyTorch's float32 accuracy "
-            "(F(4x4) winograd is faster still but 5-10x less accurate, so never picked by auto)"};
+            "3x3 stride-1 dilation-1 " + computed + " with at least 16 input and output "
+            "channels per group (" + per_group + "): winograd_f2, the fastest at PyTorch's "
+            "float32 accuracy (F(4x4) winograd is faster still but 5-10x less accurate, so "
+            "never picked by auto)"};
   // A 3-channel first layer's grad-weight: direct at batch 1 (1.1x PyTorch against im2col's
   // 0.8x at 224x224), im2col from a few images on (batch 8: 1.8x against 0.9x).
   const bool small_first_layer_grad_weight =
@@ -64,7 +70,7 @@ Conv2dAutoChoice cpu_auto_rule(const Conv2dProblem& p, at::ScalarType dtype, Con
             "output positions (N*P*Q = " + str(p.N * p.P * p.Q) + ")" + narrow_tail};
   // Why the Winograd clause did not apply to a 3x3 stride-1 problem, else the shape class.
   std::string which;
-  if (winograd_shape && dtype != at::kFloat)
+  if (winograd_shape && !in_float32)
     which = "3x3 stride-1 in " + std::string(c10::toString(dtype)) +
             " (Winograd is auto's choice in float32 only; float64 has only portable Winograd "
             "kernels)";

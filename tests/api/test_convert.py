@@ -578,14 +578,37 @@ def test_model_that_is_a_single_layer():
     assert type(cnnkern.convert(tnn.MaxPool2d(2))) is cnn.MaxPool2d
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "f16"])
+def test_half_models_are_converted_and_keep_torch_accuracy(dtype):
+    # The CPU kernels take float16/bfloat16 (computed in float32, rounded once per op).
+    original = small_vgg_bn().eval()
+    with torch.no_grad():
+        for m in original.modules():
+            if isinstance(m, tnn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+    model, report = cnnkern.convert(copy.deepcopy(original).to(dtype), report=True)
+    assert "0.0" in report.names("conv_bn_relu") and "0.3" in report.names("max_pool2d")
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        ours = model(x.to(dtype))
+        theirs = copy.deepcopy(original).to(dtype)(x.to(dtype))
+        ref64 = copy.deepcopy(original).double()(x.to(dtype).double())
+    assert ours.dtype == dtype
+    err = (ours.double() - ref64).abs().max().item()
+    torch_err = (theirs.double() - ref64).abs().max().item()
+    assert err <= 3 * torch_err + torch.finfo(dtype).eps * ref64.abs().max().item(), \
+        (err, torch_err)
+
+
 def test_dtypes_without_cnnkern_kernels_are_left_alone():
-    original = small_vgg_bn().to(torch.bfloat16)          # cnnkern's CPU kernels: f32, f64
+    original = tnn.Sequential(tnn.Conv2d(3, 4, 3), tnn.Conv2d(4, 2, 1)).to(torch.complex64)
     model, report = cnnkern.convert(original, report=True)
     assert report.replaced == []
-    assert ("its weight has dtype bfloat16; cnnkern's cpu kernels take float32, float64"
-            in report.entry("0.0", "conv2d").detail)
-    assert "the model's 0.0.weight has dtype bfloat16" in report.entry("0.3", "max_pool2d").detail
-    x = torch.randn(2, 3, 16, 16, dtype=torch.bfloat16)
+    assert ("its weight has dtype complex64; cnnkern's cpu kernels take float32, float64, "
+            "float16, bfloat16" in report.entry("0", "conv2d").detail)
+    assert "complex64" in report.entry("1", "conv2d").detail
+    x = torch.randn(2, 3, 16, 16, dtype=torch.complex64)
     torch.testing.assert_close(model(x), original(x), rtol=0, atol=0)
 
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 import cnnkern
-from conftest import (CUDA_DEVICES, DEVICES, OpRecorder, assert_close, assert_exact, cross,
+from conftest import (DEVICES, OpRecorder, assert_close, assert_exact, cross,
                       fp64_error_ratio, int_tensor, per_device)
 from shapes import CONV_CASES, conv_params
 
@@ -119,39 +119,86 @@ def test_matrix_random_normal(case, dtype, algo, dev):
     check_all(got, ref, exact=False)
 
 
-# float16/bfloat16: the CUDA backend's (the CPU kernels take float32 and float64).
-@pytest.mark.parametrize("dtype", LOWP)
-@pytest.mark.parametrize("case", conv_params(BATCHED[::2]))
-@pytest.mark.parametrize("dev", CUDA_DEVICES, indirect=True)
-def test_low_precision_error_vs_torch(case, dtype, dev):
+# float16/bfloat16 on every backend: CUDA's half kernels ("direct" here; the implicit GEMM in
+# test_cuda_gemm.py), and on the CPU every algorithm (float32 kernels on float32 copies, one
+# rounding of the result: csrc/cpu/common/half_via_float32.h).
+CPU_ALGOS = ["auto", "direct", "im2col"]
+WINOGRAD_ALGOS = ["winograd", "winograd_f2"]
+
+
+def _winograd_shape(case):
+    pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
+    return (case.R, case.S) == (3, 3) and pair(case.stride) == (1, 1) and \
+        pair(case.dilation) == (1, 1)
+
+
+LOWP_CASES = BATCHED[::2]
+LOWP_WINOGRAD_CASES = [c for c in BATCHED if _winograd_shape(c)]
+
+
+def _lowp_error_check(ours, ref64, theirs, dtype, what=""):
+    assert ours.dtype == dtype, what
+    err, torch_err = fp64_error_ratio(ours, ref64, theirs)
+    floor = torch.finfo(dtype).eps * max(1.0, ref64.abs().max().item())
+    assert err <= K_LOWP * torch_err + floor, (what, err, torch_err)
+
+
+@pytest.mark.parametrize("dev, algo, case, dtype", per_device(
+    cpu=cross(CPU_ALGOS, conv_params(LOWP_CASES), LOWP)
+    + cross(WINOGRAD_ALGOS, conv_params(LOWP_WINOGRAD_CASES), LOWP),
+    gpu=cross(["direct"], conv_params(LOWP_CASES), LOWP)), indirect=["dev"])
+def test_low_precision_error_vs_torch(case, dtype, algo, dev):
     x = torch.randn(case.input_shape, device=dev.device)
     fan_in = case.C // case.groups * case.R * case.S
     w = torch.randn(case.weight_shape, device=dev.device) / fan_in ** 0.5
     b = torch.randn(case.K, device=dev.device)
     xl, wl, bl = x.to(dtype), w.to(dtype), b.to(dtype)
     ref64 = F.conv2d(xl.double(), wl.double(), bl.double(), **case.kwargs())
-    ours = cnnkern.conv2d(xl, wl, bl, algo="direct", **case.kwargs())
+    ours = cnnkern.conv2d(xl, wl, bl, algo=algo, **case.kwargs())
     theirs = F.conv2d(xl, wl, bl, **case.kwargs())
-    assert ours.dtype == dtype
-    err, torch_err = fp64_error_ratio(ours, ref64, theirs)
-    floor = torch.finfo(dtype).eps * max(1.0, ref64.abs().max().item())
-    assert err <= K_LOWP * torch_err + floor, (err, torch_err)
+    _lowp_error_check(ours, ref64, theirs, dtype)
+
+
+LOWP_BACKWARD = {  # (input size, weight size, kwargs): a strided conv, a grouped Winograd shape
+    "s2": ((2, 8, 12, 12), (16, 8, 3, 3), dict(stride=2, padding=1)),
+    "3x3_g2": ((2, 8, 10, 9), (12, 4, 3, 3), dict(padding=1, groups=2)),
+}
+LAYOUTS = [pytest.param(torch.contiguous_format, id="nchw"),
+           pytest.param(torch.channels_last, id="nhwc")]
+
+
+@pytest.mark.parametrize("dev, algo, shape, layout, dtype", per_device(
+    cpu=cross(CPU_ALGOS, list(LOWP_BACKWARD), LAYOUTS, LOWP)
+    + cross(WINOGRAD_ALGOS, ["3x3_g2"], LAYOUTS, LOWP),
+    gpu=cross(["direct"], ["s2"], LAYOUTS[:1], LOWP)), indirect=["dev"])
+def test_low_precision_backward_error_vs_torch(algo, shape, layout, dtype, dev):
+    """Output, grad_input, grad_weight and grad_bias, each within K_LOWP x torch's error."""
+    xs, ws, kw = LOWP_BACKWARD[shape]
+    x = torch.randn(xs, device=dev.device).to(dtype).contiguous(memory_format=layout)
+    w = (torch.randn(ws, device=dev.device) / (ws[1] * 9) ** 0.5).to(dtype)
+    b = torch.randn(ws[0], device=dev.device).to(dtype)
+    out_shape = F.conv2d(x.float(), w.float(), **kw).shape
+    g = torch.randn(out_shape, device=dev.device).to(dtype).contiguous(memory_format=layout)
+    ours = conv_and_grads(cnnkern.conv2d, x, w, b, g, algo=algo, **kw)
+    theirs = conv_and_grads(F.conv2d, x, w, b, g, **kw)
+    ref = reference(x, w, b, g, **kw)
+    for i, what in enumerate(("out", "grad_input", "grad_weight", "grad_bias")):
+        _lowp_error_check(ours[i], ref[i], theirs[i], dtype, what)
+    if layout == torch.channels_last:  # torch's layout rule, kept in half too
+        assert ours[0].is_contiguous(memory_format=torch.channels_last)
 
 
 @pytest.mark.parametrize("dtype", LOWP)
-@pytest.mark.parametrize("dev", CUDA_DEVICES, indirect=True)
-def test_low_precision_backward_error_vs_torch(dtype, dev):
-    x = torch.randn(2, 8, 12, 12, device=dev.device).to(dtype)
-    w = (torch.randn(16, 8, 3, 3, device=dev.device) / 8.5).to(dtype)
-    g = torch.randn(2, 16, 6, 6, device=dev.device).to(dtype)
-    kw = dict(stride=2, padding=1)
-    ours = conv_and_grads(cnnkern.conv2d, x, w, None, g, algo="direct", **kw)
-    theirs = conv_and_grads(F.conv2d, x, w, None, g, **kw)
-    ref = reference(x, w, None, g, **kw)
-    for i in (0, 1, 2):
-        err, torch_err = fp64_error_ratio(ours[i], ref[i], theirs[i])
-        floor = torch.finfo(dtype).eps * max(1.0, ref[i].abs().max().item())
-        assert err <= K_LOWP * torch_err + floor, (i, err, torch_err)
+@pytest.mark.parametrize("dev", DEVICES, indirect=True)
+def test_low_precision_conv_transpose2d_error_vs_torch(dtype, dev):
+    x = torch.randn(2, 6, 7, 8, device=dev.device).to(dtype)
+    w = (torch.randn(6, 4, 3, 3, device=dev.device) / 4.3).to(dtype)
+    b = torch.randn(8, device=dev.device).to(dtype)
+    kw = dict(stride=2, padding=1, output_padding=1, groups=2)
+    ours = cnnkern.conv_transpose2d(x, w, b, **kw)
+    ref64 = F.conv_transpose2d(x.double(), w.double(), b.double(), **kw)
+    theirs = F.conv_transpose2d(x, w, b, **kw)
+    _lowp_error_check(ours, ref64, theirs, dtype)
 
 
 @pytest.mark.parametrize("algo", ["auto", "direct", "im2col", "winograd", "winograd_f2"])

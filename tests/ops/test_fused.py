@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import cnnkern
-from conftest import (COMPILABLE_DEVICES, CUDA_DEVICES, DEVICES, assert_close, assert_exact, cross,
+from conftest import (COMPILABLE_DEVICES, DEVICES, assert_close, assert_exact, cross,
                       fp64_error_ratio, per_device)
 
 OPS = torch.ops.cnnkern
@@ -560,23 +560,34 @@ def test_bitwise_deterministic_across_runs_and_threads(algo, threads):
             assert torch.equal(a, b)
 
 
-# --- low precision: the CUDA backend's (the CPU kernels take float32 and float64) ------------
+# --- low precision: CUDA's half kernels; on the CPU every algorithm through float32 ----------
+# (csrc/cpu/common/half_via_float32.h), channels_last too
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["f16", "bf16"])
-@pytest.mark.parametrize("dev", CUDA_DEVICES, indirect=True)
-def test_low_precision_training_step_error_vs_torch(dtype, dev):
-    """float16/bfloat16 training step (the BN+ReLU kernels' half instantiations: statistics in
-    float, one rounding on store): error against a float64 run of the same data at most 3x that
-    of torch's own sequence in the same dtype, output and every gradient."""
-    ref, m = _pair("3x3_pad1", bias=True)
-    x = _input("3x3_pad1")
-    g = torch.randn(3, 6, 9, 8)
+LOWP = [pytest.param(torch.float16, id="f16"), pytest.param(torch.bfloat16, id="bf16")]
+LOWP_LAYOUTS = [pytest.param(torch.contiguous_format, id="nchw"),
+                pytest.param(torch.channels_last, id="nhwc")]
+
+
+@pytest.mark.parametrize("dev, algo, layout, dtype", per_device(
+    cpu=cross(["auto", "direct", "im2col", "winograd", "winograd_f2"], LOWP_LAYOUTS, LOWP),
+    gpu=cross(["auto"], LOWP_LAYOUTS[:1], LOWP)), indirect=["dev"])
+def test_low_precision_training_step_error_vs_torch(algo, layout, dtype, dev):
+    """float16/bfloat16 training step (statistics in float32, one rounding on store) and the
+    eval forward (BN folded, ReLU in the conv's epilogue): error against a float64 run of the
+    same data at most 3x that of torch's own sequence in the same dtype, output and every
+    gradient."""
+    ref, m = _pair("3x3_pad1", bias=True, algo=algo)
+    x = _input("3x3_pad1").contiguous(memory_format=layout)
+    g = torch.randn(3, 6, 9, 8).contiguous(memory_format=layout)
     runs = {}
     for name, module, dt in (("ours", m, dtype), ("torch", ref, dtype),
                              ("fp64", copy.deepcopy(ref), torch.float64)):
         module = copy.deepcopy(module).to(dev.device, dt)
         y, gx = _step(module, x.to(dev.device, dt), g.to(dev.device, dt))
-        runs[name] = [y, gx] + [p.grad for p in module.parameters()]
+        module.eval()
+        with torch.no_grad():
+            y_eval = module(x.to(dev.device, dt))
+        runs[name] = [y, gx, y_eval] + [p.grad for p in module.parameters()]
     for i, (o, t, r) in enumerate(zip(runs["ours"], runs["torch"], runs["fp64"])):
         assert o.dtype == dtype
         err, torch_err = fp64_error_ratio(o, r, t)

@@ -227,7 +227,10 @@ def test_empty_batch():
     assert_exact(gb, torch.zeros(case.K))
 
 
-def test_half_is_refused_with_a_reason():
-    x, w = torch.randn(1, 2, 5, 5).half(), torch.randn(3, 2, 3, 3).half()
+def test_other_dtypes_are_refused_with_a_reason():
+    # float16/bfloat16 run (through float32: tests/ops/test_conv2d.py's low-precision tests).
+    x, w = torch.ones(1, 2, 5, 5, dtype=torch.int32), torch.ones(3, 2, 3, 3, dtype=torch.int32)
     ok, reason = cnnkern.can_implement(x, w, algo=ALGO)
-    assert not ok and "float32 and float64" in reason and "Half" in reason, reason
+    assert not ok and "float32, float64, float16 and bfloat16" in reason and "Int" in reason, \
+        reason
+    assert cnnkern.can_implement(x.half(), w.half(), algo=ALGO) == (True, "")

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 import cnnkern
-from conftest import (CUDA_DEVICES, DEVICES, OpRecorder, assert_close, assert_exact, cross,
+from conftest import (DEVICES, OpRecorder, assert_close, assert_exact, cross,
                       fp64_error_ratio, int_tensor, per_device)
 from shapes import AVG_POOL_CASES, POOL_CASES, adaptive_params, pool_params
 
@@ -479,15 +479,28 @@ def _close_or_lowp(ours, ref64, torch_same_dtype):
 
 
 @pytest.mark.parametrize("dtype", LOWP_DTYPES)
-@pytest.mark.parametrize("dev", CUDA_DEVICES, indirect=True)  # the CPU kernels: float32/64 only
+@pytest.mark.parametrize("dev", DEVICES, indirect=True)
 def test_pools_low_precision(dtype, dev):
+    """NCHW (channels_last: the *_every_dtype tests): max values and indices exact (a max of
+    half values is one of them), averages and every backward by the float64 rule."""
     x = torch.randn(2, 3, 9, 8, device=dev.device).to(dtype)
     out, idx = cnnkern.max_pool2d(x, 3, 2, 1, return_indices=True)
     ref, ref_idx = F.max_pool2d(x, 3, 2, 1, return_indices=True)
+    assert out.dtype == dtype
     assert_exact(out, ref)
     assert_exact(idx, ref_idx)
-    _close_or_lowp(cnnkern.avg_pool2d(x, 3, 2, 1), F.avg_pool2d(x.double(), 3, 2, 1),
-                   F.avg_pool2d(x, 3, 2, 1))
+    pairs = [(lambda t: cnnkern.max_pool2d(t, 3, 2, 1), lambda t: F.max_pool2d(t, 3, 2, 1)),
+             (lambda t: cnnkern.avg_pool2d(t, 3, 2, 1), lambda t: F.avg_pool2d(t, 3, 2, 1)),
+             (lambda t: cnnkern.adaptive_avg_pool2d(t, (4, 3)),
+              lambda t: F.adaptive_avg_pool2d(t, (4, 3)))]
+    for ours_fn, torch_fn in pairs:
+        g = torch.randn(torch_fn(x).shape, device=dev.device).to(dtype)
+        ours, gx = grads_of(ours_fn, x, g)
+        theirs, ref_gx = grads_of(torch_fn, x, g)
+        ref64, ref64_gx = grads_of(torch_fn, x.double(), g.double())
+        assert ours.dtype == gx.dtype == dtype
+        _close_or_lowp(ours, ref64, theirs)
+        _close_or_lowp(gx, ref64_gx, ref_gx)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -576,14 +589,14 @@ def test_channels_last_in_channels_last_out(dtype, dev):
     assert cnnkern.adaptive_avg_pool2d(x, (3, 4)).is_contiguous(memory_format=CL)
 
 
-# In every dtype the backend takes (fp16/bf16: the CUDA backend's; the CPU kernels take float32
-# and float64): NaN inputs to max pooling, float64 references (flash-attention's rule for
-# fp16/bf16) for the averages.
+# In every dtype (fp16/bf16 on the CPU: the float32 kernels on float32 copies, rounded once):
+# NaN inputs to max pooling, float64 references (flash-attention's rule for fp16/bf16) for the
+# averages.
 
 
 def every_dtype(*lists):
-    """per_device parameters: lists x (float32, float64) on the CPU, x every dtype on CUDA."""
-    return per_device(cpu=cross(*lists, DTYPES), gpu=cross(*lists, ALL_DTYPES))
+    """per_device parameters: lists x every dtype, on every backend."""
+    return per_device(cpu=cross(*lists, ALL_DTYPES), gpu=cross(*lists, ALL_DTYPES))
 
 
 @pytest.mark.parametrize("dev, case, dtype", every_dtype(pool_params()), indirect=["dev"])

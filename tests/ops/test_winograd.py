@@ -269,10 +269,12 @@ def test_refusal_message_in_full():
 
 @pytest.mark.parametrize("algo", ALGOS)
 def test_refuses_other_dtypes(algo):
-    x, w = torch.randn(1, 2, 5, 5, dtype=torch.float16), torch.randn(3, 2, 3, 3,
-                                                                     dtype=torch.float16)
+    # float16/bfloat16 run (through float32: tests/ops/test_conv2d.py's low-precision tests).
+    x, w = torch.ones(1, 2, 5, 5, dtype=torch.int32), torch.ones(3, 2, 3, 3, dtype=torch.int32)
     ok, reason = cnnkern.can_implement(x, w, algo=algo)
-    assert not ok and "float32" in reason and "Half" in reason, reason
+    assert not ok and "float32, float64, float16 and bfloat16" in reason and "Int" in reason, \
+        reason
+    assert cnnkern.can_implement(x.bfloat16(), w.bfloat16(), algo=algo) == (True, "")
 
 
 @pytest.mark.parametrize("algo", ALGOS)

@@ -18,6 +18,7 @@
 
 #include "cpu/bn_relu/bn_relu_core.h"
 #include "cpu/bn_relu/bn_relu_cpu.h"
+#include "cpu/common/half_via_float32.h"
 
 namespace cnnkern {
 namespace {
@@ -206,10 +207,11 @@ void grad_z_impl(const at::Tensor& dy, const at::Tensor& z, const at::Tensor& sc
   }
 }
 
+// float16/bfloat16 arrive here as float32 copies (bn_relu_cpu_kernels: via_float32).
 void check_cpu_dtype(const at::Tensor& z) {
   TORCH_CHECK(z.scalar_type() == at::kFloat || z.scalar_type() == at::kDouble,
-              "cnnkern.conv_bn_relu: the CPU kernels support float32 and float64; got ",
-              z.scalar_type());
+              "cnnkern.conv_bn_relu: the CPU kernels support float32, float64, float16 and "
+              "bfloat16; got ", z.scalar_type());
 }
 
 void stats(const at::Tensor& z, double eps, at::Tensor& mean, at::Tensor& var,
@@ -247,8 +249,11 @@ void grad_z(const at::Tensor& dy, const at::Tensor& z, const at::Tensor& scale,
 }  // namespace
 
 const BnReluKernels& bn_relu_cpu_kernels() {
-  static const BnReluKernels k{stats, apply, grad_sums, grad_z,
-                               /*backward_reads_channels_last=*/true};
+  // float16/bfloat16: statistics and sums from float32 copies of z and dy (the statistics are
+  // float32 for them anyway), out and grad_z rounded once (cpu/common/half_via_float32.h).
+  using cpu::via_float32;
+  static const BnReluKernels k{via_float32<stats>, via_float32<apply>, via_float32<grad_sums>,
+                               via_float32<grad_z>, /*backward_reads_channels_last=*/true};
   return k;
 }
 

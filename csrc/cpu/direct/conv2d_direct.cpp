@@ -1,5 +1,6 @@
 // Direct convolution on the CPU: forward, grad-input and grad-weight, for every stride,
-// padding, dilation and group count, float32 and float64.
+// padding, dilation and group count, float32 and float64 (float16/bfloat16 through them:
+// cpu/common/half_via_float32.h).
 //
 // Each pass repacks its input planes (zero padding, and a split into stride phases) so that
 // the register-blocked kernels of conv2d_direct_core.h see one "flat correlation": output
@@ -40,6 +41,7 @@
 #include "core/int_math.h"
 #include "cpu/direct/conv2d_direct_core.h"
 #include "cpu/direct/depthwise.h"
+#include "cpu/common/half_via_float32.h"
 
 namespace cnnkern {
 namespace {
@@ -432,11 +434,8 @@ void backward_weight_impl(const at::Tensor& grad_output, const at::Tensor& input
   });
 }
 
-std::string why_not_direct(const Conv2dProblem&, at::ScalarType dtype) {
-  if (dtype == at::kFloat || dtype == at::kDouble) return "";
-  return std::string("the CPU direct kernels support float32 and float64; got ") +
-         c10::toString(dtype);
-}
+// Every shape; the dtype rule is with_cpu_dtypes' (cpu/common/half_via_float32.h).
+std::string why_not_direct(const Conv2dProblem&, at::ScalarType) { return ""; }
 
 at::Tensor forward(const at::Tensor& input, const at::Tensor& weight,
                    const c10::optional<at::Tensor>& bias, const Conv2dProblem& p,
@@ -531,8 +530,9 @@ Conv2dWorkspace workspace(const Conv2dProblem& p, at::ScalarType dtype, ConvPass
 
 }  // namespace
 
-CONV2D_REGISTER_ALGO(Backend::CPU, Conv2dAlgo{"direct", /*auto_priority=*/10, why_not_direct,
-                                              forward, backward_input, backward_weight,
-                                              workspace});
+CONV2D_REGISTER_ALGO(Backend::CPU,
+                     cpu::with_cpu_dtypes(Conv2dAlgo{"direct", /*auto_priority=*/10,
+                                                     why_not_direct, forward, backward_input,
+                                                     backward_weight, workspace}));
 
 }  // namespace cnnkern

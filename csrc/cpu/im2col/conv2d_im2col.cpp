@@ -1,5 +1,6 @@
 // im2col + GEMM convolution on the CPU: forward, grad-input and grad-weight, float32 and
-// float64, for every stride, padding, dilation and group count.
+// float64 (float16/bfloat16 through them: cpu/common/half_via_float32.h), for every stride,
+// padding, dilation and group count.
 //
 // Per image n and group g, with the column matrix col (C/g*R*S rows, one per filter tap, and
 // one column per output position; cpu/im2col/im2col.h):
@@ -45,6 +46,7 @@
 #include "cpu/im2col/im2col.h"
 #include "cpu/im2col/im2col_pack.h"
 #include "cpu/common/thread_scratch.h"
+#include "cpu/common/half_via_float32.h"
 
 namespace cnnkern {
 namespace {
@@ -235,11 +237,8 @@ void backward_weight_kernel(const T* go, const T* in, T* gw, const Conv2dProblem
   });
 }
 
-std::string why_not_im2col(const Conv2dProblem&, at::ScalarType dtype) {
-  if (dtype == at::kFloat || dtype == at::kDouble) return "";
-  return std::string("the CPU im2col kernels support float32 and float64; got ") +
-         c10::toString(dtype);
-}
+// Every shape; the dtype rule is with_cpu_dtypes' (cpu/common/half_via_float32.h).
+std::string why_not_im2col(const Conv2dProblem&, at::ScalarType) { return ""; }
 
 at::Tensor forward(const at::Tensor& input, const at::Tensor& weight,
                    const c10::optional<at::Tensor>& bias, const Conv2dProblem& p,
@@ -343,8 +342,9 @@ Conv2dWorkspace workspace(const Conv2dProblem& p, at::ScalarType dtype, ConvPass
 
 // auto_priority 20 > direct's 10: on every layer measured (3x3 VGG, 1x1, strided) im2col is
 // several times faster than the direct kernels.
-CONV2D_REGISTER_ALGO(Backend::CPU, Conv2dAlgo{"im2col", /*auto_priority=*/20, why_not_im2col,
-                                              forward, backward_input, backward_weight,
-                                              workspace});
+CONV2D_REGISTER_ALGO(Backend::CPU,
+                     cpu::with_cpu_dtypes(Conv2dAlgo{"im2col", /*auto_priority=*/20,
+                                                     why_not_im2col, forward, backward_input,
+                                                     backward_weight, workspace}));
 
 }  // namespace cnnkern

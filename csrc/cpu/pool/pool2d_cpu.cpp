@@ -1,4 +1,5 @@
-// CPU pooling (float32, float64) in the layout the op body chose (Pool2dProblem::channels_last).
+// CPU pooling (float32, float64; float16/bfloat16 via float32 copies) in the layout the op body
+// chose (Pool2dProblem::channels_last).
 // NCHW: parallel over the N*C planes, each plane owned by one thread, so backward scatters
 // need no atomics; the forward passes and avg backward run the per-ISA plane kernels of
 // cpu/pool/pool2d_core.h (vectorised along W where the stride allows); max and adaptive backward
@@ -19,6 +20,7 @@
 
 #include "cpu/pool/pool2d_core.h"
 #include "cpu/pool/pool2d_nhwc.h"
+#include "cpu/common/half_via_float32.h"
 
 namespace cnnkern {
 namespace {
@@ -231,7 +233,9 @@ CNNKERN_POOL_ENTRY(adaptive_forward, adaptive_forward_kernel, input, output)
 CNNKERN_POOL_ENTRY(adaptive_backward, adaptive_backward_kernel, grad_output, grad_input)
 #undef CNNKERN_POOL_ENTRY
 
-const at::ScalarType kDtypes[] = {at::kFloat, at::kDouble};
+// float16/bfloat16 through the float32 kernels (cpu/common/half_via_float32.h): a max of
+// half values is one of them, so max pooling stays exact; averages round once.
+const at::ScalarType kDtypes[] = {at::kFloat, at::kDouble, at::kHalf, at::kBFloat16};
 
 // The NCHW backward kernels scatter into zeros; the channels_last ones gather and write
 // every element.
@@ -240,9 +244,16 @@ bool needs_zeroed_grad_input(const Pool2dProblem& p) { return !p.channels_last; 
 }  // namespace
 
 const Pool2dKernels& pool2d_cpu_kernels() {
-  static const Pool2dKernels k{"CPU",        kDtypes,         needs_zeroed_grad_input,
-                               max_forward,  max_backward,    avg_forward,
-                               avg_backward, adaptive_forward, adaptive_backward};
+  using cpu::via_float32;
+  static const Pool2dKernels k{"CPU",
+                               kDtypes,
+                               needs_zeroed_grad_input,
+                               via_float32<max_forward>,
+                               via_float32<max_backward>,
+                               via_float32<avg_forward>,
+                               via_float32<avg_backward>,
+                               via_float32<adaptive_forward>,
+                               via_float32<adaptive_backward>};
   return k;
 }
 

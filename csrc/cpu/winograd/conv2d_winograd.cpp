@@ -19,17 +19,14 @@
 #include "cpu/gemm/gemm.h"
 #include "cpu/winograd/winograd_cpu.h"
 #include "cpu/winograd/winograd_plan.h"
+#include "cpu/common/half_via_float32.h"
 
 namespace cnnkern {
 namespace {
 
-std::string why_not_winograd(const char* name, const Conv2dProblem& p, at::ScalarType dtype) {
-  const std::string shape = winograd_shape_why_not(name, p);
-  if (!shape.empty()) return shape;
-  if (dtype != at::kFloat && dtype != at::kDouble)
-    return std::string(name) + " on the CPU supports float32 and float64; got " +
-           c10::toString(dtype);
-  return "";
+// The shape alone; the dtype rule is with_cpu_dtypes' (cpu/common/half_via_float32.h).
+std::string why_not_winograd(const char* name, const Conv2dProblem& p) {
+  return winograd_shape_why_not(name, p);
 }
 
 template <int M>
@@ -75,12 +72,12 @@ at::Tensor backward_weight(const at::Tensor& grad_output, const at::Tensor& inpu
   return gw;
 }
 
-std::string why_not_f4(const Conv2dProblem& p, at::ScalarType dtype) {
-  return why_not_winograd("winograd", p, dtype);
+std::string why_not_f4(const Conv2dProblem& p, at::ScalarType) {
+  return why_not_winograd("winograd", p);
 }
 
-std::string why_not_f2(const Conv2dProblem& p, at::ScalarType dtype) {
-  return why_not_winograd("winograd_f2", p, dtype);
+std::string why_not_f2(const Conv2dProblem& p, at::ScalarType) {
+  return why_not_winograd("winograd_f2", p);
 }
 
 // --- workspace: the buffers winograd_forward.cpp / winograd_backward.cpp allocate, from the
@@ -197,10 +194,12 @@ Conv2dWorkspace workspace(const Conv2dProblem& p, at::ScalarType dtype, ConvPass
 // float32 error is ~10x direct's), so "auto" should take it only where the benchmarks show
 // it faster; the lead sets the final values from those tables.
 CONV2D_REGISTER_ALGO(Backend::CPU,
-                     Conv2dAlgo{"winograd", /*auto_priority=*/5, why_not_f4, forward<4>,
-                                backward_input<4>, backward_weight<4>, workspace<4>});
+                     cpu::with_cpu_dtypes(Conv2dAlgo{"winograd", /*auto_priority=*/5, why_not_f4,
+                                                     forward<4>, backward_input<4>,
+                                                     backward_weight<4>, workspace<4>}));
 CONV2D_REGISTER_ALGO(Backend::CPU,
-                     Conv2dAlgo{"winograd_f2", /*auto_priority=*/4, why_not_f2, forward<2>,
-                                backward_input<2>, backward_weight<2>, workspace<2>});
+                     cpu::with_cpu_dtypes(Conv2dAlgo{"winograd_f2", /*auto_priority=*/4,
+                                                     why_not_f2, forward<2>, backward_input<2>,
+                                                     backward_weight<2>, workspace<2>}));
 
 }  // namespace cnnkern
