@@ -126,13 +126,18 @@ def max_pool2d(input: torch.Tensor, kernel_size: IntOrPair, stride: Optional[Int
     op = "cnnkern.max_pool2d"
     x, unbatched = _batched(input, op)
     kernel_size = _pair(kernel_size, "kernel_size", op)
-    out, indices = _ops.max_pool2d_with_indices(x, kernel_size,
-                                                _pool_stride(stride, kernel_size, op),
-                                                _pair(padding, "padding", op),
-                                                _pair(dilation, "dilation", op),
-                                                _flag(ceil_mode, "ceil_mode", op))
+    args = (kernel_size, _pool_stride(stride, kernel_size, op), _pair(padding, "padding", op),
+            _pair(dilation, "dilation", op), _flag(ceil_mode, "ceil_mode", op))
+    # As torch decides (ATen's max_pool2d): the indices are made when the caller wants them or
+    # when autograd will need them for the backward; otherwise (eval, no_grad, an input that
+    # needs no gradient) the values-only op runs and no int64 tensor is allocated or written.
+    if return_indices or (torch.is_grad_enabled() and x.requires_grad):
+        out, indices = _ops.max_pool2d_with_indices(x, *args)
+    else:
+        out, indices = _ops.max_pool2d(x, *args), None
     if unbatched:
-        out, indices = out.squeeze(0), indices.squeeze(0)
+        out = out.squeeze(0)
+        indices = indices.squeeze(0) if return_indices else None
     return (out, indices) if return_indices else out
 
 

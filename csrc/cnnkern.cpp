@@ -116,6 +116,10 @@ CNNKERN_TORCH_LIBRARY(m) {
   m.def(
       "max_pool2d_with_indices(Tensor input, int[2] kernel_size, int[2] stride, "
       "int[2] padding, int[2] dilation, bool ceil_mode) -> (Tensor, Tensor)");
+  // The values alone, for callers that do not want the indices (no int64 tensor is made).
+  m.def(
+      "max_pool2d(Tensor input, int[2] kernel_size, int[2] stride, int[2] padding, "
+      "int[2] dilation, bool ceil_mode) -> Tensor");
   m.def(
       "max_pool2d_backward(Tensor grad_output, Tensor indices, SymInt[4] input_size, "
       "int[2] kernel_size, int[2] stride, int[2] padding, int[2] dilation, bool ceil_mode) "

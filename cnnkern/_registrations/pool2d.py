@@ -1,5 +1,5 @@
-"""Fake kernels and autograd of the pooling ops: max_pool2d_with_indices, avg_pool2d,
-adaptive_avg_pool2d and their backward ops.
+"""Fake kernels and autograd of the pooling ops: max_pool2d_with_indices, max_pool2d (the
+values alone), avg_pool2d, adaptive_avg_pool2d and their backward ops.
 
 Layouts: the C++ op bodies run channels_last when the deciding tensor's strides suggest it
 (the input; for max_pool2d_backward the indices, which the forward made in its input's
@@ -85,6 +85,11 @@ def _max_pool2d_fake(input, kernel_size, stride, padding, dilation, ceil_mode):
     return _empty(shape, input, layout), _empty(shape, input, layout, dtype=torch.int64)
 
 
+@torch.library.register_fake("cnnkern::max_pool2d")
+def _max_pool2d_values_fake(input, kernel_size, stride, padding, dilation, ceil_mode):
+    return _max_pool2d_fake(input, kernel_size, stride, padding, dilation, ceil_mode)[0]
+
+
 @torch.library.register_fake("cnnkern::max_pool2d_backward")
 def _max_pool2d_backward_fake(grad_output, indices, input_size, kernel_size, stride, padding,
                               dilation, ceil_mode):
@@ -113,6 +118,29 @@ def _max_pool2d_backward(ctx, grad_output, _grad_indices):
 
 torch.library.register_autograd("cnnkern::max_pool2d_with_indices", _max_pool2d_backward,
                                 setup_context=_max_pool2d_setup_context)
+
+
+# The values-only op. cnnkern.max_pool2d calls it only when no gradient is wanted (it takes
+# max_pool2d_with_indices otherwise, as ATen does: the indices saved by the forward make the
+# backward a single gather, and an eval forward writes no index). Called directly on an input
+# that requires grad, it saves the input (a reference, no copy) and its backward recomputes the
+# argmax with max_pool2d_with_indices: one extra forward pass, paid only on that path, and
+# the gradient is exactly torch's (the same indices, ties and NaNs included).
+def _max_pool2d_values_setup_context(ctx, inputs, output):
+    input, *pool_args = inputs
+    ctx.save_for_backward(input)
+    ctx.pool_args = tuple(pool_args)
+
+
+def _max_pool2d_values_backward(ctx, grad_output):
+    (input,) = ctx.saved_tensors
+    _, indices = ops.max_pool2d_with_indices(input, *ctx.pool_args)
+    grad_input = ops.max_pool2d_backward(grad_output, indices, input.shape, *ctx.pool_args)
+    return grad_input, None, None, None, None, None
+
+
+torch.library.register_autograd("cnnkern::max_pool2d", _max_pool2d_values_backward,
+                                setup_context=_max_pool2d_values_setup_context)
 
 
 # --- avg_pool2d and adaptive_avg_pool2d ---------------------------------------------------

@@ -45,47 +45,55 @@ struct Pool2dProblem {
   CNNKERN_HD int64_t output_numel() const { return N * C * P * Q; }
 };
 
-// A half-open window [begin, end) along one axis.
-struct Window {
-  int64_t begin;
-  int64_t end;
+// A half-open window [begin, end) along one axis. The window functions are templates over
+// the index type: int64_t everywhere, and int32_t in the CUDA kernels' 32-bit paths (taken
+// only when every index fits: cuda/pool2d_kernels.cu), where 64-bit math costs two or more
+// instructions per operation.
+template <class I>
+struct WindowOf {
+  I begin;
+  I end;
 };
+using Window = WindowOf<int64_t>;
 
 // Max pooling along one axis: the first in-bounds tap of output o's window (the start moves
 // forward by whole dilation steps past the padding, as ATen does) and one past the last tap.
 // Taps are begin, begin + dil, ... < end.
-CNNKERN_HD Window max_pool_window(int64_t o, int64_t in, int64_t k, int64_t stride, int64_t pad,
-                                  int64_t dil) {
-  int64_t begin = o * stride - pad;
-  const int64_t last = begin + (k - 1) * dil + 1;
-  const int64_t end = last < in ? last : in;
+template <class I>
+CNNKERN_HD WindowOf<I> max_pool_window(I o, I in, I k, I stride, I pad, I dil) {
+  I begin = o * stride - pad;
+  const I last = begin + (k - 1) * dil + 1;
+  const I end = last < in ? last : in;
   while (begin < 0) begin += dil;
   return {begin, end};
 }
 
 // Average pooling along one axis: the window clipped to the input, plus the window's size
 // clipped only to the padded input (what count_include_pad divides by).
-struct AvgWindow {
-  int64_t begin;
-  int64_t end;
-  int64_t padded_size;
+template <class I>
+struct AvgWindowOf {
+  I begin;
+  I end;
+  I padded_size;
 };
+using AvgWindow = AvgWindowOf<int64_t>;
 
-CNNKERN_HD AvgWindow avg_pool_window(int64_t o, int64_t in, int64_t k, int64_t stride,
-                                     int64_t pad) {
-  int64_t begin = o * stride - pad;
-  int64_t end = begin + k;
+template <class I>
+CNNKERN_HD AvgWindowOf<I> avg_pool_window(I o, I in, I k, I stride, I pad) {
+  I begin = o * stride - pad;
+  I end = begin + k;
   if (end > in + pad) end = in + pad;
-  const int64_t padded_size = end - begin;
+  const I padded_size = end - begin;
   if (begin < 0) begin = 0;
   if (end > in) end = in;
   return {begin, end, padded_size};
 }
 
 // The divisor of one avg-pool output, from its two clipped windows (ATen's rule).
-CNNKERN_HD int64_t avg_pool_divisor(const Pool2dProblem& p, const AvgWindow& h,
-                                    const AvgWindow& w) {
-  if (p.divisor_override != 0) return p.divisor_override;
+template <class I>
+CNNKERN_HD I avg_pool_divisor(const Pool2dProblem& p, const AvgWindowOf<I>& h,
+                              const AvgWindowOf<I>& w) {
+  if (p.divisor_override != 0) return static_cast<I>(p.divisor_override);
   if (p.count_include_pad) return h.padded_size * w.padded_size;
   return (h.end - h.begin) * (w.end - w.begin);
 }

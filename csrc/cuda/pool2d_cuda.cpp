@@ -14,12 +14,12 @@ namespace cnnkern {
 namespace {
 
 void max_forward(const Pool2dProblem& p, const at::Tensor& input, at::Tensor& output,
-                 at::Tensor& indices) {
+                 at::Tensor* indices) {
   if (output.numel() == 0) return;
-  CNNKERN_CUDA_CHECK(launch_max_pool2d_forward(cuda_dtype_of(input), p, input.const_data_ptr(),
-                                               output.mutable_data_ptr(),
-                                               indices.mutable_data_ptr<int64_t>(),
-                                               current_cuda_stream()));
+  CNNKERN_CUDA_CHECK(launch_max_pool2d_forward(
+      cuda_dtype_of(input), p, input.const_data_ptr(), output.mutable_data_ptr(),
+      indices != nullptr ? indices->mutable_data_ptr<int64_t>() : nullptr,
+      current_cuda_stream()));
 }
 
 void max_backward(const Pool2dProblem& p, const at::Tensor& grad_output,

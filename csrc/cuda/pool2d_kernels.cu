@@ -1,15 +1,21 @@
 // CUDA pooling kernels, NCHW or channels_last (NHWC) as the problem says (p.channels_last),
-// every tensor contiguous in that layout. One thread per output element for the forward
-// passes, one per grad_input element for the backward passes (a gather over the outputs
-// whose windows can contain it: deterministic, no atomics, every element written). Thread i
-// takes element i in memory order, so in NHWC a warp reads and writes contiguous channels.
-// All of the per-element work is core/pool2d_element.h, which the tests-only CPU op
+// every tensor contiguous in that layout.
+//
+// Max and average forward (the eval hot path) run pool2d_forward.cuh's kernels: several
+// outputs per thread, 16-byte loads and stores where the layout allows, 32-bit index math
+// with magic-number division (64-bit when a size does not fit), and no index written when
+// none is asked for. The adaptive forward and every backward pass run one thread per output
+// element (forward) or grad_input element (backward: a gather over the outputs whose windows
+// can contain it: deterministic, no atomics, every element written); thread i takes element
+// i in memory order, so in NHWC a warp reads and writes contiguous channels. Their
+// per-element work is core/pool2d_element.h, which the tests-only CPU op
 // (testing/ops/pool2d_test_ops.cpp) runs against torch on machines without a GPU.
 
 #include "cuda/pool2d_kernels.h"
 
 #include "core/pool2d_element.h"
 #include "cuda/kernel_utils.cuh"
+#include "cuda/pool2d_forward.cuh"
 
 namespace cnnkern {
 namespace {
@@ -24,17 +30,6 @@ struct GpuLoad {
 };
 
 template <class T>
-__global__ void max_pool2d_forward_kernel(const Pool2dProblem p, const T* __restrict__ input,
-                                          T* __restrict__ output, int64_t* __restrict__ indices) {
-  const int64_t total = p.output_numel();
-  for (int64_t i = global_thread_id(); i < total; i += global_thread_count()) {
-    const MaxResult<acc_t<T>> r = max_pool2d_output_at<acc_t<T>, GpuLoad<T>>(p, input, i);
-    output[i] = from_acc<T>(r.value);
-    indices[i] = r.index;
-  }
-}
-
-template <class T>
 __global__ void max_pool2d_backward_kernel(const Pool2dProblem p,
                                            const T* __restrict__ grad_output,
                                            const int64_t* __restrict__ indices,
@@ -43,14 +38,6 @@ __global__ void max_pool2d_backward_kernel(const Pool2dProblem p,
   for (int64_t i = global_thread_id(); i < total; i += global_thread_count())
     grad_input[i] =
         from_acc<T>(max_pool2d_grad_at<acc_t<T>, GpuLoad<T>>(p, grad_output, indices, i));
-}
-
-template <class T>
-__global__ void avg_pool2d_forward_kernel(const Pool2dProblem p, const T* __restrict__ input,
-                                          T* __restrict__ output) {
-  const int64_t total = p.output_numel();
-  for (int64_t i = global_thread_id(); i < total; i += global_thread_count())
-    output[i] = from_acc<T>(avg_pool2d_output_at<acc_t<T>, GpuLoad<T>>(p, input, i));
 }
 
 template <class T>
@@ -96,10 +83,11 @@ cudaError_t launch_per_element(CudaDType dt, int64_t n, Launch launch) {
 
 cudaError_t launch_max_pool2d_forward(CudaDType dt, const Pool2dProblem& p, const void* input,
                                       void* output, int64_t* indices, cudaStream_t stream) {
-  return launch_per_element(dt, p.output_numel(), [&](auto tag, unsigned blocks) {
+  if (p.output_numel() == 0) return cudaSuccess;
+  return dispatch_dtype(dt, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    max_pool2d_forward_kernel<T><<<blocks, kThreads, 0, stream>>>(
-        p, static_cast<const T*>(input), static_cast<T*>(output), indices);
+    return pool2d_forward::launch<pool2d_forward::MaxPool<T>>(p, static_cast<const T*>(input),
+                                             static_cast<T*>(output), indices, stream);
   });
 }
 
@@ -115,10 +103,11 @@ cudaError_t launch_max_pool2d_backward(CudaDType dt, const Pool2dProblem& p,
 
 cudaError_t launch_avg_pool2d_forward(CudaDType dt, const Pool2dProblem& p, const void* input,
                                       void* output, cudaStream_t stream) {
-  return launch_per_element(dt, p.output_numel(), [&](auto tag, unsigned blocks) {
+  if (p.output_numel() == 0) return cudaSuccess;
+  return dispatch_dtype(dt, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    avg_pool2d_forward_kernel<T><<<blocks, kThreads, 0, stream>>>(
-        p, static_cast<const T*>(input), static_cast<T*>(output));
+    return pool2d_forward::launch<pool2d_forward::AvgPool<T>>(p, static_cast<const T*>(input),
+                                             static_cast<T*>(output), nullptr, stream);
   });
 }
 

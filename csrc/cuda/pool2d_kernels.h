@@ -14,6 +14,7 @@
 
 namespace cnnkern {
 
+// indices: nullptr for the values alone (nothing is written there then).
 cudaError_t launch_max_pool2d_forward(CudaDType dt, const Pool2dProblem& p, const void* input,
                                       void* output, int64_t* indices, cudaStream_t stream);
 cudaError_t launch_max_pool2d_backward(CudaDType dt, const Pool2dProblem& p,

@@ -37,20 +37,44 @@ at::Tensor new_grad_input(const Pool2dKernels& k, const Pool2dProblem& p,
 
 }  // namespace
 
-std::tuple<at::Tensor, at::Tensor> max_pool2d_with_indices_op(
-    const Pool2dKernels& k, const at::Tensor& input, c10::IntArrayRef kernel_size,
-    c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation,
-    bool ceil_mode) {
+namespace {
+
+// The two max-pool forward ops: the indices are allocated (and written) only when asked for.
+std::tuple<at::Tensor, at::Tensor> max_pool2d_forward(const Pool2dKernels& k,
+                                                      const at::Tensor& input,
+                                                      c10::IntArrayRef kernel_size,
+                                                      c10::IntArrayRef stride,
+                                                      c10::IntArrayRef padding,
+                                                      c10::IntArrayRef dilation, bool ceil_mode,
+                                                      bool with_indices) {
   constexpr const char* op = "cnnkern.max_pool2d";
   Pool2dProblem p =
       make_max_pool2d_problem(op, input, kernel_size, stride, padding, dilation, ceil_mode);
   check_dtype(k, op, "input", input);
   const at::MemoryFormat fmt = choose_layout(p, input);
   at::Tensor out = new_output(input, p, fmt);
-  at::Tensor idx = at::empty({p.N, p.C, p.P, p.Q},
-                             input.options().dtype(at::kLong).memory_format(fmt));
-  if (p.output_numel() > 0) k.max_forward(p, input.contiguous(fmt), out, idx);
+  at::Tensor idx;
+  if (with_indices)
+    idx = at::empty({p.N, p.C, p.P, p.Q}, input.options().dtype(at::kLong).memory_format(fmt));
+  if (p.output_numel() > 0)
+    k.max_forward(p, input.contiguous(fmt), out, with_indices ? &idx : nullptr);
   return {out, idx};
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> max_pool2d_with_indices_op(
+    const Pool2dKernels& k, const at::Tensor& input, c10::IntArrayRef kernel_size,
+    c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation,
+    bool ceil_mode) {
+  return max_pool2d_forward(k, input, kernel_size, stride, padding, dilation, ceil_mode, true);
+}
+
+at::Tensor max_pool2d_op(const Pool2dKernels& k, const at::Tensor& input,
+                         c10::IntArrayRef kernel_size, c10::IntArrayRef stride,
+                         c10::IntArrayRef padding, c10::IntArrayRef dilation, bool ceil_mode) {
+  return std::get<0>(
+      max_pool2d_forward(k, input, kernel_size, stride, padding, dilation, ceil_mode, false));
 }
 
 at::Tensor max_pool2d_backward_op(const Pool2dKernels& k, const at::Tensor& grad_output,

@@ -23,8 +23,10 @@ struct Pool2dKernels {
   // Whether the backward kernels add into a zero-filled grad_input for this problem (true),
   // or write every element themselves (false: no zero-filling pass).
   bool (*needs_zeroed_grad_input)(const Pool2dProblem&);
+  // indices: nullptr when the caller asked for the values only (max_pool2d, not
+  // max_pool2d_with_indices); the kernel then neither writes nor tracks an index.
   void (*max_forward)(const Pool2dProblem&, const at::Tensor& input, at::Tensor& output,
-                      at::Tensor& indices);
+                      at::Tensor* indices);
   void (*max_backward)(const Pool2dProblem&, const at::Tensor& grad_output,
                        const at::Tensor& indices, at::Tensor& grad_input);
   void (*avg_forward)(const Pool2dProblem&, const at::Tensor& input, at::Tensor& output);
@@ -40,6 +42,12 @@ std::tuple<at::Tensor, at::Tensor> max_pool2d_with_indices_op(
     const Pool2dKernels& k, const at::Tensor& input, c10::IntArrayRef kernel_size,
     c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation,
     bool ceil_mode);
+
+// The values alone: no int64 index tensor is allocated or written (eval, and the forward of
+// a max pool whose input needs no gradient).
+at::Tensor max_pool2d_op(const Pool2dKernels& k, const at::Tensor& input,
+                         c10::IntArrayRef kernel_size, c10::IntArrayRef stride,
+                         c10::IntArrayRef padding, c10::IntArrayRef dilation, bool ceil_mode);
 
 at::Tensor max_pool2d_backward_op(const Pool2dKernels& k, const at::Tensor& grad_output,
                                   const at::Tensor& indices, c10::IntArrayRef input_size,

@@ -83,6 +83,13 @@ struct BackendOps {
                                       ceil_mode);
   }
 
+  static at::Tensor max_pool2d(const at::Tensor& input, c10::IntArrayRef kernel_size,
+                               c10::IntArrayRef stride, c10::IntArrayRef padding,
+                               c10::IntArrayRef dilation, bool ceil_mode) {
+    Guard guard(input);
+    return max_pool2d_op(Kernels(), input, kernel_size, stride, padding, dilation, ceil_mode);
+  }
+
   static at::Tensor max_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& indices,
                                         c10::IntArrayRef input_size,
                                         c10::IntArrayRef kernel_size, c10::IntArrayRef stride,
@@ -148,6 +155,7 @@ void register_backend_ops(torch::Library& m) {
   m.impl("conv2d_backward_input", TORCH_FN(Ops::conv2d_backward_input));
   m.impl("conv2d_backward_weight", TORCH_FN(Ops::conv2d_backward_weight));
   m.impl("max_pool2d_with_indices", TORCH_FN(Ops::max_pool2d_with_indices));
+  m.impl("max_pool2d", TORCH_FN(Ops::max_pool2d));
   m.impl("max_pool2d_backward", TORCH_FN(Ops::max_pool2d_backward));
   m.impl("avg_pool2d", TORCH_FN(Ops::avg_pool2d));
   m.impl("avg_pool2d_backward", TORCH_FN(Ops::avg_pool2d_backward));

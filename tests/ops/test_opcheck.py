@@ -88,6 +88,13 @@ def test_max_pool2d_with_indices(xs, k, s, p, d, ceil, dtype, requires_grad, dev
     _opcheck(OPS.max_pool2d_with_indices.default, (x, k, s, p, d, ceil))
 
 
+@pytest.mark.parametrize("dev, xs, k, s, p, d, ceil, dtype, requires_grad",
+                         every_device(MAX_ARGS, DTYPES, GRAD), indirect=["dev"])
+def test_max_pool2d_values_only(xs, k, s, p, d, ceil, dtype, requires_grad, dev):
+    x = _rg(torch.randn(xs, dtype=dtype, device=dev.device), requires_grad)
+    _opcheck(OPS.max_pool2d.default, (x, k, s, p, d, ceil))
+
+
 @pytest.mark.parametrize("dev, xs, k, s, p, d, ceil, dtype", every_device(MAX_ARGS, DTYPES),
                          indirect=["dev"])
 def test_max_pool2d_backward(xs, k, s, p, d, ceil, dtype, dev):
@@ -190,6 +197,7 @@ def _opcheck_cl(op, args):
 def test_pool_ops_channels_last(xs, requires_grad, dev):
     x = _rg(_cl(torch.randn(xs, dtype=torch.float64, device=dev.device)), requires_grad)
     _opcheck_cl(OPS.max_pool2d_with_indices.default, (x, [2, 2], [2, 1], [1, 0], [1, 1], True))
+    _opcheck_cl(OPS.max_pool2d.default, (x, [2, 2], [2, 1], [1, 0], [1, 1], True))
     _opcheck_cl(OPS.avg_pool2d.default, (x, [3, 2], [2, 2], [1, 1], True, False, None))
     _opcheck_cl(OPS.adaptive_avg_pool2d.default, (x, [2, 3]))
     _opcheck_cl(OPS.adaptive_avg_pool2d.default, (x, [1, 1]))

@@ -20,7 +20,7 @@ template <typename T>
 struct PoolKernels {
   // `planes` consecutive H x W planes of x to P x Q planes of out. `x_end` is one past the
   // last element of the whole input buffer (vector loads may read past a plane, never past
-  // x_end).
+  // x_end). max: idx == nullptr for the values alone (no index tracked or written).
   void (*max)(const Pool2dProblem& p, int64_t planes, const T* x, const T* x_end, T* out,
               int64_t* idx);
   void (*avg)(const Pool2dProblem& p, int64_t planes, const T* x, const T* x_end, T* out);

@@ -29,6 +29,7 @@ inline Interior interior(int64_t out, int64_t in, int64_t span, int64_t s, int64
 
 // ATen's rule: start at -inf with the window's first in-bounds tap; a tap wins when it is
 // greater or NaN (so the last NaN in scan order wins, and NaN propagates with its index).
+// idx == nullptr: the values alone (max_pool2d without indices).
 template <typename T>
 inline void max_one(const Pool2dProblem& p, const T* x, const Window& wh, int64_t ow, T* out,
                     int64_t* idx) {
@@ -44,26 +45,29 @@ inline void max_one(const Pool2dProblem& p, const T* x, const Window& wh, int64_
     }
   }
   *out = best;
-  *idx = best_i;
+  if (idx != nullptr) *idx = best_i;
 }
 
-template <typename T>
+// kIdx: whether the indices are wanted (idx != nullptr). Without them the vector loop is a
+// compare and a select per tap, with no index lanes to carry or convert and store.
+template <bool kIdx, typename T>
 void max_plane(const Pool2dProblem& p, const T* x, const T* x_end, T* out, int64_t* idx) {
   using V = Vec<T>;
   using reg = typename V::reg;
   constexpr int N = V::N;
   const int64_t sw = p.stride_w;
   // Vector lanes carry their window's flat index as T: exact below 2^24 for float.
-  const bool vec = (sw == 1 || sw == 2) && (sizeof(T) == 8 || p.H * p.W <= (int64_t(1) << 24));
+  const bool vec = (sw == 1 || sw == 2) &&
+                   (!kIdx || sizeof(T) == 8 || p.H * p.W <= (int64_t(1) << 24));
   const Interior in = interior(p.Q, p.W, (p.kw - 1) * p.dil_w, sw, p.pad_w);
   const reg lane_step = V::mul(V::iota(), V::set1(T(sw)));
   for (int64_t oh = 0; oh < p.P; ++oh) {
     const Window wh = max_pool_window(oh, p.H, p.kh, p.stride_h, p.pad_h, p.dil_h);
     T* o = out + oh * p.Q;
-    int64_t* ix = idx + oh * p.Q;
+    int64_t* ix = kIdx ? idx + oh * p.Q : nullptr;
     int64_t ow = 0;
     if (vec && wh.begin < wh.end) {
-      for (; ow < in.lo; ++ow) max_one(p, x, wh, ow, o + ow, ix + ow);
+      for (; ow < in.lo; ++ow) max_one(p, x, wh, ow, o + ow, kIdx ? ix + ow : nullptr);
       // the farthest element a chunk's loads touch, from its first column
       const int64_t reach = (wh.end - 1) * p.W + (p.kw - 1) * p.dil_w + (sw == 2 ? 2 * N : N);
       for (; ow + N <= in.hi && x + ow * sw - p.pad_w + reach <= x_end; ow += N) {
@@ -76,19 +80,21 @@ void max_plane(const Pool2dProblem& p, const T* x, const T* x_end, T* out, int64
             const reg v = sw == 1 ? V::load(x + c) : V::load_s2(x + c);
             const auto take = V::takes(v, best);
             best = V::select(take, v, best);
-            best_i = V::select(take, V::add(V::set1(T(c)), lane_step), best_i);
+            if (kIdx) best_i = V::select(take, V::add(V::set1(T(c)), lane_step), best_i);
           }
         }
         V::store(o + ow, best);
-        T bi[N];
-        V::store(bi, best_i);
-        for (int l = 0; l < N; ++l) ix[ow + l] = static_cast<int64_t>(bi[l]);
+        if (kIdx) {
+          T bi[N];
+          V::store(bi, best_i);
+          for (int l = 0; l < N; ++l) ix[ow + l] = static_cast<int64_t>(bi[l]);
+        }
         // The last partial chunk is redone as a full one ending at in.hi: the outputs it
         // recomputes come out the same, and none is left to the slower scalar code.
         if (ow + N < in.hi && ow + 2 * N > in.hi) ow = in.hi - 2 * N;
       }
     }
-    for (; ow < p.Q; ++ow) max_one(p, x, wh, ow, o + ow, ix + ow);
+    for (; ow < p.Q; ++ow) max_one(p, x, wh, ow, o + ow, kIdx ? ix + ow : nullptr);
   }
 }
 
@@ -231,8 +237,11 @@ void adaptive_plane(const Pool2dProblem& p, const T* x, T* out) {
 template <typename T>
 void max_planes(const Pool2dProblem& p, int64_t planes, const T* x, const T* x_end, T* out,
                 int64_t* idx) {
-  for (int64_t m = 0; m < planes; ++m)
-    max_plane(p, x + m * p.H * p.W, x_end, out + m * p.P * p.Q, idx + m * p.P * p.Q);
+  for (int64_t m = 0; m < planes; ++m) {
+    T* o = out + m * p.P * p.Q;
+    if (idx != nullptr) max_plane<true>(p, x + m * p.H * p.W, x_end, o, idx + m * p.P * p.Q);
+    else max_plane<false>(p, x + m * p.H * p.W, x_end, o, nullptr);
+  }
 }
 template <typename T>
 void avg_planes(const Pool2dProblem& p, int64_t planes, const T* x, const T* x_end, T* out) {

@@ -57,6 +57,7 @@ void for_row_ranges(int64_t rows, int64_t row_elems, const F& f) {
   at::parallel_for(0, rows, grain, [&](int64_t r0, int64_t r1) { f(r0, r1); });
 }
 
+// idx == nullptr: the values alone (max_pool2d without indices).
 template <typename T>
 void max_forward_kernel(const Pool2dProblem& p, const T* in, T* out, int64_t* idx) {
   if (p.channels_last) {
@@ -68,7 +69,8 @@ void max_forward_kernel(const Pool2dProblem& p, const T* in, T* out, int64_t* id
   const auto& k = kernels<T>();
   const T* in_end = in + p.input_numel();
   for_plane_ranges(p, [&](int64_t m, int64_t n) {
-    k.max(p, n, in + m * p.H * p.W, in_end, out + m * p.P * p.Q, idx + m * p.P * p.Q);
+    k.max(p, n, in + m * p.H * p.W, in_end, out + m * p.P * p.Q,
+          idx != nullptr ? idx + m * p.P * p.Q : nullptr);
   });
 }
 
@@ -201,11 +203,11 @@ void adaptive_backward_kernel(const Pool2dProblem& p, const T* go, T* gi) {
 }
 
 void max_forward(const Pool2dProblem& p, const at::Tensor& input, at::Tensor& output,
-                 at::Tensor& indices) {
+                 at::Tensor* indices) {
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "cnnkern_max_pool2d_cpu", [&] {
     max_forward_kernel<scalar_t>(p, input.const_data_ptr<scalar_t>(),
                                  output.mutable_data_ptr<scalar_t>(),
-                                 indices.mutable_data_ptr<int64_t>());
+                                 indices ? indices->mutable_data_ptr<int64_t>() : nullptr);
   });
 }
 

@@ -25,6 +25,7 @@ namespace cpu {
 
 template <typename T>
 struct PoolNhwcKernels {
+  // idx == nullptr: the values alone (no index tracked or written).
   void (*max)(const Pool2dProblem& p, int64_t r0, int64_t r1, const T* x, T* out,
               int64_t* idx);
   void (*avg)(const Pool2dProblem& p, int64_t r0, int64_t r1, const T* x, T* out);

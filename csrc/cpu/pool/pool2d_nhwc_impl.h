@@ -26,7 +26,8 @@ constexpr int64_t kMaxBlock = 128;
 
 // One output pixel's channels [c0, c0 + cn): x, out and idx point at channel c0 of the
 // pixel's image, output and indices. Indices run as T (exact: the caller checks H * W).
-template <typename T>
+// kIdx false: the values alone (idx unused), one compare and select per channel and tap.
+template <bool kIdx, typename T>
 inline void max_pixel_block(const Pool2dProblem& p, const Window& wh, const Window& ww,
                             const T* __restrict__ x, T* __restrict__ out,
                             int64_t* __restrict__ idx, int64_t cn) {
@@ -35,7 +36,7 @@ inline void max_pixel_block(const Pool2dProblem& p, const Window& wh, const Wind
   const T first = static_cast<T>(wh.begin * p.W + ww.begin);
   for (int64_t c = 0; c < cn; ++c) {
     out[c] = -__builtin_inf();
-    bi[c] = first;
+    if (kIdx) bi[c] = first;
   }
   for (int64_t h = wh.begin; h < wh.end; h += p.dil_h) {
     for (int64_t w = ww.begin; w < ww.end; w += p.dil_w) {
@@ -44,19 +45,21 @@ inline void max_pixel_block(const Pool2dProblem& p, const Window& wh, const Wind
       for (int64_t c = 0; c < cn; ++c) {
         const bool take = v[c] > out[c] || v[c] != v[c];  // ATen's rule: greater, or NaN
         out[c] = take ? v[c] : out[c];
-        bi[c] = take ? tap : bi[c];
+        if (kIdx) bi[c] = take ? tap : bi[c];
       }
     }
   }
-  for (int64_t c = 0; c < cn; ++c) idx[c] = static_cast<int64_t>(bi[c]);
+  if (kIdx)
+    for (int64_t c = 0; c < cn; ++c) idx[c] = static_cast<int64_t>(bi[c]);
 }
 
-template <typename T>
-void max_rows(const Pool2dProblem& p, int64_t r0, int64_t r1, const T* x, T* out,
-              int64_t* idx) {
+template <bool kIdx, typename T>
+void max_rows_of(const Pool2dProblem& p, int64_t r0, int64_t r1, const T* x, T* out,
+                 int64_t* idx) {
   // Flat indices are exact in T below 2^24 (float) / 2^53 (double); larger planes take the
   // per-element function channel by channel.
-  const bool exact = p.H * p.W <= (sizeof(T) == 4 ? (int64_t(1) << 24) : (int64_t(1) << 53));
+  const bool exact =
+      !kIdx || p.H * p.W <= (sizeof(T) == 4 ? (int64_t(1) << 24) : (int64_t(1) << 53));
   const int64_t C = p.C;
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t n = r / p.P, oh = r % p.P;
@@ -75,10 +78,19 @@ void max_rows(const Pool2dProblem& p, int64_t r0, int64_t r1, const T* x, T* out
       const Window ww = max_pool_window(ow, p.W, p.kw, p.stride_w, p.pad_w, p.dil_w);
       for (int64_t c0 = 0; c0 < C; c0 += kMaxBlock) {
         const int64_t cn = C - c0 < kMaxBlock ? C - c0 : kMaxBlock;
-        max_pixel_block(p, wh, ww, img + c0, out + o + c0, idx + o + c0, cn);
+        max_pixel_block<kIdx>(p, wh, ww, img + c0, out + o + c0, kIdx ? idx + o + c0 : nullptr,
+                              cn);
       }
     }
   }
+}
+
+// idx == nullptr: the values alone.
+template <typename T>
+void max_rows(const Pool2dProblem& p, int64_t r0, int64_t r1, const T* x, T* out,
+              int64_t* idx) {
+  if (idx != nullptr) max_rows_of<true>(p, r0, r1, x, out, idx);
+  else max_rows_of<false>(p, r0, r1, x, out, nullptr);
 }
 
 // dst[c] = sum over the window's taps of x (in h, w order, from 0), then / div1 [/ div2].

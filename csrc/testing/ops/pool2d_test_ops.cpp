@@ -73,17 +73,17 @@ void run_grid(int64_t n, const at::Tensor& a, const at::Tensor& b, const F& f) {
 }
 
 void max_forward(const Pool2dProblem& p, const at::Tensor& input, at::Tensor& output,
-                 at::Tensor& indices) {
-  indices.fill_(-1);
+                 at::Tensor* indices) {
+  if (indices != nullptr) indices->fill_(-1);
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "pool_emu_max", [&] {
     output.fill_(std::numeric_limits<scalar_t>::quiet_NaN());
     const scalar_t* x = input.const_data_ptr<scalar_t>();
     scalar_t* out = output.mutable_data_ptr<scalar_t>();
-    int64_t* idx = indices.mutable_data_ptr<int64_t>();
+    int64_t* idx = indices != nullptr ? indices->mutable_data_ptr<int64_t>() : nullptr;
     run_grid(p.output_numel(), input, at::Tensor(), [&](int64_t i) {
       const MaxResult<scalar_t> r = max_pool2d_output_at<scalar_t, CheckedLoad>(p, x, i);
       out[i] = r.value;
-      idx[i] = r.index;
+      if (idx != nullptr) idx[i] = r.index;
     });
   });
 }
