@@ -82,6 +82,7 @@ std::tuple<at::Tensor, at::Tensor> staged_tile_op(const std::string& bug, const 
   static const std::pair<const char*, StagedBug> kBugs[] = {
       {"none", StagedBug::None},
       {"missing_wait", StagedBug::MissingWait},
+      {"shallow_wait", StagedBug::ShallowWait},
       {"read_before_wait", StagedBug::ReadBeforeWait},
       {"colliding_swizzle", StagedBug::CollidingSwizzle},
       {"misaligned_ldmatrix", StagedBug::MisalignedLdmatrix},

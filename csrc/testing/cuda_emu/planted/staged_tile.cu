@@ -67,7 +67,8 @@ __global__ void __launch_bounds__(kThreads) staged_tile_kernel(StagedTileArgs a,
     *a.early = static_cast<float>(*reinterpret_cast<const volatile uint16_t*>(base));
   }
   for (int kt = 0; kt < a.tiles; ++kt) {
-    if (bug != StagedBug::MissingWait) cp_async_wait_group<kStages - 2>();  // tile kt landed
+    if (bug == StagedBug::ShallowWait) cp_async_wait_group<kStages - 1>();
+    else if (bug != StagedBug::MissingWait) cp_async_wait_group<kStages - 2>();  // tile kt landed
     __syncthreads();  // ... for every thread; and every thread is done with tile kt - 1
     // Refill the stage that held tile kt - 1 with tile kt + kStages - 1.
     const int next = kt + kStages - 1;

@@ -12,6 +12,7 @@ namespace planted {
 enum class StagedBug {
   None,                // correct
   MissingWait,         // no cp.async.wait_group before the barrier that precedes the ldmatrix
+  ShallowWait,         // wait_group<kStages - 1>: leaves the group of the tile about to be read
   ReadBeforeWait,      // correct, plus a plain load of a tile element before its group's wait
   CollidingSwizzle,    // rows 2k and 2k+1 mapped onto the same two 16-byte slots
   MisalignedLdmatrix,  // lane 3's row address 2 bytes past its row
