@@ -139,6 +139,17 @@ def test_two_rows_swizzled_onto_one_slot_fail_at_the_second_copy():
     assert msg.count(copy_line) == 2, msg  # the faulting copy and the one it collides with
 
 
+def test_a_read_that_skips_the_swizzle_gets_wrong_fragments():
+    """Written through the swizzle, read row-major: the rows whose chunks the swizzle moved
+    (rows 4-7 and 12-15 of a 32-byte row) come back from the other chunk."""
+    x = tiles()
+    y, _ = staged(x, "unswizzled_read", num=4)
+    expected = ptx_fragments(x, 4, False)
+    wrong = (y != expected).any(dim=(0, 2))  # per lane
+    group = torch.arange(32) // 4  # the row within each 8 x 8 matrix
+    assert torch.equal(wrong, group >= 4), wrong
+
+
 @pytest.mark.parametrize("bug,thread,snippet,text", [
     ("misaligned_ldmatrix", 3, "ldmatrix<N, Trans>(regs, addr)", "is not 16-byte aligned"),
     ("ldmatrix_from_global", 0, "ldmatrix<N, Trans>(regs, addr)",

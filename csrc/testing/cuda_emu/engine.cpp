@@ -519,7 +519,8 @@ void ldmatrix(int num, bool trans, uint32_t* regs, const void* row, SourceLoc lo
   const Run& r = *current_run;
   const int lane = current->view.linear % kWarp;
   if (num != 1 && num != 2 && num != 4)
-    device_fault("ldmatrix loads 1, 2 or 4 matrices (.x1/.x2/.x4); got " + std::to_string(num), loc);
+    device_fault("ldmatrix loads 1, 2 or 4 matrices (.x1/.x2/.x4); got " + std::to_string(num),
+                 loc);
   // PTX: thread 8 i + r gives row r of matrix i; each row is 16 bytes, 16-byte aligned, in
   // shared memory. The addresses of the other threads are not used.
   if (lane < 8 * num) {

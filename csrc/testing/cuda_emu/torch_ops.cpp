@@ -85,6 +85,7 @@ std::tuple<at::Tensor, at::Tensor> staged_tile_op(const std::string& bug, const 
       {"shallow_wait", StagedBug::ShallowWait},
       {"read_before_wait", StagedBug::ReadBeforeWait},
       {"colliding_swizzle", StagedBug::CollidingSwizzle},
+      {"unswizzled_read", StagedBug::UnswizzledRead},
       {"misaligned_ldmatrix", StagedBug::MisalignedLdmatrix},
       {"ldmatrix_from_global", StagedBug::LdmatrixFromGlobal},
       {"misaligned_cp_async", StagedBug::MisalignedCpAsync},

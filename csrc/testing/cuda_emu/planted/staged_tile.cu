@@ -79,7 +79,9 @@ __global__ void __launch_bounds__(kThreads) staged_tile_kernel(StagedTileArgs a,
     const int row = (i % 2) * 8 + r, byte = (i / 2) * 16;
     const unsigned char* stage = base + (kt % kStages) * kTileBytes;
     const void* addr = stage + stage_offset(row, byte, bug == StagedBug::CollidingSwizzle);
-    if (bug == StagedBug::MisalignedLdmatrix && lane == 3) addr = static_cast<const char*>(addr) + 2;
+    if (bug == StagedBug::UnswizzledRead) addr = stage + row * kRowBytes + byte;
+    if (bug == StagedBug::MisalignedLdmatrix && lane == 3)
+      addr = static_cast<const char*>(addr) + 2;
     if (bug == StagedBug::LdmatrixFromGlobal && lane == 0) addr = a.x;
     uint32_t regs[N];
     ldmatrix<N, Trans>(regs, addr);

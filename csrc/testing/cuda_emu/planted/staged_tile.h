@@ -15,6 +15,7 @@ enum class StagedBug {
   ShallowWait,         // wait_group<kStages - 1>: leaves the group of the tile about to be read
   ReadBeforeWait,      // correct, plus a plain load of a tile element before its group's wait
   CollidingSwizzle,    // rows 2k and 2k+1 mapped onto the same two 16-byte slots
+  UnswizzledRead,      // tiles written swizzled, ldmatrix rows addressed row-major
   MisalignedLdmatrix,  // lane 3's row address 2 bytes past its row
   LdmatrixFromGlobal,  // lane 0 passes a global-memory address
   MisalignedCpAsync,   // thread 5's source 4 bytes past its chunk
