@@ -92,7 +92,7 @@ def _sources() -> dict[str, list[Path]]:
     return {
         # The engine itself (torch-free).
         "engine": [HERE / f for f in ("engine.cpp", "fiber.cpp", "warp_ops.cpp", "mma.cpp",
-                                      "runtime_api.cpp")],
+                                      "ldmatrix.cpp", "async_copy.cpp", "runtime_api.cpp")],
         # The project's kernels, and the planted-bug kernels of the engine's own tests.
         "kernels": sorted(cuda.glob("*.cu")) + sorted((HERE / "planted").glob("*.cu")),
         "kernel_headers": sorted(cuda.glob("*.cuh")),

@@ -138,7 +138,8 @@ def order_for(name: str) -> tuple[str, int]:
 
 
 def stats() -> dict[str, int]:
-    keys = ("launches", "blocks", "threads", "barriers", "warp_collectives", "mmas")
+    keys = ("launches", "blocks", "threads", "barriers", "warp_collectives", "mmas", "ldmatrices",
+            "cp_asyncs")
     return dict(zip(keys, torch.ops.cnnkern_emu._emu_stats()))
 
 

@@ -14,17 +14,11 @@
 #include <sstream>
 #include <vector>
 
+#include "async_copy.h"
 #include "fiber.h"
+#include "sanitizer.h"
 #include "warp_ops.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/asan_interface.h>
-#define CUDA_EMU_ASAN_POISON(p, n) __asan_poison_memory_region((p), (n))
-#define CUDA_EMU_ASAN_UNPOISON(p, n) __asan_unpoison_memory_region((p), (n))
-#else
-#define CUDA_EMU_ASAN_POISON(p, n) ((void)(p), (void)(n))
-#define CUDA_EMU_ASAN_UNPOISON(p, n) ((void)(p), (void)(n))
-#endif
 #if defined(__SANITIZE_THREAD__) || defined(CUDA_EMU_TSAN)
 #include <sanitizer/tsan_interface.h>
 #define CUDA_EMU_TSAN_ACQUIRE(p) __tsan_acquire(p)
@@ -84,6 +78,7 @@ struct Run {  // one launch in progress
   std::vector<SharedVar> shared;
   std::size_t static_shared = 0;
   void* dynamic = nullptr;
+  AsyncCopies async;  // the block's cp.async groups
   uint64_t barrier_generation = 0;
   std::vector<uint64_t> warp_generation;
   bool failed = false;
@@ -135,6 +130,7 @@ const char* op_name(WarpOp op) {
     case WarpOp::All: return "__all_sync";
     case WarpOp::Any: return "__any_sync";
     case WarpOp::Mma: return "mma.sync";
+    case WarpOp::Ldmatrix: return "ldmatrix";
   }
   return "?";
 }
@@ -183,6 +179,30 @@ void make_order(std::vector<int>& order, int n) {
   if (g_order == Order::Random) std::shuffle(order.begin(), order.end(), g_rng);
 }
 
+std::string hex(const void* p) {
+  std::ostringstream os;
+  os << p;
+  return os.str();
+}
+
+// An ldmatrix's rows (lanes' in[0], 16 bytes each) that a cp.async has not landed yet: the
+// issuing thread has not waited for its group, so on a GPU the rows may hold anything.
+std::string ldmatrix_pending_rows(const Run& r, int w0,
+                                  const std::array<WarpPayload*, kWarp>& lanes) {
+  for (int k = 0; k < 8 * lanes[0]->param && k < kWarp; ++k) {
+    const void* row = reinterpret_cast<const void*>(lanes[k]->in[0]);
+    const unsigned char* dst = nullptr;
+    const PendingCopy* c = r.async.overlapping(row, 16, &dst);
+    if (c == nullptr) continue;
+    return "the row at " + hex(row) + " (address of lane " + std::to_string(k) + ", " +
+           thread_name(r.threads[w0 + k]) + ") is the destination of the cp.async at " +
+           where(c->loc) + " by " + thread_name(r.threads[c->thread]) +
+           ", which has not landed: that thread has not waited for its group "
+           "(cp.async.wait_group / wait_all, then __syncthreads) before the read";
+  }
+  return "";
+}
+
 // The warp collectives waiting in warp w that can complete; false when none could (a
 // failure is recorded in r when a collective can never complete).
 bool resolve_warps(Run& r, int n) {
@@ -224,7 +244,8 @@ bool resolve_warps(Run& r, int n) {
       if (!complete) continue;
       std::array<WarpPayload*, kWarp> payloads{};
       for (int k = 0; k < kWarp; ++k) payloads[k] = group[k] != nullptr ? group[k]->payload : nullptr;
-      std::string err = complete_warp_op(t.op, t.mask, payloads);
+      std::string err = t.op == WarpOp::Ldmatrix ? ldmatrix_pending_rows(r, w0, payloads) : "";
+      if (err.empty()) err = complete_warp_op(t.op, t.mask, payloads);
       if (!err.empty()) {
         fail(r, kLaunchFailure, std::string(op_name(t.op)) + " at " + where(t.loc) + ": " + err);
         return false;
@@ -232,6 +253,7 @@ bool resolve_warps(Run& r, int n) {
       ++r.warp_generation[w0 / kWarp];
       ++g_stats.warp_collectives;
       if (t.op == WarpOp::Mma) ++g_stats.mmas;
+      if (t.op == WarpOp::Ldmatrix) ++g_stats.ldmatrices;
       for (Thread* g : group)
         if (g != nullptr) g->state = State::Runnable;
       released = true;
@@ -341,6 +363,7 @@ void run_block(Run& r, uint3 bidx, std::vector<int>& order) {
     t.fiber->start(&thread_entry, &t);
   }
   reset_arena(r);
+  r.async.reset(n);
   CUDA_EMU_TSAN_RELEASE(&r.tsan_start);
   ++g_stats.blocks;
   g_stats.threads += n;
@@ -472,6 +495,95 @@ void* block_shared(const void* key, std::size_t bytes, std::size_t align, Source
 }
 
 void* dynamic_shared() { return current_run->dynamic; }
+
+namespace {
+
+// Whether [p, p + n) lies inside one shared allocation of the running block (its dynamic shared
+// memory or one __shared__ declaration it has reached).
+bool in_block_shared(const Run& r, const void* p, std::size_t n) {
+  const auto inside = [p, n](const void* base, std::size_t bytes) {
+    const auto a = reinterpret_cast<uintptr_t>(p), b = reinterpret_cast<uintptr_t>(base);
+    return a >= b && a + n <= b + bytes;
+  };
+  if (r.dynamic != nullptr && inside(r.dynamic, r.dynamic_smem)) return true;
+  for (const SharedVar& v : r.shared)
+    if (inside(v.ptr, v.bytes)) return true;
+  return false;
+}
+
+bool aligned(const void* p, std::size_t a) { return reinterpret_cast<uintptr_t>(p) % a == 0; }
+
+}  // namespace
+
+void ldmatrix(int num, bool trans, uint32_t* regs, const void* row, SourceLoc loc) {
+  const Run& r = *current_run;
+  const int lane = current->view.linear % kWarp;
+  if (num != 1 && num != 2 && num != 4)
+    device_fault("ldmatrix loads 1, 2 or 4 matrices (.x1/.x2/.x4); got " + std::to_string(num),
+                 loc);
+  // PTX: thread 8 i + r gives row r of matrix i; each row is 16 bytes, 16-byte aligned, in
+  // shared memory. The addresses of the other threads are not used.
+  if (lane < 8 * num) {
+    if (!aligned(row, 16))
+      device_fault("ldmatrix row address " + hex(row) + " is not 16-byte aligned", loc);
+    if (!in_block_shared(r, row, 16))
+      device_fault("ldmatrix row address " + hex(row) +
+                       " is not 16 bytes inside the block's shared memory", loc);
+  }
+  WarpPayload p{};
+  p.in[0] = reinterpret_cast<uintptr_t>(row);
+  p.param = num;
+  p.width = trans ? 1 : 0;
+  warp_collective(WarpOp::Ldmatrix, 0xffffffffu, p, loc);
+  for (int i = 0; i < num; ++i) regs[i] = static_cast<uint32_t>(p.out[i]);
+}
+
+void cp_async(void* dst, const void* src, int cp_size, int src_size, bool cache_global,
+              SourceLoc loc) {
+  Run& r = *current_run;
+  const std::string what = cache_global ? "cp.async.cg" : "cp.async.ca";
+  if (cp_size != 4 && cp_size != 8 && cp_size != 16)
+    device_fault(what + ": cp-size must be 4, 8 or 16; got " + std::to_string(cp_size), loc);
+  if (cache_global && cp_size != 16)
+    device_fault("cp.async.cg copies 16 bytes; got cp-size " + std::to_string(cp_size), loc);
+  if (src_size < 0 || src_size > cp_size)
+    device_fault(what + ": src-size " + std::to_string(src_size) + " is outside [0, cp-size " +
+                     std::to_string(cp_size) + "]", loc);
+  if (!aligned(dst, cp_size) || !aligned(src, cp_size))
+    device_fault(what + ": the " + (aligned(dst, cp_size) ? "source " + hex(src)
+                                                          : "destination " + hex(dst)) +
+                     " is not aligned to the cp-size, " + std::to_string(cp_size) + " bytes", loc);
+  if (!in_block_shared(r, dst, cp_size))
+    device_fault(what + ": the destination " + hex(dst) + " is not " + std::to_string(cp_size) +
+                     " bytes inside the block's shared memory", loc);
+  const unsigned char* other_dst = nullptr;
+  if (const PendingCopy* other = r.async.overlapping(dst, cp_size, &other_dst))
+    device_fault(what + " into " + hex(dst) + " overlaps the pending destination " +
+                     hex(other_dst) + " of the cp.async at " + where(other->loc) + " by " +
+                     thread_name(r.threads[other->thread]) +
+                     ": two copies in flight to the same shared bytes (a stage reused before "
+                     "its copies were waited for, or two sources mapped to one slot)", loc);
+  PendingCopy c;
+  c.bytes = cp_size;
+  c.thread = current->view.linear;
+  c.loc = loc;
+  // The source is read now (AddressSanitizer names this line if it is out of bounds); the
+  // bytes past src-size are zeros.
+  std::memcpy(c.data, src, static_cast<std::size_t>(src_size));
+  r.async.issue(static_cast<unsigned char*>(dst), c);
+  ++g_stats.cp_asyncs;
+}
+
+void cp_async_commit(SourceLoc) { current_run->async.commit(current->view.linear); }
+
+void cp_async_wait(int n, SourceLoc) {
+  Run& r = *current_run;
+  if (n < 0) {  // wait_all: commit_group, then wait_group 0
+    r.async.commit(current->view.linear);
+    n = 0;
+  }
+  r.async.wait(current->view.linear, n);
+}
 
 int run_grid(const LaunchSite& site, dim3 grid, dim3 block, std::size_t dynamic_smem,
              void (*thread_body)(void*), void* arg) {

@@ -8,6 +8,7 @@
 #include <cstdlib>
 
 #if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #define CUDA_EMU_ASAN 1
 #else
@@ -91,6 +92,13 @@ void Fiber::start(Entry entry, void* arg) {
   entry_ = entry;
   arg_ = arg;
   finished_ = false;
+#if CUDA_EMU_ASAN
+  // A thread the last launch abandoned mid-kernel (a fault, a failed collective) never returned
+  // from its frames, so their redzones are still poisoned in this stack's shadow: clear them, or
+  // this launch's frames would meet stale poison (what __asan_handle_no_return does for a
+  // thread's own stack).
+  __asan_unpoison_memory_region(mapping_ + page_size(), mapping_bytes_ - page_size());
+#endif
   // The initial frame, as cuda_emu_switch_stacks expects to find it: MXCSR and x87 control
   // word (defaults), six callee-saved registers (zero), then the "return address"
   // trampoline, then a null slot that plays the return address of trampoline itself, so that

@@ -5,12 +5,15 @@
 #include <ATen/ops/full.h>
 #include <torch/library.h>
 
+#include <cstddef>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "cuda/device_context.h"
 #include "cuda_emu/engine.h"
 #include "testing/cuda_emu/planted/planted_bugs.h"
+#include "testing/cuda_emu/planted/staged_tile.h"
 
 namespace cuda_emu {
 namespace {
@@ -25,7 +28,19 @@ std::vector<int64_t> stats_op() {
   const Stats s = stats();
   return {static_cast<int64_t>(s.launches), static_cast<int64_t>(s.blocks),
           static_cast<int64_t>(s.threads), static_cast<int64_t>(s.barriers),
-          static_cast<int64_t>(s.warp_collectives), static_cast<int64_t>(s.mmas)};
+          static_cast<int64_t>(s.warp_collectives), static_cast<int64_t>(s.mmas),
+          static_cast<int64_t>(s.ldmatrices), static_cast<int64_t>(s.cp_asyncs)};
+}
+
+// The kernel variant a test names: its entry in `table`, else an error naming the op and name.
+template <class Bug, std::size_t M>
+Bug bug_named(const std::pair<const char*, Bug> (&table)[M], const std::string& name,
+              const char* op) {
+  const Bug* found = nullptr;
+  for (const auto& kv : table)
+    if (name == kv.first) found = &kv.second;
+  TORCH_CHECK(found != nullptr, op, ": unknown bug '", name, "'");
+  return *found;
 }
 
 at::Tensor planted_op(const std::string& bug, const at::Tensor& x, const at::Tensor& x2,
@@ -48,19 +63,58 @@ at::Tensor planted_op(const std::string& bug, const at::Tensor& x, const at::Ten
       {"read_past_end", Bug::ReadPastEnd},
       {"write_past_end", Bug::WritePastEnd},
   };
-  const Bug* found = nullptr;
-  for (const auto& kv : kBugs)
-    if (bug == kv.first) found = &kv.second;
-  TORCH_CHECK(found != nullptr, "_emu_planted: unknown bug '", bug, "'");
+  const Bug found = bug_named(kBugs, bug, "_emu_planted");
   TORCH_CHECK(x.scalar_type() == at::kFloat && x2.scalar_type() == at::kFloat &&
                   x.is_contiguous() && x2.is_contiguous(),
               "_emu_planted: x and x2 must be contiguous float32");
   at::Tensor y = at::full({out_numel}, -7.0f, x.options());
-  CNNKERN_CUDA_CHECK(cnnkern::planted::launch(*found, x.const_data_ptr<float>(),
+  CNNKERN_CUDA_CHECK(cnnkern::planted::launch(found, x.const_data_ptr<float>(),
                                               x2.const_data_ptr<float>(),
                                               y.mutable_data_ptr<float>(),
                                               static_cast<int>(x.numel())));
   return y;
+}
+
+std::tuple<at::Tensor, at::Tensor> staged_tile_op(const std::string& bug, const at::Tensor& x,
+                                                  int64_t num, bool trans, int64_t copy_bytes,
+                                                  int64_t valid_cols) {
+  using cnnkern::planted::StagedBug;
+  static const std::pair<const char*, StagedBug> kBugs[] = {
+      {"none", StagedBug::None},
+      {"missing_wait", StagedBug::MissingWait},
+      {"shallow_wait", StagedBug::ShallowWait},
+      {"read_before_wait", StagedBug::ReadBeforeWait},
+      {"colliding_swizzle", StagedBug::CollidingSwizzle},
+      {"unswizzled_read", StagedBug::UnswizzledRead},
+      {"misaligned_ldmatrix", StagedBug::MisalignedLdmatrix},
+      {"ldmatrix_from_global", StagedBug::LdmatrixFromGlobal},
+      {"misaligned_cp_async", StagedBug::MisalignedCpAsync},
+  };
+  const StagedBug found = bug_named(kBugs, bug, "_emu_staged_tile");
+  TORCH_CHECK(x.element_size() == 2 && x.is_contiguous() && x.dim() == 3 && x.size(1) == 16 &&
+                  x.size(2) == 16,
+              "_emu_staged_tile: x must be a contiguous (tiles, 16, 16) tensor of a 16-bit "
+              "dtype; got ", x.sizes(), " ", x.scalar_type());
+  TORCH_CHECK(num == 1 || num == 2 || num == 4, "_emu_staged_tile: num must be 1, 2 or 4; got ",
+              num);
+  TORCH_CHECK(copy_bytes == 0 || copy_bytes == 4 || copy_bytes == 8 || copy_bytes == 16,
+              "_emu_staged_tile: copy_bytes must be 4, 8, 16 (cp.async.ca) or 0 (cg); got ",
+              copy_bytes);
+  TORCH_CHECK(valid_cols >= 0 && valid_cols <= 16,
+              "_emu_staged_tile: valid_cols must be in [0, 16]; got ", valid_cols);
+  at::Tensor y = at::full({x.size(0), 32, num}, -7, x.options().dtype(at::kInt));
+  at::Tensor early = at::full({1}, -7.0f, x.options().dtype(at::kFloat));
+  cnnkern::planted::StagedTileArgs args{
+      static_cast<const uint16_t*>(x.const_data_ptr()),
+      reinterpret_cast<uint32_t*>(y.mutable_data_ptr<int32_t>()),
+      early.mutable_data_ptr<float>(),
+      static_cast<int>(x.size(0)),
+      static_cast<int>(num),
+      trans,
+      static_cast<int>(copy_bytes),
+      static_cast<int>(valid_cols)};
+  CNNKERN_CUDA_CHECK(cnnkern::planted::launch_staged_tile(found, args));
+  return {y, early};
 }
 
 }  // namespace
@@ -70,9 +124,15 @@ TORCH_LIBRARY_FRAGMENT(cnnkern_emu, m) {
   // order: 0 forward, 1 reverse, 2 random (seeded); for threads between synchronisation
   // points and for blocks.
   m.def("_emu_set_order(int order, int seed) -> ()", &cuda_emu::set_order_op);
-  // [launches, blocks, threads, barriers, warp collectives, mma.sync] since the process began.
+  // [launches, blocks, threads, barriers, warp collectives, mma.sync, ldmatrix, cp.async] since
+  // the process began.
   m.def("_emu_stats() -> int[]", &cuda_emu::stats_op);
   // One planted-bug kernel on x (and x2), into a fresh out_numel-element tensor.
   m.def("_emu_planted(str bug, Tensor x, Tensor x2, int out_numel) -> Tensor",
         &cuda_emu::planted_op);
+  // The staged-tile kernel (planted/staged_tile.cu) on x (tiles, 16, 16) of a 16-bit dtype:
+  // the ldmatrix registers (tiles, 32 lanes, num) as int32, and what read_before_wait read.
+  m.def("_emu_staged_tile(str bug, Tensor x, int num, bool trans, int copy_bytes, "
+        "int valid_cols) -> (Tensor, Tensor)",
+        &cuda_emu::staged_tile_op);
 }

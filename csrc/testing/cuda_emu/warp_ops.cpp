@@ -49,6 +49,8 @@ std::string complete_warp_op(WarpOp op, unsigned mask,
     }
     case WarpOp::Mma:
       return complete_mma(mask, lanes);
+    case WarpOp::Ldmatrix:
+      return complete_ldmatrix(mask, lanes);
     default:
       break;
   }

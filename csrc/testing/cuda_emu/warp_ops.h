@@ -1,6 +1,6 @@
 #pragma once
-// The data movement of a complete warp collective (shuffles, votes, mma.sync): every lane of
-// the mask has arrived with its payload; fill each lane's `out`. Torch-free.
+// The data movement of a complete warp collective (shuffles, votes, mma.sync, ldmatrix): every
+// lane of the mask has arrived with its payload; fill each lane's `out`. Torch-free.
 
 #include <array>
 #include <string>
@@ -15,5 +15,8 @@ std::string complete_warp_op(WarpOp op, unsigned mask, const std::array<WarpPayl
 
 // mma.sync on a whole warp (mma.cpp).
 std::string complete_mma(unsigned mask, const std::array<WarpPayload*, 32>& lanes);
+
+// ldmatrix on a whole warp (ldmatrix.cpp): the row addresses are lanes' in[0].
+std::string complete_ldmatrix(unsigned mask, const std::array<WarpPayload*, 32>& lanes);
 
 }  // namespace cuda_emu

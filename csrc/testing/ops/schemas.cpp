@@ -1,7 +1,7 @@
 // The schemas of the INTERNAL ops, for tests only: the CPU GEMM, the CPU emulations of the CUDA
 // implicit-GEMM / Winograd / pooling index math, and their plans. Not part of the public API
-// (cnnkern.cpp holds that); implemented in gemm_op.cpp, implicit_gemm_test_ops.cpp and
-// pool2d_test_ops.cpp.
+// (cnnkern.cpp holds that); implemented in gemm_op.cpp, implicit_gemm_test_ops.cpp,
+// pool2d_test_ops.cpp and smem_swizzle_test_ops.cpp.
 
 #include <torch/library.h>
 
@@ -18,6 +18,8 @@ std::vector<int64_t> igemm_plan_op(const std::string& pass, c10::IntArrayRef inp
                                    c10::IntArrayRef padding, c10::IntArrayRef dilation,
                                    int64_t groups, int64_t splits);
 std::vector<int64_t> mma_fragments_op(const std::string& shape, const std::string& operand);
+// testing/ops/smem_swizzle_test_ops.cpp (tests only).
+std::vector<int64_t> smem_swizzle_op(int64_t row_chunks, int64_t rows);
 
 }  // namespace cnnkern
 
@@ -44,6 +46,10 @@ TORCH_LIBRARY(cnnkern_testing, m) {
   // fragment layouts, (row, col) per lane and element.
   m.def("tf32_round(Tensor x) -> Tensor");
   m.def("mma_fragments(str shape, str operand) -> int[]", &cnnkern::mma_fragments_op);
+  // ... the XOR swizzle of the shared tiles read with ldmatrix (core/smem_swizzle.h): the
+  // element offset of each (row, col) of a b16 tile, row-major
+  // (tests/internals/test_smem_swizzle.py).
+  m.def("smem_swizzle(int row_chunks, int rows) -> int[]", &cnnkern::smem_swizzle_op);
   m.def(
       "wino_emulate(int m, str pass_, Tensor input, Tensor weight, Tensor grad_output, "
       "Tensor? bias, int[2] padding, int groups, int chunk_images=0) -> Tensor");

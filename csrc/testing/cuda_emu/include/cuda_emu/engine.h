@@ -4,11 +4,11 @@
 //
 // Model. A launch runs its blocks one after another on the calling OS thread; a block's
 // threads are fibers (fiber.h). A thread runs until it reaches a synchronisation point (a
-// __syncthreads, a warp collective: __syncwarp, the *_sync shuffles and votes, mma.sync) or
-// ends; when no thread can run, the engine checks the waiting threads and releases the ones
-// whose point is complete: a block barrier once every thread of the block waits at the same
-// source line, a warp collective once every lane of its mask waits at the same source line
-// with the same mask. Anything else (threads at different barriers, a barrier some threads
+// __syncthreads, a warp collective: __syncwarp, the *_sync shuffles and votes, mma.sync,
+// ldmatrix) or ends; when no thread can run, the engine checks the waiting threads and
+// releases the ones whose point is complete: a block barrier once every thread of the block
+// waits at the same source line, a warp collective once every lane of its mask waits at the
+// same source line with the same mask. Anything else (threads at different barriers, a barrier some threads
 // never reach, a lane of the mask that exited or waits elsewhere) fails the launch with a
 // message naming the file, line and thread. Threads between two synchronisation points run in
 // the order the engine is set to (forward, reverse or random), as are blocks, so a race on
@@ -40,14 +40,16 @@ const ThreadView& current_thread();
 // --- Synchronisation points (called on a fiber) ---------------------------------------------
 void block_barrier(SourceLoc loc);
 
-enum class WarpOp : int { Sync, ShflIdx, ShflUp, ShflDown, ShflXor, Ballot, All, Any, Mma };
+enum class WarpOp : int {
+  Sync, ShflIdx, ShflUp, ShflDown, ShflXor, Ballot, All, Any, Mma, Ldmatrix
+};
 
 // A lane's part of a warp collective: `in` what it contributes, `out` what it gets back.
 struct WarpPayload {
   uint64_t in[10];
   uint64_t out[4];
-  int param;       // shuffle lane / delta / xor mask
-  int width;       // shuffle width
+  int param;       // shuffle lane / delta / xor mask; ldmatrix: the number of matrices
+  int width;       // shuffle width; ldmatrix: 1 for .trans
   int value_bytes; // shuffle: size of the value (for messages)
   const char* mma_shape;  // Mma: the instruction's shape and types, as in the PTX
 };
@@ -64,6 +66,21 @@ void warp_collective(WarpOp op, unsigned mask, WarpPayload& payload, SourceLoc l
 void* block_shared(const void* key, std::size_t bytes, std::size_t align, SourceLoc loc);
 // The block's dynamic shared memory (the launch's shared-memory size), also 0xFF-filled.
 void* dynamic_shared();
+
+// --- Shared-memory data movement of sm_80+ (called on a fiber) --------------------------------
+// ldmatrix.sync.aligned.m8n8.x{num}{.trans}.shared.b16 (ldmatrix.cpp): `row` is this lane's row
+// address (used for lanes below 8 * num, checked to be 16-byte aligned and inside one of the
+// block's shared allocations); regs[0..num) receive the lane's fragments. A warp collective.
+void ldmatrix(int num, bool trans, uint32_t* regs, const void* row, SourceLoc loc);
+// cp.async.{ca,cg}.shared.global [dst], [src], cp_size, src_size (async_copy.cpp): the copy is
+// queued in the thread's current (uncommitted) group and lands in shared memory only when the
+// thread waits for that group; until then its destination reads as 0xFF bytes (and is poisoned
+// under AddressSanitizer), and ldmatrix of it fails the launch.
+void cp_async(void* dst, const void* src, int cp_size, int src_size, bool cache_global,
+              SourceLoc loc);
+void cp_async_commit(SourceLoc loc);
+// cp.async.wait_group n (n >= 0) / cp.async.wait_all (n < 0: commit, then wait_group 0).
+void cp_async_wait(int n, SourceLoc loc);
 
 // --- Launches --------------------------------------------------------------------------------
 struct LaunchSite {
@@ -90,7 +107,8 @@ void set_error(int code, const std::string& detail);  // cudaError_t code
 
 // Counters since the process started (tests check that kernels really ran here).
 struct Stats {
-  uint64_t launches = 0, blocks = 0, threads = 0, barriers = 0, warp_collectives = 0, mmas = 0;
+  uint64_t launches = 0, blocks = 0, threads = 0, barriers = 0, warp_collectives = 0, mmas = 0,
+           ldmatrices = 0, cp_asyncs = 0;
 };
 Stats stats();
 
