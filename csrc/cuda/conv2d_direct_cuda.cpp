@@ -60,12 +60,16 @@ at::Tensor direct_backward_weight(const at::Tensor& grad_output, const at::Tenso
   return grad_weight;
 }
 
-Conv2dWorkspace direct_workspace(const Conv2dProblem& p, at::ScalarType, ConvPass pass) {
+Conv2dWorkspace direct_workspace(const Conv2dProblem& p, at::ScalarType dtype, ConvPass pass) {
   Conv2dWorkspace ws;
-  ws.what = pass == ConvPass::Forward
-                ? std::string("none: tiles in shared memory, kernel ") +
-                      direct_tile::variant_name(direct_tile::make_plan(p, 4).variant)
-                : std::string("none: each thread sums its outputs straight from the inputs");
+  if (pass != ConvPass::Forward) {
+    ws.what = "none: each thread sums its outputs straight from the inputs";
+    return ws;
+  }
+  // The plan depends on the accumulator's size (what fits in shared memory).
+  const direct_tile::DirectPlan pl = direct_tile::make_plan(p, dtype == at::kDouble ? 8 : 4);
+  ws.what = std::string("none: tiles in shared memory, kernel ") +
+            direct_tile::variant_name(pl.variant);
   return ws;
 }
 
