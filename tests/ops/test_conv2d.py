@@ -21,8 +21,9 @@ import torch
 import torch.nn.functional as F
 
 import cnnkern
-from conftest import (CUDA_DEVICES, DEVICES, OpRecorder, assert_close, assert_exact, cross,
-                      fp64_error_ratio, int_tensor, per_device)
+from conftest import (CUDA_DEVICES, DEVICES, OpRecorder, assert_close, assert_exact,
+                      assert_lowp_error_within, check_conv_low_precision, cross, int_tensor,
+                      per_device)
 from shapes import CONV_CASES, conv_params
 
 DTYPES = [pytest.param(torch.float32, id="f32"), pytest.param(torch.float64, id="f64")]
@@ -124,18 +125,7 @@ def test_matrix_random_normal(case, dtype, algo, dev):
 @pytest.mark.parametrize("case", conv_params(BATCHED[::2]))
 @pytest.mark.parametrize("dev", CUDA_DEVICES, indirect=True)
 def test_low_precision_error_vs_torch(case, dtype, dev):
-    x = torch.randn(case.input_shape, device=dev.device)
-    fan_in = case.C // case.groups * case.R * case.S
-    w = torch.randn(case.weight_shape, device=dev.device) / fan_in ** 0.5
-    b = torch.randn(case.K, device=dev.device)
-    xl, wl, bl = x.to(dtype), w.to(dtype), b.to(dtype)
-    ref64 = F.conv2d(xl.double(), wl.double(), bl.double(), **case.kwargs())
-    ours = cnnkern.conv2d(xl, wl, bl, algo="direct", **case.kwargs())
-    theirs = F.conv2d(xl, wl, bl, **case.kwargs())
-    assert ours.dtype == dtype
-    err, torch_err = fp64_error_ratio(ours, ref64, theirs)
-    floor = torch.finfo(dtype).eps * max(1.0, ref64.abs().max().item())
-    assert err <= K_LOWP * torch_err + floor, (err, torch_err)
+    check_conv_low_precision(case, dtype, dev.device, K_LOWP)
 
 
 @pytest.mark.parametrize("dtype", LOWP)
@@ -149,9 +139,7 @@ def test_low_precision_backward_error_vs_torch(dtype, dev):
     theirs = conv_and_grads(F.conv2d, x, w, None, g, **kw)
     ref = reference(x, w, None, g, **kw)
     for i in (0, 1, 2):
-        err, torch_err = fp64_error_ratio(ours[i], ref[i], theirs[i])
-        floor = torch.finfo(dtype).eps * max(1.0, ref[i].abs().max().item())
-        assert err <= K_LOWP * torch_err + floor, (i, err, torch_err)
+        assert_lowp_error_within(ours[i], ref[i], theirs[i], dtype, K_LOWP, what=i)
 
 
 @pytest.mark.parametrize("algo", ["auto", "direct", "im2col", "winograd", "winograd_f2"])

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 import cnnkern
-from conftest import CUDA_DEVICES, assert_exact, fp64_error_ratio, int_tensor
+from conftest import CUDA_DEVICES, assert_exact, check_conv_low_precision, int_tensor
 from shapes import ConvCase
 
 HALO_UNIT = "3x3 stride 1 (halo tile)"
@@ -105,17 +105,7 @@ def test_forward_exact_on_integer_inputs(case, dtype, layout, dev):
 def test_forward_low_precision_error_vs_torch(case, dtype, dev):
     c = case.conv
     assert planned_kernel(dev, c, dtype) == case.kernel
-    fan_in = c.C // c.groups * c.R * c.S
-    x = torch.randn(c.input_shape, device=dev.device).to(dtype)
-    w = (torch.randn(c.weight_shape, device=dev.device) / fan_in ** 0.5).to(dtype)
-    b = torch.randn(c.K, device=dev.device).to(dtype)
-    ref64 = F.conv2d(x.double(), w.double(), b.double(), **c.kwargs())
-    ours = cnnkern.conv2d(x, w, b, algo="direct", **c.kwargs())
-    theirs = F.conv2d(x, w, b, **c.kwargs())
-    assert ours.dtype == dtype
-    err, torch_err = fp64_error_ratio(ours, ref64, theirs)
-    floor = torch.finfo(dtype).eps * max(1.0, ref64.abs().max().item())
-    assert err <= K_LOWP * torch_err + floor, (err, torch_err)
+    check_conv_low_precision(c, dtype, dev.device, K_LOWP)
 
 
 @pytest.mark.parametrize("case", ONE_PER_KERNEL)
