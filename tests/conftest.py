@@ -335,6 +335,30 @@ def fp64_error_ratio(result, reference64, torch_result):
     return err, torch_err
 
 
+def assert_lowp_error_within(result, reference64, torch_result, dtype, k, what=""):
+    """The flash-attention rule for float16/bfloat16: the error against the float64 reference
+    at most k times torch's own error in `dtype`, plus one eps of the reference's scale (for
+    results torch happens to get exactly right)."""
+    err, torch_err = fp64_error_ratio(result, reference64, torch_result)
+    floor = torch.finfo(dtype).eps * max(1.0, reference64.abs().max().item())
+    assert err <= k * torch_err + floor, (what, err, torch_err)
+
+
+def check_conv_low_precision(case, dtype, device, k, algo="direct"):
+    """cnnkern.conv2d on a ConvCase (tests/shapes.py) in float16/bfloat16, standard-normal input
+    and bias, weights scaled by 1/sqrt(fan-in), judged by assert_lowp_error_within against
+    F.conv2d in float64 and in `dtype`."""
+    fan_in = case.C // case.groups * case.R * case.S
+    x = torch.randn(case.input_shape, device=device).to(dtype)
+    w = (torch.randn(case.weight_shape, device=device) / fan_in ** 0.5).to(dtype)
+    b = torch.randn(case.K, device=device).to(dtype)
+    ref64 = torch.nn.functional.conv2d(x.double(), w.double(), b.double(), **case.kwargs())
+    ours = cnnkern.conv2d(x, w, b, algo=algo, **case.kwargs())
+    theirs = torch.nn.functional.conv2d(x, w, b, **case.kwargs())
+    assert ours.dtype == dtype
+    assert_lowp_error_within(ours, ref64, theirs, dtype, k)
+
+
 def tf32_reference(x):
     """Round float32 values to tf32 (what cvt.rna.tf32.f32 does) by arithmetic, not bits: to the
     nearest multiple of the value's tf32 spacing 2^(max(E, -126) - 10), halves away from zero;

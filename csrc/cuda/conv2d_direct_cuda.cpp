@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <string>
 
+#include "core/direct_tile.h"
 #include "ops/conv2d_algo.h"
 #include "cuda/conv2d_direct.h"
 #include "cuda/cuda_glue.h"
@@ -14,11 +15,15 @@
 namespace cnnkern {
 namespace {
 
-std::string direct_why_not(const Conv2dProblem&, at::ScalarType dtype) {
+std::string direct_why_not(const Conv2dProblem& p, at::ScalarType dtype) {
   const auto dtypes = cuda_kernel_dtypes();
-  if (std::find(dtypes.begin(), dtypes.end(), dtype) != dtypes.end()) return "";
-  return std::string("direct (CUDA) supports float32, float64, float16 and bfloat16; got ") +
-         c10::toString(dtype);
+  if (std::find(dtypes.begin(), dtypes.end(), dtype) == dtypes.end())
+    return std::string("direct (CUDA) supports float32, float64, float16 and bfloat16; got ") +
+           c10::toString(dtype);
+  const char* too_big = direct_tile::int32_why_not(p);
+  if (too_big[0] != '\0')
+    return std::string("direct (CUDA) indexes within a channel plane in 32 bits; got ") + too_big;
+  return "";
 }
 
 at::Tensor direct_forward(const at::Tensor& input, const at::Tensor& weight,
@@ -55,9 +60,16 @@ at::Tensor direct_backward_weight(const at::Tensor& grad_output, const at::Tenso
   return grad_weight;
 }
 
-Conv2dWorkspace direct_workspace(const Conv2dProblem&, at::ScalarType, ConvPass) {
+Conv2dWorkspace direct_workspace(const Conv2dProblem& p, at::ScalarType dtype, ConvPass pass) {
   Conv2dWorkspace ws;
-  ws.what = "none: each thread sums its outputs straight from the inputs";
+  if (pass != ConvPass::Forward) {
+    ws.what = "none: each thread sums its outputs straight from the inputs";
+    return ws;
+  }
+  // The plan depends on the accumulator's size (what fits in shared memory).
+  const direct_tile::DirectPlan pl = direct_tile::make_plan(p, dtype == at::kDouble ? 8 : 4);
+  ws.what = std::string("none: tiles in shared memory, kernel ") +
+            direct_tile::variant_name(pl.variant);
   return ws;
 }
 

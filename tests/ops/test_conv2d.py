@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 
 import cnnkern
-from conftest import (DEVICES, OpRecorder, assert_close, assert_exact, cross,
-                      fp64_error_ratio, int_tensor, per_device)
+from conftest import (DEVICES, OpRecorder, assert_close, assert_exact, assert_lowp_error_within,
+                      check_conv_low_precision, cross, int_tensor, per_device)
 from shapes import CONV_CASES, conv_params
 
 DTYPES = [pytest.param(torch.float32, id="f32"), pytest.param(torch.float64, id="f64")]
@@ -136,27 +136,12 @@ LOWP_CASES = BATCHED[::2]
 LOWP_WINOGRAD_CASES = [c for c in BATCHED if _winograd_shape(c)]
 
 
-def _lowp_error_check(ours, ref64, theirs, dtype, what=""):
-    assert ours.dtype == dtype, what
-    err, torch_err = fp64_error_ratio(ours, ref64, theirs)
-    floor = torch.finfo(dtype).eps * max(1.0, ref64.abs().max().item())
-    assert err <= K_LOWP * torch_err + floor, (what, err, torch_err)
-
-
 @pytest.mark.parametrize("dev, algo, case, dtype", per_device(
     cpu=cross(CPU_ALGOS, conv_params(LOWP_CASES), LOWP)
     + cross(WINOGRAD_ALGOS, conv_params(LOWP_WINOGRAD_CASES), LOWP),
     gpu=cross(["direct"], conv_params(LOWP_CASES), LOWP)), indirect=["dev"])
 def test_low_precision_error_vs_torch(case, dtype, algo, dev):
-    x = torch.randn(case.input_shape, device=dev.device)
-    fan_in = case.C // case.groups * case.R * case.S
-    w = torch.randn(case.weight_shape, device=dev.device) / fan_in ** 0.5
-    b = torch.randn(case.K, device=dev.device)
-    xl, wl, bl = x.to(dtype), w.to(dtype), b.to(dtype)
-    ref64 = F.conv2d(xl.double(), wl.double(), bl.double(), **case.kwargs())
-    ours = cnnkern.conv2d(xl, wl, bl, algo=algo, **case.kwargs())
-    theirs = F.conv2d(xl, wl, bl, **case.kwargs())
-    _lowp_error_check(ours, ref64, theirs, dtype)
+    check_conv_low_precision(case, dtype, dev.device, K_LOWP, algo=algo)
 
 
 LOWP_BACKWARD = {  # (input size, weight size, kwargs): a strided conv, a grouped Winograd shape
@@ -183,7 +168,8 @@ def test_low_precision_backward_error_vs_torch(algo, shape, layout, dtype, dev):
     theirs = conv_and_grads(F.conv2d, x, w, b, g, **kw)
     ref = reference(x, w, b, g, **kw)
     for i, what in enumerate(("out", "grad_input", "grad_weight", "grad_bias")):
-        _lowp_error_check(ours[i], ref[i], theirs[i], dtype, what)
+        assert ours[i].dtype == dtype, what
+        assert_lowp_error_within(ours[i], ref[i], theirs[i], dtype, K_LOWP, what)
     if layout == torch.channels_last:  # torch's layout rule, kept in half too
         assert ours[0].is_contiguous(memory_format=torch.channels_last)
 
@@ -198,7 +184,8 @@ def test_low_precision_conv_transpose2d_error_vs_torch(dtype, dev):
     ours = cnnkern.conv_transpose2d(x, w, b, **kw)
     ref64 = F.conv_transpose2d(x.double(), w.double(), b.double(), **kw)
     theirs = F.conv_transpose2d(x, w, b, **kw)
-    _lowp_error_check(ours, ref64, theirs, dtype)
+    assert ours.dtype == dtype
+    assert_lowp_error_within(ours, ref64, theirs, dtype, K_LOWP)
 
 
 @pytest.mark.parametrize("algo", ["auto", "direct", "im2col", "winograd", "winograd_f2"])
