@@ -4,6 +4,8 @@
     cnnkern check MODEL ...      a reference model against its plain-torch twin
     cnnkern summary MODEL        per-layer shapes, weights, MACs and conv algorithms
     cnnkern train-digits ...     LeNet-5 on scikit-learn's handwritten digits
+    cnnkern models ...           whole torchvision models: torch vs cnnkern (+ torch.compile,
+                                 ONNX Runtime), eval and training, time by layer kind
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
                     "TF32 off unless --tf32, which also allows cnnkern's own TF32 path; oneDNN on "
                     "the CPU) on a layer set, with the error "
                     "against it and against a float64 reference. Subcommands: check, summary, "
-                    "train-digits (each with --help).")
+                    "train-digits, models (each with --help).")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: cuda if usable)")
     p.add_argument("--layers", default="default",
                    help=f"a layer set ({', '.join(runner.layer_sets())}) or a JSON file")
@@ -221,8 +223,14 @@ def train_digits_main(argv) -> int:
     return 0
 
 
+def models_main(argv) -> int:
+    from cnnkern.bench import models
+
+    return models.main(argv)
+
+
 _COMMANDS = {"bench": bench_main, "check": check_main, "summary": summary_main,
-             "train-digits": train_digits_main}
+             "train-digits": train_digits_main, "models": models_main}
 
 
 if __name__ == "__main__":
