@@ -332,15 +332,19 @@ def main(argv=None) -> int:
     with Progress(len(names) * (2 if args.no_train else 3), enabled=not args.no_progress) as prog:
         for name in names:
             results.append(measure_model(name, args, prog))
+            if args.json:  # after each model: a run cut short keeps what it measured
+                write_json(args.json, env, args, results)
     echo(format_report(results, env))
-    if args.json:
-        config = {k: getattr(args, k) for k in ("models", "batch", "size", "threads", "min_time",
-                                                "min_reps", "algo", "no_train", "no_compile",
-                                                "compile_timeout", "no_onnxruntime")}
-        runner.write(args.json, json.dumps(
-            {"environment": env, "config": config, "models": results,
-             "targets": targets(results), "biggest_losses": biggest_losses(results)}, indent=1))
     return 0
+
+
+def write_json(path: str, env: dict, args, results: List[dict]) -> None:
+    config = {k: getattr(args, k) for k in ("models", "batch", "size", "threads", "min_time",
+                                            "min_reps", "algo", "no_train", "no_compile",
+                                            "compile_timeout", "no_onnxruntime")}
+    runner.write(path, json.dumps({"environment": env, "config": config, "models": results,
+                                   "targets": targets(results),
+                                   "biggest_losses": biggest_losses(results)}, indent=1))
 
 
 if __name__ == "__main__":
