@@ -3,6 +3,7 @@ and ONNX Runtime beside them, and where the time goes (issue 16, "whole models f
 
     python -m bench.models                       # the default models, batch 8, 224x224, 2 threads
     python -m bench.models --models resnet18,mobilenet_v2 --json out.json
+    python -m bench.models --report out.json     # the tables again, from the saved data
     cnnkern models --batch 1 --size 64 --min-time 0 --no-compile     # the same, as a subcommand
 
 Per model (random weights, nothing downloaded), in ONE process:
@@ -27,6 +28,7 @@ import argparse
 import gc
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -128,6 +130,8 @@ def measure_model(name: str, args, progress: Progress) -> dict:
         del trains
     del torch_eval, torch_train
     gc.collect()
+    # how busy the machine was while this model ran (other processes' load skews the times)
+    result["load_average"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     for phase in ("eval", "train"):
         if phase in result:
             ms = {k: v.get("median_ms") for k, v in result[phase].items()}
@@ -192,7 +196,8 @@ def _ratio(value) -> str:
 
 def models_table(models: List[dict], notes: Footnotes):
     heads = ["model", "eval ms\ntorch", "eval ms\ncnnkern", "eval\nratio", "eval ms\ncompile",
-             "eval ms\nORT", "train ms\ntorch", "train ms\ncnnkern", "train\nratio"]
+             "eval ms\nORT", "train ms\ntorch", "train ms\ncnnkern", "train\nratio",
+             "load\nafter"]
     t = table(heads, right=heads[1:], title="Whole models: median ms per call; ratio = torch / "
                                             "cnnkern (> 1: cnnkern faster)")
     for m in models:
@@ -200,10 +205,11 @@ def models_table(models: List[dict], notes: Footnotes):
         add_row(t, [m["model"], cells["eval", "torch"], cells["eval", "cnnkern"],
                     _ratio(m.get("eval_ratio")), cells["eval", "torch.compile"],
                     cells["eval", "onnxruntime"], cells["train", "torch"],
-                    cells["train", "cnnkern"], _ratio(m.get("train_ratio"))])
+                    cells["train", "cnnkern"], _ratio(m.get("train_ratio")),
+                    f"{m['load_average'][0]:.1f}" if m.get("load_average") else ""])
     goals = targets(models)
     add_row(t, ["geomean", "", "", _ratio(goals.get("eval", {}).get("geomean")), "", "", "", "",
-                _ratio(goals.get("train", {}).get("geomean"))])
+                _ratio(goals.get("train", {}).get("geomean")), ""])
     return t
 
 
@@ -301,6 +307,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-onnxruntime", action="store_true", help="skip ONNX Runtime")
     p.add_argument("--json", metavar="PATH", help="also write the raw data as JSON")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--report", metavar="JSON",
+                   help="measure nothing: print the tables of a saved --json run (also one cut "
+                        "short: the file is rewritten after each model)")
     return p
 
 
@@ -320,6 +329,11 @@ def _check(args) -> None:
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     args.argv = None if argv is None else list(argv)
+    if args.report:
+        with open(args.report) as f:
+            saved = json.load(f)
+        echo(format_report(saved["models"], saved["environment"]))
+        return 0
     try:
         _check(args)
     except ValueError as e:

