@@ -20,7 +20,7 @@ How an op's time is attributed, so that nothing counts twice and nothing is lost
 
 Only events under the iteration's root range are summed (the intra-op worker threads record
 nothing of their own, and their time is inside the calling op's), so the kinds add up to the
-root's total; `breakdown` returns that total beside them so callers can check it.
+root's total; `breakdowns` returns that total beside them so callers can check it.
 """
 
 from __future__ import annotations
@@ -118,24 +118,36 @@ def _forward_kinds(events: Iterable) -> Dict[int, str]:
     return kinds
 
 
-def breakdown(events: List) -> Dict[str, float]:
-    """Milliseconds per kind (every kind of KINDS, zeros included) of the profiled events under
-    the ROOT range, and "total": the root range's own duration, which the kinds sum to."""
+def breakdowns(events: List) -> List[Dict[str, float]]:
+    """For each ROOT range in the profile, in order: milliseconds per kind (every kind of
+    KINDS, zeros included) of the events under it, and "total": the range's own duration,
+    which the kinds sum to."""
     roots = [e for e in events if e.name == ROOT]
-    if len(roots) != 1:
-        raise RuntimeError(f"layer_kinds: expected one {ROOT!r} range in the profile, "
-                           f"found {len(roots)}")
-    root = roots[0]
-    out = {k: 0.0 for k in KINDS}
-    _walk(root, None, _forward_kinds(events), out)
-    result = {k: v / 1e3 for k, v in out.items()}  # profiler times are microseconds
-    result["total"] = root.cpu_time_total / 1e3
-    return result
+    if not roots:
+        raise RuntimeError(f"layer_kinds: no {ROOT!r} range in the profile")
+    forward_kinds = _forward_kinds(events)
+    results = []
+    for root in roots:
+        out = {k: 0.0 for k in KINDS}
+        _walk(root, None, forward_kinds, out)
+        result = {k: v / 1e3 for k, v in out.items()}  # profiler times are microseconds
+        result["total"] = root.cpu_time_total / 1e3
+        results.append(result)
+    return results
 
 
-def profile_kinds(fn) -> Dict[str, float]:
-    """Runs fn() once under torch.profiler (shapes recorded) and returns `breakdown` of it."""
+def profile_kinds(fn, reps: int = 1) -> Dict[str, float]:
+    """Runs fn() `reps` times under torch.profiler (shapes recorded), each call in its own ROOT
+    range, and returns the breakdown of the call whose total is the median (the lower one of
+    the middle two for an even count): one real call, so its kinds still sum to its total,
+    and one held up by other processes does not speak for the model."""
+    if reps < 1:
+        raise ValueError(f"layer_kinds.profile_kinds: reps must be at least 1; got {reps}")
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
-        with record_function(ROOT):
-            fn()
-    return breakdown(list(prof.events()))
+        for _ in range(reps):
+            with record_function(ROOT):
+                fn()
+    calls = sorted(breakdowns(list(prof.events())), key=lambda b: b["total"])
+    if len(calls) != reps:
+        raise RuntimeError(f"layer_kinds: profiled {reps} calls but found {len(calls)} ranges")
+    return calls[(reps - 1) // 2]

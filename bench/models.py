@@ -14,9 +14,10 @@ Per model (random weights, nothing downloaded), in ONE process:
 
 within each phase the engines take turns, one call each per round (load from other processes
 hits them alike), for at least --min-reps rounds and --min-time seconds; the figure is each
-engine's median. Ratio = torch time / cnnkern time (> 1: cnnkern is faster). Then one profiled
-iteration of torch and of cnnkern per phase splits the time into layer kinds
-(bench/layer_kinds.py says how; the kinds sum to the profiled total, and the table says so).
+engine's median. Ratio = torch time / cnnkern time (> 1: cnnkern is faster). Then --profile-reps
+profiled calls of torch and of cnnkern per phase, the median one of them split into layer
+kinds (bench/layer_kinds.py says how; the kinds sum to the profiled total, and the table says
+so).
 
 The geomeans are checked against the issue's targets: eval >= 1.5x, training >= 1.3x, no model
 below 1.0x in either.
@@ -115,7 +116,8 @@ def measure_model(name: str, args, progress: Progress) -> dict:
         if e.fn is not None:
             e.info["max_rel_err_vs_torch"] = _rel_err(e.fn(), ref)
     result["eval"] = _phase(evals, args, progress, f"{name}: eval")
-    result["eval_kinds"] = {e.name: layer_kinds.profile_kinds(e.fn) for e in evals[:2]}
+    result["eval_kinds"] = {e.name: layer_kinds.profile_kinds(e.fn, args.profile_reps)
+                              for e in evals[:2]}
     del evals, ref
     gc.collect()
 
@@ -126,7 +128,8 @@ def measure_model(name: str, args, progress: Progress) -> dict:
         for e in trains:  # the first step's loss: the same weights, inputs and labels
             e.info["loss"] = float(e.fn())
         result["train"] = _phase(trains, args, progress, f"{name}: train")
-        result["train_kinds"] = {e.name: layer_kinds.profile_kinds(e.fn) for e in trains}
+        result["train_kinds"] = {e.name: layer_kinds.profile_kinds(e.fn, args.profile_reps)
+                              for e in trains}
         del trains
     del torch_eval, torch_train
     gc.collect()
@@ -217,8 +220,8 @@ def kinds_table(m: dict):
     phases = [p for p in ("eval", "train") if f"{p}_kinds" in m]
     heads = ["kind"] + [h for p in phases for h in (f"{p} ms\ntorch", f"{p} ms\ncnnkern",
                                                     f"{p}\nratio")]
-    t = table(heads, right=heads[1:], title=f"{m['model']}: where the time goes (one profiled "
-                                            f"iteration, self time by layer kind)")
+    t = table(heads, right=heads[1:], title=f"{m['model']}: where the time goes (the median "
+                                            f"profiled call, self time by layer kind)")
 
     def row(label, values):
         cells = [label]
@@ -300,6 +303,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--min-reps", type=int, default=5,
                    help="timed rounds at least, one call per engine each (default: 5)")
     p.add_argument("--algo", default="auto", help="cnnkern.convert's algo (default: auto)")
+    p.add_argument("--profile-reps", type=int, default=3,
+                   help="profiled calls per engine and phase; the breakdown shown is the "
+                        "median call's (default: 3)")
     p.add_argument("--no-train", action="store_true", help="eval only")
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     p.add_argument("--compile-timeout", type=float, default=600,
@@ -319,7 +325,7 @@ def _check(args) -> None:
     if bad:
         raise ValueError(f"--models: unknown model {bad[0]!r}; choose from "
                          f"{', '.join(model_engines.MODELS)}")
-    for opt in ("batch", "size", "threads", "min_reps"):
+    for opt in ("batch", "size", "threads", "min_reps", "profile_reps"):
         if getattr(args, opt) < 1:
             raise ValueError(f"--{opt.replace('_', '-')} must be at least 1; got {getattr(args, opt)}")
     if args.min_time < 0:
@@ -354,7 +360,7 @@ def main(argv=None) -> int:
 
 def write_json(path: str, env: dict, args, results: List[dict]) -> None:
     config = {k: getattr(args, k) for k in ("models", "batch", "size", "threads", "min_time",
-                                            "min_reps", "algo", "no_train", "no_compile",
+                                            "min_reps", "profile_reps", "algo", "no_train", "no_compile",
                                             "compile_timeout", "no_onnxruntime")}
     runner.write(path, json.dumps({"environment": env, "config": config, "models": results,
                                    "targets": targets(results),

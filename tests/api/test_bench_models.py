@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..",
 from bench import layer_kinds, model_engines, models  # noqa: E402
 
 TINY = ["--models", "resnet18", "--batch", "2", "--size", "32", "--min-time", "0",
-        "--min-reps", "1", "--no-compile", "--no-progress"]
+        "--min-reps", "1", "--profile-reps", "1", "--no-compile", "--no-progress"]
 CONV_KINDS = [k for k in layer_kinds.KINDS if k.startswith("conv")]
 
 
@@ -128,6 +128,15 @@ def test_hand_built_conv_lands_in_its_kind(conv, kind, engine, train):
     # cnnkern's eval folds BN into the conv and runs the ReLU in its epilogue
     assert (kinds["BN / ReLU"] > 0) == (engine == "torch" or train), kinds
     assert sum(kinds[k] for k in layer_kinds.KINDS) == pytest.approx(kinds["total"], rel=1e-3)
+
+
+def test_profile_reps_keep_the_median_call():
+    sleeps = iter([0.01, 0.08, 0.04])
+    kinds = layer_kinds.profile_kinds(lambda: time.sleep(next(sleeps)), reps=3)
+    assert 40 <= kinds["total"] < 80  # the 40 ms call, not the 10 or 80 ms one
+    assert kinds["other"] == pytest.approx(kinds["total"])  # sleeping is nobody's layer
+    with pytest.raises(ValueError, match="reps must be at least 1; got 0"):
+        layer_kinds.profile_kinds(lambda: None, reps=0)
 
 
 def test_conv_kind_rules():
