@@ -54,6 +54,26 @@ def build_model(name: str, seed: int = 0) -> nn.Module:
     return torchvision.models.get_model(name, weights=None, **MODELS[name])
 
 
+def calibrate_batch_norm(model: nn.Module, x: torch.Tensor) -> None:
+    """Sets every BatchNorm's running statistics to those of one forward pass on x, as a
+    trained model's would be. Freshly initialised ones (mean 0, variance 1) do not normalise:
+    GoogLeNet's activations then shrink layer after layer into float32 denormals (its logits
+    are its fc bias alone), and denormal arithmetic is many times slower on x86, which would
+    time the CPU's denormal handling instead of the model."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [bn.momentum for bn in bns]
+    was_training = model.training
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # a cumulative average: after one pass, exactly that pass's stats
+    model.train()
+    with torch.no_grad():
+        model(x)
+    for bn, momentum in zip(bns, momenta):
+        bn.momentum = momentum
+    model.train(was_training)
+
+
 def eval_step(model: nn.Module, x: torch.Tensor) -> Callable[[], torch.Tensor]:
     model.eval()
 

@@ -6,7 +6,8 @@ and ONNX Runtime beside them, and where the time goes (issue 16, "whole models f
     python -m bench.models --report out.json     # the tables again, from the saved data
     cnnkern models --batch 1 --size 64 --min-time 0 --no-compile     # the same, as a subcommand
 
-Per model (random weights, nothing downloaded), in ONE process:
+Per model (random weights, nothing downloaded; BatchNorm statistics set from one pass on the
+input, model_engines.calibrate_batch_norm says why), in ONE process:
 
 - eval: torch, cnnkern (the same weights through cnnkern.convert), torch.compile of the torch
   model and ONNX Runtime, forward under no_grad; then
@@ -26,6 +27,7 @@ below 1.0x in either.
 from __future__ import annotations
 
 import argparse
+import copy
 import gc
 import json
 import math
@@ -98,7 +100,8 @@ def measure_model(name: str, args, progress: Progress) -> dict:
     """Everything measured on one model (the JSON's "models" entries)."""
     torch_eval = model_engines.build_model(name)
     x, labels = inputs(args.batch, args.size)
-    torch_train = model_engines.build_model(name)  # the same seed: the same weights
+    model_engines.calibrate_batch_norm(torch_eval, x)
+    torch_train = copy.deepcopy(torch_eval)  # the same weights and statistics
     result = {"model": name, "params": sum(p.numel() for p in torch_eval.parameters())}
 
     # eval: the four engines, checked against torch's logits first
@@ -112,6 +115,7 @@ def measure_model(name: str, args, progress: Progress) -> dict:
                  if args.no_onnxruntime else
                  model_engines.onnxruntime_eval(torch_eval, x, torch.get_num_threads()))
     ref = evals[0].fn()
+    result["eval_logits_abs_max"] = float(ref.abs().max())  # ~0: activations vanished
     for e in evals[1:]:
         if e.fn is not None:
             e.info["max_rel_err_vs_torch"] = _rel_err(e.fn(), ref)

@@ -51,6 +51,7 @@ def test_command_table_and_json(tiny_run):
         assert data["targets"][phase]["geomean"] == pytest.approx(m[f"{phase}_ratio"])
         assert data["targets"][phase]["met"] == (m[f"{phase}_ratio"] >= models.TARGETS[phase])
     # the same logits as torch (cnnkern, ONNX Runtime) and the same loss
+    assert m["eval_logits_abs_max"] > 1e-2  # calibrated BN: the logits did not vanish
     assert m["eval"]["cnnkern"]["max_rel_err_vs_torch"] < 1e-4
     assert m["eval"]["onnxruntime"]["max_rel_err_vs_torch"] < 1e-4
     assert m["eval"]["onnxruntime"]["median_ms"] > 0
@@ -128,6 +129,20 @@ def test_hand_built_conv_lands_in_its_kind(conv, kind, engine, train):
     # cnnkern's eval folds BN into the conv and runs the ReLU in its epilogue
     assert (kinds["BN / ReLU"] > 0) == (engine == "torch" or train), kinds
     assert sum(kinds[k] for k in layer_kinds.KINDS) == pytest.approx(kinds["total"], rel=1e-3)
+
+
+def test_calibrate_batch_norm_takes_one_pass_statistics():
+    conv, bn = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4, momentum=0.3)
+    model = nn.Sequential(conv, bn).eval()
+    x = torch.randn(5, 3, 8, 8)
+    model_engines.calibrate_batch_norm(model, x)
+    with torch.no_grad():
+        z = conv(x).double()
+    torch.testing.assert_close(bn.running_mean.double(), z.mean((0, 2, 3)), rtol=1e-5, atol=1e-6)
+    # BatchNorm keeps the unbiased variance
+    torch.testing.assert_close(bn.running_var.double(), z.var((0, 2, 3), unbiased=True),
+                               rtol=1e-5, atol=1e-6)
+    assert bn.momentum == 0.3 and not model.training  # the settings it found are back
 
 
 def test_profile_reps_keep_the_median_call():
