@@ -5,6 +5,8 @@
     cnnkern summary MODEL        per-layer shapes, weights, MACs and conv algorithms
     cnnkern train-digits ...     LeNet-5 on scikit-learn's handwritten digits
     cnnkern sass-report ...      static performance report of the CUDA kernels (no GPU needed)
+    cnnkern models ...           whole torchvision models: torch vs cnnkern (+ torch.compile,
+                                 ONNX Runtime), eval and training, time by layer kind
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
                     "TF32 off unless --tf32, which also allows cnnkern's own TF32 path; oneDNN on "
                     "the CPU) on a layer set, with the error "
                     "against it and against a float64 reference. Subcommands: check, summary, "
-                    "train-digits, sass-report (each with --help).")
+                    "train-digits, sass-report, models (each with --help).")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: cuda if usable)")
     p.add_argument("--layers", default="default",
                    help=f"a layer set ({', '.join(runner.layer_sets())}) or a JSON file")
@@ -228,8 +230,15 @@ def sass_report_main(argv) -> int:
     return sass_report.main(argv)
 
 
+def models_main(argv) -> int:
+    from cnnkern.bench import models
+
+    return models.main(argv)
+
+
 _COMMANDS = {"bench": bench_main, "check": check_main, "summary": summary_main,
-             "train-digits": train_digits_main, "sass-report": sass_report_main}
+             "train-digits": train_digits_main, "sass-report": sass_report_main,
+             "models": models_main}
 
 
 if __name__ == "__main__":
