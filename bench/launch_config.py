@@ -18,7 +18,12 @@ from typing import Dict, Iterable, Optional, Tuple
 # kernel<T, Map><<<grid, block, smem, stream>>>  /  kernel<<<grid, block>>>
 _LAUNCH = re.compile(r"\b([A-Za-z_]\w*)\s*(?:<(?:[^<>;]|<[^<>;]*>)*>)?\s*<<<(.*?)>>>", re.S)
 _CONSTEXPR = re.compile(r"constexpr\s+(?:static\s+)?(?:unsigned\s+)?(?:int|int64_t|int32_t|"
-                        r"size_t|unsigned)\s+(\w+)\s*=\s*(\d+)\s*;")
+                        r"size_t|unsigned)\s+(\w+)\s*=\s*(\d+(?:\s*\*\s*\d+)?)\s*;")
+# A launch whose dynamic shared memory is worked out at run time states its bound beside it:
+#   // sass-report: smem <= kSmemBudget
+# (the expression as written in the <<<>>>, then a number or constant); the report then takes
+# that bound, the worst case for occupancy, and says so.
+_SMEM_BOUND = re.compile(r"//\s*sass-report:\s*(\w+)\s*<=\s*([\w:]+)")
 
 
 @dataclasses.dataclass
@@ -53,7 +58,9 @@ def constants(files: Iterable[pathlib.Path]) -> Dict[str, Optional[int]]:
     out: Dict[str, Optional[int]] = {}
     for f in files:
         for name, value in _CONSTEXPR.findall(f.read_text(errors="replace")):
-            v = int(value)
+            v = 1
+            for factor in value.split("*"):  # "48 * 1024"
+                v *= int(factor)
             out[name] = v if out.get(name, v) == v else None
     return out
 
@@ -84,7 +91,13 @@ def launches(csrc: pathlib.Path) -> Dict[str, Launch]:
                 continue
             line = text.count("\n", 0, m.start()) + 1
             smem_expr = args[2] if len(args) > 2 else "0"
-            launch = Launch(m.group(1), resolve(args[1], consts), resolve(smem_expr, consts),
+            smem = resolve(smem_expr, consts)
+            if smem is None:  # a run-time size: the bound stated before the launch, if any
+                bounds = {e: b for e, b in _SMEM_BOUND.findall(text[:m.start()])}
+                if smem_expr.strip() in bounds:
+                    smem = resolve(bounds[smem_expr.strip()], consts)
+                    smem_expr += f" <= {bounds[smem_expr.strip()]}"
+            launch = Launch(m.group(1), resolve(args[1], consts), smem,
                             f"{path.relative_to(csrc.parent)}:{line}", args[1], smem_expr)
             prev = out.get(launch.kernel)
             if prev is None:

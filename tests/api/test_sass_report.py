@@ -194,6 +194,20 @@ def test_launch_config_resolves_constants(tmp_path):
     assert launch_config.lookup("gone<float>", t) == (None, "no <<<>>> launch found in csrc/cuda")
 
 
+def test_launch_config_takes_the_stated_bound_of_a_run_time_shared_memory_size(tmp_path):
+    (tmp_path / "cuda").mkdir()
+    (tmp_path / "core").mkdir()
+    (tmp_path / "core" / "plan.h").write_text("constexpr int64_t kBudget = 48 * 1024;\n")
+    (tmp_path / "cuda" / "k.cu").write_text(
+        "void f() {\n  // sass-report: smem <= kBudget (the plan keeps it under)\n"
+        "  const size_t smem = plan.elems * 4;\n"
+        "  direct<T><<<grid, 256, smem, stream>>>(x);\n"
+        "  other<T><<<grid, 256, bytes, stream>>>(x);\n}\n")
+    t = launch_config.launches(tmp_path)
+    assert (t["direct"].dynamic_smem, t["direct"].smem_expr) == (49152, "smem <= kBudget")
+    assert t["other"].dynamic_smem is None  # no bound stated: unknown, not guessed
+
+
 def test_gemm_bounds_match_hand_worked_numbers():
     # VGG16 conv3_2 as a GEMM: M = 32*56*56 = 100352 -> 1568 m-tiles x 4 n-tiles = 6272 blocks,
     # 48 on the busiest of 132 SMs; K = 256*9 = 2304 = 144 k-tiles of 16. A main loop of 613
