@@ -165,13 +165,9 @@ def targets(models: List[dict]) -> dict:
 
 
 def cpu_flags() -> List[str]:
-    """The CPU's vector-ISA flags (/proc/cpuinfo): the avx*, fma, f16c and amx* ones."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((ln.split(":", 1)[1].split() for ln in f if ln.startswith("flags")), [])
-    except OSError:
-        return []
-    return sorted(fl for fl in flags if fl.startswith(("avx", "amx")) or fl in ("fma", "f16c"))
+    """The CPU's vector-ISA flags: the avx*, fma, f16c and amx* ones."""
+    return sorted(fl for fl in cnnkern.tuning.cpu_flags()
+                  if fl.startswith(("avx", "amx")) or fl in ("fma", "f16c"))
 
 
 def environment(args) -> dict:

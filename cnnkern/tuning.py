@@ -82,14 +82,21 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_flags() -> frozenset:
+    """The CPU's feature flags (Linux /proc/cpuinfo), empty where they cannot be read."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return frozenset(next((ln for ln in f if ln.startswith("flags")), "").split()[2:])
+    except OSError:
+        return frozenset()
+
+
 def cpu_isa() -> str:
     """The vector ISA a CPU figure depends on: "AVX-512 (avx512_bf16, avx512_fp16)", "AVX2",
     "no AVX2" -- the machines this project runs on differ (DESIGN.md), so every CPU figure is
     printed beside it."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = set(next((ln for ln in f if ln.startswith("flags")), "").split())
-    except OSError:
+    flags = cpu_flags()
+    if not flags:
         return "unknown ISA"
     if "avx512f" in flags:
         extras = [x for x in ("avx512_bf16", "avx512_fp16") if x in flags]
