@@ -174,6 +174,32 @@ def test_launch_above_launch_bounds_fails_naming_the_bound():
     assert re.search(r"bounded_kernel launched at testing/cuda_emu/planted/planted_bugs.cu:\d+", msg)
 
 
+def test_shared_memory_over_the_block_budget_fails_the_launch_unless_opted_in():
+    """A block gets 48 KiB of static + dynamic shared memory unless its kernel opted in with
+    cudaFuncSetAttribute(MaxDynamicSharedMemorySize); then its dynamic part may reach the
+    opt-in. The planted kernel declares 2 KiB statically and takes 4 x.numel() bytes."""
+    def x_of(kib):
+        return torch.arange(kib * 1024 // 4, dtype=torch.float32)
+
+    x = x_of(46)  # 2 + 46 = 48 KiB: exactly the default budget
+    assert torch.equal(planted("shared_within_default", x, out_numel=64), 3 * x[:64])
+    with pytest.raises(RuntimeError) as e:
+        planted("shared_above_default", x_of(47), out_numel=64)
+    msg = str(e.value)
+    assert "invalid argument" in msg, msg
+    assert "2048 bytes of static __shared__ memory + 48128 bytes of dynamic" in msg, msg
+    assert "without cudaFuncSetAttribute" in msg, msg
+    assert f"planted_bugs.cu:{line_of('__shared__ float stat[512];')}" in msg, msg
+
+    x = x_of(100)
+    assert torch.equal(planted("shared_opted_in", x, out_numel=64), 3 * x[:64])
+    with pytest.raises(RuntimeError) as e:
+        planted("shared_above_opt_in", x_of(65), out_numel=64)
+    msg = str(e.value)
+    assert "66560 bytes of dynamic shared memory exceed the kernel's" in msg, msg
+    assert "MaxDynamicSharedMemorySize of 65536 bytes" in msg, msg
+
+
 def test_read_of_never_written_shared_memory_reads_the_fill_pattern():
     x = torch.arange(64, dtype=torch.float32)
     y = planted("unwritten_shared", x)

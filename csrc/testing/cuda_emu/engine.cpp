@@ -34,12 +34,16 @@ namespace {
 constexpr int kWarp = 32;
 constexpr unsigned kMaxThreadsPerBlock = 1024;
 constexpr std::size_t kMaxStaticShared = 48 * 1024;    // what nvcc allows without opt-in
-constexpr std::size_t kMaxDynamicShared = 227 * 1024;  // H100, with cudaFuncSetAttribute
+// A block's static + dynamic shared memory: 48 KiB unless the kernel opted in with
+// cudaFuncSetAttribute(MaxDynamicSharedMemorySize); then its dynamic part may reach the opt-in
+// and the two together 227 KiB (H100).
+constexpr std::size_t kDefaultBlockShared = 48 * 1024;
+constexpr std::size_t kMaxDynamicShared = 227 * 1024;
 // Kernel frames are small, but AddressSanitizer's are several times larger.
 constexpr std::size_t kStackBytes = 256 * 1024;
 
 // cudaError_t values (driver_types.h), without including the CUDA headers here.
-constexpr int kSuccess = 0, kInvalidConfiguration = 9, kLaunchOutOfResources = 701,
+constexpr int kSuccess = 0, kInvalidValue = 1, kInvalidConfiguration = 9, kLaunchOutOfResources = 701,
               kIllegalInstruction = 715, kLaunchFailure = 719;
 
 enum class State { Runnable, AtBarrier, AtWarp, Done, Aborted };
@@ -67,6 +71,7 @@ struct Run {  // one launch in progress
   const LaunchSite* site = nullptr;
   dim3 grid, block;
   std::size_t dynamic_smem = 0;
+  std::size_t dynamic_opt_in = 0;  // the kernel's MaxDynamicSharedMemorySize, 0 if none
   void (*body)(void*) = nullptr;
   void* arg = nullptr;
   std::vector<Thread> threads;
@@ -100,6 +105,8 @@ Order g_order = Order::Forward;
 std::mt19937_64 g_rng(0);
 Stats g_stats;
 std::vector<std::unique_ptr<Fiber>> g_fibers;  // pooled across launches (under launch_mutex)
+std::mutex attr_mutex;
+std::map<const void*, std::size_t> g_dynamic_opt_in;  // kernel -> MaxDynamicSharedMemorySize
 
 std::string where(SourceLoc loc) {
   if (loc.file == nullptr) return "?";
@@ -400,8 +407,33 @@ std::string check_config(const Run& r) {
     os << "block " << idx3(uint3{b.x, b.y, b.z}) << " exceeds the 1024-thread limit";
   else if (g.x > 2147483647u || g.y > 65535u || g.z > 65535u)
     os << "grid " << idx3(uint3{g.x, g.y, g.z}) << " exceeds the grid limits (2^31-1, 65535, 65535)";
-  else if (r.dynamic_smem > kMaxDynamicShared)
-    os << r.dynamic_smem << " bytes of dynamic shared memory exceed the H100's 227 KiB";
+  return os.str();
+}
+
+// The launch's dynamic shared memory against what the kernel may have (cudaErrorInvalidValue
+// on a GPU); the static part joins the check when the block declares it (block_shared).
+std::string check_dynamic_shared(const Run& r) {
+  std::ostringstream os;
+  if (r.dynamic_opt_in == 0 && r.dynamic_smem > kDefaultBlockShared)
+    os << r.dynamic_smem << " bytes of dynamic shared memory exceed the 48 KiB a block gets "
+       << "without cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, n)";
+  else if (r.dynamic_opt_in > 0 && r.dynamic_smem > r.dynamic_opt_in)
+    os << r.dynamic_smem << " bytes of dynamic shared memory exceed the kernel's "
+       << "cudaFuncAttributeMaxDynamicSharedMemorySize of " << r.dynamic_opt_in << " bytes";
+  return os.str();
+}
+
+// The block's shared memory once its static part has grown to `static_bytes`; "" if it fits.
+std::string check_block_shared(const Run& r, std::size_t static_bytes) {
+  std::ostringstream os;
+  if (r.dynamic_opt_in == 0 && static_bytes + r.dynamic_smem > kDefaultBlockShared)
+    os << static_bytes << " bytes of static __shared__ memory + " << r.dynamic_smem
+       << " bytes of dynamic shared memory exceed the 48 KiB a block gets without "
+       << "cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, n)";
+  else if (r.dynamic_opt_in > 0 && static_bytes + r.dynamic_opt_in > kMaxDynamicShared)
+    os << static_bytes << " bytes of static __shared__ memory + the kernel's "
+       << "cudaFuncAttributeMaxDynamicSharedMemorySize of " << r.dynamic_opt_in
+       << " bytes exceed the H100's 227 KiB per block";
   return os.str();
 }
 
@@ -458,17 +490,24 @@ unsigned warp_active_mask() {
   return m;
 }
 
-void device_fault(const std::string& message, SourceLoc loc) {
+namespace {
+// Fails the launch with `error` and stops the calling thread (its fiber does not return).
+void stop_thread(int error, const std::string& message, SourceLoc loc) {
   if (current == nullptr || current_run == nullptr) {
     std::fprintf(stderr, "cuda_emu: %s at %s outside a kernel\n", message.c_str(),
                  where(loc).c_str());
     std::abort();
   }
   Run& r = *current_run;
-  fail(r, kIllegalInstruction, thread_name(*current) + ": " + message + " at " + where(loc));
+  fail(r, error, thread_name(*current) + ": " + message + " at " + where(loc));
   current->state = State::Aborted;
   CUDA_EMU_TSAN_RELEASE(&r.tsan_block_end);
   current->fiber->finish();
+}
+}  // namespace
+
+void device_fault(const std::string& message, SourceLoc loc) {
+  stop_thread(kIllegalInstruction, message, loc);
 }
 
 void* block_shared(const void* key, std::size_t bytes, std::size_t align, SourceLoc loc) {
@@ -483,6 +522,9 @@ void* block_shared(const void* key, std::size_t bytes, std::size_t align, Source
        << ", above the 48 KiB a kernel may declare statically";
     device_fault(os.str(), loc);
   }
+  // A GPU refuses such a launch outright; the emulator learns the static size only here.
+  const std::string over = check_block_shared(r, r.static_shared);
+  if (!over.empty()) stop_thread(kInvalidValue, "invalid argument: " + over, loc);
   const std::size_t offset = round_up(r.arena_used, align < 16 ? 16 : align);
   if (r.shared.size() >= kMaxSharedVars || offset + bytes + kRedzone > r.arena_bytes)
     device_fault("more __shared__ declarations than the emulator reserves room for", loc);
@@ -585,21 +627,40 @@ void cp_async_wait(int n, SourceLoc) {
   r.async.wait(current->view.linear, n);
 }
 
-int run_grid(const LaunchSite& site, dim3 grid, dim3 block, std::size_t dynamic_smem,
-             void (*thread_body)(void*), void* arg) {
+int set_max_dynamic_shared(const void* kernel, int bytes) {
+  if (bytes < 0 || static_cast<std::size_t>(bytes) > kMaxDynamicShared) {
+    set_error(kInvalidValue, "cudaFuncSetAttribute: MaxDynamicSharedMemorySize " +
+                                 std::to_string(bytes) + " is outside [0, 227 KiB]");
+    return kInvalidValue;
+  }
+  std::lock_guard<std::mutex> lock(attr_mutex);
+  g_dynamic_opt_in[kernel] = static_cast<std::size_t>(bytes);
+  return kSuccess;
+}
+
+int run_grid(const LaunchSite& site, const void* kernel, dim3 grid, dim3 block,
+             std::size_t dynamic_smem, void (*thread_body)(void*), void* arg) {
   std::lock_guard<std::mutex> lock(launch_mutex);
   Run r;
   r.site = &site;
   r.grid = grid;
   r.block = block;
   r.dynamic_smem = dynamic_smem;
+  {
+    std::lock_guard<std::mutex> attr_lock(attr_mutex);
+    const auto it = g_dynamic_opt_in.find(kernel);
+    if (it != g_dynamic_opt_in.end()) r.dynamic_opt_in = it->second;
+  }
   r.body = thread_body;
   r.arg = arg;
   ++g_stats.launches;
   const std::string bad = check_config(r);
+  const std::string too_much_shared = check_dynamic_shared(r);
   const uint64_t threads = uint64_t(block.x) * block.y * block.z;
   if (!bad.empty()) {
     fail(r, kInvalidConfiguration, "invalid configuration: " + bad);
+  } else if (!too_much_shared.empty()) {
+    fail(r, kInvalidValue, "invalid argument: " + too_much_shared);
   } else if (site.max_threads > 0 && threads > site.max_threads) {
     fail(r, kLaunchOutOfResources,
          std::to_string(threads) + " threads per block, above the kernel's __launch_bounds__(" +

@@ -56,7 +56,12 @@ cudaError_t cudaGetDevice(int* device) {
   return cudaSuccess;
 }
 
-cudaError_t cudaFuncSetAttribute(const void*, cudaFuncAttribute, int) { return cudaSuccess; }
+// Only the dynamic shared-memory opt-in changes what the emulator checks; the other
+// attributes (carveout preferences, ...) are hints a launch cannot fail on.
+cudaError_t cudaFuncSetAttribute(const void* func, cudaFuncAttribute attr, int value) {
+  if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize) return cudaSuccess;
+  return static_cast<cudaError_t>(cuda_emu::set_max_dynamic_shared(func, value));
+}
 
 cudaError_t cudaMemsetAsync(void* dst, int value, size_t count, cudaStream_t) {
   std::memset(dst, value, count);

@@ -62,6 +62,10 @@ at::Tensor planted_op(const std::string& bug, const at::Tensor& x, const at::Ten
       {"shared_past_end", Bug::SharedPastEnd},
       {"read_past_end", Bug::ReadPastEnd},
       {"write_past_end", Bug::WritePastEnd},
+      {"shared_within_default", Bug::SharedWithinDefault},
+      {"shared_above_default", Bug::SharedAboveDefault},
+      {"shared_opted_in", Bug::SharedOptedIn},
+      {"shared_above_opt_in", Bug::SharedAboveOptIn},
   };
   const Bug found = bug_named(kBugs, bug, "_emu_planted");
   TORCH_CHECK(x.scalar_type() == at::kFloat && x2.scalar_type() == at::kFloat &&

@@ -155,6 +155,20 @@ __global__ void write_past_end_kernel(const float* __restrict__ x, float* __rest
   if (t < n) y[t + 1] = x[t];
 }
 
+// y = 3 x for 64 threads, through 2 KiB of static and the launch's dynamic shared memory
+// (x staged in the first, 2 x in the second). `Opt` only makes the opted-in kernel another
+// function, so that its attribute cannot leak into the no-opt-in cases.
+template <int Opt>
+__global__ void shared_budget_kernel(const float* __restrict__ x, float* __restrict__ y) {
+  __shared__ float stat[512];
+  extern __shared__ float dyn[];
+  const int t = threadIdx.x;
+  stat[t] = x[t];
+  dyn[t] = 2.0f * x[t];
+  __syncthreads();
+  y[t] = stat[t] + dyn[t];
+}
+
 }  // namespace
 
 cudaError_t launch(Bug bug, const float* x, const float* x2, float* y, int n) {
@@ -197,6 +211,19 @@ cudaError_t launch(Bug bug, const float* x, const float* x2, float* y, int n) {
     case Bug::ReadPastEnd:
       read_past_end_kernel<<<1, 32>>>(x, y, n);
       break;
+    case Bug::SharedWithinDefault:
+    case Bug::SharedAboveDefault:
+      shared_budget_kernel<0><<<1, kThreads, n * sizeof(float)>>>(x, y);
+      break;
+    case Bug::SharedOptedIn:
+    case Bug::SharedAboveOptIn: {
+      const int opt_in = bug == Bug::SharedOptedIn ? n * static_cast<int>(sizeof(float)) : 64 * 1024;
+      const cudaError_t err = cudaFuncSetAttribute(
+          shared_budget_kernel<1>, cudaFuncAttributeMaxDynamicSharedMemorySize, opt_in);
+      if (err != cudaSuccess) return err;
+      shared_budget_kernel<1><<<1, kThreads, n * sizeof(float)>>>(x, y);
+      break;
+    }
     case Bug::WritePastEnd:
       write_past_end_kernel<<<1, 32>>>(x, y, n);
       break;

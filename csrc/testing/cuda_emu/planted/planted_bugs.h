@@ -25,8 +25,15 @@ enum class Bug {
   SharedPastEnd,        // 64 threads store into a 32-element __shared__ array
   ReadPastEnd,          // y[t] = x[t + 1] for t < n = x.numel(): reads x[n]
   WritePastEnd,         // y[t + 1] = x[t] for t < n: writes y[n] (y has n elements)
+  // Shared-memory budget: 64 threads, y[t] = 3 x[t] through 2 KiB of static shared memory
+  // and a dynamic shared memory as large as x (d = 4 n bytes; x has n >= 64 elements):
+  SharedWithinDefault,  // 2 KiB + d <= 48 KiB, no opt-in: fine
+  SharedAboveDefault,   // 2 KiB + d > 48 KiB without cudaFuncSetAttribute: the launch fails
+  SharedOptedIn,        // cudaFuncSetAttribute(MaxDynamicSharedMemorySize, d) first: fine
+  SharedAboveOptIn,     // opted in to 64 KiB, launched with d > 64 KiB: the launch fails
 };
 
+// `n` is x's element count.
 cudaError_t launch(Bug bug, const float* x, const float* x2, float* y, int n);
 
 }  // namespace planted

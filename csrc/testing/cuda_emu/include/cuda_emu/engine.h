@@ -91,9 +91,15 @@ struct LaunchSite {
 };
 
 // Runs `thread_body(arg)` on every thread of every block; returns the launch's error code
-// (a cudaError_t) and leaves it for cudaGetLastError. `body` runs on each thread's fiber.
-int run_grid(const LaunchSite& site, dim3 grid, dim3 block, std::size_t dynamic_smem,
-             void (*thread_body)(void*), void* arg);
+// (a cudaError_t) and leaves it for cudaGetLastError. `body` runs on each thread's fiber;
+// `kernel` identifies the kernel for its attributes (set_max_dynamic_shared).
+int run_grid(const LaunchSite& site, const void* kernel, dim3 grid, dim3 block,
+             std::size_t dynamic_smem, void (*thread_body)(void*), void* arg);
+
+// cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes): the
+// kernel's opt-in above the 48 KiB (static + dynamic) a block gets by default. Returns a
+// cudaError_t: cudaErrorInvalidValue for a size outside [0, 227 KiB].
+int set_max_dynamic_shared(const void* kernel, int bytes);
 
 // --- Settings (tests) -------------------------------------------------------------------------
 enum class Order : int { Forward = 0, Reverse = 1, Random = 2 };

@@ -39,7 +39,8 @@ class Launcher {
     };
     const Stored params(static_cast<std::decay_t<Params>>(std::forward<Args>(args))...);
     Call call{kernel_, &params};
-    run_grid(site_, grid_, block_, smem_, &run_thread<Call>, &call);
+    run_grid(site_, reinterpret_cast<const void*>(kernel_), grid_, block_, smem_,
+             &run_thread<Call>, &call);
   }
 
  private:
