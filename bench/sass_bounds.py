@@ -128,6 +128,11 @@ class LoopNestChanged(Exception):
     """The kernel no longer has the loop structure its model was written for."""
 
 
+def grid_waves(k: Dict, blocks: int):
+    """Not a bound: the grid, and how many full-occupancy waves it makes (under 1: idle SMs)."""
+    return (blocks, blocks / (SMS * k["blocks_per_sm"]) if k.get("blocks_per_sm") else None)
+
+
 def gemm_bounds(k: Dict, dtype: str, M: int, N: int, Kr: int, batches: int = 1) -> Bounds:
     """An igemm_kernel launch: tiles_m x tiles_n x batches blocks of 256 threads, each running
     ceil(K/BK) k-tiles of its main loop; one iteration's MACs come from its MMA (or FFMA) count."""
@@ -151,8 +156,7 @@ def gemm_bounds(k: Dict, dtype: str, M: int, N: int, Kr: int, batches: int = 1) 
     else:
         b.fp32 = per_sm * 2 * block_macs / (PEAK["float32"] / SMS)
     b.smem = per_sm * warps * iters * k["main_loop_shared_bytes"] / (SMEM_BYTES_PER_CLOCK * CLOCK)
-    # not a bound: the grid and how many full-occupancy waves it makes (under 1: idle SMs)
-    b.grid = (blocks, blocks / (SMS * k["blocks_per_sm"]) if k.get("blocks_per_sm") else None)
+    b.grid = grid_waves(k, blocks)
     return b
 
 
@@ -176,6 +180,13 @@ def nest_bounds(k: Dict, items: int, trips: Dict[int, float], hbm_bytes: float,
     return b
 
 
+def shared_bound(k: Dict, threads: int, iterations: float) -> float:
+    """Shared-memory time of `threads` threads each running `iterations` main-loop iterations:
+    the loop's shared bytes per warp-iteration at 128 B per clock per SM, no bank conflicts."""
+    warp_iters = threads / 32 * iterations
+    return warp_iters * k["main_loop_shared_bytes"] / (SMEM_BYTES_PER_CLOCK * CLOCK * SMS)
+
+
 def _igemm(dtype: str) -> str:
     t = {"float32": "float", "tf32": "float", "float16": "__half",
          "bfloat16": "__nv_bfloat16"}[dtype]
@@ -196,16 +207,57 @@ def igemm_model(dtype: str):
     return model
 
 
+# core/direct_tile.h, mirrored for the plan of the layers here (groups 1, dilation 1): a block
+# computes a 16 x 16 output tile for 32 output channels with 256 threads, staging `cb` input
+# channels (at most 8) and their weights in 47 KiB of shared memory per stage.
+DIRECT_TILE, DIRECT_KB, DIRECT_THREADS = 16, 32, 256
+DIRECT_SMEM_BUDGET, DIRECT_MAX_STAGE_CHANNELS = 47 * 1024, 8
+
+
+def direct_plan(layer: Layer, acc_bytes: int = 4) -> Dict:
+    """direct_tile::make_plan: the kernel variant, channels per stage and stages per block."""
+    budget = DIRECT_SMEM_BUDGET // acc_bytes
+    cb_max = min(layer.C, DIRECT_MAX_STAGE_CHANNELS)
+    if layer.R == 3 and layer.S == 3:
+        halo = (DIRECT_TILE - 1) * layer.stride + 3
+        cb = budget // (halo * halo + 9 * DIRECT_KB)
+        if cb >= 1:
+            unit = "true" if layer.stride == 1 else "false"
+            return {"kernel": f"conv2d_direct_forward_kernel<float, 3, 3, {unit}>",
+                    "cb": min(cb, cb_max), "taps_h": 1, "taps_w": 1}
+    cb = budget // (DIRECT_TILE * DIRECT_TILE + DIRECT_KB)
+    return {"kernel": "conv2d_direct_forward_kernel<float, 1, 1, true>",
+            "cb": min(cb, cb_max), "taps_h": layer.R, "taps_w": layer.S}
+
+
 def direct_model(layer: Layer, kernels: Dict[str, Dict]) -> Bounds:
-    # conv2d_direct_forward_kernel: one output per thread; loops c (depth 2), r (3),
-    # s (4, unrolled by 4 by ptxas: S < 4 runs only the remainder code, counted in depth 3).
-    k = kernels["conv2d_direct_forward_kernel<float>"]
-    outputs = layer.N * layer.K * layer.P * layer.Q
-    trips = {1: 1, 2: layer.C, 3: layer.C * layer.R, 4: layer.C * layer.R * (layer.S // 4)}
-    return nest_bounds(k, outputs, trips, layer.tensor_bytes(4), layer.flops)
+    # conv2d_direct_forward_kernel: each thread 2x2 outputs x 8 channels. Loop nest per block
+    # tile: depth 1 the grid-stride tiles, 2 the channel blocks (ceil(C / cb)), 3 and 4 the taps
+    # staged one at a time (1 x 1 for the halo variants, R x S for the one-tap kernel), 5 the
+    # cb channels of a stage (the main loop: every tap of the stage for the thread's 32
+    # accumulators). Not counted: the staging loops (siblings of the main loop, ~10-20% more
+    # instructions on the 3x3 layers) and the tile's overhang past P, Q (it is computed).
+    pl = direct_plan(layer)
+    k = kernels[pl["kernel"]]
+    blocks = (layer.N * math.ceil(layer.K / DIRECT_KB) * math.ceil(layer.P / DIRECT_TILE)
+              * math.ceil(layer.Q / DIRECT_TILE))
+    threads = blocks * DIRECT_THREADS
+    cblocks = math.ceil(layer.C / pl["cb"])
+    taps = pl["taps_h"] * pl["taps_w"]
+    trips = {1: 1, 2: cblocks, 3: cblocks * pl["taps_h"], 4: cblocks * taps,
+             5: cblocks * pl["cb"] * taps}
+    executed_flops = 2.0 * threads * trips[5] * k["main_loop_mix"]["ffma"]
+    b = nest_bounds(k, threads, trips, layer.tensor_bytes(4), executed_flops)
+    b.smem = shared_bound(k, threads, trips[5])
+    b.grid = grid_waves(k, blocks)
+    return b
 
 
-direct_model.kernels = ["conv2d_direct_forward_kernel<float>"]
+def _direct_kernels(layer: Layer) -> List[str]:
+    return [direct_plan(layer)["kernel"]]
+
+
+direct_model.kernels_for = _direct_kernels
 
 
 def winograd4_model(layer: Layer, kernels: Dict[str, Dict]) -> Bounds:
@@ -236,16 +288,21 @@ winograd4_model.kernels = ["wino_filter_kernel<4, float>", "wino_input_kernel<4,
 
 
 def maxpool_model(dtype: str):
-    name = {"float32": "max_pool2d_forward_kernel<float>",
-            "float16": "max_pool2d_forward_kernel<__half>"}[dtype]
+    # pool2d_forward_kernel, NCHW, 32-bit indices, V = 4 outputs along a row per thread (Q of
+    # the layer here is a multiple of 4), values only (no index tensor: max_pool2d without
+    # return_indices). float32: depth 1 the grid-stride groups, 2 the window rows, 3 the
+    # window columns of each of the V outputs (V sibling loops of S taps, one row each);
+    # float16: ptxas unrolls the column loops, so the row loop is the main loop.
+    ctype = {"float32": "float", "float16": "__half"}[dtype]
+    name = f"pool2d_forward_kernel<MaxPool<{ctype}>, false, 4, int>"
+    V = 4
 
     def model(layer: Layer, kernels: Dict[str, Dict]) -> Bounds:
-        # one output per thread; window loops r (depth 2) and s (depth 3); the op always writes
-        # the int64 argmax indices (functional.py calls the with-indices op).
         eb = DTYPE_BYTES[dtype]
-        nbytes = layer.tensor_bytes(eb) + 8 * layer.outputs
-        return nest_bounds(kernels[name], layer.outputs, {1: 1, 2: layer.R, 3: layer.R * layer.R},
-                           nbytes)
+        trips = {1: 1, 2: layer.R}
+        if dtype == "float32":
+            trips[3] = layer.R * layer.S * V
+        return nest_bounds(kernels[name], layer.outputs // V, trips, layer.tensor_bytes(eb))
     model.kernels = [name]
     return model
 
@@ -277,7 +334,9 @@ def analyse_layers(ks: Dict[str, Dict]) -> List[Dict]:
             if not _applies(kind, layer):
                 continue
             row = {"layer": layer.name, "kernel": label, "dtype": dtype}
-            missing = [n for n in model.kernels if n not in ks or ks[n]["main_loop"] is None]
+            needed = (model.kernels_for(layer) if hasattr(model, "kernels_for")
+                      else model.kernels)
+            missing = [n for n in needed if n not in ks or ks[n]["main_loop"] is None]
             if missing:
                 row["note"] = "not in this build (or no loop): " + ", ".join(missing)
                 rows.append(row)

@@ -244,6 +244,35 @@ def test_nest_bounds_weigh_each_loop_by_its_trips():
         sass_bounds.nest_bounds(dict(k, main_loop={"depth": 4}), 1, {1: 1, 2: 3, 3: 9}, 0.0)
 
 
+def test_direct_model_follows_the_plan_and_counts_the_tile_overhang():
+    layer = sass_bounds.Layer("ResNet-50 3x3 14x14", 32, 256, 14, 14, 256)
+    # core/direct_tile.h by hand: the 18x18 halo tile + 9 taps x 32 filters = 612 floats per
+    # channel; 47 KiB / 4 B = 12032 floats hold 19 channels, capped at 8 per stage
+    assert sass_bounds.direct_plan(layer) == {
+        "kernel": "conv2d_direct_forward_kernel<float, 3, 3, true>", "cb": 8, "taps_h": 1,
+        "taps_w": 1}
+    strided = sass_bounds.Layer("3x3 s2", 32, 128, 56, 56, 128, stride=2)
+    assert sass_bounds.direct_plan(strided)["kernel"].endswith("3, 3, false>")
+    one = sass_bounds.Layer("1x1", 32, 256, 56, 56, 64, R=1, S=1, pad=0)
+    assert sass_bounds.direct_plan(one) == {
+        "kernel": "conv2d_direct_forward_kernel<float, 1, 1, true>", "cb": 8, "taps_h": 1,
+        "taps_w": 1}
+    # 32 images x 8 channel blocks x one 16x16 tile per 14x14 plane; each thread: 32 stages of
+    # 8 channels, 288 FFMAs per channel (9 taps x 2x2 outputs x 8 filters)
+    chain = [{"depth": d, "exclusive": 10} for d in range(1, 5)] + [{"depth": 5, "exclusive": 376}]
+    k = {"main_loop_chain": chain, "main_loop": {"depth": 5}, "subroutine_instrs": 0,
+         "main_loop_mix": {"ffma": 288}, "main_loop_shared_bytes": 11264, "blocks_per_sm": 2}
+    b = sass_bounds.direct_model(layer, {"conv2d_direct_forward_kernel<float, 3, 3, true>": k})
+    threads = 32 * 8 * 256
+    assert b.grid == (256, pytest.approx(256 / 264))
+    # the FP32 bound is the FMAs executed: the layer's own times the 16x16 tile over 14x14
+    assert b.fp32 == pytest.approx(layer.flops * (16 / 14) ** 2 / 66.9e12)
+    clock = 66.9e12 / (132 * 256)
+    per_thread = 10 * (1 + 32 + 32 + 32) + 376 * 256
+    assert b.issue == pytest.approx(threads / 32 * per_thread / (132 * 4 * clock))
+    assert b.smem == pytest.approx(threads / 32 * 256 * 11264 / (128 * clock * 132))
+
+
 def test_cli_says_why_without_an_extension(tmp_path, capsys):
     assert main(["sass-report", "--so", str(tmp_path / "missing.so")]) == 2
     assert "no built extension" in capsys.readouterr().err
