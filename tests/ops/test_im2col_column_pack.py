@@ -1,8 +1,7 @@
 """The im2col forward's two ways of packing the GEMM's column panels from the image
-(cpu/im2col/im2col_pack.h): copying runs along input rows, and gathering through an offset
-table (the default where output rows are short or strided: ResNet's small planes and its
-stride-2 layers), which also packs several images' columns for one GEMM (small planes in a
-batch: images_per_gemm in cpu/im2col/conv2d_im2col.cpp). They write the same values, so the
+(cpu/im2col/im2col_pack.h): copying runs along input rows (the default for one image), and
+gathering through an offset table, which also packs several images' columns for one GEMM
+(small planes in a batch: images_per_gemm in cpu/im2col/conv2d_im2col.cpp). They write the same values, so the
 forward's bits must not depend on the method, the batching or the thread count (1, 2, 3),
 and both must match a float64 reference."""
 
@@ -15,7 +14,7 @@ from conftest import assert_close, int_tensor
 
 METHODS = ["runs", "gather"]
 # Images per GEMM (CNNKERN_IM2COL_IMAGES; "" for the problem's own choice, which batches only
-# weights larger than 1 MiB, none of the small shapes here).
+# weights larger than 4 MiB, none of the small shapes here).
 IMAGES = ["", "1", "2", "3"]
 # (input shape, weight shape, conv2d kwargs)
 SHAPES = [
@@ -99,14 +98,24 @@ def _im2col_forward_workspace(x, w):
     return next(a for a in fwd.algorithms if a.name == "im2col")
 
 
-def test_batched_forward_by_default_only_for_weights_over_1_mib():
-    """ResNet-50's 512 x 7x7 layer at batch 3: 9 MiB of weights, batched, its 512 x 147 outputs
-    a per-thread buffer; 256 -> 256 filters of 1x1 (256 KiB) are not."""
-    a = _im2col_forward_workspace(torch.randn(3, 512, 7, 7), torch.randn(512, 512, 3, 3))
-    assert a.workspace_per_thread == 512 * 3 * 49 * 4
-    assert "the outputs of 3 images" in a.workspace
-    a = _im2col_forward_workspace(torch.randn(3, 256, 7, 7), torch.randn(256, 256, 1, 1))
-    assert a.workspace_per_thread == 0 and "images" not in a.workspace
+@pytest.mark.parametrize("threads, images", [(1, 3), (2, 2), (3, 1)])
+def test_batched_forward_by_default_only_for_weights_over_4_mib(threads, images):
+    """ResNet-50's 512 x 7x7 layer at batch 3: 9 MiB of weights, batched into at least one GEMM
+    per thread (1 thread: all 3 images, its 512 x 147 outputs a per-thread buffer; 2: GEMMs of
+    2 and 1 images; 3: a GEMM per image, no buffer); 256 -> 256 filters of 1x1 (256 KiB) never."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        a = _im2col_forward_workspace(torch.randn(3, 512, 7, 7), torch.randn(512, 512, 3, 3))
+        small = _im2col_forward_workspace(torch.randn(3, 256, 7, 7), torch.randn(256, 256, 1, 1))
+    finally:
+        torch.set_num_threads(before)
+    if images > 1:
+        assert a.workspace_per_thread == 512 * images * 49 * 4
+        assert f"the outputs of {images} images" in a.workspace
+    else:
+        assert a.workspace_per_thread == 0 and "images" not in a.workspace
+    assert small.workspace_per_thread == 0 and "images" not in small.workspace
 
 
 def test_batched_forward_workspace_by_hand(monkeypatch):

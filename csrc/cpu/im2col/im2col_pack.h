@@ -77,17 +77,11 @@ inline void gather_row(const T* plane, const int64_t* off, const Bits<T>* mask, 
 
 }  // namespace im2col_pack_detail
 
-// How pack_columns reads the image: runs (copies along input rows, long contiguous runs; the
-// large-plane case) or gather (a per-column offset table; short output rows, where the runs
-// are a few values long and their bookkeeping cost several times the copy).
+// How pack_columns reads the image: runs (copies along input rows) or gather (a per-column
+// offset table, which also crosses from one image into the next: the batched small-plane
+// forward, cpu/im2col/conv2d_im2col.cpp). Both write the same values, so the GEMM's bits do
+// not depend on the method.
 enum class ColumnPack { Runs, Gather };
-
-// The method for the problem: gather when an output row is shorter than two register tiles
-// of nr columns (ResNet-50's 28x28 and smaller planes on AVX-512, 14x14 and 7x7 on AVX2) or
-// the columns are strided. Both write the same values, so the GEMM's bits do not depend on it.
-inline ColumnPack column_pack_for(const Conv2dProblem& p, int64_t nr) {
-  return p.Q < 2 * nr || p.stride_w > 1 ? ColumnPack::Gather : ColumnPack::Runs;
-}
 
 // pack_columns by ColumnPack::Gather. Each column j = (image n, row, q) (n = j / (P*Q): the
 // columns may run on into the next images, which follow at C*H*W elements) reads, through tap
