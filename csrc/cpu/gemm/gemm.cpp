@@ -289,6 +289,11 @@ int64_t gemm_pack_a_row_unit() {
 }
 
 template <typename T>
+int64_t gemm_tile_cols() {
+  return gemm_detail::kernels_for<T>("").nr;
+}
+
+template <typename T>
 GemmPackedA<T> gemm_packed_a_view(int64_t M, int64_t K, T* storage) {
   const auto& kt = gemm_detail::kernels_for<T>("");
   GemmPackedA<T> pa;
@@ -371,6 +376,8 @@ template int64_t gemm_packed_a_elems<float>(int64_t, int64_t);
 template int64_t gemm_packed_a_elems<double>(int64_t, int64_t);
 template int64_t gemm_pack_a_row_unit<float>();
 template int64_t gemm_pack_a_row_unit<double>();
+template int64_t gemm_tile_cols<float>();
+template int64_t gemm_tile_cols<double>();
 template GemmPackedA<float> gemm_packed_a_view<float>(int64_t, int64_t, float*);
 template GemmPackedA<double> gemm_packed_a_view<double>(int64_t, int64_t, double*);
 template void gemm_pack_a_part<float>(const GemmPackedA<float>&, int64_t, int64_t, int64_t,

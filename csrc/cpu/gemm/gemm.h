@@ -65,6 +65,10 @@ template <typename T>
 int64_t gemm_packed_a_elems(int64_t M, int64_t K);
 template <typename T>
 int64_t gemm_pack_a_row_unit();
+// The width of the micro-kernel's register tile (nr): a product with N columns computes
+// round_up(N, gemm_tile_cols) of them, so callers that choose N pick a multiple of it.
+template <typename T>
+int64_t gemm_tile_cols();
 template <typename T>
 GemmPackedA<T> gemm_packed_a_view(int64_t M, int64_t K, T* storage);
 template <typename T>

@@ -24,8 +24,9 @@
 // A 1x1 convolution with stride 1 and no padding has the input plane as its column matrix:
 // no copy is made, the GEMM reads (and for grad-input writes) the image directly.
 //
-// Threads: the forward runs one GEMM per (image, group), in parallel when there are enough,
-// else one by one with the GEMM parallel inside. The backward passes split into tasks that
+// Threads: the forward runs one GEMM per (image, group) -- per (batch of images, group) on
+// small planes, see images_per_gemm -- in parallel when there are enough, else one by one with
+// the GEMM parallel inside. The backward passes split into tasks that
 // own their outputs, (image, group, channel block) for grad-input and (group, channel block)
 // for grad-weight, run in one parallel region with no synchronisation inside. Every output
 // element is computed by one chain of operations in a fixed order whatever the split
@@ -37,6 +38,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -129,17 +131,95 @@ void block_range(int64_t Cg, int64_t cb, int64_t b, int64_t* c0, int64_t* c1) {
   *c1 = Cg * (b + 1) / cb;
 }
 
+// How a one-image forward GEMM packs its columns (cpu/im2col/im2col_pack.h): runs, or
+// CNNKERN_IM2COL_PACK=runs|gather (tests run every shape through both; the small-plane
+// benchmark times both in one process). The two give the same bits; gather is no faster on
+// ResNet-50's small and strided planes (0.65-0.72x torch against runs' 0.73-0.74x on
+// 128 x 3x3 stride 2, equal within noise on 14x14 and 7x7), so it is used where only it
+// applies: GEMMs over several images.
+cpu::ColumnPack column_pack() {
+  const char* env = std::getenv("CNNKERN_IM2COL_PACK");
+  if (env == nullptr || *env == '\0') return cpu::ColumnPack::Runs;
+  const std::string v = env;
+  TORCH_CHECK(v == "runs" || v == "gather",
+              "CNNKERN_IM2COL_PACK must be 'runs' or 'gather'; got '", v, "'");
+  return v == "gather" ? cpu::ColumnPack::Gather : cpu::ColumnPack::Runs;
+}
+
+// Small planes: the forward runs the images of a batch as the columns of one GEMM per group
+// (ceil(N*P*Q / kBatchColumns) GEMMs of equal image counts) when an image has at most
+// kBatchedPlane output positions. A GEMM per image streams all the packed weights from
+// memory for its few columns (9 MB for ResNet-50's 512 x 7x7 layers, 49 columns: memory-bound,
+// half of oneDNN's speed at batch 8); batched, the weights are read once per 2048 columns
+// (the GEMM's column block). Only for weights larger than kCachedWeightBytes: below, batching
+// gained nothing or lost to the copy of the outputs (ResNet-50's 256 -> 512 1x1 stride 2,
+// 0.5 MB of weights: 1.37x torch per image, 0.85x batched; 512 -> 1024, 2 MB: 1.05-1.12x
+// against 0.95x; 256 x 3x3 stride 2, 2.4 MB: 0.70x either way; the 8-9 MB layers of layer4:
+// 0.49-0.80x -> 0.67-0.90x; batch 8, busiest-thread CPU time, Xeon AVX-512, loaded machine).
+// The GEMM's bits do not depend on how its columns are cut.
+constexpr int64_t kBatchedPlane = 1024;
+constexpr int64_t kBatchColumns = 4096;
+constexpr int64_t kCachedWeightBytes = int64_t(4) << 20;
+
+// Images per forward GEMM (1: a GEMM per image), with nt threads: at least nt GEMMs (when
+// there are that many images), so that each thread runs whole GEMMs. One GEMM split inside
+// over the filters had both threads pack all its columns (ResNet-50's 512 -> 1024 1x1 stride 2
+// at batch 8: 0.69x torch against 1.01x per image). The bits do not depend on the count.
+// CNNKERN_IM2COL_IMAGES=<n> forces n (at most N; tests compare the bits, the small-plane
+// benchmark times 1 against the default).
+int64_t images_per_gemm(const Conv2dProblem& p, int64_t elem_bytes, int64_t nt) {
+  const int64_t PQ = p.P * p.Q;
+  if (const char* env = std::getenv("CNNKERN_IM2COL_IMAGES"); env != nullptr && *env) {
+    char* end = nullptr;
+    const long long v = std::strtoll(env, &end, 10);
+    TORCH_CHECK(*end == '\0' && v >= 1, "CNNKERN_IM2COL_IMAGES must be a whole number of "
+                "images from 1; got '", env, "'");
+    return std::max<int64_t>(1, std::min<int64_t>(v, p.N));
+  }
+  const int64_t weight_bytes = p.K_per_group() * p.C_per_group() * p.R * p.S * elem_bytes;
+  if (p.N <= 1 || PQ == 0 || PQ > kBatchedPlane || weight_bytes <= kCachedWeightBytes) return 1;
+  const int64_t gemms =
+      std::max((p.N * PQ + kBatchColumns - 1) / kBatchColumns, std::min(p.N, nt));
+  return (p.N + gemms - 1) / gemms;
+}
+
 template <typename T>
 void forward_kernel(const T* in, const T* w, const T* bias, T* out, const Conv2dProblem& p,
                     bool relu) {
   const Plan pl = make_plan(p, sizeof(T));
+  const int64_t nt = threads_for(p);
+  const int64_t nb = images_per_gemm(p, sizeof(T), nt), batches = (p.N + nb - 1) / nb;
+  // Several images in a GEMM: packed by gather, the only method that crosses images.
+  const cpu::ColumnPack method = nb > 1                 ? cpu::ColumnPack::Gather
+                                 : pl.input_is_columns ? cpu::ColumnPack::Runs
+                                                       : column_pack();
   std::vector<cpu::GemmPackedA<T>> wp;  // W[g]: Kg x CRS, row-major
   for (int64_t g = 0; g < pl.G; ++g)
     wp.push_back(cpu::gemm_pack_a<T>(pl.Kg, pl.CRS, w + g * pl.Kg * pl.CRS, pl.CRS, 1));
   // One GEMM per (image, group), with the bias starting each output's accumulation. Run in
   // parallel when there are enough of them, else one by one, each GEMM parallel inside.
+  // Images n0 .. n0 + ni - 1 of group g: the GEMM writes a Kg x ni*PQ block (a per-thread
+  // buffer, the im2col tile's: the forward has no column tile), copied out image by image.
+  auto run_batch = [&](int64_t g, int64_t n0, int64_t ni) {
+    const int64_t cols = ni * pl.PQ;
+    T* Cb = cpu::thread_scratch<T>(cpu::ScratchSlot::ConvColumns, pl.Kg * cols);
+    const cpu::GemmPackB<T> pack = [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc,
+                                       int64_t nr, T* dst) {
+      cpu::pack_columns(in + (n0 * p.C + g * pl.Cg) * pl.HW, p, k0, kc, j0, nc, nr, dst, method);
+    };
+    cpu::gemm_packed_custom_b(wp[g], cols, pack, T(0), Cb, cols, bias ? bias + g * pl.Kg : nullptr,
+                              relu);
+    for (int64_t i = 0; i < ni; ++i)
+      for (int64_t k = 0; k < pl.Kg; ++k)
+        std::copy(Cb + k * cols + i * pl.PQ, Cb + k * cols + (i + 1) * pl.PQ,
+                  out + ((n0 + i) * p.K + g * pl.Kg + k) * pl.PQ);
+  };
   auto run = [&](int64_t task) {
     const int64_t g = task % pl.G, n = task / pl.G;
+    if (nb > 1) {
+      run_batch(g, n * nb, std::min(nb, p.N - n * nb));
+      return;
+    }
     const T* in_g = in + (n * p.C + g * pl.Cg) * pl.HW;
     T* C = out + (n * p.K + g * pl.Kg) * pl.PQ;
     const T* bias_g = bias ? bias + g * pl.Kg : nullptr;
@@ -149,12 +229,11 @@ void forward_kernel(const T* in, const T* w, const T* bias, T* out, const Conv2d
     }
     const cpu::GemmPackB<T> pack = [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc,
                                        int64_t nr, T* dst) {
-      cpu::pack_columns(in_g, p, k0, kc, j0, nc, nr, dst);
+      cpu::pack_columns(in_g, p, k0, kc, j0, nc, nr, dst, method);
     };
     cpu::gemm_packed_custom_b(wp[g], pl.PQ, pack, T(0), C, pl.PQ, bias_g, relu);
   };
-  const int64_t tasks = p.N * pl.G;
-  const int64_t nt = threads_for(p);
+  const int64_t tasks = batches * pl.G;
   if (parallel_over_tasks(tasks, nt)) {
     run_tasks(tasks, nt, run);
   } else {
@@ -300,11 +379,18 @@ Conv2dWorkspace workspace_of(const Conv2dProblem& p, ConvPass pass) {
   const int64_t nt = threads_for(p), bytes = sizeof(T);
   Conv2dWorkspace ws;
   switch (pass) {
-    case ConvPass::Forward:
+    case ConvPass::Forward: {
       ws.per_call = pl.G * cpu::gemm_packed_a_elems<T>(pl.Kg, pl.CRS) * bytes;
       ws.what = "the weights packed for the GEMM (per call); no column matrix: the GEMM packs "
                 "its panels straight from the image";
+      const int64_t nb = images_per_gemm(p, bytes, nt);
+      if (nb > 1) {
+        ws.per_thread = pl.Kg * nb * pl.PQ * bytes;
+        ws.what += "; small planes: the outputs of " + std::to_string(nb) +
+                   " images, one GEMM's (per thread, kept)";
+      }
       break;
+    }
     case ConvPass::BackwardInput: {
       const int64_t cb = channel_blocks(p.N * pl.G, pl.Cg, nt);
       for (int64_t b = 0; b < cb; ++b) {

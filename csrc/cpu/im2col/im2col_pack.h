@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "core/conv2d_problem.h"
@@ -56,11 +57,82 @@ inline void to_panels(const T* src, int64_t sw, int64_t n, int64_t t, T* group, 
   }
 }
 
+// The unsigned integer of T's width: padding is a bitwise AND with an all-zero mask.
+template <typename T>
+using Bits = std::conditional_t<sizeof(T) == 8, uint64_t, uint32_t>;
+
+// One panel row: out[l] = plane[off[l]] & mask[l] for l < nr. NR > 0: nr known at compile
+// time (the GEMM's 16 or 32), so the loop unrolls.
+template <typename T, int NR>
+inline void gather_row(const T* plane, const int64_t* off, const Bits<T>* mask, int64_t nr,
+                       T* out) {
+  const int64_t n = NR > 0 ? NR : nr;
+  for (int64_t l = 0; l < n; ++l) {
+    Bits<T> v;
+    std::memcpy(&v, plane + off[l], sizeof(T));
+    v &= mask[l];
+    std::memcpy(out + l, &v, sizeof(T));
+  }
+}
+
 }  // namespace im2col_pack_detail
+
+// How pack_columns reads the image: runs (copies along input rows) or gather (a per-column
+// offset table, which also crosses from one image into the next: the batched small-plane
+// forward, cpu/im2col/conv2d_im2col.cpp). Both write the same values, so the GEMM's bits do
+// not depend on the method.
+enum class ColumnPack { Runs, Gather };
+
+// pack_columns by ColumnPack::Gather. Each column j = (image n, row, q) (n = j / (P*Q): the
+// columns may run on into the next images, which follow at C*H*W elements) reads, through tap
+// (c, r, s), plane c of image n at offset
+// (row * stride_h + r * dil_h - pad_h) * W + q * stride_w + s * dil_w - pad_w
+// when that lies inside the plane, else is padding. Offsets and in-bounds masks depend on
+// (r, s) and j, not on c: one table of each per (r, s) serves every channel. A padding column
+// reads offset 0 (in bounds) and ANDs it with a zero mask (+0.0 whatever the input holds, NaN
+// included, with no branch); columns past nc are padding too.
+template <typename T>
+void pack_columns_gather(const T* in, const Conv2dProblem& p, int64_t k0, int64_t kc,
+                         int64_t j0, int64_t nc, int64_t nr, T* dst) {
+  using B = im2col_pack_detail::Bits<T>;
+  const int64_t RS = p.R * p.S, width = (nc + nr - 1) / nr * nr;
+  thread_local std::vector<int64_t> offsets;
+  thread_local std::vector<B> masks;
+  offsets.resize(RS * width);
+  masks.resize(RS * width);
+  const int64_t PQ = p.P * p.Q, image = p.C * p.H * p.W;
+  for (int64_t rs = 0; rs < RS; ++rs) {
+    const int64_t dy = (rs / p.S) * p.dil_h - p.pad_h, dx = (rs % p.S) * p.dil_w - p.pad_w;
+    for (int64_t j = 0; j < width; ++j) {
+      const int64_t n = (j0 + j) / PQ, pos = (j0 + j) % PQ;
+      const int64_t y = pos / p.Q * p.stride_h + dy, x = pos % p.Q * p.stride_w + dx;
+      const bool inside = j < nc && y >= 0 && y < p.H && x >= 0 && x < p.W;
+      offsets[rs * width + j] = inside ? n * image + y * p.W + x : 0;
+      masks[rs * width + j] = inside ? ~B(0) : B(0);
+    }
+  }
+  const int64_t HW = p.H * p.W;
+  auto rows = [&](auto row) {
+    for (int64_t j = 0; j < width; j += nr) {
+      T* panel = dst + (j / nr) * kc * nr;
+      for (int64_t k = 0; k < kc; ++k) {
+        const int64_t tap = k0 + k, rs = tap % RS;
+        row(in + (tap / RS) * HW, offsets.data() + rs * width + j, masks.data() + rs * width + j,
+            nr, panel + k * nr);
+      }
+    }
+  };
+  if (nr == 32)
+    rows(im2col_pack_detail::gather_row<T, 32>);
+  else if (nr == 16)
+    rows(im2col_pack_detail::gather_row<T, 16>);
+  else
+    rows(im2col_pack_detail::gather_row<T, 0>);
+}
 
 // Writes rows [k0, k0 + kc) and columns [j0, j0 + nc) as ceil(nc / nr) panels of kc x nr,
 // k-major: dst[(j / nr) * kc * nr + k * nr + j % nr], zero past column nc. `in` points at the
-// group's first input channel plane.
+// group's first input channel plane. Columns past P*Q (the next images') by Gather only.
 //
 // Order: groups of kPanelGroup panels, and within a group tap by tap, so each tap reads one
 // contiguous run of an input row (up to kPanelGroup * nr values) while it is in L1. Going
@@ -69,7 +141,11 @@ inline void to_panels(const T* src, int64_t sw, int64_t n, int64_t t, T* group, 
 // measured 1.5x slower. The output row pieces a group spans are found once for all taps.
 template <typename T>
 void pack_columns(const T* in, const Conv2dProblem& p, int64_t k0, int64_t kc, int64_t j0,
-                  int64_t nc, int64_t nr, T* dst) {
+                  int64_t nc, int64_t nr, T* dst, ColumnPack method = ColumnPack::Runs) {
+  if (method == ColumnPack::Gather) {
+    pack_columns_gather(in, p, k0, kc, j0, nc, nr, dst);
+    return;
+  }
   constexpr int64_t kPanelGroup = 8;
   struct Tap {
     const T* plane;

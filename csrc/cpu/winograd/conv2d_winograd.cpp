@@ -105,7 +105,7 @@ Conv2dWorkspace forward_workspace(const Conv2dProblem& p, bool flipped) {
   const int64_t G = probe.G, Cg = probe.Cg, Kg = probe.Kg;
   if (probe.streamable(p.C)) {  // forward_streaming: all tiles in one block
     const Plan plan(p, flipped, /*nb=*/probe.tiles);
-    const int64_t kw = round_up(cpu::wino::kChunk, cpu::kWinogradRowGroup);
+    const int64_t kw = plan.chunk_width();
     ws.per_call = G * A2 * cpu::gemm_packed_a_elems<T>(plan.tiles, Cg) * bytes;
     ws.per_thread = (a * plan.in_w + cpu::wino::kPackChannels * A2 * plan.ld +
                      A2 * Cg * kw + A2 * plan.tiles * kw) * bytes;
@@ -146,7 +146,7 @@ Conv2dWorkspace backward_weight_workspace(const Conv2dProblem& p) {
   const int64_t G = probe.G, Cg = probe.Cg, Kg = probe.Kg;
   if (probe.streamable(p.C + p.K, cpu::wino::kStreamBytesGradWeight)) {
     const Plan plan(p, false, /*nb=*/probe.tiles);
-    const int64_t kw = round_up(cpu::wino::kChunk, cpu::kWinogradRowGroup);
+    const int64_t kw = plan.chunk_width();
     const int64_t chunk = round_up(cpu::wino::kPackChannels, cpu::gemm_pack_a_row_unit<T>());
     ws.per_call = (plan.m_elems() + G * A2 * cpu::gemm_packed_a_elems<T>(Cg, plan.tiles)) * bytes;
     ws.per_thread = (a * plan.in_w + chunk * A2 * plan.ld + Cg * A2 * kw) * bytes;

@@ -149,7 +149,7 @@ void filter_gradients_lanes(const T* dUt, int64_t kw, int64_t Cg, int64_t k_firs
 template <int M, typename T>
 void backward_weight_streaming(const Plan<M, T>& plan, const T* grad_output, const T* input,
                                T* grad_weight) {
-  using wino::kChunk;
+  const int64_t chunk = plan.filter_chunk(), kw = plan.chunk_width();
   const int64_t G = plan.G, A2 = plan.A2, Kg = plan.Kg, Cg = plan.Cg, ld = plan.ld;
   const int64_t nt = plan.tiles;  // one block
   T* Mw = thread_scratch<T>(ScratchSlot::WinogradM, plan.m_elems());
@@ -162,13 +162,12 @@ void backward_weight_streaming(const Plan<M, T>& plan, const T* grad_output, con
   for (int64_t i = 0; i < G * A2; ++i)
     packed[i] = gemm_packed_a_view<T>(Cg, nt, store + i * pa_elems);
   plan.pack_transformed_input(input, packed, /*tiles_as_rows=*/false);
-  const int64_t chunks = (Kg + kChunk - 1) / kChunk;
-  const int64_t kw = round_up(kChunk, kWinogradRowGroup);
+  const int64_t chunks = (Kg + chunk - 1) / chunk;
   plan.parallel(G * chunks, [&](int64_t i0, int64_t i1) {
     T* dUt = thread_scratch<T>(ScratchSlot::WinogradU, Cg * A2 * kw);  // dUt[c][xi][kk]
     for (int64_t i = i0; i < i1; ++i) {
-      const int64_t g = i / chunks, k0 = (i % chunks) * kChunk;
-      const int64_t nk = std::min(kChunk, Kg - k0), k_first = g * Kg + k0;
+      const int64_t g = i / chunks, k0 = (i % chunks) * chunk;
+      const int64_t nk = std::min(chunk, Kg - k0), k_first = g * Kg + k0;
       // dUt[c][xi][kk] = sum_t V[c][xi][t] dM[k_first + kk][xi][t]
       for (int64_t xi = 0; xi < A2; ++xi)
         gemm_packed<T>(packed[g * A2 + xi], nk, Mw + (k_first * A2 + xi) * ld, 1, A2 * ld, T(0),

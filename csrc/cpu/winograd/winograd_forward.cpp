@@ -12,7 +12,7 @@
 //
 // - filter-streaming (few tiles, typically many channels: VGG's 28x28 and 14x14 layers):
 //   all tiles are one block; V is computed and packed once as the GEMM's A operand
-//   (tiles x channels), then threads take chunks of kChunk filters: transform them (the
+//   (tiles x channels), then threads take chunks of filters (Plan::filter_chunk): transform them (the
 //   chunk stays in cache; the full U of a 512 x 512 layer would be 38 MB for F(4x4)),
 //   Mt[t][xi][k] = V^T[xi] * Uc[xi], and the output transform with lanes over filters.
 //
@@ -119,15 +119,14 @@ void forward_streaming(const Plan<M, T>& plan, const T* input, const T* weight, 
   for (int64_t i = 0; i < G * A2; ++i)
     packed[i] = gemm_packed_a_view<T>(nt, Cg, store + i * pa_elems);
   plan.pack_transformed_input(input, packed, /*tiles_as_rows=*/true);
-  using wino::kChunk;
-  const int64_t chunks = (Kg + kChunk - 1) / kChunk;
-  const int64_t kw = round_up(kChunk, kWinogradRowGroup);
+  const int64_t chunk = plan.filter_chunk(), kw = plan.chunk_width();
+  const int64_t chunks = (Kg + chunk - 1) / chunk;
   plan.parallel(G * chunks, [&](int64_t i0, int64_t i1) {
     T* Uc = thread_scratch<T>(ScratchSlot::WinogradU, A2 * Cg * kw);
     T* Mt = thread_scratch<T>(ScratchSlot::WinogradMt, A2 * nt * kw);
     for (int64_t i = i0; i < i1; ++i) {
-      const int64_t g = i / chunks, k0 = (i % chunks) * kChunk;
-      const int64_t nk = std::min(kChunk, Kg - k0), k_first = g * Kg + k0;
+      const int64_t g = i / chunks, k0 = (i % chunks) * chunk;
+      const int64_t nk = std::min(chunk, Kg - k0), k_first = g * Kg + k0;
       plan.kern.filters(plan.filter_source(weight, g, k0, 0), Cg, nk, Uc, A2 * kw,
                         kw);  // Uc[c][xi][kk]
       for (int64_t xi = 0; xi < A2; ++xi)  // Mt[t][xi][kk]

@@ -14,6 +14,7 @@
 // from / written to row buffers that a copy zero-pads and a copy crops.
 
 #include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -64,8 +65,12 @@ constexpr int64_t kStreamBytes = int64_t(16) << 20;
 // F(2x2)); measured on 512x14x14 x 8, F(2x2): streaming 63 ms and 21 MB extra against
 // blocked 96 ms and 48 MB, 1 thread.
 constexpr int64_t kStreamBytesGradWeight = int64_t(32) << 20;
-// Filters per work item of the filter-streaming schedules (a multiple of the GEMM's widths).
+// Filters per work item of the filter-streaming schedules, at least (Plan::filter_chunk: a
+// multiple of the GEMM's register tile width, which is 32 for AVX-512 float32).
 constexpr int64_t kChunk = 16;
+// Work items the filter-streaming schedules want at least, so that 2-4 threads taking whole
+// chunks stay balanced: a chunk is widened to the GEMM's tile only while this many remain.
+constexpr int64_t kMinChunks = 8;
 // Channels per work item when the filter-streaming schedules transform and pack their tiles.
 constexpr int64_t kPackChannels = 16;
 
@@ -172,6 +177,28 @@ struct Plan {
   bool streamable(int64_t channels, int64_t budget = kStreamBytes) const {
     return tiles <= kStreamTiles && int64_t(A2) * channels * tiles * int64_t(sizeof(T)) <= budget;
   }
+
+  // Filters per work item of the filter-streaming schedules: the GEMM's register tile width
+  // (its products run N = chunk columns, computed in whole tiles of gemm_tile_cols: 16-wide
+  // chunks wasted half of each 32-wide AVX-512 tile, 1.3-1.5x the GEMM time on ResNet-50's
+  // 14x14 and 7x7 layers at batch 1), unless that leaves fewer than kMinChunks work items for
+  // the threads. Changes no bit: the chunks only split the GEMMs' columns (cpu/gemm/gemm.h).
+  // CNNKERN_WINOGRAD_CHUNK=<filters> forces a width (tests compare widths bit for bit; the
+  // small-plane benchmark times the old 16 against the default in one process).
+  int64_t filter_chunk() const {
+    if (const char* env = std::getenv("CNNKERN_WINOGRAD_CHUNK"); env != nullptr && *env) {
+      char* end = nullptr;
+      const long long v = std::strtoll(env, &end, 10);
+      TORCH_CHECK(*end == '\0' && v > 0 && v % kWinogradRowGroup == 0 && v <= 1024,
+                  "CNNKERN_WINOGRAD_CHUNK must be a multiple of ", kWinogradRowGroup,
+                  " filters from ", kWinogradRowGroup, " to 1024; got '", env, "'");
+      return v;
+    }
+    const int64_t wide = round_up(std::max(kChunk, gemm_tile_cols<T>()), kWinogradRowGroup);
+    return G * ((Kg + wide - 1) / wide) >= kMinChunks ? wide : kChunk;
+  }
+  // Row width of a chunk's buffers (whole lane groups).
+  int64_t chunk_width() const { return round_up(filter_chunk(), kWinogradRowGroup); }
 
   int64_t v_elems() const { return int64_t(A2) * p.C * ld; }
   int64_t m_elems() const { return int64_t(A2) * p.K * ld; }
