@@ -51,9 +51,10 @@ inline const char* why_not(const Conv2dProblem& p) {
   if (p.C % kChunk != 0)
     return "the tensor-core kernel needs C % 8 == 0 (16-byte channel runs for cp.async)";
   // 32-bit offsets inside one image, one filter row, and for the pixel index.
+  // (The kernel's running offset inside a window reaches (R dil_h W + S dil_w) C or so.)
   if (p.H * p.W * p.C >= kMax32 || p.R * p.S * p.C >= kMax32 || p.gemm_m() >= kMax32 ||
-      p.K >= kMax32)
-    return "the tensor-core kernel needs H*W*C, R*S*C and N*P*Q below 2^31";
+      p.K >= kMax32 || ((p.R * p.dil_h + 1) * p.W + p.S * p.dil_w + 1) * p.C >= kMax32)
+    return "the tensor-core kernel needs H*W*C, R*S*C, N*P*Q and a window's reach below 2^31";
   const int64_t reach_h = (p.R - 1) * p.dil_h + p.pad_h + p.P * p.stride_h;
   const int64_t reach_w = (p.S - 1) * p.dil_w + p.pad_w + p.Q * p.stride_w;
   if (reach_h >= (kMax32 >> 2) || reach_w >= (kMax32 >> 2))

@@ -56,6 +56,8 @@ struct Args {
   int H, W, C, K, R, S, Q, PQ, M, Ktot;
   int pad_h, pad_w, stride_h, stride_w, dil_h, dil_w;
   int k_tiles, k_tiles_per_split;
+  // What one carry of c into s (and of s into r) adds to a row's offset, in elements.
+  int delta_s, delta_r;
   bool relu;
 };
 
@@ -75,7 +77,8 @@ __device__ inline float epilogue_value(const Args<T>& a, int col, float v) {
 }
 
 // grid: x = m tile, y = n tile, z = split-K slice.
-template <class T, int BM, int BN>
+// kC32: C % 32 == 0, so a k-tile never spans two filter positions (one carry at most).
+template <class T, int BM, int BN, bool kC32>
 __global__ void __launch_bounds__(kThreads, 2) igemm_tc_fprop_kernel(const Args<T> a) {
   constexpr int WM = BM / 2, WN = BN / 2;   // warp tile (warps 2 x 2)
   constexpr int MT = WM / 16, NT = WN / 8;  // mma tiles per warp
@@ -95,68 +98,102 @@ __global__ void __launch_bounds__(kThreads, 2) igemm_tc_fprop_kernel(const Args<
 
   // --- the loader's fixed part: chunk column cc of rows lrow + 32 i ---
   const int cc = t & 3, lrow = t >> 2;
-  const T* a_img[AR];
+  // Row i's pixel: where its window's (r, s) = (0, 0) would start (possibly outside the image;
+  // only ever read at valid positions), and its top-left corner for the bounds checks.
+  const T* a_base[AR];
   int a_h0[AR], a_w0[AR];
 #pragma unroll
   for (int i = 0; i < AR; ++i) {
     const int m = m0 + lrow + 32 * i;
     // A pixel past M gets an h0 far below 0: its every (r, s) fails the image check.
-    a_img[i] = a.x;
+    a_base[i] = a.x;
     a_h0[i] = -(1 << 30);
     a_w0[i] = 0;
     if (m < a.M) {
       const int n = m / a.PQ, pq = m - n * a.PQ, p = pq / a.Q, q = pq - p * a.Q;
-      a_img[i] = a.x + static_cast<int64_t>(n) * a.H * a.W * a.C;
       a_h0[i] = p * a.stride_h - a.pad_h;
       a_w0[i] = q * a.stride_w - a.pad_w;
+      a_base[i] = a.x + static_cast<int64_t>(n) * a.H * a.W * a.C +
+                  (static_cast<int64_t>(a_h0[i]) * a.W + a_w0[i]) * a.C;
     }
   }
-  // The moving part: this thread's k = (r S + s) C + c, decomposed once here.
+  // B rows inside K, as bits (fixed for the block).
+  unsigned b_rows_ok = 0;
+#pragma unroll
+  for (int i = 0; i < BR; ++i) b_rows_ok |= (n0 + lrow + 32 * i < a.K ? 1u : 0u) << i;
+  // The moving part: this thread's k = (r S + s) C + c, decomposed once here; `delta` is its
+  // offset from a row's base, (r dil_h W + s dil_w) C + c, kept up to date with adds.
   int k = kt_begin * kBK + cc * igemm_tc::kChunk;
   int c = k % a.C, r = (k / a.C) / a.S, s = (k / a.C) % a.S;
   int rd = r * a.dil_h, sd = s * a.dil_w;
+  int delta = (rd * a.W + sd) * a.C + c;
   const T* b_row = a.w + static_cast<int64_t>(n0 + lrow) * a.Ktot + k;
   const int64_t b_step = static_cast<int64_t>(32) * a.Ktot;
+  // Where this thread's chunk of row i lands in a stage: rows 32 apart share the XOR
+  // (row / 2 % 4 repeats every 8 rows), so row i is row 0's slot + 32 i rows.
+  const int st_off = Swizzle::byte_offset(lrow, cc * 16);
 
-  auto load_stage = [&](int stage) {
-    unsigned char* sa = smem + stage * kStageBytes;
+  auto load_stage = [&](int stage_off) {
+    unsigned char* sa = smem + stage_off + st_off;
     unsigned char* sb = sa + kABytes;
     const bool k_ok = r < a.R;  // k < R*S*C
 #pragma unroll
     for (int i = 0; i < AR; ++i) {
-      const int ih = a_h0[i] + rd, iw = a_w0[i] + sd;
-      const bool ok = k_ok && static_cast<unsigned>(ih) < static_cast<unsigned>(a.H) &&
-                      static_cast<unsigned>(iw) < static_cast<unsigned>(a.W);
-      const T* src = ok ? a_img[i] + (ih * a.W + iw) * a.C + c : a.x;
-      cuda_async::cp_async_cg(sa + Swizzle::byte_offset(lrow + 32 * i, cc * 16), src,
-                              ok ? 16 : 0);
+      const bool ok = k_ok &&
+                      static_cast<unsigned>(a_h0[i] + rd) < static_cast<unsigned>(a.H) &&
+                      static_cast<unsigned>(a_w0[i] + sd) < static_cast<unsigned>(a.W);
+      // src-size 0 reads nothing (PTX: the rest of cp-size is zero-filled): the address of a
+      // padding position is formed but never dereferenced.
+      cuda_async::cp_async_cg(sa + i * 32 * kRowBytes, a_base[i] + delta, ok ? 16 : 0);
     }
 #pragma unroll
     for (int i = 0; i < BR; ++i) {
-      const bool ok = k_ok && n0 + lrow + 32 * i < a.K;
-      const T* src = ok ? b_row + i * b_step : a.w;
-      cuda_async::cp_async_cg(sb + Swizzle::byte_offset(lrow + 32 * i, cc * 16), src,
-                              ok ? 16 : 0);
+      const bool ok = k_ok && ((b_rows_ok >> i) & 1u);
+      cuda_async::cp_async_cg(sb + i * 32 * kRowBytes, b_row + i * b_step, ok ? 16 : 0);
     }
   };
-  auto advance = [&]() {  // to the next k-tile: 32 channels on, carrying into s and r
+  // One carry of c into (s, r), with delta following.
+  auto carry = [&]() {
+    c -= a.C;
+    sd += a.dil_w;
+    delta += a.delta_s;
+    if (++s == a.S) {
+      s = 0;
+      sd = 0;
+      rd += a.dil_h;
+      delta += a.delta_r;
+      ++r;
+    }
+  };
+  auto advance = [&]() {  // to the next k-tile: 32 channels on
     b_row += kBK;
     c += kBK;
-    while (c >= a.C) {
-      c -= a.C;
-      sd += a.dil_w;
-      if (++s == a.S) {
-        s = 0;
-        sd = 0;
-        rd += a.dil_h;
-        ++r;
-      }
+    delta += kBK;
+    if constexpr (kC32) {
+      if (c >= a.C) carry();  // C % 32 == 0: c was < C - 31, so one carry at most
+    } else {
+      // At most kBK / kChunk carries (C >= 8). Unrolled compares rather than a while loop:
+      // the k-tile loop stays the innermost loop, with no data-dependent trip count.
+#pragma unroll
+      for (int j = 0; j < kBK / igemm_tc::kChunk; ++j)
+        if (c >= a.C) carry();
     }
   };
 
-  // --- the warp's fixed part: its tile and its lane's ldmatrix row ---
+  // --- the warp's fixed part: its tile and its lane's ldmatrix rows ---
   const int wm0 = (warp >> 1) * WM, wn0 = (warp & 1) * WN;
   const int li = lane >> 3, lr = lane & 7;  // ldmatrix: lane 8 li + lr gives row lr of matrix li
+  // Byte offsets in a stage of this lane's ldmatrix rows for each k16 step: A matrices rows
+  // +0/+8 (li & 1), k +0/+8 (li >> 1) = fragment registers a0..a3; B matrices k +0/+8 (li & 1),
+  // channels +0/+8 (li >> 1) = b0, b1 of two n8 tiles. The m16 / n16 tiles further down are
+  // 16 rows on, which keeps the XOR (row / 2 % 4): a constant offset of 16 rows.
+  int a_ld[kBK / 16], b_ld[kBK / 16];
+#pragma unroll
+  for (int ks = 0; ks < kBK / 16; ++ks) {
+    a_ld[ks] = Swizzle::byte_offset(wm0 + (li & 1) * 8 + lr, (ks * 2 + (li >> 1)) * 16);
+    b_ld[ks] = kABytes +
+               Swizzle::byte_offset(wn0 + (li >> 1) * 8 + lr, (ks * 2 + (li & 1)) * 16);
+  }
   float acc[MT][NT][4];
 #pragma unroll
   for (int mt = 0; mt < MT; ++mt)
@@ -165,25 +202,18 @@ __global__ void __launch_bounds__(kThreads, 2) igemm_tc_fprop_kernel(const Args<
 #pragma unroll
       for (int e = 0; e < 4; ++e) acc[mt][nt][e] = 0.f;
 
-  auto compute = [&](int stage) {
-    const unsigned char* sa = smem + stage * kStageBytes;
-    const unsigned char* sb = sa + kABytes;
+  auto compute = [&](int stage_off) {
+    const unsigned char* st = smem + stage_off;
 #pragma unroll
     for (int ks = 0; ks < kBK / 16; ++ks) {
       uint32_t af[MT][4], bf[NT][2];
-      // A matrices: rows +0/+8 (li & 1), k +0/+8 (li >> 1) = fragment registers a0..a3.
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt)
-        cuda_async::ldmatrix<4>(
-            af[mt], sa + Swizzle::byte_offset(wm0 + mt * 16 + (li & 1) * 8 + lr,
-                                              (ks * 2 + (li >> 1)) * 16));
-      // B matrices: k +0/+8 (li & 1), channels +0/+8 (li >> 1) = b0, b1 of two n8 tiles.
+        cuda_async::ldmatrix<4>(af[mt], st + a_ld[ks] + mt * 16 * kRowBytes);
 #pragma unroll
       for (int np = 0; np < NT / 2; ++np) {
         uint32_t q[4];
-        cuda_async::ldmatrix<4>(
-            q, sb + Swizzle::byte_offset(wn0 + np * 16 + (li >> 1) * 8 + lr,
-                                         (ks * 2 + (li & 1)) * 16));
+        cuda_async::ldmatrix<4>(q, st + b_ld[ks] + np * 16 * kRowBytes);
         bf[2 * np][0] = q[0];
         bf[2 * np][1] = q[1];
         bf[2 * np + 1][0] = q[2];
@@ -200,23 +230,23 @@ __global__ void __launch_bounds__(kThreads, 2) igemm_tc_fprop_kernel(const Args<
 #pragma unroll
   for (int st = 0; st < kStages - 1; ++st) {
     if (st < n_k) {
-      load_stage(st);
+      load_stage(st * kStageBytes);
       advance();
     }
     cuda_async::cp_async_commit();  // empty groups past the end keep the count uniform
   }
-  int read_stage = 0, write_stage = kStages - 1;
+  int read_off = 0, write_off = (kStages - 1) * kStageBytes;
   for (int kt = 0; kt < n_k; ++kt) {
     cuda_async::cp_async_wait_group<kStages - 2>();  // k-tile kt has landed (this thread's)
     __syncthreads();  // ... everyone's; and every warp is done with the stage refilled below
     if (kt + kStages - 1 < n_k) {
-      load_stage(write_stage);
+      load_stage(write_off);
       advance();
     }
     cuda_async::cp_async_commit();
-    compute(read_stage);
-    read_stage = read_stage == kStages - 1 ? 0 : read_stage + 1;
-    write_stage = write_stage == kStages - 1 ? 0 : write_stage + 1;
+    compute(read_off);
+    read_off = read_off == (kStages - 1) * kStageBytes ? 0 : read_off + kStageBytes;
+    write_off = write_off == (kStages - 1) * kStageBytes ? 0 : write_off + kStageBytes;
   }
   cuda_async::cp_async_wait_all();  // only empty groups remain; none left pending at exit
 
@@ -271,7 +301,10 @@ template <class T, int BM, int BN>
 cudaError_t launch_tile(const Args<T>& a, const Plan& pl, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(pl.tiles_m), static_cast<unsigned>(pl.tiles_n),
                   static_cast<unsigned>(pl.splits));
-  igemm_tc_fprop_kernel<T, BM, BN><<<grid, kThreads, 0, stream>>>(a);
+  if (a.C % kBK == 0)
+    igemm_tc_fprop_kernel<T, BM, BN, true><<<grid, kThreads, 0, stream>>>(a);
+  else
+    igemm_tc_fprop_kernel<T, BM, BN, false><<<grid, kThreads, 0, stream>>>(a);
   return cudaGetLastError();
 }
 
@@ -287,6 +320,9 @@ cudaError_t launch_typed(const Conv2dProblem& p, const Plan& pl, const T* x, con
   a.stride_h = static_cast<int>(p.stride_h), a.stride_w = static_cast<int>(p.stride_w);
   a.dil_h = static_cast<int>(p.dil_h), a.dil_w = static_cast<int>(p.dil_w);
   a.k_tiles = pl.k_tiles, a.k_tiles_per_split = pl.k_tiles_per_split;
+  // c -= C and s += 1: -C + dil_w C; then s = 0 and r += 1: -S dil_w C + dil_h W C.
+  a.delta_s = (a.dil_w - 1) * a.C;
+  a.delta_r = (a.dil_h * a.W - a.S * a.dil_w) * a.C;
   a.relu = relu;
   const cudaError_t err = pl.tile == igemm_tc::Tile::Large ? launch_tile<T, 128, 128>(a, pl, stream)
                                                            : launch_tile<T, 64, 64>(a, pl, stream);
