@@ -16,7 +16,9 @@ namespace igemm_tc {
 
 constexpr int kBK = 32;        // k per pipeline stage (4 chunks of 8 b16 elements per row)
 constexpr int kStages = 3;     // cp.async ring depth
-constexpr int kThreads = 128;  // 4 warps, 2 x 2 over the block tile
+// 4 warps, 2 x 2 over the block tile. A name of its own: bench/launch_config.py resolves launch
+// constants by name, and kThreads is 256 elsewhere.
+constexpr int kTcThreads = 128;
 constexpr int kChunk = 8;      // b16 elements per 16-byte cp.async
 // A split-K slice keeps at least this many k-tiles: fewer and the fixed cost of the
 // pipeline's prologue and of the workspace round trip outweighs the parallelism gained.

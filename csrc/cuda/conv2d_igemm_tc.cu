@@ -41,7 +41,7 @@ using cuda_detail::from_acc;
 using cuda_detail::ldg_acc;
 using igemm_tc::kBK;
 using igemm_tc::kStages;
-using igemm_tc::kThreads;
+using igemm_tc::kTcThreads;
 using igemm_tc::Plan;
 using Swizzle = XorSwizzle<kBK * 2 / 16>;  // a row of 32 b16 = 4 chunks of 16 bytes
 constexpr int kRowBytes = Swizzle::kRowBytes;
@@ -79,7 +79,7 @@ __device__ inline float epilogue_value(const Args<T>& a, int col, float v) {
 // grid: x = m tile, y = n tile, z = split-K slice.
 // kC32: C % 32 == 0, so a k-tile never spans two filter positions (one carry at most).
 template <class T, int BM, int BN, bool kC32>
-__global__ void __launch_bounds__(kThreads, 2) igemm_tc_fprop_kernel(const Args<T> a) {
+__global__ void __launch_bounds__(kTcThreads, 2) igemm_tc_fprop_kernel(const Args<T> a) {
   constexpr int WM = BM / 2, WN = BN / 2;   // warp tile (warps 2 x 2)
   constexpr int MT = WM / 16, NT = WN / 8;  // mma tiles per warp
   constexpr int kABytes = BM * kRowBytes, kStageBytes = (BM + BN) * kRowBytes;
@@ -302,9 +302,9 @@ cudaError_t launch_tile(const Args<T>& a, const Plan& pl, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(pl.tiles_m), static_cast<unsigned>(pl.tiles_n),
                   static_cast<unsigned>(pl.splits));
   if (a.C % kBK == 0)
-    igemm_tc_fprop_kernel<T, BM, BN, true><<<grid, kThreads, 0, stream>>>(a);
+    igemm_tc_fprop_kernel<T, BM, BN, true><<<grid, kTcThreads, 0, stream>>>(a);
   else
-    igemm_tc_fprop_kernel<T, BM, BN, false><<<grid, kThreads, 0, stream>>>(a);
+    igemm_tc_fprop_kernel<T, BM, BN, false><<<grid, kTcThreads, 0, stream>>>(a);
   return cudaGetLastError();
 }
 
