@@ -133,10 +133,13 @@ def grid_waves(k: Dict, blocks: int):
     return (blocks, blocks / (SMS * k["blocks_per_sm"]) if k.get("blocks_per_sm") else None)
 
 
-def gemm_bounds(k: Dict, dtype: str, M: int, N: int, Kr: int, batches: int = 1) -> Bounds:
-    """An igemm_kernel launch: tiles_m x tiles_n x batches blocks of 256 threads, each running
-    ceil(K/BK) k-tiles of its main loop; one iteration's MACs come from its MMA (or FFMA) count."""
-    warps = GEMM_THREADS // 32
+def gemm_bounds(k: Dict, dtype: str, M: int, N: int, Kr: int, batches: int = 1,
+                bm: int = BM, bn: int = BN, bk: int = BK, threads: int = GEMM_THREADS) -> Bounds:
+    """A GEMM kernel launch (igemm_kernel by default): tiles_m x tiles_n x batches blocks of
+    `threads` threads, each running ceil(K/bk) k-tiles of its main loop; one iteration's MACs
+    come from its MMA (or FFMA) count."""
+    BM, BN, BK = bm, bn, bk  # noqa: N806 (the tile, as named above)
+    warps = threads // 32
     blocks = math.ceil(M / BM) * math.ceil(N / BN) * batches
     per_sm = math.ceil(blocks / SMS)               # the busiest SM's blocks (waves)
     block_macs = BM * BN * math.ceil(Kr / BK) * BK
@@ -230,6 +233,37 @@ def direct_plan(layer: Layer, acc_bytes: int = 4) -> Dict:
             "cb": min(cb, cb_max), "taps_h": layer.R, "taps_w": layer.S}
 
 
+# The tensor-core forward (csrc/cuda/conv2d_igemm_tc.cu): 4 warps, k-tiles of 32, the tile its
+# plan picks (csrc/core/igemm_tc_plan.h: 128x128 when that grid fills a wave of SMS blocks,
+# else 64x64), and the variant for C % 32 == 0 (every headline layer).
+TC_THREADS = 128
+TC_BK = 32
+
+
+def _igemm_tc(dtype: str, tile: int) -> str:
+    t = {"float16": "__half", "bfloat16": "__nv_bfloat16"}[dtype]
+    return f"igemm_tc_fprop_kernel<{t}, {tile}, {tile}, true>"
+
+
+def igemm_tc_model(dtype: str):
+    def model(layer: Layer, kernels: Dict[str, Dict]) -> Bounds:
+        M = layer.N * layer.P * layer.Q
+        tile = 128 if math.ceil(M / 128) * math.ceil(layer.K / 128) >= SMS else 64
+        if tile == 64 and math.ceil(M / 64) * math.ceil(layer.K / 64) < SMS:
+            raise LoopNestChanged("the plan splits K here (split-K is not modelled)")
+        if layer.C % 32 != 0:
+            raise LoopNestChanged("C % 32 != 0 runs the general-C variant (not modelled)")
+        b = gemm_bounds(kernels[_igemm_tc(dtype, tile)], dtype, M, layer.K,
+                        layer.C * layer.R * layer.S, bm=tile, bn=tile, bk=TC_BK,
+                        threads=TC_THREADS)
+        # A channels_last call: no layout copies (an NCHW one adds input + weight + output
+        # transposes, each read and written once: 2x tensor_bytes more).
+        b.hbm = layer.tensor_bytes(DTYPE_BYTES[dtype]) / HBM
+        return b
+    model.kernels = [_igemm_tc(dtype, 128), _igemm_tc(dtype, 64)]
+    return model
+
+
 def direct_model(layer: Layer, kernels: Dict[str, Dict]) -> Bounds:
     # conv2d_direct_forward_kernel: each thread 2x2 outputs x 8 channels. Loop nest per block
     # tile: depth 1 the grid-stride tiles, 2 the channel blocks (ceil(C / cb)), 3 and 4 the taps
@@ -310,6 +344,7 @@ def maxpool_model(dtype: str):
 # (label, dtype for peaks and cuDNN, model, layers it applies to)
 ROWS = [
     ("implicit GEMM fp16 mma.sync", "float16", igemm_model("float16"), "conv"),
+    ("igemm fp16 tensor-core NHWC", "float16", igemm_tc_model("float16"), "conv"),
     ("implicit GEMM TF32 mma.sync", "tf32", igemm_model("tf32"), "conv"),
     ("implicit GEMM fp32 SIMT", "float32", igemm_model("float32"), "conv"),
     ("Winograd F(4x4) fp32", "float32", winograd4_model, "3x3s1"),

@@ -13,6 +13,7 @@
 
 #include "ops/conv2d_algo.h"
 #include "cuda/conv2d_implicit_gemm.h"
+#include "cuda/conv2d_igemm_tc_cuda.h"
 #include "cuda/conv2d_implicit_gemm_cuda.h"
 #include "cuda/cuda_glue.h"
 #include "cuda/device_context.h"
@@ -30,9 +31,15 @@ std::string im2col_why_not(const Conv2dProblem& p, at::ScalarType dtype) {
   return "";
 }
 
-at::Tensor im2col_forward(const at::Tensor& input, const at::Tensor& weight,
+// float16/bfloat16 with C % 8 == 0 and groups 1 run on the tensor-core kernel
+// (conv2d_igemm_tc.cu: NHWC, cp.async, ldmatrix); everything else on the general kernel below,
+// which reads NCHW (a channels_last call is copied to it here).
+at::Tensor im2col_forward(const at::Tensor& input_any, const at::Tensor& weight_any,
                           const c10::optional<at::Tensor>& bias, const Conv2dProblem& p,
                           const Conv2dEpilogue& epi, const Conv2dMath& math) {
+  if (igemm_tc_why_not(p, input_any.scalar_type()).empty())
+    return igemm_tc_forward(input_any, weight_any, bias, p, epi);
+  const at::Tensor input = input_any.contiguous(), weight = weight_any.contiguous();
   at::Tensor output = at::empty({p.N, p.K, p.P, p.Q}, input.options());
   if (output.numel() == 0) return output;
   CNNKERN_CUDA_CHECK(launch_igemm_forward(cuda_dtype_of(input), p, input.const_data_ptr(),
@@ -62,6 +69,7 @@ CudaDType cuda_dtype_for(at::ScalarType dtype) {
 
 Conv2dWorkspace igemm_workspace(const Conv2dProblem& p, at::ScalarType dtype, ConvPass pass) {
   Conv2dWorkspace ws;
+  if (pass == ConvPass::Forward) return igemm_tc_forward_workspace(p, dtype);
   if (pass != ConvPass::BackwardWeight) {
     ws.what = "none: the GEMM reads its operands in place (no column matrix)";
     return ws;
@@ -93,8 +101,12 @@ at::Tensor igemm_backward_weight(const at::Tensor& grad_output, const at::Tensor
 
 // Priority 20, above direct's 10: the tiled GEMM reuses every loaded element 64 times where
 // the direct kernel reuses none (the lead tunes this from the H100 benchmark).
-CONV2D_REGISTER_ALGO(Backend::CUDA, Conv2dAlgo{"im2col", /*auto_priority=*/20, im2col_why_not,
-                                               im2col_forward, im2col_backward_input,
-                                               igemm_backward_weight, igemm_workspace});
+static Conv2dAlgo im2col_algo() {
+  Conv2dAlgo a{"im2col", /*auto_priority=*/20, im2col_why_not, im2col_forward,
+               im2col_backward_input, igemm_backward_weight, igemm_workspace};
+  a.forward_takes_channels_last = true;  // the tensor-core kernel reads NHWC
+  return a;
+}
+CONV2D_REGISTER_ALGO(Backend::CUDA, im2col_algo());
 
 }  // namespace cnnkern

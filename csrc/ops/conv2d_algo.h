@@ -67,7 +67,9 @@ struct Conv2dAlgo {
   int auto_priority = 0;
   // "" when the algorithm can run the problem in this dtype, else the reason it cannot.
   std::function<std::string(const Conv2dProblem&, at::ScalarType)> why_not;
-  // Inputs arrive contiguous (NCHW) on the right device; outputs are contiguous NCHW,
+  // Inputs arrive contiguous (NCHW) on the right device, or, when forward_takes_channels_last
+  // and the call is channels_last (ops/layout.h: conv_memory_format), contiguous in that
+  // format; the output is NCHW or channels_last (the op converts it to the call's format),
   // with the epilogue applied.
   std::function<at::Tensor(const at::Tensor& input, const at::Tensor& weight,
                            const c10::optional<at::Tensor>& bias, const Conv2dProblem&,
@@ -83,6 +85,10 @@ struct Conv2dAlgo {
   // The workspace of `pass` on a problem it can run (why_not empty) in `dtype`. Registered
   // beside the kernels, from the same plan they follow; empty: reported as unknown.
   std::function<Conv2dWorkspace(const Conv2dProblem&, at::ScalarType, ConvPass)> workspace;
+  // The forward reads channels_last data natively (the CUDA tensor-core implicit GEMM): a
+  // channels_last call hands it input and weight as they are instead of copying to NCHW.
+  // Last, so that the positional initialisers of the other algorithms stay valid.
+  bool forward_takes_channels_last = false;
 };
 
 void register_conv2d_algo(Backend backend, Conv2dAlgo algo);

@@ -41,8 +41,11 @@ at::Tensor conv2d_op(Backend backend, const at::Tensor& input, const at::Tensor&
   if (bias.has_value()) b = bias->contiguous();
   Conv2dEpilogue epi;
   epi.relu = relu;
-  return in_memory_format(a.forward(input.contiguous(), weight.contiguous(), b, p, epi, math),
-                          fmt);
+  // An algorithm that reads channels_last gets a channels_last call's tensors uncopied.
+  const at::MemoryFormat in_fmt =
+      a.forward_takes_channels_last ? fmt : at::MemoryFormat::Contiguous;
+  return in_memory_format(
+      a.forward(input.contiguous(in_fmt), weight.contiguous(in_fmt), b, p, epi, math), fmt);
 }
 
 at::Tensor conv2d_backward_input_op(Backend backend, const at::Tensor& grad_output,

@@ -229,6 +229,21 @@ def test_gemm_bounds_match_hand_worked_numbers():
                                 100352, 256, 2304)
 
 
+def test_gemm_bounds_of_the_tensor_core_tile():
+    # The tensor-core forward on VGG16 conv3_2: 128x128 tiles -> 784 x 2 = 1568 blocks, 12 on
+    # the busiest SM; K = 2304 = 72 k-tiles of 32. 4 warps x 64 MMAs x 2048 = 524288 MACs =
+    # one 128x128x32 k-tile per iteration: 72 iterations per block.
+    k = {"main_loop_mix": {"mma": 64, "ffma": 0}, "main_loop": {"instructions": 180},
+         "subroutine_instrs": 0, "main_loop_shared_bytes": 16 * 512, "blocks_per_sm": 2}
+    b = sass_bounds.gemm_bounds(k, "float16", 100352, 256, 2304, bm=128, bn=128, bk=32,
+                                threads=128)
+    clock = 66.9e12 / (132 * 256)
+    assert b.issue == pytest.approx(12 * 4 * 72 * 180 / (4 * clock))
+    assert b.tensor == pytest.approx(12 * 2 * 128 * 128 * 2304 / (989.4e12 * 2 / 3 / 132))
+    assert b.limiter == "tensor"
+    assert b.grid == (1568, pytest.approx(1568 / (132 * 2)))
+
+
 def test_nest_bounds_weigh_each_loop_by_its_trips():
     # a max-pool: per output, the outer loop's 100 own instructions once, the row loop's 10
     # three times, the 20-instruction column loop nine times: 100 + 30 + 180 = 310 per thread

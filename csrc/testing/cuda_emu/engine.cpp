@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -697,6 +698,12 @@ void set_order(Order order, uint64_t seed) {
 }
 
 Order order() { return g_order; }
+
+namespace {
+std::atomic<int> g_sm_count{132};
+}  // namespace
+void set_sm_count(int n) { g_sm_count = n; }
+int sm_count() { return g_sm_count; }
 
 const std::string& last_error_detail() { return last_detail; }
 

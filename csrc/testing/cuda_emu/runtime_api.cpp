@@ -56,6 +56,13 @@ cudaError_t cudaGetDevice(int* device) {
   return cudaSuccess;
 }
 
+// Only the multiprocessor count is asked for (the plans' wave size); see set_sm_count.
+cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
+  if (device != 0 || attr != cudaDevAttrMultiProcessorCount) return cudaErrorInvalidValue;
+  *value = cuda_emu::sm_count();
+  return cudaSuccess;
+}
+
 // Only the dynamic shared-memory opt-in changes what the emulator checks; the other
 // attributes (carveout preferences, ...) are hints a launch cannot fail on.
 cudaError_t cudaFuncSetAttribute(const void* func, cudaFuncAttribute attr, int value) {

@@ -24,6 +24,11 @@ void set_order_op(int64_t order, int64_t seed) {
   set_order(static_cast<Order>(order), static_cast<uint64_t>(seed));
 }
 
+void set_sm_count_op(int64_t n) {
+  TORCH_CHECK(n >= 1 && n <= 1024, "_emu_set_sm_count: n must be in [1, 1024]; got ", n);
+  set_sm_count(static_cast<int>(n));
+}
+
 std::vector<int64_t> stats_op() {
   const Stats s = stats();
   return {static_cast<int64_t>(s.launches), static_cast<int64_t>(s.blocks),
@@ -131,6 +136,8 @@ TORCH_LIBRARY_FRAGMENT(cnnkern_emu, m) {
   // [launches, blocks, threads, barriers, warp collectives, mma.sync, ldmatrix, cp.async] since
   // the process began.
   m.def("_emu_stats() -> int[]", &cuda_emu::stats_op);
+  // The SM count the emulated device reports (default 132); plans size their grids by it.
+  m.def("_emu_set_sm_count(int n) -> ()", &cuda_emu::set_sm_count_op);
   // One planted-bug kernel on x (and x2), into a fresh out_numel-element tensor.
   m.def("_emu_planted(str bug, Tensor x, Tensor x2, int out_numel) -> Tensor",
         &cuda_emu::planted_op);

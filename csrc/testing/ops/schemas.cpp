@@ -6,6 +6,7 @@
 #include <torch/library.h>
 
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "cpu/gemm/gemm_dispatch.h"
@@ -20,6 +21,10 @@ std::vector<int64_t> igemm_plan_op(const std::string& pass, c10::IntArrayRef inp
 std::vector<int64_t> mma_fragments_op(const std::string& shape, const std::string& operand);
 // testing/ops/smem_swizzle_test_ops.cpp (tests only).
 std::vector<int64_t> smem_swizzle_op(int64_t row_chunks, int64_t rows);
+// testing/ops/igemm_tc_plan_test_op.cpp (tests only).
+std::tuple<std::string, std::vector<int64_t>, std::string> igemm_tc_plan_op(
+    c10::IntArrayRef input_size, c10::IntArrayRef weight_size, c10::IntArrayRef stride,
+    c10::IntArrayRef padding, c10::IntArrayRef dilation, int64_t groups, int64_t sm_count);
 
 }  // namespace cnnkern
 
@@ -50,6 +55,13 @@ TORCH_LIBRARY(cnnkern_testing, m) {
   // element offset of each (row, col) of a b16 tile, row-major
   // (tests/internals/test_smem_swizzle.py).
   m.def("smem_swizzle(int row_chunks, int rows) -> int[]", &cnnkern::smem_swizzle_op);
+  // ... the tile and split-K plan of the CUDA tensor-core forward (core/igemm_tc_plan.h):
+  // (why_not, [large, bm, bn, tiles_m, tiles_n, k_tiles, splits, k_tiles_per_split, ws floats],
+  // reason) for a GPU of sm_count SMs (tests/internals/test_igemm_tc_plan.py).
+  m.def(
+      "igemm_tc_plan(int[] input_size, int[] weight_size, int[2] stride, int[2] padding, "
+      "int[2] dilation, int groups, int sm_count) -> (str, int[], str)",
+      &cnnkern::igemm_tc_plan_op);
   m.def(
       "wino_emulate(int m, str pass_, Tensor input, Tensor weight, Tensor grad_output, "
       "Tensor? bias, int[2] padding, int groups, int chunk_images=0) -> Tensor");

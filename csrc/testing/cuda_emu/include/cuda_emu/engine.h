@@ -106,6 +106,10 @@ enum class Order : int { Forward = 0, Reverse = 1, Random = 2 };
 // The order threads (between synchronisation points) and blocks run in; `seed` drives Random.
 void set_order(Order order, uint64_t seed);
 Order order();
+// The multiprocessor count cudaDeviceGetAttribute reports (plans size their grids by it):
+// 132, an H100 SXM, unless a test sets another to reach a plan's other branches.
+void set_sm_count(int n);
+int sm_count();
 
 // The message of the last failed launch or API call on this thread ("" if none).
 const std::string& last_error_detail();

@@ -1,0 +1,109 @@
+#pragma once
+// The host-side plan of the tensor-core implicit-GEMM forward (cuda/igemm_tc_kernel.cuh): which
+// problems it takes, which block tile it runs, and how far it splits the GEMM's K dimension.
+// Torch-free and CUDA-free, so the CPU tests call it directly (torch.ops.cnnkern_testing).
+//
+// GEMM view (channels_last): M = N*P*Q output pixels, N = K output channels, K = R*S*C with
+// C fastest (KRSC weights, NHWC activations), so every 8 consecutive k are one 16-byte run of
+// channels at one (pixel, r, s): one cp.async each. Hence C % 8 == 0.
+
+#include <cstdint>
+
+#include "core/conv2d_problem.h"
+
+namespace cnnkern {
+namespace igemm_tc {
+
+constexpr int kBK = 32;        // k per pipeline stage (4 chunks of 8 b16 elements per row)
+constexpr int kStages = 3;     // cp.async ring depth
+// 4 warps, 2 x 2 over the block tile. A name of its own: bench/launch_config.py resolves launch
+// constants by name, and kThreads is 256 elsewhere.
+constexpr int kTcThreads = 128;
+constexpr int kChunk = 8;      // b16 elements per 16-byte cp.async
+// A split-K slice keeps at least this many k-tiles: fewer and the fixed cost of the
+// pipeline's prologue and of the workspace round trip outweighs the parallelism gained.
+constexpr int kMinKTilesPerSplit = 4;
+constexpr int kMaxSplits = 16;
+constexpr int64_t kMax32 = int64_t(1) << 31;
+
+// The two block tiles: 128 x 128 (warp tile 64 x 64) is the main one; 64 x 64 (warp tile
+// 32 x 32) for grids that the big tile leaves under one wave.
+enum class Tile { Large, Small };
+
+struct Plan {
+  Tile tile = Tile::Large;
+  int bm = 128, bn = 128;
+  int64_t tiles_m = 0, tiles_n = 0;
+  int k_tiles = 0;            // ceil(R*S*C / kBK)
+  int splits = 1;             // slices of the k-tiles; > 1: fp32 workspace + reduce kernel
+  int k_tiles_per_split = 0;  // the last slice may have fewer
+  const char* reason = "";    // why this tile and split, in words (explain() shows it)
+
+  int64_t blocks() const { return tiles_m * tiles_n * splits; }
+  // fp32 partial sums of the split-K slices (0 without a split).
+  int64_t workspace_elems(const Conv2dProblem& p) const {
+    return splits > 1 ? int64_t(splits) * p.gemm_m() * p.K : 0;
+  }
+};
+
+// "" when the tensor-core forward takes the problem (the dtype is the caller's check: float16
+// and bfloat16 only), else why not.
+inline const char* why_not(const Conv2dProblem& p) {
+  if (p.groups != 1) return "the tensor-core kernel needs groups == 1";
+  if (p.C % kChunk != 0)
+    return "the tensor-core kernel needs C % 8 == 0 (16-byte channel runs for cp.async)";
+  // 32-bit offsets inside one image, one filter row, and for the pixel index.
+  // (The kernel's running offset inside a window reaches (R dil_h W + S dil_w) C or so.)
+  if (p.H * p.W * p.C >= kMax32 || p.R * p.S * p.C >= kMax32 || p.gemm_m() >= kMax32 ||
+      p.K >= kMax32 || ((p.R * p.dil_h + 1) * p.W + p.S * p.dil_w + 1) * p.C >= kMax32)
+    return "the tensor-core kernel needs H*W*C, R*S*C, N*P*Q and a window's reach below 2^31";
+  const int64_t reach_h = (p.R - 1) * p.dil_h + p.pad_h + p.P * p.stride_h;
+  const int64_t reach_w = (p.S - 1) * p.dil_w + p.pad_w + p.Q * p.stride_w;
+  if (reach_h >= (kMax32 >> 2) || reach_w >= (kMax32 >> 2))
+    return "the tensor-core kernel needs every window position below 2^29";
+  return "";
+}
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// The tile and split for a GPU with `sm_count` SMs. One wave = one block per SM: below it the
+// big tile leaves SMs idle, so the 64 x 64 tile (4x the blocks) is taken; if that is still under
+// a wave, its k-tiles are split into slices (at least kMinKTilesPerSplit each) until the grid
+// fills one, and a reduce kernel sums the slices in a fixed order (deterministic).
+inline Plan make_plan(const Conv2dProblem& p, int sm_count) {
+  Plan pl;
+  const int64_t M = p.gemm_m(), N = p.K;
+  pl.k_tiles = static_cast<int>(ceil_div(p.R * p.S * p.C, kBK));
+  pl.k_tiles_per_split = pl.k_tiles;
+  pl.tiles_m = ceil_div(M, 128);
+  pl.tiles_n = ceil_div(N, 128);
+  if (pl.tiles_m * pl.tiles_n >= sm_count) {
+    pl.reason = "128x128 tile: the grid fills at least one wave";
+    return pl;
+  }
+  pl.tile = Tile::Small;
+  pl.bm = pl.bn = 64;
+  pl.tiles_m = ceil_div(M, 64);
+  pl.tiles_n = ceil_div(N, 64);
+  const int64_t tiles = pl.tiles_m * pl.tiles_n;
+  if (tiles >= sm_count) {
+    pl.reason = "64x64 tile: the 128x128 grid is under one wave, this one fills it";
+    return pl;
+  }
+  int64_t want = ceil_div(sm_count, tiles);
+  const int64_t most = pl.k_tiles / kMinKTilesPerSplit;
+  if (want > most) want = most;
+  if (want > kMaxSplits) want = kMaxSplits;
+  if (want <= 1) {
+    pl.reason = "64x64 tile, no split: under one wave, but too few k-tiles to split";
+    return pl;
+  }
+  pl.k_tiles_per_split = static_cast<int>(ceil_div(pl.k_tiles, want));
+  pl.splits = static_cast<int>(ceil_div(pl.k_tiles, pl.k_tiles_per_split));  // no empty slice
+  pl.reason = pl.splits > 1 ? "64x64 tile + split-K: the 64x64 grid is still under one wave"
+                            : "64x64 tile, no split: under one wave, but too few k-tiles to split";
+  return pl;
+}
+
+}  // namespace igemm_tc
+}  // namespace cnnkern

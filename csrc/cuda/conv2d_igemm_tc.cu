@@ -1,0 +1,366 @@
+// The tensor-core implicit-GEMM forward: float16/bfloat16, channels_last activations, KRSC
+// weights (plan and limits: core/igemm_tc_plan.h). Torch-free.
+//
+// Per block (4 warps, 2 x 2): a BM x BN output tile (128 x 128, or 64 x 64 for small grids),
+// over k-tiles of 32 (R*S*C, C fastest). Each k-tile's A (BM pixels x 32 k) and B (BN output
+// channels x 32 k) go global -> shared by 16-byte cp.async.cg, one per 8 channels, in a ring of
+// kStages stages with one commit group per k-tile; an out-of-image (padding) or out-of-range
+// chunk is a cp.async with src-size 0, which zero-fills it. Tiles stay in their b16 dtype in
+// shared memory, rows of 64 bytes XOR-swizzled (core/smem_swizzle.h) so that every ldmatrix
+// phase and every cp.async row hits 8 distinct bank groups. Each warp reads its A and B
+// fragments with ldmatrix.x4 (A row-major [m][k] and B [n][k] are exactly the m16n8k16 .row
+// and .col fragment layouts, so no .trans) and issues mma.sync m16n8k16 into fp32 accumulators.
+//
+// The im2col gather: each thread always loads chunk column t % 4 of rows t / 4 + 32 i, so its
+// pixels (image pointer, h0, w0) are decoded once before the loop, and its (r, s, c) position
+// advances by 32 channels per k-tile with compares and adds only: no division in the loop.
+//
+// Epilogue: bias, ReLU, pairs of channels stored as one 32-bit half2/bfloat162 (NHWC keeps the
+// two channels adjacent); with split-K, raw fp32 partial sums to the workspace instead, and a
+// reduce kernel sums the slices in order and applies the bias and ReLU.
+
+#include "cuda/conv2d_igemm_tc.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "core/smem_swizzle.h"
+#include "cuda/async_copy.cuh"
+#include "cuda/implicit_gemm_kernel.cuh"  // MmaOp<T>: mma.sync m16n8k16, fp32 accumulators
+#include "cuda/kernel_utils.cuh"
+#include "cuda/ldmatrix.cuh"
+
+namespace cnnkern {
+namespace {
+
+using cuda_detail::acc_t;
+using cuda_detail::from_acc;
+using cuda_detail::ldg_acc;
+using igemm_tc::kBK;
+using igemm_tc::kStages;
+using igemm_tc::kTcThreads;
+using igemm_tc::Plan;
+using Swizzle = XorSwizzle<kBK * 2 / 16>;  // a row of 32 b16 = 4 chunks of 16 bytes
+constexpr int kRowBytes = Swizzle::kRowBytes;
+
+template <class T>
+struct Args {
+  const T* x;     // N x H x W x C
+  const T* w;     // K x R x S x C
+  const T* bias;  // K or nullptr
+  T* out;         // N x P x Q x K
+  float* ws;      // splits x M x K partial sums, or nullptr (then the epilogue stores out)
+  int H, W, C, K, R, S, Q, PQ, M, Ktot;
+  int pad_h, pad_w, stride_h, stride_w, dil_h, dil_w;
+  int k_tiles, k_tiles_per_split;
+  // What one carry of c into s (and of s into r) adds to a row's offset, in elements.
+  int delta_s, delta_r;
+  bool relu;
+};
+
+// Two adjacent output channels as one 32-bit store.
+__device__ inline void store_pair(__half* p, float a, float b) {
+  *reinterpret_cast<__half2*>(p) = __floats2half2_rn(a, b);
+}
+__device__ inline void store_pair(__nv_bfloat16* p, float a, float b) {
+  *reinterpret_cast<__nv_bfloat162*>(p) = __floats2bfloat162_rn(a, b);
+}
+
+template <class T>
+__device__ inline float epilogue_value(const Args<T>& a, int col, float v) {
+  if (a.bias != nullptr) v += ldg_acc(a.bias + col);
+  if (a.relu) v = v < 0.f ? 0.f : v;  // NaN stays NaN, as torch.relu
+  return v;
+}
+
+// grid: x = m tile, y = n tile, z = split-K slice.
+// kC32: C % 32 == 0, so a k-tile never spans two filter positions (one carry at most).
+template <class T, int BM, int BN, bool kC32>
+__global__ void __launch_bounds__(kTcThreads, 2) igemm_tc_fprop_kernel(const Args<T> a) {
+  constexpr int WM = BM / 2, WN = BN / 2;   // warp tile (warps 2 x 2)
+  constexpr int MT = WM / 16, NT = WN / 8;  // mma tiles per warp
+  constexpr int kABytes = BM * kRowBytes, kStageBytes = (BM + BN) * kRowBytes;
+  constexpr int AR = BM / 32, BR = BN / 32;  // rows each thread copies per stage
+  static_assert(NT % 2 == 0, "B fragments come in pairs of n8 tiles (one ldmatrix.x4)");
+  __shared__ uint4 smem_raw[kStages * kStageBytes / 16];
+  unsigned char* const smem = reinterpret_cast<unsigned char*>(smem_raw);
+
+  const int t = static_cast<int>(threadIdx.x), lane = t & 31, warp = t >> 5;
+  const int m0 = static_cast<int>(blockIdx.x) * BM, n0 = static_cast<int>(blockIdx.y) * BN;
+  const int split = static_cast<int>(blockIdx.z);
+  const int kt_begin = split * a.k_tiles_per_split;
+  const int kt_end = a.k_tiles < kt_begin + a.k_tiles_per_split ? a.k_tiles
+                                                                 : kt_begin + a.k_tiles_per_split;
+  const int n_k = kt_end - kt_begin;
+
+  // --- the loader's fixed part: chunk column cc of rows lrow + 32 i ---
+  const int cc = t & 3, lrow = t >> 2;
+  // Row i's pixel: where its window's (r, s) = (0, 0) would start (possibly outside the image;
+  // only ever read at valid positions), and its top-left corner for the bounds checks.
+  const T* a_base[AR];
+  int a_h0[AR], a_w0[AR];
+#pragma unroll
+  for (int i = 0; i < AR; ++i) {
+    const int m = m0 + lrow + 32 * i;
+    // A pixel past M gets an h0 far below 0: its every (r, s) fails the image check.
+    a_base[i] = a.x;
+    a_h0[i] = -(1 << 30);
+    a_w0[i] = 0;
+    if (m < a.M) {
+      const int n = m / a.PQ, pq = m - n * a.PQ, p = pq / a.Q, q = pq - p * a.Q;
+      a_h0[i] = p * a.stride_h - a.pad_h;
+      a_w0[i] = q * a.stride_w - a.pad_w;
+      a_base[i] = a.x + static_cast<int64_t>(n) * a.H * a.W * a.C +
+                  (static_cast<int64_t>(a_h0[i]) * a.W + a_w0[i]) * a.C;
+    }
+  }
+  // B rows inside K, as bits (fixed for the block).
+  unsigned b_rows_ok = 0;
+#pragma unroll
+  for (int i = 0; i < BR; ++i) b_rows_ok |= (n0 + lrow + 32 * i < a.K ? 1u : 0u) << i;
+  // The moving part: this thread's k = (r S + s) C + c, decomposed once here; `delta` is its
+  // offset from a row's base, (r dil_h W + s dil_w) C + c, kept up to date with adds.
+  int k = kt_begin * kBK + cc * igemm_tc::kChunk;
+  int c = k % a.C, r = (k / a.C) / a.S, s = (k / a.C) % a.S;
+  int rd = r * a.dil_h, sd = s * a.dil_w;
+  int delta = (rd * a.W + sd) * a.C + c;
+  const T* b_row = a.w + static_cast<int64_t>(n0 + lrow) * a.Ktot + k;
+  const int64_t b_step = static_cast<int64_t>(32) * a.Ktot;
+  // Where this thread's chunk of row i lands in a stage: rows 32 apart share the XOR
+  // (row / 2 % 4 repeats every 8 rows), so row i is row 0's slot + 32 i rows.
+  const int st_off = Swizzle::byte_offset(lrow, cc * 16);
+
+  auto load_stage = [&](int stage_off) {
+    unsigned char* sa = smem + stage_off + st_off;
+    unsigned char* sb = sa + kABytes;
+    const bool k_ok = r < a.R;  // k < R*S*C
+#pragma unroll
+    for (int i = 0; i < AR; ++i) {
+      const bool ok = k_ok &&
+                      static_cast<unsigned>(a_h0[i] + rd) < static_cast<unsigned>(a.H) &&
+                      static_cast<unsigned>(a_w0[i] + sd) < static_cast<unsigned>(a.W);
+      // src-size 0 reads nothing (PTX: the rest of cp-size is zero-filled): the address of a
+      // padding position is formed but never dereferenced.
+      cuda_async::cp_async_cg(sa + i * 32 * kRowBytes, a_base[i] + delta, ok ? 16 : 0);
+    }
+#pragma unroll
+    for (int i = 0; i < BR; ++i) {
+      const bool ok = k_ok && ((b_rows_ok >> i) & 1u);
+      cuda_async::cp_async_cg(sb + i * 32 * kRowBytes, b_row + i * b_step, ok ? 16 : 0);
+    }
+  };
+  // One carry of c into (s, r), with delta following.
+  auto carry = [&]() {
+    c -= a.C;
+    sd += a.dil_w;
+    delta += a.delta_s;
+    if (++s == a.S) {
+      s = 0;
+      sd = 0;
+      rd += a.dil_h;
+      delta += a.delta_r;
+      ++r;
+    }
+  };
+  auto advance = [&]() {  // to the next k-tile: 32 channels on
+    b_row += kBK;
+    c += kBK;
+    delta += kBK;
+    if constexpr (kC32) {
+      if (c >= a.C) carry();  // C % 32 == 0: c was < C - 31, so one carry at most
+    } else {
+      // At most kBK / kChunk carries (C >= 8). Unrolled compares rather than a while loop:
+      // the k-tile loop stays the innermost loop, with no data-dependent trip count.
+#pragma unroll
+      for (int j = 0; j < kBK / igemm_tc::kChunk; ++j)
+        if (c >= a.C) carry();
+    }
+  };
+
+  // --- the warp's fixed part: its tile and its lane's ldmatrix rows ---
+  const int wm0 = (warp >> 1) * WM, wn0 = (warp & 1) * WN;
+  const int li = lane >> 3, lr = lane & 7;  // ldmatrix: lane 8 li + lr gives row lr of matrix li
+  // Byte offsets in a stage of this lane's ldmatrix rows for each k16 step: A matrices rows
+  // +0/+8 (li & 1), k +0/+8 (li >> 1) = fragment registers a0..a3; B matrices k +0/+8 (li & 1),
+  // channels +0/+8 (li >> 1) = b0, b1 of two n8 tiles. The m16 / n16 tiles further down are
+  // 16 rows on, which keeps the XOR (row / 2 % 4): a constant offset of 16 rows.
+  int a_ld[kBK / 16], b_ld[kBK / 16];
+#pragma unroll
+  for (int ks = 0; ks < kBK / 16; ++ks) {
+    a_ld[ks] = Swizzle::byte_offset(wm0 + (li & 1) * 8 + lr, (ks * 2 + (li >> 1)) * 16);
+    b_ld[ks] = kABytes +
+               Swizzle::byte_offset(wn0 + (li >> 1) * 8 + lr, (ks * 2 + (li & 1)) * 16);
+  }
+  float acc[MT][NT][4];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[mt][nt][e] = 0.f;
+
+  auto compute = [&](int stage_off) {
+    const unsigned char* st = smem + stage_off;
+#pragma unroll
+    for (int ks = 0; ks < kBK / 16; ++ks) {
+      uint32_t af[MT][4], bf[NT][2];
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+        cuda_async::ldmatrix<4>(af[mt], st + a_ld[ks] + mt * 16 * kRowBytes);
+#pragma unroll
+      for (int np = 0; np < NT / 2; ++np) {
+        uint32_t q[4];
+        cuda_async::ldmatrix<4>(q, st + b_ld[ks] + np * 16 * kRowBytes);
+        bf[2 * np][0] = q[0];
+        bf[2 * np][1] = q[1];
+        bf[2 * np + 1][0] = q[2];
+        bf[2 * np + 1][1] = q[3];
+      }
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt) igemm_cuda::MmaOp<T>::mma(acc[mt][nt], af[mt], bf[nt]);
+    }
+  };
+
+  // --- the pipeline: kStages - 1 k-tiles in flight ahead of the one computed ---
+#pragma unroll
+  for (int st = 0; st < kStages - 1; ++st) {
+    if (st < n_k) {
+      load_stage(st * kStageBytes);
+      advance();
+    }
+    cuda_async::cp_async_commit();  // empty groups past the end keep the count uniform
+  }
+  int read_off = 0, write_off = (kStages - 1) * kStageBytes;
+  for (int kt = 0; kt < n_k; ++kt) {
+    cuda_async::cp_async_wait_group<kStages - 2>();  // k-tile kt has landed (this thread's)
+    __syncthreads();  // ... everyone's; and every warp is done with the stage refilled below
+    if (kt + kStages - 1 < n_k) {
+      load_stage(write_off);
+      advance();
+    }
+    cuda_async::cp_async_commit();
+    compute(read_off);
+    read_off = read_off == (kStages - 1) * kStageBytes ? 0 : read_off + kStageBytes;
+    write_off = write_off == (kStages - 1) * kStageBytes ? 0 : write_off + kStageBytes;
+  }
+  cuda_async::cp_async_wait_all();  // only empty groups remain; none left pending at exit
+
+  // --- epilogue: accumulator (mt, nt, e) is row g (+8 for e >= 2), channels 2 tq, 2 tq + 1 ---
+  const int g = lane >> 2, tq = lane & 3;
+  const bool pairs = (a.K & 1) == 0;  // an even K keeps every channel pair 4-byte aligned
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int row = m0 + wm0 + mt * 16 + g + 8 * h;
+        const int col = n0 + wn0 + nt * 8 + 2 * tq;
+        if (row >= a.M || col >= a.K) continue;
+        float v0 = acc[mt][nt][2 * h], v1 = acc[mt][nt][2 * h + 1];
+        const int64_t off = static_cast<int64_t>(row) * a.K + col;
+        if (a.ws != nullptr) {
+          float* dst = a.ws + static_cast<int64_t>(split) * a.M * a.K + off;
+          if (pairs) {
+            *reinterpret_cast<float2*>(dst) = make_float2(v0, v1);
+          } else {
+            dst[0] = v0;
+            if (col + 1 < a.K) dst[1] = v1;
+          }
+          continue;
+        }
+        v0 = epilogue_value(a, col, v0);
+        if (pairs) {
+          v1 = epilogue_value(a, col + 1, v1);
+          store_pair(a.out + off, v0, v1);
+        } else {
+          a.out[off] = from_acc<T>(v0);
+          if (col + 1 < a.K) a.out[off + 1] = from_acc<T>(epilogue_value(a, col + 1, v1));
+        }
+      }
+}
+
+// out[e] = epilogue(sum over slices s = 0, 1, ... in order of ws[s M K + e]).
+template <class T>
+__global__ void __launch_bounds__(256) igemm_tc_splitk_reduce_kernel(const Args<T> a, int splits) {
+  const int64_t mk = static_cast<int64_t>(a.M) * a.K;
+  for (int64_t e = cuda_detail::global_thread_id(); e < mk;
+       e += cuda_detail::global_thread_count()) {
+    float v = a.ws[e];
+    for (int s = 1; s < splits; ++s) v += a.ws[s * mk + e];
+    a.out[e] = from_acc<T>(epilogue_value(a, static_cast<int>(e % a.K), v));
+  }
+}
+
+template <class T, int BM, int BN>
+cudaError_t launch_tile(const Args<T>& a, const Plan& pl, cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>(pl.tiles_m), static_cast<unsigned>(pl.tiles_n),
+                  static_cast<unsigned>(pl.splits));
+  if (a.C % kBK == 0)
+    igemm_tc_fprop_kernel<T, BM, BN, true><<<grid, kTcThreads, 0, stream>>>(a);
+  else
+    igemm_tc_fprop_kernel<T, BM, BN, false><<<grid, kTcThreads, 0, stream>>>(a);
+  return cudaGetLastError();
+}
+
+template <class T>
+cudaError_t launch_typed(const Conv2dProblem& p, const Plan& pl, const T* x, const T* w,
+                         const T* bias, bool relu, T* out, float* ws, cudaStream_t stream) {
+  Args<T> a{x, w, bias, out, pl.splits > 1 ? ws : nullptr};
+  a.H = static_cast<int>(p.H), a.W = static_cast<int>(p.W), a.C = static_cast<int>(p.C);
+  a.K = static_cast<int>(p.K), a.R = static_cast<int>(p.R), a.S = static_cast<int>(p.S);
+  a.Q = static_cast<int>(p.Q), a.PQ = static_cast<int>(p.P * p.Q);
+  a.M = static_cast<int>(p.gemm_m()), a.Ktot = static_cast<int>(p.R * p.S * p.C);
+  a.pad_h = static_cast<int>(p.pad_h), a.pad_w = static_cast<int>(p.pad_w);
+  a.stride_h = static_cast<int>(p.stride_h), a.stride_w = static_cast<int>(p.stride_w);
+  a.dil_h = static_cast<int>(p.dil_h), a.dil_w = static_cast<int>(p.dil_w);
+  a.k_tiles = pl.k_tiles, a.k_tiles_per_split = pl.k_tiles_per_split;
+  // c -= C and s += 1: -C + dil_w C; then s = 0 and r += 1: -S dil_w C + dil_h W C.
+  a.delta_s = (a.dil_w - 1) * a.C;
+  a.delta_r = (a.dil_h * a.W - a.S * a.dil_w) * a.C;
+  a.relu = relu;
+  const cudaError_t err = pl.tile == igemm_tc::Tile::Large ? launch_tile<T, 128, 128>(a, pl, stream)
+                                                           : launch_tile<T, 64, 64>(a, pl, stream);
+  if (err != cudaSuccess || pl.splits == 1) return err;
+  const int64_t mk = p.gemm_m() * p.K;
+  igemm_tc_splitk_reduce_kernel<T>
+      <<<cuda_detail::blocks_for(mk), 256, 0, stream>>>(a, pl.splits);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+cudaError_t launch_igemm_tc_forward(CudaDType dt, const Conv2dProblem& p, const Plan& plan,
+                                    const void* x, const void* w, const void* bias, bool relu,
+                                    void* out, float* workspace, cudaStream_t stream) {
+  if (igemm_tc::why_not(p)[0] != '\0') return cudaErrorInvalidValue;
+  if (plan.splits > 1 && workspace == nullptr) return cudaErrorInvalidValue;
+  if (p.output_numel() == 0) return cudaSuccess;
+  if (dt == CudaDType::Half)
+    return launch_typed(p, plan, static_cast<const __half*>(x), static_cast<const __half*>(w),
+                        static_cast<const __half*>(bias), relu, static_cast<__half*>(out),
+                        workspace, stream);
+  if (dt == CudaDType::BFloat16)
+    return launch_typed(p, plan, static_cast<const __nv_bfloat16*>(x),
+                        static_cast<const __nv_bfloat16*>(w),
+                        static_cast<const __nv_bfloat16*>(bias), relu,
+                        static_cast<__nv_bfloat16*>(out), workspace, stream);
+  return cudaErrorInvalidValue;
+}
+
+int igemm_tc_sm_count() {
+  int dev = 0, n = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || n <= 0) {
+    (void)cudaGetLastError();  // a failed query is not the next launch's error
+    return 132;
+  }
+  return n;
+}
+
+}  // namespace cnnkern
