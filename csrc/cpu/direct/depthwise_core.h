@@ -90,6 +90,8 @@ constexpr int64_t kDepthwiseSlack = 64;
   }
 CNNKERN_DECLARE_DEPTHWISE_KERNELS(generic)
 CNNKERN_DECLARE_DEPTHWISE_KERNELS(avx2)
+CNNKERN_DECLARE_DEPTHWISE_KERNELS(avx512)
+CNNKERN_DECLARE_DEPTHWISE_KERNELS(avx512_emulated)
 #undef CNNKERN_DECLARE_DEPTHWISE_KERNELS
 
 template <typename T>
@@ -97,11 +99,13 @@ const DepthwiseKernels<T>& depthwise_kernels(Isa isa);
 
 template <>
 inline const DepthwiseKernels<float>& depthwise_kernels<float>(Isa isa) {
-  return uses_avx2(isa) ? avx2::depthwise_kernels_f32() : generic::depthwise_kernels_f32();
+  return pick_variant(isa, generic::depthwise_kernels_f32(), avx2::depthwise_kernels_f32(),
+                      avx512::depthwise_kernels_f32(), avx512_emulated::depthwise_kernels_f32());
 }
 template <>
 inline const DepthwiseKernels<double>& depthwise_kernels<double>(Isa isa) {
-  return uses_avx2(isa) ? avx2::depthwise_kernels_f64() : generic::depthwise_kernels_f64();
+  return pick_variant(isa, generic::depthwise_kernels_f64(), avx2::depthwise_kernels_f64(),
+                      avx512::depthwise_kernels_f64(), avx512_emulated::depthwise_kernels_f64());
 }
 
 }  // namespace cpu
