@@ -12,7 +12,6 @@
 #include "cpu/common/isa_calibration.h"
 #include "core/pool2d_problem.h"
 #include "cpu/direct/conv2d_direct_core.h"
-#include "cpu/direct/depthwise_core.h"
 #include "cpu/gemm/gemm_kernels.h"
 #include "cpu/pool/pool2d_core.h"
 
@@ -21,8 +20,7 @@ namespace cpu {
 
 bool has_avx512_variant(Family f) {
 #if defined(__x86_64__) || defined(__i386__)  // the AVX-512 variants exist on x86 builds only
-  return f == Family::gemm || f == Family::direct || f == Family::depthwise ||
-         f == Family::pool;
+  return f == Family::gemm || f == Family::direct || f == Family::pool;
 #else
   (void)f;
   return false;
@@ -72,19 +70,6 @@ double direct_probe(Isa isa) {
   return seconds_of([&] { k.conv(j); });
 }
 
-// MobileNet depthwise planes: 3x3 over 56 x 56 (padded rows of 58), 4 planes.
-double depthwise_probe(Isa isa) {
-  const DepthwiseKernels<float>& k = depthwise_kernels<float>(isa);
-  constexpr int64_t R = 58, P = 56, plane = R * R, planes = 4;
-  static std::vector<float> x(planes * plane + kDepthwiseSlack, 0.5f), out(P * P);
-  static const float w[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
-  static const int64_t off[9] = {0, 1, 2, R, R + 1, R + 2, 2 * R, 2 * R + 1, 2 * R + 2};
-  return seconds_of([&] {
-    for (int64_t c = 0; c < planes; ++c)
-      k.conv({x.data() + c * plane, R, off, w, 9, P, P, out.data(), false, 0.0f, false});
-  });
-}
-
 // The pools of VGG and ResNet: 2x2 stride 2 on 56 x 56 and 3x3 stride 2 pad 1 on 112 x 112,
 // max with indices (what training runs) and average, 2 planes each.
 double pool_probe(Isa isa) {
@@ -113,7 +98,6 @@ double probe_seconds(Family f, Isa isa) {
   switch (f) {
     case Family::gemm: return gemm_probe(isa);
     case Family::direct: return direct_probe(isa);
-    case Family::depthwise: return depthwise_probe(isa);
     case Family::pool: return pool_probe(isa);
     default: break;
   }

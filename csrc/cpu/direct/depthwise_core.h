@@ -90,8 +90,6 @@ constexpr int64_t kDepthwiseSlack = 64;
   }
 CNNKERN_DECLARE_DEPTHWISE_KERNELS(generic)
 CNNKERN_DECLARE_DEPTHWISE_KERNELS(avx2)
-CNNKERN_DECLARE_DEPTHWISE_KERNELS(avx512)
-CNNKERN_DECLARE_DEPTHWISE_KERNELS(avx512_emulated)
 #undef CNNKERN_DECLARE_DEPTHWISE_KERNELS
 
 template <typename T>
@@ -99,13 +97,15 @@ const DepthwiseKernels<T>& depthwise_kernels(Isa isa);
 
 template <>
 inline const DepthwiseKernels<float>& depthwise_kernels<float>(Isa isa) {
-  return pick_variant(isa, generic::depthwise_kernels_f32(), avx2::depthwise_kernels_f32(),
-                      avx512::depthwise_kernels_f32(), avx512_emulated::depthwise_kernels_f32());
+  // No AVX-512 variant: one built from the same template measured no faster than this on
+  // MobileNetV2's layers (bench/isa_variants.py, issue 16), so it was not kept.
+  return uses_avx2(isa) ? avx2::depthwise_kernels_f32() : generic::depthwise_kernels_f32();
 }
 template <>
 inline const DepthwiseKernels<double>& depthwise_kernels<double>(Isa isa) {
-  return pick_variant(isa, generic::depthwise_kernels_f64(), avx2::depthwise_kernels_f64(),
-                      avx512::depthwise_kernels_f64(), avx512_emulated::depthwise_kernels_f64());
+  // No AVX-512 variant: one built from the same template measured no faster than this on
+  // MobileNetV2's layers (bench/isa_variants.py, issue 16), so it was not kept.
+  return uses_avx2(isa) ? avx2::depthwise_kernels_f64() : generic::depthwise_kernels_f64();
 }
 
 }  // namespace cpu
