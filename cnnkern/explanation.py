@@ -71,6 +71,9 @@ class Explanation:
     threads: int                # torch.get_num_threads() when explained (the CPU estimates')
     measured: bool
     passes: List[PassExplanation] = field(default_factory=list)
+    # CPU only: the instruction set of each kernel family the chosen algorithms use, and why
+    # (cnnkern.tuning.isa_choices: measured / forced / rule / only).
+    cpu_isa: List[str] = field(default_factory=list)
 
     def runs(self) -> Dict[str, Optional[str]]:
         """{pass: the algorithm that runs it (None if none can)}."""
@@ -144,6 +147,8 @@ def _lines(e: Explanation) -> List[str]:
     for p in e.passes:
         lines.append(f"{p.name}: {p.runs or 'nothing can run'} -- {p.decided_by}: {p.reason}")
         lines.extend(_algorithm_line(a, e.measured) for a in p.algorithms)
+    if e.cpu_isa:
+        lines.append("cpu isa: " + "; ".join(e.cpu_isa))
     return lines
 
 
@@ -270,4 +275,27 @@ def build(input, weight, bias, stride, padding, dilation, groups, algo, measure)
                  dilation, groups, passes)
     return Explanation(device, str(input.dtype).replace("torch.", ""), in_size, weight_size,
                        list(stride), list(pad), list(dilation), groups, algo,
-                       torch.get_num_threads(), bool(measure), passes)
+                       torch.get_num_threads(), bool(measure), passes,
+                       _cpu_isa_lines(device, passes, groups, in_size[1]))
+
+
+# The CPU kernel families each algorithm runs (csrc/cpu/<family>): Winograd's transforms and
+# its per-point GEMMs, im2col's GEMM, direct's own kernels (depthwise ones when every output
+# channel reads one input channel, as csrc/cpu/direct/depthwise.h decides).
+_FAMILIES = {"im2col": ("gemm",), "winograd": ("winograd", "gemm"),
+             "winograd_f2": ("winograd", "gemm")}
+
+
+def _cpu_isa_lines(device, passes, groups, channels) -> List[str]:
+    if device != "cpu":
+        return []
+    from . import tuning
+
+    used = []
+    for p in passes:
+        fams = _FAMILIES.get(p.runs, ())
+        if p.runs == "direct":
+            fams = ("depthwise",) if groups > 1 and groups == channels else ("direct",)
+        used += [f for f in fams if f not in used]
+    choices = tuning.isa_choices()["families"]
+    return [tuning.describe_isa_choice(f, choices[f]) for f in used]

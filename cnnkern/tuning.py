@@ -104,6 +104,34 @@ def cpu_isa() -> str:
     return "AVX2" if "avx2" in flags else "no AVX2"
 
 
+def isa_choices() -> dict:
+    """Which instruction set each CPU kernel family runs now, and why (csrc/cpu/common/cpu_isa.h):
+
+        {"cpu": ..., "build": ..., "rule": "avx512", "source": ..., "calibration_ms": 3.1,
+         "cache": "~/.cache/cnnkern/cpu_isa-<hash>.json", "cache_note": "",
+         "families": {"gemm": {"isa": "avx2", "how": "measured", "candidates": [...],
+                               "seconds": {"avx512": 4.1e-05, "avx2": 3.2e-05}}, ...}}
+
+    "how" is "forced" (CNNKERN_CPU_ISA), "only" (one candidate on this CPU), "rule"
+    (CNNKERN_ISA_CALIBRATION=0: AVX-512 on Intel, AVX2 elsewhere) or "measured" (each
+    candidate's micro-kernel timed at first use, median seconds in "seconds", or read from the
+    per-CPU-model cache file). Calling it runs the calibration if nothing has yet.
+    """
+    return json.loads(_ops.cpu_isa_report())
+
+
+def describe_isa_choice(family: str, choice: dict) -> str:
+    """One family's entry of isa_choices() in words, for explain()."""
+    how = choice["how"]
+    if how == "measured":
+        figures = ", ".join(f"{isa} {t * 1e6:.1f} us" for isa, t in choice["seconds"].items())
+        return f"{family}: {choice['isa']} (measured, median of its probe: {figures})"
+    why = {"forced": "forced by CNNKERN_CPU_ISA",
+           "only": "the only candidate on this CPU",
+           "rule": "rule, calibration off (CNNKERN_ISA_CALIBRATION=0)"}[how]
+    return f"{family}: {choice['isa']} ({why})"
+
+
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)

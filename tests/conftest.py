@@ -411,8 +411,10 @@ def numel(shape):
 # ---------------------------------------------------------------------------------------------
 
 # The CPU direct-conv and pooling kernels come in per-ISA variants chosen at run time;
-# CNNKERN_CPU_ISA forces one (read on every call), so one machine can test each it can run.
-CPU_ISAS = ["generic", "avx2"]
+# CNNKERN_CPU_ISA forces one (read on every call), so one machine can test each it can run:
+# avx512_emulated (the AVX-512 variants' vector widths on AVX2 instructions) on every AVX2
+# machine, avx512 where the CPU has it (families without an AVX-512 variant run AVX2 there).
+CPU_ISAS = ["generic", "avx2", "avx512_emulated", "avx512"]
 
 
 def _isa_runs(isa):

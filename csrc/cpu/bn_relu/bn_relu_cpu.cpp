@@ -136,7 +136,7 @@ template <typename T>
 void grad_sums_impl(const at::Tensor& dy, const at::Tensor& z, const at::Tensor& scale,
                     const at::Tensor& shift, const at::Tensor& mean, bool relu, at::Tensor& sum_g,
                     at::Tensor& sum_gx) {
-  const auto& core = cpu::bn_relu_core<T>(cpu::active_isa());
+  const auto& core = cpu::bn_relu_core<T>(cpu::active_isa(cpu::Family::bn_relu));
   const GradArgs<T> g(dy, z, scale, shift, mean);
   const int64_t K = g.K;
   std::vector<double> s1(K, 0.0), s2(K, 0.0);
@@ -184,7 +184,7 @@ template <typename T>
 void grad_z_impl(const at::Tensor& dy, const at::Tensor& z, const at::Tensor& scale,
                  const at::Tensor& shift, const at::Tensor& mean, const at::Tensor& ca,
                  const at::Tensor& cb, const at::Tensor& cc, bool relu, at::Tensor& gz) {
-  const auto& core = cpu::bn_relu_core<T>(cpu::active_isa());
+  const auto& core = cpu::bn_relu_core<T>(cpu::active_isa(cpu::Family::bn_relu));
   const GradArgs<T> g(dy, z, scale, shift, mean);
   const int64_t K = g.K;
   const T* pa = ca.const_data_ptr<T>();

@@ -66,7 +66,7 @@ void for_each_job(int64_t njobs, const F& fn) {
 
 template <typename T>
 const DirectKernels<T>& kernels() {
-  return cpu::direct_kernels<T>(cpu::active_isa());
+  return cpu::direct_kernels<T>(cpu::active_isa(cpu::Family::direct));
 }
 
 // Packed planes: plane m of `src` (H x W) becomes sh * sw phase planes of Hv x Wv, phase

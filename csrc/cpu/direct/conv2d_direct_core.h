@@ -99,15 +99,19 @@ const DirectKernels<T>& direct_kernels(Isa isa);
   }
 CNNKERN_DECLARE_DIRECT_KERNELS(generic)
 CNNKERN_DECLARE_DIRECT_KERNELS(avx2)
+CNNKERN_DECLARE_DIRECT_KERNELS(avx512)
+CNNKERN_DECLARE_DIRECT_KERNELS(avx512_emulated)
 #undef CNNKERN_DECLARE_DIRECT_KERNELS
 
 template <>
 inline const DirectKernels<float>& direct_kernels<float>(Isa isa) {
-  return uses_avx2(isa) ? avx2::direct_kernels_f32() : generic::direct_kernels_f32();
+  return pick_variant(isa, generic::direct_kernels_f32(), avx2::direct_kernels_f32(),
+                      avx512::direct_kernels_f32(), avx512_emulated::direct_kernels_f32());
 }
 template <>
 inline const DirectKernels<double>& direct_kernels<double>(Isa isa) {
-  return uses_avx2(isa) ? avx2::direct_kernels_f64() : generic::direct_kernels_f64();
+  return pick_variant(isa, generic::direct_kernels_f64(), avx2::direct_kernels_f64(),
+                      avx512::direct_kernels_f64(), avx512_emulated::direct_kernels_f64());
 }
 
 }  // namespace cpu

@@ -35,7 +35,7 @@ using cpu::DwWeightJob;
 
 template <typename T>
 const cpu::DepthwiseKernels<T>& kernels() {
-  return cpu::depthwise_kernels<T>(cpu::active_isa());
+  return cpu::depthwise_kernels<T>(cpu::active_isa(cpu::Family::depthwise));
 }
 
 // How one plane is packed and where each tap reads it (offsets relative to an output row's

@@ -97,10 +97,14 @@ const DepthwiseKernels<T>& depthwise_kernels(Isa isa);
 
 template <>
 inline const DepthwiseKernels<float>& depthwise_kernels<float>(Isa isa) {
+  // No AVX-512 variant: one built from the same template measured no faster than this on
+  // MobileNetV2's layers (bench/isa_variants.py, issue 16), so it was not kept.
   return uses_avx2(isa) ? avx2::depthwise_kernels_f32() : generic::depthwise_kernels_f32();
 }
 template <>
 inline const DepthwiseKernels<double>& depthwise_kernels<double>(Isa isa) {
+  // No AVX-512 variant: one built from the same template measured no faster than this on
+  // MobileNetV2's layers (bench/isa_variants.py, issue 16), so it was not kept.
   return uses_avx2(isa) ? avx2::depthwise_kernels_f64() : generic::depthwise_kernels_f64();
 }
 

@@ -20,13 +20,8 @@ inline void copy_n(const T* s, T* d, int64_t n) {
   using V = Vec<T>;
   constexpr int N = V::N;
   if (n < N) {
-#if defined(CNNKERN_SIMD_AVX2)
     const auto m = V::first(static_cast<int>(n));
-    if constexpr (sizeof(T) == 4) _mm256_maskstore_ps(d, m, V::load_first(s, m));
-    else _mm256_maskstore_pd(d, m, V::load_first(s, m));
-#else
-    for (int64_t i = 0; i < n; ++i) d[i] = s[i];
-#endif
+    V::store_first(d, m, V::load_first(s, m));
     return;
   }
   int64_t i = 0;
@@ -110,14 +105,10 @@ inline void conv_step(const DwConvJob<T>& j, const typename Vec<T>::reg* w, cons
   if (keep == NV * N) {
     for (int k = 0; k < NV; ++k) V::store(d + k * N, finish(j, a[k]));
   } else {  // a row's last, partial vector
-#if defined(CNNKERN_SIMD_AVX2)
     if constexpr (NV == 1) {
-      const auto m = V::first(static_cast<int>(keep));
-      if constexpr (sizeof(T) == 4) _mm256_maskstore_ps(d, m, finish(j, a[0]));
-      else _mm256_maskstore_pd(d, m, finish(j, a[0]));
+      V::store_first(d, V::first(static_cast<int>(keep)), finish(j, a[0]));
       return;
     }
-#endif
     alignas(64) T tmp[NV * N];
     for (int k = 0; k < NV; ++k) V::store(tmp + k * N, finish(j, a[k]));
     std::memcpy(d, tmp, keep * sizeof(T));

@@ -203,7 +203,7 @@ std::vector<std::string> available_isas() {
 // call like the other families'.
 template <typename T>
 const GemmKernels<T>& kernels_for(const std::string& isa) {
-  const Isa chosen = isa.empty() ? active_isa() : parse_isa(isa, "isa");
+  const Isa chosen = isa.empty() ? active_isa(Family::gemm) : parse_isa(isa, "isa");
   const GemmKernels<T>* k = table<T>(isa_name(chosen));
   TORCH_CHECK(k != nullptr, "cnnkern gemm: kernel set '", isa_name(chosen),
               "' is not compiled into this build");

@@ -39,15 +39,19 @@ const PoolKernels<T>& pool_kernels(Isa isa);
   }
 CNNKERN_DECLARE_POOL_KERNELS(generic)
 CNNKERN_DECLARE_POOL_KERNELS(avx2)
+CNNKERN_DECLARE_POOL_KERNELS(avx512)
+CNNKERN_DECLARE_POOL_KERNELS(avx512_emulated)
 #undef CNNKERN_DECLARE_POOL_KERNELS
 
 template <>
 inline const PoolKernels<float>& pool_kernels<float>(Isa isa) {
-  return uses_avx2(isa) ? avx2::pool_kernels_f32() : generic::pool_kernels_f32();
+  return pick_variant(isa, generic::pool_kernels_f32(), avx2::pool_kernels_f32(),
+                      avx512::pool_kernels_f32(), avx512_emulated::pool_kernels_f32());
 }
 template <>
 inline const PoolKernels<double>& pool_kernels<double>(Isa isa) {
-  return uses_avx2(isa) ? avx2::pool_kernels_f64() : generic::pool_kernels_f64();
+  return pick_variant(isa, generic::pool_kernels_f64(), avx2::pool_kernels_f64(),
+                      avx512::pool_kernels_f64(), avx512_emulated::pool_kernels_f64());
 }
 
 }  // namespace cpu

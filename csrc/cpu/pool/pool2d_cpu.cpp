@@ -40,12 +40,12 @@ void for_plane_ranges(const Pool2dProblem& p, const F& f) {
 
 template <typename T>
 const cpu::PoolKernels<T>& kernels() {
-  return cpu::pool_kernels<T>(cpu::active_isa());
+  return cpu::pool_kernels<T>(cpu::active_isa(cpu::Family::pool));
 }
 
 template <typename T>
 const cpu::PoolNhwcKernels<T>& nhwc_kernels() {
-  return cpu::pool_nhwc_kernels<T>(cpu::active_isa());
+  return cpu::pool_nhwc_kernels<T>(cpu::active_isa(cpu::Family::pool));
 }
 
 // f(r0, r1) over ranges of `rows` rows of `row_elems` elements each; ranges of at least

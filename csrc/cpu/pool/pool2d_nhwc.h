@@ -47,15 +47,19 @@ const PoolNhwcKernels<T>& pool_nhwc_kernels(Isa isa);
   }
 CNNKERN_DECLARE_POOL_NHWC_KERNELS(generic)
 CNNKERN_DECLARE_POOL_NHWC_KERNELS(avx2)
+CNNKERN_DECLARE_POOL_NHWC_KERNELS(avx512)
+CNNKERN_DECLARE_POOL_NHWC_KERNELS(avx512_emulated)
 #undef CNNKERN_DECLARE_POOL_NHWC_KERNELS
 
 template <>
 inline const PoolNhwcKernels<float>& pool_nhwc_kernels<float>(Isa isa) {
-  return uses_avx2(isa) ? avx2::pool_nhwc_kernels_f32() : generic::pool_nhwc_kernels_f32();
+  return pick_variant(isa, generic::pool_nhwc_kernels_f32(), avx2::pool_nhwc_kernels_f32(),
+                      avx512::pool_nhwc_kernels_f32(), avx512_emulated::pool_nhwc_kernels_f32());
 }
 template <>
 inline const PoolNhwcKernels<double>& pool_nhwc_kernels<double>(Isa isa) {
-  return uses_avx2(isa) ? avx2::pool_nhwc_kernels_f64() : generic::pool_nhwc_kernels_f64();
+  return pick_variant(isa, generic::pool_nhwc_kernels_f64(), avx2::pool_nhwc_kernels_f64(),
+                      avx512::pool_nhwc_kernels_f64(), avx512_emulated::pool_nhwc_kernels_f64());
 }
 
 }  // namespace cpu

@@ -120,7 +120,7 @@ template <int M, typename T>
 const WinogradKernels<T>& winograd_kernels() {
 #if defined(__x86_64__) || defined(__i386__)  // the AVX2 kernels exist on x86 builds only
   if constexpr (std::is_same_v<T, float>) {
-    if (uses_avx2(active_isa())) {  // read on every call (once per convolution)
+    if (uses_avx2(active_isa(Family::winograd))) {  // read on every call (once per convolution)
       const WinogradKernels<float>* k = winograd_avx2::kernels<M>();
       if (k != nullptr) return *k;
     }
