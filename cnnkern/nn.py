@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import functional as ck
+from ._relu_mark import mark_relu_applied
 # The fused op's one call site in the modules, looked up at call time (tests wrap it).
 from .functional import conv_bn_relu as _conv_bn_relu
 
@@ -348,7 +349,9 @@ class FusedConvBatchNorm2d(_ConvBNCore, Conv2d):
         out = self._conv_bn(self, self.bn, input, self.fused_relu)
         if self.copy_output and out.requires_grad:
             out = out.clone()
-        return out
+        # A ReLU module shared with another call site stays after this layer: the mark lets
+        # it skip this output (cnnkern/_relu_mark.py).
+        return mark_relu_applied(out) if self.fused_relu else out
 
     def extra_repr(self) -> str:
         what = "bn+relu" if self.fused_relu else "bn"

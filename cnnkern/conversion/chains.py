@@ -8,11 +8,13 @@ only where both agree (a forward may branch on self.training). Where a (sub)modu
 trace (data-dependent control flow...), chains are taken from its nn.Sequential children
 instead: adjacent Conv2d, BatchNorm2d(, ReLU), whose data flow nn.Sequential fixes.
 
-ReLU. If the BN's output feeds only an nn.ReLU module that is called nowhere else, the ReLU is
-fused in and the module becomes nn.Identity. A ReLU that must stay (ResNet's BasicBlock applies
-`self.relu` again after the residual add; F.relu / torch.relu / .relu_() are code in the
-forward) stays exactly as it is and only conv + BN are fused: a ReLU runs there anyway, and
-fusing it as well would only add a second ReLU mask to the backward.
+ReLU. If the BN's output feeds only an nn.ReLU module, the ReLU is fused in. A module called
+nowhere else becomes nn.Identity; one called elsewhere too (ResNet's blocks apply `self.relu`
+again after the residual add) becomes cnnkern._relu_mark.SkipAppliedReLU, which returns the
+fused output as it is and applies the ReLU at its other calls (`shared_relu`). A ReLU that
+must stay (hooks, several names; F.relu / torch.relu / .relu_() are code in the forward)
+stays exactly as it is and only conv + BN are fused: a ReLU runs there anyway, and fusing it
+as well would only add a second ReLU mask to the backward.
 
 In-place writes. A model may write into a BN's output (torchvision's BasicBlock does
 `out += identity`; an inplace ReLU that stays): fine for batch_norm, whose backward does not
@@ -59,9 +61,11 @@ _AUGMENTABLE = {operator.add, operator.sub, operator.mul, operator.truediv, oper
 class Chain:
     conv: str
     bn: str
-    relu: Optional[str]      # the ReLU module fused in (it becomes nn.Identity), or None
+    relu: Optional[str]      # the ReLU module fused in, or None
     note: str                # e.g. why a ReLU after the BN was not fused in
     inplace_after: bool      # the fused (conv + BN) output may be modified in place next
+    shared_relu: bool = False  # the fused-in ReLU module is called elsewhere too: it stays,
+    #                            as SkipAppliedReLU, instead of becoming nn.Identity
 
 
 class _Tracer(fx.Tracer):
@@ -95,11 +99,10 @@ def _pair_problem(conv: nn.Module, bn: nn.Module, conv_name: str, bn_name: str,
     return conv_problem(conv)
 
 
-def _relu_module_kept(relu: nn.Module, calls: int, aliases: Dict[int, List[str]]) -> str:
-    """Why a ReLU module after a fused BN must stay ("" if it can become nn.Identity)."""
-    if calls > 1:
-        why = f"it is called {calls} times"
-    elif len(aliases[id(relu)]) > 1:
+def _relu_module_kept(relu: nn.Module, aliases: Dict[int, List[str]]) -> str:
+    """Why a ReLU module after a fused BN must stay as it is ("" if it can be fused in: it
+    then becomes nn.Identity, or SkipAppliedReLU where it is called elsewhere too)."""
+    if len(aliases[id(relu)]) > 1:
         why = f"it is registered under several names ({', '.join(aliases[id(relu)])})"
     elif hooks(relu):
         why = f"it has hooks ({hooks(relu)})"
@@ -162,14 +165,18 @@ def _graph_chains(root: nn.Module, graph: fx.Graph, prefix: str,
             notes[conv_name] = (bn_name, why)
             continue
 
-        relu, note = None, ""
+        relu, note, shared = None, "", False
         users = list(bn_node.users)
         if len(users) == 1:
             u = users[0]
             only_input = tuple(u.args) == (bn_node,) and not u.kwargs
             if u.op == "call_module" and type(modules.get(u.target)) is nn.ReLU and only_input:
-                note = _relu_module_kept(modules[u.target], calls[u.target], aliases)
+                note = _relu_module_kept(modules[u.target], aliases)
                 relu = None if note else prefix + u.target
+                shared = relu is not None and calls[u.target] > 1
+                if shared:
+                    note = (f"the ReLU module is called {calls[u.target]} times: it stays as "
+                            f"SkipAppliedReLU, which passes this layer's output through")
             elif u.op == "call_function" and u.target in _RELU_FUNCTIONS:
                 note = f"the {_RELU_FUNCTIONS[u.target]} call after it stays (it is code)"
             elif u.op == "call_method" and u.target in _RELU_METHODS:
@@ -178,7 +185,7 @@ def _graph_chains(root: nn.Module, graph: fx.Graph, prefix: str,
         # trains (ReLU keeps its output for backward), so only a conv + BN output is checked.
         inplace_after = relu is None and any(_modifies_in_place(u, bn_node, modules)
                                              for u in users)
-        chains[conv_name] = Chain(conv_name, bn_name, relu, note, inplace_after)
+        chains[conv_name] = Chain(conv_name, bn_name, relu, note, inplace_after, shared)
     return chains, notes
 
 
@@ -200,7 +207,7 @@ def _sequential_chains(seq: nn.Sequential, prefix: str, aliases: Dict[int, List[
         relu, note = None, ""
         after = items[i + 2][1] if i + 2 < len(items) else None
         if type(after) is nn.ReLU:
-            note = _relu_module_kept(after, 1, aliases)
+            note = _relu_module_kept(after, aliases)
             relu = None if note else prefix + items[i + 2][0]
         # The module after the chain may write into its output; past the end of the Sequential
         # we cannot see what will, so we assume it might.

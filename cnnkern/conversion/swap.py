@@ -12,6 +12,7 @@ from typing import Dict, List
 from torch import nn
 
 from .. import nn as cnn
+from .._relu_mark import SkipAppliedReLU
 from ..nn import FusedAwayBatchNorm2d, FusedConvBatchNorm2d, output_survives_in_place_change
 from .chains import Chain, analyse
 from .eligibility import algo_for_layer, lookup, pool_problem, replace_problem
@@ -92,8 +93,12 @@ def convert(model: nn.Module, algo: str = "auto", fuse: bool = True, *, inplace:
         detail = f"fused (algo={layer_algo!r})"
         if fused_relu:
             relu = model.get_submodule(ch.relu)
-            new[id(relu)] = nn.Identity().train(relu.training)
-            detail += f"; ReLU {ch.relu} -> nn.Identity"
+            if ch.shared_relu:
+                new[id(relu)] = SkipAppliedReLU.from_torch(relu)
+                detail += f"; ReLU {ch.relu} -> SkipAppliedReLU"
+            else:
+                new[id(relu)] = nn.Identity().train(relu.training)
+                detail += f"; ReLU {ch.relu} -> nn.Identity"
         notes = [ch.note, algo_note]
         if copy_output:
             notes.append("its output is copied while autograd records: the next op writes into "

@@ -24,6 +24,7 @@ import cnnkern
 import cnnkern.nn as cnn
 from cnnkern import nn as _fused_modules  # the fused modules and the fused op they call
 from cnnkern.nn import FusedAwayBatchNorm2d, FusedConvBatchNorm2d
+from cnnkern._relu_mark import SkipAppliedReLU
 from cnnkern.tools.check import set_algo
 from cnnkern.conversion import ConvertReport
 from conftest import assert_close, assert_exact
@@ -287,21 +288,20 @@ def test_resnet18_report_outputs_and_keys():
     assert isinstance(report, ConvertReport) and type(model) is type(original)
 
     blocks = [f"layer{i}.{j}" for i in range(1, 5) for j in range(2)]
-    assert kinds(report, "conv_bn_relu") == ["conv1"]
+    assert kinds(report, "conv_bn_relu") == sorted(["conv1"] + [b + ".conv1" for b in blocks])
     assert kinds(report, "conv_bn") == sorted(
-        [b + ".conv1" for b in blocks] + [b + ".conv2" for b in blocks]
-        + [f"layer{i}.0.downsample.0" for i in (2, 3, 4)])
+        [b + ".conv2" for b in blocks] + [f"layer{i}.0.downsample.0" for i in (2, 3, 4)])
     assert report.names("max_pool2d") == ["maxpool"]
     assert report.names("adaptive_avg_pool2d") == ["avgpool"]
     assert report.skipped == [] and report.analysis == {"": "torch.fx"}
     # The stem's ReLU is used once: fused and removed. A block's is applied again after the
-    # add: it stays, and its conv1 fuses the BN only (a ReLU runs there anyway).
+    # add: it is fused into conv1 too, and stays as SkipAppliedReLU for the add.
     assert isinstance(model.relu, tnn.Identity) and model.conv1.fused_relu
-    assert type(model.layer1[0].relu) is tnn.ReLU
-    assert ("the ReLU module stays after it: it is called 2 times"
+    assert type(model.layer1[0].relu) is SkipAppliedReLU and model.layer1[0].relu.inplace
+    assert ("the ReLU module is called 2 times: it stays as SkipAppliedReLU"
             in report.entry("layer1.0.conv1").detail)
     assert type(model.layer1[0].conv1) is FusedConvBatchNorm2d
-    assert not model.layer1[0].conv1.fused_relu and not model.layer1[0].conv2.fused_relu
+    assert model.layer1[0].conv1.fused_relu and not model.layer1[0].conv2.fused_relu
     assert type(model.layer1[0].bn1) is FusedAwayBatchNorm2d
     assert model.layer1[0].conv1.bn is model.layer1[0].bn1
     assert all(type(m) is not tnn.Conv2d for m in model.modules())
@@ -372,13 +372,13 @@ def test_vgg16_bn_eval_and_train_outputs():
 # ---------------------------------------------------------------------------------------------
 
 MODELS = {
-    "resnet": (SmallResNet, dict(conv_bn_relu=["conv1"],
-                                  conv_bn=["layer1.conv1", "layer1.conv2", "layer2.conv1",
-                                           "layer2.conv2", "layer2.downsample.0"])),
+    "resnet": (SmallResNet, dict(conv_bn_relu=["conv1", "layer1.conv1", "layer2.conv1"],
+                                  conv_bn=["layer1.conv2", "layer2.conv2",
+                                           "layer2.downsample.0"])),
     "vgg_bn": (small_vgg_bn, dict(conv_bn_relu=["0.0", "0.4", "0.8"], conv_bn=[])),
     "functional": (Functional, dict(conv_bn_relu=[], conv_bn=["c1", "c2", "c3", "c4"])),
-    "untraceable": (Untraceable, dict(conv_bn_relu=["stem.0"],
-                                      conv_bn=["block.conv1", "block.conv2", "stem.4"])),
+    "untraceable": (Untraceable, dict(conv_bn_relu=["stem.0", "block.conv1"],
+                                      conv_bn=["block.conv2", "stem.4"])),
     "used_twice": (OutputUsedTwice, dict(conv_bn_relu=["c2"], conv_bn=[])),
 }
 
@@ -700,8 +700,9 @@ def test_output_written_in_place_is_copied_if_the_fused_op_keeps_it(monkeypatch)
     original = resnet18_small().double()
     model, report = cnnkern.convert(original, algo="im2col", report=True)
     copied = sorted(n for n, m in model.named_modules() if getattr(m, "copy_output", False))
-    assert copied == sorted(f"layer{i}.{j}.conv{k}" for i in (1, 2) for j in (0, 1)
-                            for k in (1, 2))
+    # conv2's output takes `out += identity`; conv1's ReLU is fused in, and SkipAppliedReLU
+    # passes it through instead of writing into it.
+    assert copied == sorted(f"layer{i}.{j}.conv2" for i in (1, 2) for j in (0, 1))
     assert "its output is copied while autograd records" in report.entry("layer1.0.conv2").detail
     ref_losses, losses = train([original, model], steps=2, shape=(2, 3, 32, 32))
     torch.testing.assert_close(losses, ref_losses, rtol=F64_RTOL, atol=0)

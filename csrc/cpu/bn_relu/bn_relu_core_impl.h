@@ -5,7 +5,8 @@
 // A step takes kLanes = 8 values as two halves of 4 (a half of double is one AVX2 register,
 // two SSE2 ones; wider generic vectors make GCC spill them through the stack), the sums 8
 // double lanes: position i of a plane goes to lane i % 8, and the lanes are folded in one
-// fixed order, so a plane's sums depend on its length alone.
+// fixed order, so a plane's sums depend on its length alone. float32 sums go through float
+// first, in blocks (sums_float_blocks says how), the blocks again a function of the length.
 //
 // The ReLU mask is `z * sa > -sb`, not `z * sa + sb > 0`: with round-to-nearest the sign of
 // fl(fl(z*sa) + sb) is the sign of the exact sum fl(z*sa) + sb (a sum that small is exact,
@@ -86,16 +87,61 @@ inline void grad_z_half(const T* dy, const T* z, const typename V4<T>::type& va,
   store4(gz, VT(g * vA + (x - vm) * vB + vC));
 }
 
+// float32 planes: blocks of kFloatBlock steps of the 8 lanes are summed in float, one vector
+// of 8 (no conversion in the loop: converting every value to double was most of the pass's
+// instructions), and each block's lane sums are then added to the double lanes. A float sum
+// of kFloatBlock terms is within ~kFloatBlock ulps of its largest term, and the blocks add up
+// in double, so the plane's sums stay near double accuracy, unlike one float sum of the
+// whole plane. The products take the mean rounded to float, mf: a block's
+// sum g * (z - m) = sum g * (z - mf) + (mf - m) * sum g, the correction added in double
+// (zero when m comes from the op's float32 statistics, as today; it keeps the kernel exact
+// for any m).
+// The blocks are a function of n alone, so the result still is.
+constexpr int64_t kFloatBlock = 32;
+typedef float f8 __attribute__((vector_size(kLanes * sizeof(float))));
+
+template <bool kRelu>
+inline void sums_float_blocks(int64_t& i, int64_t n, const float* dy, const float* z, float sa,
+                              float sb, double m, d4& s1lo, d4& s1hi, d4& s2lo, d4& s2hi) {
+  const float mf = static_cast<float>(m);
+  const d4 vdm = d4{} + (static_cast<double>(mf) - m);
+  const f8 va = f8{} + sa, vnb = f8{} - sb, vm = f8{} + mf;
+  while (i + kLanes <= n) {
+    const int64_t steps = std::min<int64_t>(kFloatBlock, (n - i) / kLanes);
+    f8 a1{}, a2{};
+    for (int64_t s = 0; s < steps; ++s, i += kLanes) {
+      f8 g, x;
+      load4(g, dy + i);  // load4/store4 copy a whole vector, whatever its width
+      load4(x, z + i);
+      if (kRelu) g = (x * va > vnb) ? g : f8{};
+      a1 += g;
+      a2 += g * (x - vm);
+    }
+    f4 h1[2], h2[2];
+    std::memcpy(h1, &a1, sizeof(a1));
+    std::memcpy(h2, &a2, sizeof(a2));
+    const d4 b1lo = __builtin_convertvector(h1[0], d4), b1hi = __builtin_convertvector(h1[1], d4);
+    s1lo += b1lo;
+    s1hi += b1hi;
+    s2lo += __builtin_convertvector(h2[0], d4) + vdm * b1lo;
+    s2hi += __builtin_convertvector(h2[1], d4) + vdm * b1hi;
+  }
+}
+
 template <typename T, bool kRelu>
 void grad_sums_plane(int64_t n, const T* dy, const T* z, T sa, T sb, double m, double* out) {
-  using VT = typename V4<T>::type;
-  const VT va = VT{} + sa, vnb = VT{} - sb;
-  const d4 vm = d4{} + m;
   d4 s1lo{}, s1hi{}, s2lo{}, s2hi{};
   int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    sums_half<T, kRelu>(dy + i, z + i, va, vnb, vm, s1lo, s2lo);
-    sums_half<T, kRelu>(dy + i + kHalf, z + i + kHalf, va, vnb, vm, s1hi, s2hi);
+  if constexpr (std::is_same<T, float>::value) {
+    sums_float_blocks<kRelu>(i, n, dy, z, sa, sb, m, s1lo, s1hi, s2lo, s2hi);
+  } else {
+    using VT = typename V4<T>::type;
+    const VT va = VT{} + sa, vnb = VT{} - sb;
+    const d4 vm = d4{} + m;
+    for (; i + kLanes <= n; i += kLanes) {
+      sums_half<T, kRelu>(dy + i, z + i, va, vnb, vm, s1lo, s2lo);
+      sums_half<T, kRelu>(dy + i + kHalf, z + i + kHalf, va, vnb, vm, s1hi, s2hi);
+    }
   }
   double t1[kLanes], t2[kLanes];
   std::memcpy(t1, &s1lo, sizeof(s1lo));
@@ -163,8 +209,27 @@ void grad_sums_rows_t(int64_t rows, int64_t K, const T* dy, const T* z, const T*
         load4(a1, s1 + k);
         load4(a2, s2 + k);
         const VT vnb = -vb;
-        for (int64_t r = 0; r < nr; ++r)
-          sums_half<T, kRelu>(gb + r * K + k, zb + r * K + k, va, vnb, vm, a1, a2);
+        if constexpr (std::is_same<T, float>::value) {
+          // As sums_float_blocks: the block's rows summed in float about the mean rounded
+          // to float, then added to the double sums with the (mf - m) * sum g correction.
+          const f4 vmf = __builtin_convertvector(vm, f4);
+          const d4 vdm = __builtin_convertvector(vmf, d4) - vm;
+          f4 b1{}, b2{};
+          for (int64_t r = 0; r < nr; ++r) {
+            f4 g, x;
+            load4(g, gb + r * K + k);
+            load4(x, zb + r * K + k);
+            if (kRelu) g = (x * va > vnb) ? g : f4{};
+            b1 += g;
+            b2 += g * (x - vmf);
+          }
+          const d4 d1 = __builtin_convertvector(b1, d4);
+          a1 += d1;
+          a2 += __builtin_convertvector(b2, d4) + vdm * d1;
+        } else {
+          for (int64_t r = 0; r < nr; ++r)
+            sums_half<T, kRelu>(gb + r * K + k, zb + r * K + k, va, vnb, vm, a1, a2);
+        }
         store4(s1 + k, a1);
         store4(s2 + k, a2);
       },
