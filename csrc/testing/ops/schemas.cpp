@@ -1,7 +1,7 @@
 // The schemas of the INTERNAL ops, for tests only: the CPU GEMM, the CPU emulations of the CUDA
 // implicit-GEMM / Winograd / pooling index math, and their plans. Not part of the public API
 // (cnnkern.cpp holds that); implemented in gemm_op.cpp, implicit_gemm_test_ops.cpp,
-// pool2d_test_ops.cpp and smem_swizzle_test_ops.cpp.
+// pool2d_test_ops.cpp, smem_swizzle_test_ops.cpp and gemm_fp32_tile_test_ops.cpp.
 
 #include <torch/library.h>
 
@@ -20,6 +20,10 @@ std::vector<int64_t> igemm_plan_op(const std::string& pass, c10::IntArrayRef inp
 std::vector<int64_t> mma_fragments_op(const std::string& shape, const std::string& operand);
 // testing/ops/smem_swizzle_test_ops.cpp (tests only).
 std::vector<int64_t> smem_swizzle_op(int64_t row_chunks, int64_t rows);
+// testing/ops/gemm_fp32_tile_test_ops.cpp (tests only).
+std::vector<int64_t> gemm32_slots_op(const std::string& what);
+std::vector<int64_t> gemm32_edges_op(int64_t mn, int64_t k, int64_t extent, int64_t K,
+                                     c10::IntArrayRef strides, int64_t addr);
 
 }  // namespace cnnkern
 
@@ -50,6 +54,11 @@ TORCH_LIBRARY(cnnkern_testing, m) {
   // element offset of each (row, col) of a b16 tile, row-major
   // (tests/internals/test_smem_swizzle.py).
   m.def("smem_swizzle(int row_chunks, int rows) -> int[]", &cnnkern::smem_swizzle_op);
+  // ... the CUDA fp32 GEMM core's thread mappings and edge rules (core/gemm_fp32_tile.h,
+  // tests/internals/test_gemm_fp32_tile.py).
+  m.def("gemm32_slots(str what) -> int[]", &cnnkern::gemm32_slots_op);
+  m.def("gemm32_edges(int mn, int k, int extent, int K, int[] strides, int addr) -> int[]",
+        &cnnkern::gemm32_edges_op);
   m.def(
       "wino_emulate(int m, str pass_, Tensor input, Tensor weight, Tensor grad_output, "
       "Tensor? bias, int[2] padding, int groups, int chunk_images=0) -> Tensor");
