@@ -37,6 +37,10 @@ MACS_PER_MMA = {"float16": 16 * 8 * 16, "bfloat16": 16 * 8 * 16, "tf32": 16 * 8 
 BM = BN = 64                                 # igemm::Tile (csrc/core/implicit_gemm.h)
 BK = 16
 GEMM_THREADS = 256
+FP32_CORE_TILE = {"bm": 128, "bn": 128, "bk": 8}  # gemm32::Tile (csrc/core/gemm_fp32_tile.h)
+# The fp32 GEMM core's variant for operands whose mn dimension is contiguous and 16-byte
+# aligned (Winograd on the headline layers: tiles and channels multiples of 4).
+FP32_CORE = "gemm_fp32_kernel<true, true>"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -295,8 +299,9 @@ direct_model.kernels_for = _direct_kernels
 
 
 def winograd4_model(layer: Layer, kernels: Dict[str, Dict]) -> Bounds:
-    # conv2d_winograd.cu, F(4x4,3x3) float32: filter transform (every call), input transform to
-    # V, 36 GEMMs [tiles x C] x [C x K] into M, output transform. V and M go through DRAM.
+    # conv2d_winograd.cu, F(4x4,3x3) float32: filter transform (every call unless
+    # CNNKERN_WINOGRAD_FILTER_CACHE=1), input transform to V, 36 GEMMs [K x C] x [C x tiles]
+    # into M on the fp32 core, output transform. V and M go through DRAM.
     a2, f = 36, 4
     TH, TW = math.ceil(layer.P / 4), math.ceil(layer.Q / 4)
     T = layer.N * TH * TW
@@ -308,8 +313,8 @@ def winograd4_model(layer: Layer, kernels: Dict[str, Dict]) -> Bounds:
     b = nest_bounds(kernels["wino_filter_kernel<4, float>"], layer.K * layer.C, {1: 1},
                     layer.K * layer.C * 9 * f + u)
     b = b.add(nest_bounds(kernels["wino_input_kernel<4, float>"], layer.C * T, {1: 1}, x + v))
-    g = gemm_bounds(kernels["igemm_kernel<float, GemmMap, SimtCompute>"], "float32", T, layer.K,
-                    layer.C, batches=a2)
+    g = gemm_bounds(kernels[FP32_CORE], "float32", layer.K, T, layer.C, batches=a2,
+                    **FP32_CORE_TILE)
     g.hbm = (u + v + m) / HBM
     b = b.add(g)
     return b.add(nest_bounds(kernels["wino_output_kernel<4, float>"], layer.N * layer.K * TH * TW,
@@ -317,8 +322,7 @@ def winograd4_model(layer: Layer, kernels: Dict[str, Dict]) -> Bounds:
 
 
 winograd4_model.kernels = ["wino_filter_kernel<4, float>", "wino_input_kernel<4, float>",
-                           "igemm_kernel<float, GemmMap, SimtCompute>",
-                           "wino_output_kernel<4, float>"]
+                           FP32_CORE, "wino_output_kernel<4, float>"]
 
 
 def maxpool_model(dtype: str):

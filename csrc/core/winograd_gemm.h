@@ -6,9 +6,11 @@
 // For a 3x3, stride-1, dilation-1 problem q (padding may be negative: a crop), with output
 // tiles of m x m, TH x TW tiles per image, T = N * TH * TW tiles, a = m + 2:
 //   1. input transform, one item per (c, tile):   V[xi][c][t]  = (B^T d B)[xi]
-//   2. filter transform, one item per (k, c/g):   U[xi][k][c]  = (G g G^T)[xi]
-//   3. a*a*groups GEMMs (the implicit-GEMM tile loop, GemmMap below):
-//        Mo[xi][g*Kg + k][t] = sum_c V[xi][g*Cg + c][t] * U[xi][g*Kg + k][c]
+//   2. filter transform, one item per (k, c/g):   U[xi][g][c][k] = (G g G^T)[xi] of filter
+//                                                  g*Kg + k, channel c (k contiguous)
+//   3. a*a*groups GEMMs, batch z = xi * groups + g (float32: the fp32 GEMM core through
+//      gemm_desc below; float64: the implicit-GEMM tile loop through GemmMap):
+//        Mo[xi][g*Kg + k][t] = sum_c V[xi][g*Cg + c][t] * U[xi][g][c][k]
 //   4. output transform, one item per (n, k, tile): y = A^T Mo A, + bias, the valid part stored.
 // Every buffer is in the accumulator type (float, or double for float64).
 //
@@ -18,6 +20,7 @@
 #include <cstdint>
 
 #include "core/conv2d_problem.h"
+#include "core/gemm_fp32_tile.h"
 #include "core/implicit_gemm.h"
 #include "core/macros.h"
 #include "core/winograd.h"
@@ -47,7 +50,7 @@ struct GemmParams {
 
 // The Winograd-domain GEMM of point xi and group g, as an implicit-GEMM map (batch z = xi *
 // groups + g): A = V[xi][group's channels] (T x Cg, contiguous in t), B = U (Cg x Kg,
-// contiguous in c), C = Mo (T x Kg, contiguous in t).
+// contiguous in k), C = Mo (T x Kg, contiguous in t).
 struct GemmMap {
   using Params = GemmParams;
   static constexpr igemm::Pass kPass = igemm::Pass::Fprop;  // never split
@@ -64,12 +67,37 @@ struct GemmMap {
   CNNKERN_HD ARow a_row(int64_t m) const { return m; }
   CNNKERN_HD int64_t a_at(ARow m, int64_t k) const { return (xi * w.C + g * K + k) * w.T + m; }
   CNNKERN_HD BRow b_row(int64_t k) const { return k; }
-  CNNKERN_HD int64_t b_at(BRow k, int64_t n) const { return (xi * w.K + g * N + n) * K + k; }
+  CNNKERN_HD int64_t b_at(BRow k, int64_t n) const {
+    return ((xi * w.groups + g) * K + k) * N + n;
+  }
   CNNKERN_HD int64_t c_offset(int64_t m, int64_t n) const {
     return (xi * w.K + g * N + n) * w.T + m;
   }
   CNNKERN_HD int64_t channel(int64_t) const { return 0; }  // the bias is added after step 4
 };
+
+// The same GEMMs for the fp32 core, turned so that its n (the dimension its 16-byte copies and
+// float4 stores run along) is the tile t, contiguous in V and Mo: C = Mo (Kg x T), A = U
+// (Kg x Cg, Kg contiguous), B = V (Cg x T). All three are 16-byte aligned in every batch when
+// T and Kg are multiples of 4 (and the buffers are).
+CNNKERN_HD gemm32::GemmDesc gemm_desc(const GemmParams& w) {
+  const int64_t Cg = w.C / w.groups, Kg = w.K / w.groups;
+  gemm32::GemmDesc d;
+  d.batches = w.aa * w.groups;
+  d.M = Kg;
+  d.N = w.T;
+  d.K = Cg;
+  d.a_z = Cg * Kg;
+  d.a_m = 1;
+  d.a_k = Kg;
+  d.b_z = Cg * w.T;
+  d.b_k = w.T;
+  d.b_n = 1;
+  d.c_z = Kg * w.T;
+  d.c_m = w.T;
+  d.c_n = 1;
+  return d;
+}
 
 template <int M>
 CNNKERN_HD GemmParams gemm_params(const Conv2dProblem& q, const Geom<M>& gm) {
@@ -129,8 +157,10 @@ CNNKERN_HD void filter_item(const Conv2dProblem& q, const In* w, bool flipped, A
     for (int e = 0; e < 9; ++e) gk[e / 3][e % 3] = Cvt::load(w, base + 8 - e);
   }
   winograd::filter_transform<M, Acc>(&gk[0][0], 3, 1, &u[0][0], a, 1);
+  const int64_t g = ko / Kg, k = ko % Kg;
   CNNKERN_UNROLL
-  for (int xi = 0; xi < a * a; ++xi) U[(xi * q.K + ko) * Cg + ci] = u[xi / a][xi % a];
+  for (int xi = 0; xi < a * a; ++xi)
+    U[((xi * q.groups + g) * Cg + ci) * Kg + k] = u[xi / a][xi % a];
 }
 
 // Step 4 for item i in [0, N * K * TH * TW): (n, k, th, tw), tw fastest. Calls

@@ -15,6 +15,7 @@
 #include "cuda/conv2d_winograd.h"
 #include "cuda/cuda_glue.h"
 #include "cuda/device_context.h"
+#include "cuda/winograd_filter_cache.h"
 
 namespace cnnkern {
 namespace {
@@ -53,8 +54,9 @@ at::Tensor forward(const at::Tensor& input, const at::Tensor& weight,
   if (output.numel() == 0) return output;
   const CudaDType dt = cuda_dtype_of(input);
   at::Tensor ws = workspace(input, winograd_workspace_bytes(dt, M, p, false));
+  const at::Tensor U = winograd_filter(weight, M, p, /*grad_input=*/false);
   CNNKERN_CUDA_CHECK(launch_winograd(dt, M, p, /*grad_input=*/false, input.const_data_ptr(),
-                                     weight.const_data_ptr(),
+                                     U.const_data_ptr(),
                                      bias_data(bias), epi.relu,
                                      output.mutable_data_ptr(), ws.mutable_data_ptr(),
                                      current_cuda_stream()));
@@ -68,8 +70,9 @@ at::Tensor backward_input(const at::Tensor& grad_output, const at::Tensor& weigh
   if (grad_input.numel() == 0) return grad_input;
   const CudaDType dt = cuda_dtype_of(grad_output);
   at::Tensor ws = workspace(grad_output, winograd_workspace_bytes(dt, M, p, true));
+  const at::Tensor U = winograd_filter(weight, M, p, /*grad_input=*/true);
   CNNKERN_CUDA_CHECK(launch_winograd(dt, M, p, /*grad_input=*/true, grad_output.const_data_ptr(),
-                                     weight.const_data_ptr(), nullptr, false,
+                                     U.const_data_ptr(), nullptr, false,
                                      grad_input.mutable_data_ptr(), ws.mutable_data_ptr(),
                                      current_cuda_stream()));
   return grad_input;
@@ -81,10 +84,13 @@ template <int M>
 Conv2dWorkspace wino_workspace(const Conv2dProblem& p, at::ScalarType dtype, ConvPass pass) {
   if (pass == ConvPass::BackwardWeight) return igemm_workspace(p, dtype, pass);
   Conv2dWorkspace ws;
-  ws.per_call = static_cast<int64_t>(winograd_workspace_bytes(
-      cuda_dtype_for(dtype), M, p, /*grad_input=*/pass == ConvPass::BackwardInput));
-  ws.what = "the transformed filters, input tiles and their products for one batch chunk "
-            "(device memory, per call)";
+  const CudaDType dt = cuda_dtype_for(dtype);
+  const bool gi = pass == ConvPass::BackwardInput;
+  ws.per_call = static_cast<int64_t>(winograd_workspace_bytes(dt, M, p, gi) +
+                                     winograd_filter_bytes(dt, M, p, gi));
+  ws.what = "the input tiles and their products for one batch chunk (device memory, per "
+            "call), and the transformed filters (kept across calls per weight version with "
+            "CNNKERN_WINOGRAD_FILTER_CACHE=1)";
   return ws;
 }
 

@@ -244,6 +244,23 @@ def test_gemm_bounds_of_the_tensor_core_tile():
     assert b.grid == (1568, pytest.approx(1568 / (132 * 2)))
 
 
+def test_fp32_core_gemm_bounds_match_hand_worked_numbers():
+    # Winograd F(4x4) on VGG16 conv3_2 through the fp32 core: 36 GEMMs of M = K = 256 channels,
+    # N = 32*14*14 = 6272 tiles, reduction C = 256. 2 x 49 tiles of 128 x 128 per GEMM = 98
+    # x 36 = 3528 blocks, 27 on the busiest SM; 32 k-tiles of 8. 512 FFMAs per thread (8 warps
+    # x 512 x 32 lanes = 131072 MACs = one 128x128x8 k-tile) in a 617-instruction loop.
+    k = {"main_loop_mix": {"mma": 0, "ffma": 512}, "main_loop": {"instructions": 617},
+         "subroutine_instrs": 0, "main_loop_shared_bytes": 512, "blocks_per_sm": 2}
+    b = sass_bounds.gemm_bounds(k, "float32", 256, 6272, 256, batches=36,
+                                **sass_bounds.FP32_CORE_TILE)
+    clock = 66.9e12 / (132 * 256)
+    assert b.issue == pytest.approx(27 * 8 * 32 * 617 / (4 * clock))
+    assert b.fp32 == pytest.approx(27 * 2 * 128 * 128 * 256 / (66.9e12 / 132))
+    assert b.grid == (3528, pytest.approx(3528 / (132 * 2)))
+    with pytest.raises(sass_bounds.LoopNestChanged, match="64x64x16 tile 65536"):
+        sass_bounds.gemm_bounds(k, "float32", 256, 6272, 256, batches=36)
+
+
 def test_nest_bounds_weigh_each_loop_by_its_trips():
     # a max-pool: per output, the outer loop's 100 own instructions once, the row loop's 10
     # three times, the 20-instruction column loop nine times: 100 + 30 + 180 = 310 per thread

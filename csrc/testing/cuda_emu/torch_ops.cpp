@@ -1,7 +1,9 @@
 // The emulated library's own ops, for the tests (torch.ops.cnnkern_emu._emu_*): the engine's
-// thread/block order and counters, and the planted-bug kernels (planted/planted_bugs.cu).
+// thread/block order and counters, the planted-bug kernels (planted/planted_bugs.cu), and the
+// fp32 GEMM core (cuda/gemm_fp32.h) on strided operands.
 
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 #include <ATen/ops/full.h>
 #include <torch/library.h>
 
@@ -11,6 +13,7 @@
 #include <vector>
 
 #include "cuda/device_context.h"
+#include "cuda/gemm_fp32.h"
 #include "cuda_emu/engine.h"
 #include "testing/cuda_emu/planted/planted_bugs.h"
 #include "testing/cuda_emu/planted/staged_tile.h"
@@ -126,6 +129,42 @@ std::tuple<at::Tensor, at::Tensor> staged_tile_op(const std::string& bug, const 
   return {y, early};
 }
 
+// C = A B by the fp32 GEMM core, for a (batch, M, K) and b (batch, K, N) float32 tensors of
+// any strides (the core reads them through their strides; a storage offset of one element
+// misaligns them for the 16-byte path). C is (batch, M, N), stored n-contiguous, or
+// m-contiguous (a transposed view) when c_transposed.
+at::Tensor gemm_fp32_op(const at::Tensor& a, const at::Tensor& b, bool c_transposed) {
+  TORCH_CHECK(a.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat,
+              "_emu_gemm_fp32: a and b must be float32; got ", a.scalar_type(), " and ",
+              b.scalar_type());
+  TORCH_CHECK(a.dim() == 3 && b.dim() == 3 && a.size(0) == b.size(0) && a.size(2) == b.size(1),
+              "_emu_gemm_fp32: a must be (batch, M, K) and b (batch, K, N); got a ", a.sizes(),
+              " and b ", b.sizes());
+  const int64_t batch = a.size(0), M = a.size(1), K = a.size(2), N = b.size(2);
+  at::Tensor c = c_transposed ? at::empty({batch, N, M}, a.options()).transpose(1, 2)
+                              : at::empty({batch, M, N}, a.options());
+  cnnkern::gemm32::GemmDesc d;
+  d.batches = batch;
+  d.M = M;
+  d.N = N;
+  d.K = K;
+  d.a_z = a.stride(0);
+  d.a_m = a.stride(1);
+  d.a_k = a.stride(2);
+  d.b_z = b.stride(0);
+  d.b_k = b.stride(1);
+  d.b_n = b.stride(2);
+  d.c_z = c.stride(0);
+  d.c_m = c.stride(1);
+  d.c_n = c.stride(2);
+  const char* why = cnnkern::gemm_fp32_why_not(d);
+  TORCH_CHECK(why[0] == '\0', "_emu_gemm_fp32: ", why);
+  CNNKERN_CUDA_CHECK(cnnkern::launch_gemm_fp32(d, a.const_data_ptr<float>(),
+                                               b.const_data_ptr<float>(),
+                                               c.mutable_data_ptr<float>(), nullptr));
+  return c;
+}
+
 }  // namespace
 }  // namespace cuda_emu
 
@@ -146,4 +185,7 @@ TORCH_LIBRARY_FRAGMENT(cnnkern_emu, m) {
   m.def("_emu_staged_tile(str bug, Tensor x, int num, bool trans, int copy_bytes, "
         "int valid_cols) -> (Tensor, Tensor)",
         &cuda_emu::staged_tile_op);
+  // The fp32 GEMM core: a (batch, M, K) @ b (batch, K, N), any strides (see gemm_fp32_op).
+  m.def("_emu_gemm_fp32(Tensor a, Tensor b, bool c_transposed) -> Tensor",
+        &cuda_emu::gemm_fp32_op);
 }

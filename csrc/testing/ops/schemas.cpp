@@ -1,7 +1,7 @@
 // The schemas of the INTERNAL ops, for tests only: the CPU GEMM, the CPU emulations of the CUDA
 // implicit-GEMM / Winograd / pooling index math, and their plans. Not part of the public API
 // (cnnkern.cpp holds that); implemented in gemm_op.cpp, implicit_gemm_test_ops.cpp,
-// pool2d_test_ops.cpp and smem_swizzle_test_ops.cpp.
+// pool2d_test_ops.cpp, smem_swizzle_test_ops.cpp and gemm_fp32_tile_test_ops.cpp.
 
 #include <torch/library.h>
 
@@ -25,6 +25,10 @@ std::vector<int64_t> smem_swizzle_op(int64_t row_chunks, int64_t rows);
 std::tuple<std::string, std::vector<int64_t>, std::string> igemm_tc_plan_op(
     c10::IntArrayRef input_size, c10::IntArrayRef weight_size, c10::IntArrayRef stride,
     c10::IntArrayRef padding, c10::IntArrayRef dilation, int64_t groups, int64_t sm_count);
+// testing/ops/gemm_fp32_tile_test_ops.cpp (tests only).
+std::vector<int64_t> gemm32_slots_op(const std::string& what);
+std::vector<int64_t> gemm32_edges_op(int64_t mn, int64_t k, int64_t extent, int64_t K,
+                                     c10::IntArrayRef strides, int64_t addr);
 
 }  // namespace cnnkern
 
@@ -62,6 +66,11 @@ TORCH_LIBRARY(cnnkern_testing, m) {
       "igemm_tc_plan(int[] input_size, int[] weight_size, int[2] stride, int[2] padding, "
       "int[2] dilation, int groups, int sm_count) -> (str, int[], str)",
       &cnnkern::igemm_tc_plan_op);
+  // ... the CUDA fp32 GEMM core's thread mappings and edge rules (core/gemm_fp32_tile.h,
+  // tests/internals/test_gemm_fp32_tile.py).
+  m.def("gemm32_slots(str what) -> int[]", &cnnkern::gemm32_slots_op);
+  m.def("gemm32_edges(int mn, int k, int extent, int K, int[] strides, int addr) -> int[]",
+        &cnnkern::gemm32_edges_op);
   m.def(
       "wino_emulate(int m, str pass_, Tensor input, Tensor weight, Tensor grad_output, "
       "Tensor? bias, int[2] padding, int groups, int chunk_images=0) -> Tensor");
