@@ -25,6 +25,10 @@ def test_summarise_computes_regret_against_the_fastest_eligible_algorithm():
     assert r.pick_regret == pytest.approx(2.0)
     assert r.best_any == "winograd"
     assert r.regret_any == pytest.approx(5.25)
+    assert r.regret_min == r.regret  # no fastest rounds given: the medians stand for them
+    r = auto_regret.summarise("s", "l", "shape", "fwd", "direct", ms,
+                              {"direct": 4.0, "im2col": 4.5, "winograd": 1.0, "auto": 4.4})
+    assert r.regret_min == pytest.approx(1.1)  # against direct, fastest on its best round
 
 
 def test_summary_counts_layers_within_the_target_per_pass():
@@ -35,6 +39,7 @@ def test_summary_counts_layers_within_the_target_per_pass():
     assert (s["within"], s["of"]) == (2, 3)
     assert s["by_pass"] == {"fwd": {"within": 1, "of": 2}, "bwd_input": {"within": 1, "of": 1}}
     assert s["worst"][0]["layer"] == "l1" and s["worst"][0]["regret"] == pytest.approx(1.3)
+    assert s["within_min"] == 2
     assert s["geomean_regret"] == pytest.approx((1.0 * 1.3 * 1.0) ** (1 / 3))
 
 
@@ -46,9 +51,9 @@ def test_spread_keeps_first_and_last():
     assert auto_regret.spread(items, 20) == items
 
 
-def test_interleaved_medians_takes_the_median_per_call_and_rotates_the_order(monkeypatch):
-    # A fake clock: each block's seconds come from a script per function, so the medians are
-    # known exactly; one outlier per function (a burst of load) must not move them.
+def test_interleaved_times_are_per_call_per_round_and_rotate_the_order(monkeypatch):
+    # A fake clock: each block's seconds come from a script per function, so the figures are
+    # known exactly.
     script = {"a": [0.001, 0.002, 0.002, 0.050, 0.002], "b": [0.004, 0.008, 0.500, 0.008, 0.008]}
     order, calls_seen = [], []
 
@@ -60,11 +65,12 @@ def test_interleaved_medians_takes_the_median_per_call_and_rotates_the_order(mon
 
     monkeypatch.setattr(auto_regret, "_block", fake_block)
     settings = auto_regret.Settings(rounds=4, block_s=0.004)
-    med = auto_regret.interleaved_medians({"a": lambda: "a", "b": lambda: "b"}, settings)
+    times = auto_regret.interleaved_times({"a": lambda: "a", "b": lambda: "b"}, settings)
     assert order == ["a", "b"] + ["a", "b", "b", "a", "a", "b", "b", "a"]  # warm-ups, rounds
     # the warm-up sizes each block to >= 4 ms: 4 calls of a (1 ms), 1 of b (4 ms)
     assert calls_seen == [1, 1] + [4 if n == "a" else 1 for n in order[2:]]
-    assert med == {"a": pytest.approx(0.002), "b": pytest.approx(0.008)}
+    assert times == {"a": pytest.approx([0.002, 0.002, 0.050, 0.002]),
+                     "b": pytest.approx([0.008, 0.500, 0.008, 0.008])}
 
 
 def test_candidates_are_what_the_registry_can_run():
@@ -104,6 +110,9 @@ def test_cli_writes_text_and_json_with_one_row_per_layer_and_pass(tmp_path, caps
         eligible = {a: t for a, t in algos.items() if a != "winograd"}
         assert r["best"] == min(eligible, key=eligible.get)
         assert r["regret"] == pytest.approx(r["ms"]["auto"] / eligible[r["best"]])
+        fastest = min(t for a, t in r["ms_min"].items() if a not in ("auto", "winograd"))
+        assert r["regret_min"] == pytest.approx(r["ms_min"]["auto"] / fastest)
+        assert all(r["ms_min"][a] <= r["ms"][a] for a in r["ms"])
         assert all(t > 0 and math.isfinite(t) for t in r["ms"].values())
     assert set(rows[3]["ms"]) == {"direct", "im2col", "auto"}  # 5x5 stride 2: no Winograd
     s = data["summary"]
