@@ -57,14 +57,15 @@ def test_interleaved_times_are_per_call_per_round_and_rotate_the_order(monkeypat
     script = {"a": [0.001, 0.002, 0.002, 0.050, 0.002], "b": [0.004, 0.008, 0.500, 0.008, 0.008]}
     order, calls_seen = [], []
 
-    def fake_block(fn, calls):
+    def fake_block(fn, calls, clock):
+        assert clock is auto_regret.time.process_time  # Settings.clock="cpu"
         name = fn()
         order.append(name)
         calls_seen.append(calls)
         return script[name].pop(0) * calls
 
     monkeypatch.setattr(auto_regret, "_block", fake_block)
-    settings = auto_regret.Settings(rounds=4, block_s=0.004)
+    settings = auto_regret.Settings(rounds=4, block_s=0.004, clock="cpu")
     times = auto_regret.interleaved_times({"a": lambda: "a", "b": lambda: "b"}, settings)
     assert order == ["a", "b"] + ["a", "b", "b", "a", "a", "b", "b", "a"]  # warm-ups, rounds
     # the warm-up sizes each block to >= 4 ms: 4 calls of a (1 ms), 1 of b (4 ms)
@@ -96,7 +97,7 @@ def test_cli_writes_text_and_json_with_one_row_per_layer_and_pass(tmp_path, caps
     spec = tmp_path / "tiny.json"
     spec.write_text(json.dumps(TINY))
     out_json, out_txt = tmp_path / "r.json", tmp_path / "r.txt"
-    assert main(["auto-regret", "--sets", str(spec), "--quick", "--threads", "1",
+    assert main(["auto-regret", "--sets", str(spec), "--quick", "--threads", "1", "--clock", "cpu",
                  "--json", str(out_json), "--txt", str(out_txt)]) == 0
     data = json.loads(out_json.read_text())
     rows = data["results"]
@@ -117,7 +118,8 @@ def test_cli_writes_text_and_json_with_one_row_per_layer_and_pass(tmp_path, caps
     assert set(rows[3]["ms"]) == {"direct", "im2col", "auto"}  # 5x5 stride 2: no Winograd
     s = data["summary"]
     assert s["of"] == 6 and s["within"] == sum(r["regret"] <= 1.10 for r in rows)
-    assert data["settings"]["rounds"] == 3 and data["environment"]["threads"] == 1
+    assert data["settings"]["rounds"] == 3 and data["settings"]["clock"] == "cpu"
+    assert data["environment"]["threads"] == 1
     text = out_txt.read_text()
     assert data["environment"]["isa"] in text and f"within 1.10: {s['within']}/6" in text
     assert "tiny5x5s2" in capsys.readouterr().out
@@ -127,6 +129,7 @@ def test_cli_writes_text_and_json_with_one_row_per_layer_and_pass(tmp_path, caps
     (["--passes", "sideways"], "unknown pass 'sideways'"),
     (["--threads", "0"], "--threads must be at least 1; got 0"),
     (["--rounds", "0"], "--rounds must be at least 1; got 0"),
+    (["--clock", "sundial"], "invalid choice: 'sundial'"),
 ])
 def test_bad_arguments_name_the_value(argv, message, capsys):
     with pytest.raises(SystemExit) as e:
