@@ -35,7 +35,11 @@ from . import runner
 # there a 2-thread call's wall time is mostly waiting for a core (it comes in multiples of the
 # scheduler's slice) and says little about the kernel; CPU time leaves the wait out. It also
 # leaves out a thread idling at a barrier once its spin-wait ends, so it favours kernels that
-# split work unevenly: a load-robust estimate, not a substitute for a quiet machine.
+# split work unevenly: a load-robust estimate, not a substitute for a quiet machine. Run it
+# with OMP_WAIT_POLICY=PASSIVE (read by OpenMP at start-up, so it must be in the environment):
+# an OpenMP thread spinning at a barrier while its partner waits for a core burns CPU time in
+# proportion to the load; on this machine at load 20 that made auto's calls and direct calls
+# of the same algorithm differ up to 1.5x; passive waiting brought them within 7%.
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 DEFAULT_SETS = ("default", "vgg16", "resnet50", "googlenet")
@@ -203,6 +207,7 @@ def summary(results: List[Result], target: float = TARGET) -> dict:
 def environment() -> dict:
     env = runner.environment(torch.device("cpu"))
     env["isa"] = cnnkern.tuning.cpu_isa()
+    env["OMP_WAIT_POLICY"] = os.environ.get("OMP_WAIT_POLICY", "")
     return env
 
 
@@ -217,12 +222,15 @@ def _row(r: Result, algos: List[str]) -> str:
 def format_text(results: List[Result], env: dict, settings: Settings) -> str:
     algos = sorted({a for r in results for a in r.ms if a != "auto"})
     s = summary(results)
+    spin = (settings.clock == "cpu" and env.get("OMP_WAIT_POLICY", "").lower() != "passive")
     lines = [
         f"auto regret (auto ms / fastest auto-eligible algorithm's ms, same process, "
         f"interleaved, median of {settings.rounds} rounds, {settings.clock} clock)",
         f"cpu: {env['cpu']} | {env['isa']} | {env['threads']} threads | load average "
         f"{env['load_average']} | torch {env['torch']} | {env['date']}",
         f"eligible: every algorithm but {', '.join(NOT_AUTO_ELIGIBLE)} (accuracy opt-in)",
+    ] + (["warning: --clock cpu without OMP_WAIT_POLICY=PASSIVE counts OpenMP spin-waits "
+          "(see bench/auto_regret.py)"] if spin else []) + [
         "",
         f"{'set':9} {'layer':28} {'pass':10} " + " ".join(f"{a[:9]:>9}" for a in algos)
         + f" {'auto':>9} {'picked':11} {'best':11} {'regret':>6} {'pick':>6} {'r_min':>6}",

@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import time
 
 import pytest
@@ -122,6 +123,8 @@ def test_cli_writes_text_and_json_with_one_row_per_layer_and_pass(tmp_path, caps
     assert data["environment"]["threads"] == 1
     text = out_txt.read_text()
     assert data["environment"]["isa"] in text and f"within 1.10: {s['within']}/6" in text
+    spinning = os.environ.get("OMP_WAIT_POLICY", "").lower() != "passive"
+    assert ("warning: --clock cpu without OMP_WAIT_POLICY=PASSIVE" in text) == spinning
     assert "tiny5x5s2" in capsys.readouterr().out
 
 
