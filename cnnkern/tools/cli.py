@@ -7,6 +7,7 @@
     cnnkern sass-report ...      static performance report of the CUDA kernels (no GPU needed)
     cnnkern models ...           whole torchvision models: torch vs cnnkern (+ torch.compile,
                                  ONNX Runtime), eval and training, time by layer kind
+    cnnkern auto-regret ...      per layer and pass: auto's time / the fastest algorithm's
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
                     "TF32 off unless --tf32, which also allows cnnkern's own TF32 path; oneDNN on "
                     "the CPU) on a layer set, with the error "
                     "against it and against a float64 reference. Subcommands: check, summary, "
-                    "train-digits, sass-report, models (each with --help).")
+                    "train-digits, sass-report, models, auto-regret (each with --help).")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: cuda if usable)")
     p.add_argument("--layers", default="default",
                    help=f"a layer set ({', '.join(runner.layer_sets())}) or a JSON file")
@@ -236,9 +237,15 @@ def models_main(argv) -> int:
     return models.main(argv)
 
 
+def auto_regret_main(argv) -> int:
+    from cnnkern.bench import auto_regret
+
+    return auto_regret.main(argv)
+
+
 _COMMANDS = {"bench": bench_main, "check": check_main, "summary": summary_main,
              "train-digits": train_digits_main, "sass-report": sass_report_main,
-             "models": models_main}
+             "models": models_main, "auto-regret": auto_regret_main}
 
 
 if __name__ == "__main__":

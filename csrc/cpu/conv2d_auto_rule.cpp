@@ -1,26 +1,22 @@
-// What algo="auto" runs on the CPU: the fastest algorithm for the shape class in the
-// benchmarks (bench/results/cpu_*; `python -m cnnkern --device cpu --passes all --threads 2`
-// on the 2-core Zen 3 CI machine), among those whose float32 error stays at PyTorch's level.
+// What algo="auto" runs on the CPU: per pass, the fastest algorithm for the shape class among
+// those whose float32 error stays at PyTorch's level (F(4x4) `winograd` is 5-10x less accurate,
+// so it is opt-in: algo="winograd" or the autotuner, never a silent trade of accuracy for speed;
+// float64 has only portable Winograd kernels, so Winograd is auto's choice in float32 only).
 //
-//  * 3x3, stride 1, dilation 1, float32 (or float16/bfloat16, which the CPU kernels compute in
-//    float32: cpu/common/half_via_float32.h), >= 16 input and output channels per group:
-//    winograd_f2, every pass. On VGG16 at batch 8 it ran 1.3-2.1x PyTorch's forward,
-//    1.2-2.4x its grad-input and 1.5-2.6x its grad-weight, against 0.7-1.8x for im2col, with
-//    F(2x2)'s error at PyTorch's (bench/results/cpu_vgg16_*_2026-11-22).
-//    F(4x4) (`winograd`) is faster still on large images (2.3-2.7x) but its float32 error is
-//    5-10x PyTorch's, so it is opt-in (algo="winograd", or the autotuner), never a silent
-//    trade of accuracy for speed. float64 has only portable Winograd kernels: im2col there.
-//  * few channels per group (depthwise, narrow grouped convs, fewer than 8 input channels
-//    into fewer than 32 filters, a 3-channel image layer's grad-weight at batch 1): direct.
-//    A GEMM with a K or N dimension below ~8 wastes most of its register tile: depthwise 3x3
-//    ran 0.45x/0.55x/1.4x PyTorch (fwd/grad-input/grad-weight) on direct, 0.27x/0.58x/0.22x
-//    on im2col.
-//  * everything else (1x1, strided, large kernels, dilated): im2col. ResNet-50's 1x1 ran
-//    1.2-1.3x PyTorch on im2col against 0.4-0.5x on direct; its 3x3 stride 2 0.8-1.3x
-//    against 0.7-0.8x.
+// Measured with `OMP_WAIT_POLICY=PASSIVE cnnkern auto-regret --clock cpu --rounds 5` (bench/
+// auto_regret.py: every algorithm that can run the shape and auto, interleaved in one process,
+// 2 threads) on the default, vgg16, resnet50 and googlenet layer sets, batch as in the sets, on
+// an Intel Xeon (Sapphire Rapids class, AVX-512 incl. avx512_bf16/fp16, 2 cores) loaded by other
+// jobs (load average ~20): bench/results/cpu_2026-12-07_auto_regret_*. The figures below are
+// time ratios of the two algorithms in that run (loser / winner); each clause's reason quotes
+// them, so explain() shows what the choice rests on. The earlier rule's figures were taken on an
+// AMD EPYC Zen 3 (AVX2) with older kernels; its clauses that this run confirms are kept.
 //
-// Any algorithm this rule does not name comes after, by its registered auto_priority.
+// To re-tune after a kernel changes: run the command above with --json, read the "worst" list,
+// and move a threshold in kTuning (each says which layers decide it) or a clause's order; then
+// update the figures in the clause's reason from the same run.
 
+#include <algorithm>
 #include <string>
 
 #include "core/winograd.h"
@@ -30,10 +26,99 @@
 namespace cnnkern {
 namespace {
 
+// Every threshold of the rule, in one place; the layers that decide each one are named.
+struct Tuning {
+  // Fewer input channels per group than this is "narrow" (depthwise, LeNet-5's C3, the
+  // 3-channel first layers): a GEMM with a dimension below ~8 wastes its register tile.
+  int64_t narrow_channels = 8;
+  // Narrow input into fewer filters than this: direct in every pass (lenet5.c3, 6 -> 16).
+  int64_t narrow_direct_max_filters = 32;
+  // A narrow first layer's grad-weight: direct below this many output positions (N*P*Q) and up
+  // to this stride; vgg16.conv1_1 (s1), resnet50/googlenet conv1 (7x7 s2) vs alexnet.conv1 (s4).
+  int64_t first_layer_grad_weight_positions = int64_t(1) << 17;
+  int64_t first_layer_grad_weight_max_stride = 2;
+  // Large kernels (R*S >= this) with few (but at least narrow_channels: the 3-channel 7x7
+  // conv1 of resnet50/googlenet runs im2col 1.5x faster forward) channels: direct forward up to small_kernel_fwd_filters
+  // filters and in the backward passes up to small_kernel_bwd_filters (googlenet's 5x5
+  // branches: 16..32 -> 32..64 direct, 32 -> 96/128 and 48 -> 128 im2col).
+  int64_t large_kernel_area = 25;
+  int64_t large_kernel_max_channels = 32;
+  int64_t large_kernel_fwd_filters = 64;
+  int64_t large_kernel_bwd_filters = 32;
+  // Winograd F(2x2) needs at least this many input and output channels per group.
+  int64_t winograd_min_channels = 16;
+  // "Wide": at least this many input channels per group; "small plane": fewer output positions
+  // per image (P*Q) than small_plane (14x14). 3x3 stride-1 forward and grad-input run
+  // winograd_f2 unless the plane is small and the layer not wide (googlenet inception5a/5b:
+  // im2col 1.1-1.3x faster; resnet50 layer4.1.conv2, 512 channels at 7x7: F(2x2) 1.2x faster).
+  int64_t wide_channels = 256;
+  int64_t small_plane = 14 * 14;
+  // The same for grad-input alone, on a larger plane: googlenet inception4a-4e's 3x3 (96-160
+  // channels at 14x14) ran im2col 1.0-1.08x (first run) and 1.1-1.3x (second run) faster.
+  int64_t small_plane_grad_input = 28 * 28;
+  // 3x3 stride-1 grad-weight runs winograd_f2 only on planes of at least small_plane that are
+  // wide, or large (>= large_plane) with at most large_plane_max_fanout filters per input
+  // channel; im2col otherwise (googlenet conv3 and inception 3a-5b, resnet50 layer2.1/4.1).
+  int64_t large_plane = 56 * 56;
+  int64_t large_plane_max_fanout = 2;
+  // Forward of a wide, non-1x1 layer whose output plane is at most tiny_plane: direct
+  // (resnet50 layer4.0.conv2, 512 channels 3x3 stride 2 to 7x7).
+  int64_t tiny_plane = 7 * 7;
+};
+constexpr Tuning kTuning{};
+
 std::string str(int64_t v) { return std::to_string(v); }
 
-// Each clause returns its preference order with its reason in words, the case first and the
-// problem's own numbers after, so explain() quotes the branch that decided.
+Conv2dAutoChoice direct(const std::string& why) { return {{"direct", "im2col"}, why + ": direct"}; }
+Conv2dAutoChoice im2col(const std::string& why) { return {{"im2col", "direct"}, why + ": im2col"}; }
+Conv2dAutoChoice winograd_f2(const std::string& why) {
+  return {{"winograd_f2", "im2col", "direct"},
+          why + ": winograd_f2, the fastest at PyTorch's float32 accuracy (F(4x4) winograd is "
+                "5-10x less accurate, so never picked by auto)"};
+}
+
+// The clauses for 3x3 stride-1 float32 layers with enough channels for Winograd F(2x2).
+Conv2dAutoChoice winograd_shape_rule(const Conv2dProblem& p, ConvPass pass,
+                                     const std::string& head) {
+  const int64_t c = p.C_per_group(), k = p.K_per_group(), plane = p.P * p.Q;
+  const bool wide = c >= kTuning.wide_channels, small = plane < kTuning.small_plane;
+  const int64_t small_limit = pass == ConvPass::BackwardInput ? kTuning.small_plane_grad_input
+                                                              : kTuning.small_plane;
+  const std::string numbers = " (C/groups " + str(c) + ", K/groups " + str(k) + ", output " +
+                              str(p.P) + "x" + str(p.Q) + ")";
+  if (pass != ConvPass::BackwardWeight) {
+    if (plane < small_limit && !wide)
+      return im2col(head + ", " + conv_pass_name(pass) + ", output plane under " +
+                    str(small_limit) + " positions and fewer than " +
+                    str(kTuning.wide_channels) + " input channels" + numbers +
+                    ". Measured: im2col 1.04-1.26x faster than winograd_f2 on googlenet "
+                    "inception5a/5b's 3x3 (160/192 channels at 7x7), 1.0-1.3x on grad-input "
+                    "of inception4a-4e's (96-160 channels at 14x14)");
+    return winograd_f2(head + ", forward or grad-input" + numbers +
+                       ". Measured: within 10% of the fastest auto-eligible algorithm on "
+                       "every such layer of vgg16/resnet50/googlenet, 1.2-1.65x faster than im2col on "
+                       "resnet50 layer4.1.conv2 (512 channels at 7x7)");
+  }
+  const bool fanout_ok = k <= kTuning.large_plane_max_fanout * c;
+  if (!small && (wide || (plane >= kTuning.large_plane && fanout_ok)))
+    return winograd_f2(head + ", grad-weight on a plane of at least " +
+                       str(kTuning.small_plane) + " positions, " +
+                       (wide ? "at least " + str(kTuning.wide_channels) + " input channels"
+                             : "at least " + str(kTuning.large_plane) + " positions and at most " +
+                                   str(kTuning.large_plane_max_fanout) +
+                                   " filters per input channel") +
+                       numbers + ". Measured: im2col took 0.97-1.4x winograd_f2's time on "
+                       "vgg16 conv1_2-conv5_3 and resnet50 layer1.0.conv2");
+  return im2col(head + ", grad-weight: output plane under " + str(kTuning.small_plane) +
+                " positions, or fewer than " + str(kTuning.wide_channels) +
+                " input channels with more than " + str(kTuning.large_plane_max_fanout) +
+                " filters per channel or a plane under " + str(kTuning.large_plane) + numbers +
+                ". Measured: im2col 1.2-2.5x faster than winograd_f2 on googlenet conv3 and "
+                "inception 3a-5b, resnet50 layer2.1/4.1.conv2");
+}
+
+// Each clause returns its preference order with its reason in words: the case, the problem's
+// own numbers, and the measurement behind it, so explain() quotes the branch that decided.
 Conv2dAutoChoice cpu_auto_rule(const Conv2dProblem& p, at::ScalarType dtype, ConvPass pass) {
   const int64_t c = p.C_per_group(), k = p.K_per_group();
   const std::string per_group = "C/groups " + str(c) + ", K/groups " + str(k);
@@ -41,33 +126,49 @@ Conv2dAutoChoice cpu_auto_rule(const Conv2dProblem& p, at::ScalarType dtype, Con
   const bool in_float32 = cpu::compute_dtype(dtype) == at::kFloat;
   const std::string computed =
       dtype == at::kFloat ? "float32" : std::string(c10::toString(dtype)) + " (computed in float32)";
-  if (in_float32 && winograd_shape && c >= 16 && k >= 16)
-    return {{"winograd_f2", "im2col", "direct"},
-            "3x3 stride-1 dilation-1 " + computed + " with at least 16 input and output "
-            "channels per group (" + per_group + "): winograd_f2, the fastest at PyTorch's "
-            "float32 accuracy (F(4x4) winograd is faster still but 5-10x less accurate, so "
-            "never picked by auto)"};
-  // A 3-channel first layer's grad-weight: direct at batch 1 (1.1x PyTorch against im2col's
-  // 0.8x at 224x224), im2col from a few images on (batch 8: 1.8x against 0.9x).
-  const bool small_first_layer_grad_weight =
-      pass == ConvPass::BackwardWeight && p.N * p.P * p.Q < (int64_t(1) << 17);
-  // Few input channels and few filters (LeNet-5's C3, 6 -> 16): direct 1.1x against 0.45x.
   const std::string narrow_tail = " (" + per_group + ", groups " + str(p.groups) +
-                                  "): direct; a GEMM with a dimension below ~8 wastes most of "
-                                  "its register tile";
-  if (c < 8 && p.groups > 1)
-    return {{"direct", "im2col"},
-            "grouped (depthwise or narrow) with fewer than 8 input channels per group" +
-                narrow_tail};
-  if (k < 8)
-    return {{"direct", "im2col"}, "fewer than 8 filters per group" + narrow_tail};
-  if (c < 8 && k < 32)
-    return {{"direct", "im2col"},
-            "fewer than 8 input channels into fewer than 32 filters" + narrow_tail};
-  if (c < 8 && small_first_layer_grad_weight)
-    return {{"direct", "im2col"},
-            "grad-weight of a layer with fewer than 8 input channels over fewer than 2^17 "
-            "output positions (N*P*Q = " + str(p.N * p.P * p.Q) + ")" + narrow_tail};
+                                  "); a GEMM with a dimension below ~8 wastes most of its "
+                                  "register tile";
+  const int64_t narrow = kTuning.narrow_channels;
+  if (c < narrow && p.groups > 1)
+    return direct("grouped (depthwise or narrow) with fewer than " + str(narrow) +
+                  " input channels per group" + narrow_tail +
+                  ". Measured: direct 5.5-56x faster than im2col on depthwise 3x3 64x56x56");
+  if (k < narrow)
+    return direct("fewer than " + str(narrow) + " filters per group" + narrow_tail +
+                  ". Measured: direct 1.1-4.9x faster than im2col on lenet5.c1 (1 -> 6)");
+  if (c < narrow && k < kTuning.narrow_direct_max_filters)
+    return direct("fewer than " + str(narrow) + " input channels into fewer than " +
+                  str(kTuning.narrow_direct_max_filters) + " filters" + narrow_tail +
+                  ". Measured: direct 1.1-2.6x faster than im2col on lenet5.c3 (6 -> 16)");
+  if (c < narrow && pass == ConvPass::BackwardWeight &&
+      p.N * p.P * p.Q < kTuning.first_layer_grad_weight_positions &&
+      std::max(p.stride_h, p.stride_w) <= kTuning.first_layer_grad_weight_max_stride)
+    return direct("grad-weight of a layer with fewer than " + str(narrow) +
+                  " input channels over fewer than " +
+                  str(kTuning.first_layer_grad_weight_positions) + " output positions (N*P*Q = " +
+                  str(p.N * p.P * p.Q) + ") at stride <= " +
+                  str(kTuning.first_layer_grad_weight_max_stride) + narrow_tail +
+                  ". Measured: direct 1.3-1.8x faster than im2col on vgg16.conv1_1 and the 7x7 "
+                  "stride-2 conv1 of resnet50/googlenet; im2col 1.3x faster at stride 4 "
+                  "(alexnet.conv1)");
+  const int64_t large_kernel_filters = pass == ConvPass::Forward
+                                           ? kTuning.large_kernel_fwd_filters
+                                           : kTuning.large_kernel_bwd_filters;
+  if (p.R * p.S >= kTuning.large_kernel_area && c >= narrow &&
+      c <= kTuning.large_kernel_max_channels && k <= large_kernel_filters)
+    return direct("a " + str(p.R) + "x" + str(p.S) + " kernel with " + str(narrow) + " to " +
+                  str(kTuning.large_kernel_max_channels) + " input channels and at most " +
+                  str(large_kernel_filters) + " filters per group in this pass (" + per_group +
+                  "). Measured: direct 1.25-1.75x faster than im2col forward on googlenet's "
+                  "5x5 branches with 16-32 -> 32-64 channels, 1.1-1.15x in the backward passes "
+                  "at 16 -> 32");
+  if (in_float32 && winograd_shape && c >= kTuning.winograd_min_channels &&
+      k >= kTuning.winograd_min_channels)
+    return winograd_shape_rule(p, pass,
+                               "3x3 stride-1 dilation-1 " + computed + " with at least " +
+                                   str(kTuning.winograd_min_channels) +
+                                   " input and output channels per group");
   // Why the Winograd clause did not apply to a 3x3 stride-1 problem, else the shape class.
   std::string which;
   if (winograd_shape && !in_float32)
@@ -75,14 +176,23 @@ Conv2dAutoChoice cpu_auto_rule(const Conv2dProblem& p, at::ScalarType dtype, Con
             " (Winograd is auto's choice in float32 only; float64 has only portable Winograd "
             "kernels)";
   else if (winograd_shape)
-    which = "3x3 stride-1 with fewer than 16 input or output channels per group";
+    which = "3x3 stride-1 with fewer than " + str(kTuning.winograd_min_channels) +
+            " input or output channels per group";
   else
     which = "not 3x3 stride-1 dilation-1 (a " + str(p.R) + "x" + str(p.S) + " kernel, stride " +
             str(p.stride_h) + "x" + str(p.stride_w) + ", dilation " + str(p.dil_h) + "x" +
             str(p.dil_w) + ": 1x1, strided, large or dilated kernels)";
-  return {{"im2col", "direct"},
-          "everything else: " + which + ", with enough channels per group for a GEMM (" +
-              per_group + "): im2col"};
+  if (pass == ConvPass::Forward && p.R * p.S > 1 && c >= kTuning.wide_channels &&
+      p.P * p.Q <= kTuning.tiny_plane)
+    return direct("forward, " + which + ", at least " + str(kTuning.wide_channels) +
+                  " input channels into an output plane of at most " +
+                  str(kTuning.tiny_plane) + " positions (" + per_group + ", output " +
+                  str(p.P) + "x" + str(p.Q) + "): a GEMM with so few rows runs below its "
+                  "speed. Measured: direct 1.35x faster than im2col on resnet50 "
+                  "layer4.0.conv2 (512 channels, 3x3 stride 2 to 7x7)");
+  return im2col("everything else: " + which + ", with enough channels per group for a GEMM (" +
+                per_group + "). Measured: im2col 1.15-7.6x faster than direct on resnet50's 1x1 "
+                "and strided layers");
 }
 
 }  // namespace

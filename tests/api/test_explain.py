@@ -41,14 +41,73 @@ def _needs(*algos):
 
 @_needs("winograd_f2", "im2col", "direct")
 def test_wide_3x3_float32_is_the_winograd_f2_clause_in_every_pass():
-    x, w = _problem(2, 32, 12, 48, 3)
+    # 256 input channels on a 14x14 plane: "wide" and not a small plane, so every pass.
+    x, w = _problem(1, 256, 14, 16, 3)
     e = cnnkern.explain(x, w, padding=1)
     for p in e.passes:
         assert (p.runs, p.decided_by) == ("winograd_f2", "auto"), p
-        # The clause names its case and this problem's own numbers.
+        # The clause names its case, this problem's own numbers and the measurement.
         assert p.reason.startswith("3x3 stride-1 dilation-1 float32 with at least 16"), p.reason
-        assert "C/groups 32, K/groups 48" in p.reason
+        assert "C/groups 256, K/groups 16, output 14x14" in p.reason
+        assert "Measured: " in p.reason
     assert str(e).startswith("runs: winograd_f2 (picked by auto) on cpu")
+
+
+@_needs("winograd_f2", "im2col", "direct")
+def test_3x3_grad_weight_runs_im2col_unless_the_layer_is_wide_or_the_plane_large():
+    # 32 -> 48 channels at 28x28: Winograd forward and grad-input, im2col grad-weight.
+    x, w = _problem(1, 32, 28, 48, 3)
+    e = cnnkern.explain(x, w, padding=1)
+    assert e.runs() == {"fwd": "winograd_f2", "bwd_input": "winograd_f2", "bwd_weight": "im2col"}
+    bwd_w = _pass(e, "bwd_weight")
+    assert "grad-weight: output plane under 196 positions, or fewer than 256" in bwd_w.reason
+    assert "Measured: im2col 1.2-2.5x faster than winograd_f2" in bwd_w.reason
+    # A 56x56 plane with at most 2 filters per input channel: Winograd grad-weight too; with
+    # 3 per channel (googlenet's conv3, 64 -> 192), im2col.
+    assert cnnkern.select(*_problem(1, 32, 56, 64, 3), padding=1, pass_="bwd_weight") == \
+        "winograd_f2"
+    assert cnnkern.select(*_problem(1, 32, 56, 96, 3), padding=1, pass_="bwd_weight") == "im2col"
+
+
+@_needs("winograd_f2", "im2col")
+def test_3x3_on_a_small_plane_runs_im2col_unless_wide():
+    x, w = _problem(1, 32, 12, 48, 3)
+    fwd = _pass(cnnkern.explain(x, w, padding=1), "fwd")
+    assert fwd.runs == "im2col"
+    assert "output plane under 196 positions and fewer than 256 input channels" in fwd.reason
+    assert "output 12x12" in fwd.reason
+    # 512 channels at 7x7 (resnet50 layer4.1.conv2): Winograd all the same.
+    x, w = _problem(1, 512, 7, 16, 3)
+    assert cnnkern.select(x, w, padding=1, pass_="fwd") == "winograd_f2"
+    assert cnnkern.select(x, w, padding=1, pass_="bwd_input") == "winograd_f2"
+
+
+@_needs("direct", "im2col")
+def test_5x5_with_few_channels_runs_direct_forward_and_by_filter_count_backward():
+    # googlenet's 5x5 branches: 16 -> 32 direct in every pass, 24 -> 64 direct forward only,
+    # 32 -> 96 im2col.
+    x, w = _problem(1, 16, 14, 32, 5)
+    assert cnnkern.explain(x, w, padding=2).runs() == dict.fromkeys(PASSES, "direct")
+    x, w = _problem(1, 24, 14, 64, 5)
+    e = cnnkern.explain(x, w, padding=2)
+    assert e.runs() == {"fwd": "direct", "bwd_input": "im2col", "bwd_weight": "im2col"}
+    assert _pass(e, "fwd").reason.startswith(
+        "a 5x5 kernel with 8 to 32 input channels and at most 64 filters per group in this "
+        "pass (C/groups 24, K/groups 64)")
+    x, w = _problem(1, 32, 14, 96, 5)
+    assert cnnkern.explain(x, w, padding=2).runs() == dict.fromkeys(PASSES, "im2col")
+
+
+@_needs("direct", "im2col")
+def test_wide_layer_into_a_tiny_plane_runs_direct_forward():
+    # resnet50 layer4.0.conv2: 512 channels, 3x3 stride 2, 14x14 -> 7x7.
+    x, w = _problem(1, 512, 14, 8, 3)
+    e = cnnkern.explain(x, w, stride=2, padding=1)
+    assert e.runs() == {"fwd": "direct", "bwd_input": "im2col", "bwd_weight": "im2col"}
+    assert "output plane of at most 49 positions" in _pass(e, "fwd").reason
+    # 1x1 layers stay on im2col however small the plane.
+    x, w = _problem(1, 512, 7, 8, 1)
+    assert cnnkern.select(x, w, pass_="fwd") == "im2col"
 
 
 @_needs("direct", "im2col")
@@ -96,6 +155,10 @@ def test_a_three_channel_layer_differs_per_pass_and_says_why():
     assert bwd_w.reason.startswith("grad-weight of a layer with fewer than 8 input channels")
     assert "N*P*Q = 1024" in bwd_w.reason
     assert str(e).startswith("runs: im2col for fwd, im2col for bwd_input, direct for bwd_weight")
+    # At stride 4 (alexnet's 11x11 conv1) the grad-weight runs im2col.
+    x, w = _problem(1, 3, 63, 64, 11)
+    bwd_w = _pass(cnnkern.explain(x, w, stride=4, padding=2), "bwd_weight")
+    assert bwd_w.runs == "im2col" and bwd_w.reason.startswith("everything else")
 
 
 def test_auto_runs_the_first_algorithm_in_its_order_that_can_run():
