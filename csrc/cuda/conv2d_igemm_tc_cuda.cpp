@@ -17,6 +17,7 @@
 
 #include "core/igemm_tc_plan.h"
 #include "cuda/conv2d_igemm_tc.h"
+#include "cuda/tensor_core_switch.h"
 #include "cuda/cuda_glue.h"
 #include "cuda/device_context.h"
 
@@ -38,6 +39,8 @@ std::string igemm_tc_why_not(const Conv2dProblem& p, at::ScalarType dtype) {
   if (dtype != at::kHalf && dtype != at::kBFloat16)
     return std::string("the tensor-core kernel takes float16 and bfloat16; got ") +
            c10::toString(dtype);
+  if (tensor_cores_disabled())
+    return "CNNKERN_IGEMM_SIMT is set: tensor cores are off for this process";
   return igemm_tc::why_not(p);
 }
 

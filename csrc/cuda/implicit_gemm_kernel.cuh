@@ -12,6 +12,7 @@
 
 #include "core/implicit_gemm.h"
 #include "cuda/kernel_utils.cuh"
+#include "cuda/tensor_core_switch.h"
 
 namespace cnnkern {
 namespace igemm_cuda {
@@ -160,17 +161,6 @@ struct MmaCompute {
 template <class T>
 constexpr bool kTensorCoreType =
     std::is_same<T, __half>::value || std::is_same<T, __nv_bfloat16>::value;
-
-// CNNKERN_IGEMM_SIMT=1 (read once) keeps every dtype off the tensor cores: float16/bfloat16
-// run on the SIMT path, and float32 stays exact even when TF32 is allowed. A switch for
-// diagnosing the mma paths on a new GPU.
-inline bool tensor_cores_disabled() {
-  static const bool off = [] {
-    const char* v = std::getenv("CNNKERN_IGEMM_SIMT");
-    return v != nullptr && std::strcmp(v, "") != 0 && std::strcmp(v, "0") != 0;
-  }();
-  return off;
-}
 
 template <class T>
 struct OutputEpilogue {  // fprop / dgrad / wgrad without split: convert and store
