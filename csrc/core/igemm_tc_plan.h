@@ -32,6 +32,7 @@ enum class Tile { Large, Small };
 
 struct Plan {
   Tile tile = Tile::Large;
+  int64_t gemm_m = 0, gemm_n = 0;  // the GEMM's output rows and columns
   int bm = 128, bn = 128;
   int64_t tiles_m = 0, tiles_n = 0;
   int k_tiles = 0;            // ceil(R*S*C / kBK)
@@ -41,9 +42,7 @@ struct Plan {
 
   int64_t blocks() const { return tiles_m * tiles_n * splits; }
   // fp32 partial sums of the split-K slices (0 without a split).
-  int64_t workspace_elems(const Conv2dProblem& p) const {
-    return splits > 1 ? int64_t(splits) * p.gemm_m() * p.K : 0;
-  }
+  int64_t workspace_elems() const { return splits > 1 ? int64_t(splits) * gemm_m * gemm_n : 0; }
 };
 
 // "" when the tensor-core forward takes the problem (the dtype is the caller's check: float16
@@ -66,14 +65,16 @@ inline const char* why_not(const Conv2dProblem& p) {
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// The tile and split for a GPU with `sm_count` SMs. One wave = one block per SM: below it the
+// The tile and split of an M x N GEMM over `k_elems` reduction elements, for a GPU with
+// `sm_count` SMs (the forward here; grad-weight in core/igemm_tc_bwd.h). One wave = one block per SM: below it the
 // big tile leaves SMs idle, so the 64 x 64 tile (4x the blocks) is taken; if that is still under
 // a wave, its k-tiles are split into slices (at least kMinKTilesPerSplit each) until the grid
 // fills one, and a reduce kernel sums the slices in a fixed order (deterministic).
-inline Plan make_plan(const Conv2dProblem& p, int sm_count) {
+inline Plan make_gemm_plan(int64_t M, int64_t N, int64_t k_elems, int sm_count) {
   Plan pl;
-  const int64_t M = p.gemm_m(), N = p.K;
-  pl.k_tiles = static_cast<int>(ceil_div(p.R * p.S * p.C, kBK));
+  pl.gemm_m = M;
+  pl.gemm_n = N;
+  pl.k_tiles = static_cast<int>(ceil_div(k_elems, kBK));
   pl.k_tiles_per_split = pl.k_tiles;
   pl.tiles_m = ceil_div(M, 128);
   pl.tiles_n = ceil_div(N, 128);
@@ -103,6 +104,11 @@ inline Plan make_plan(const Conv2dProblem& p, int sm_count) {
   pl.reason = pl.splits > 1 ? "64x64 tile + split-K: the 64x64 grid is still under one wave"
                             : "64x64 tile, no split: under one wave, but too few k-tiles to split";
   return pl;
+}
+
+// The forward: M = N*P*Q pixels, N = K channels, reduction over R*S*C.
+inline Plan make_plan(const Conv2dProblem& p, int sm_count) {
+  return make_gemm_plan(p.gemm_m(), p.K, p.R * p.S * p.C, sm_count);
 }
 
 }  // namespace igemm_tc
