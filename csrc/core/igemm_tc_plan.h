@@ -65,12 +65,30 @@ inline const char* why_not(const Conv2dProblem& p) {
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// How many slices split `k_tiles` k-tiles so that `tiles` blocks fill `sm_count` SMs: each
+// slice keeps kMinKTilesPerSplit k-tiles or more, at most kMaxSplits slices, none empty; sets
+// the plan's split fields and returns the slice count (1: no split).
+inline int split_k(Plan& pl, int64_t tiles, int sm_count) {
+  int64_t want = ceil_div(sm_count, tiles);
+  const int64_t most = pl.k_tiles / kMinKTilesPerSplit;
+  if (want > most) want = most;
+  if (want > kMaxSplits) want = kMaxSplits;
+  if (want <= 1) return 1;
+  pl.k_tiles_per_split = static_cast<int>(ceil_div(pl.k_tiles, want));
+  pl.splits = static_cast<int>(ceil_div(pl.k_tiles, pl.k_tiles_per_split));  // no empty slice
+  return pl.splits;
+}
+
 // The tile and split of an M x N GEMM over `k_elems` reduction elements, for a GPU with
-// `sm_count` SMs (the forward here; grad-weight in core/igemm_tc_bwd.h). One wave = one block per SM: below it the
-// big tile leaves SMs idle, so the 64 x 64 tile (4x the blocks) is taken; if that is still under
-// a wave, its k-tiles are split into slices (at least kMinKTilesPerSplit each) until the grid
-// fills one, and a reduce kernel sums the slices in a fixed order (deterministic).
-inline Plan make_gemm_plan(int64_t M, int64_t N, int64_t k_elems, int sm_count) {
+// `sm_count` SMs (the forward here; grad-weight in core/igemm_tc_bwd.h). One wave = one block
+// per SM: below it the big tile leaves SMs idle, so the 64 x 64 tile (4x the blocks) is taken;
+// if that is still under a wave, its k-tiles are split into slices (at least
+// kMinKTilesPerSplit each) until the grid fills one, and a reduce kernel sums the slices in a
+// fixed order (deterministic). split_large_first (grad-weight, whose reduction over N*P*Q is
+// long): before the small tile, try splitting the 128 x 128 tile, whose main loop has twice the
+// MMA share of the small one's; taken when its split grid fills a wave.
+inline Plan make_gemm_plan(int64_t M, int64_t N, int64_t k_elems, int sm_count,
+                           bool split_large_first = false) {
   Plan pl;
   pl.gemm_m = M;
   pl.gemm_n = N;
@@ -82,6 +100,14 @@ inline Plan make_gemm_plan(int64_t M, int64_t N, int64_t k_elems, int sm_count) 
     pl.reason = "128x128 tile: the grid fills at least one wave";
     return pl;
   }
+  if (split_large_first) {
+    Plan big = pl;
+    const int64_t tiles = big.tiles_m * big.tiles_n;
+    if (tiles * split_k(big, tiles, sm_count) >= sm_count) {
+      big.reason = "128x128 tile + split-K: the grid is under one wave, its split fills one";
+      return big;
+    }
+  }
   pl.tile = Tile::Small;
   pl.bm = pl.bn = 64;
   pl.tiles_m = ceil_div(M, 64);
@@ -91,16 +117,7 @@ inline Plan make_gemm_plan(int64_t M, int64_t N, int64_t k_elems, int sm_count) 
     pl.reason = "64x64 tile: the 128x128 grid is under one wave, this one fills it";
     return pl;
   }
-  int64_t want = ceil_div(sm_count, tiles);
-  const int64_t most = pl.k_tiles / kMinKTilesPerSplit;
-  if (want > most) want = most;
-  if (want > kMaxSplits) want = kMaxSplits;
-  if (want <= 1) {
-    pl.reason = "64x64 tile, no split: under one wave, but too few k-tiles to split";
-    return pl;
-  }
-  pl.k_tiles_per_split = static_cast<int>(ceil_div(pl.k_tiles, want));
-  pl.splits = static_cast<int>(ceil_div(pl.k_tiles, pl.k_tiles_per_split));  // no empty slice
+  split_k(pl, tiles, sm_count);
   pl.reason = pl.splits > 1 ? "64x64 tile + split-K: the 64x64 grid is still under one wave"
                             : "64x64 tile, no split: under one wave, but too few k-tiles to split";
   return pl;

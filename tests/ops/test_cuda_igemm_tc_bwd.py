@@ -59,7 +59,10 @@ WGRAD = [
     BwdCase("small_dil2_pad2", 1, 24, 10, 10, 16, 3, 3, padding=2, dilation=2, path="small"),
     # 4x4 pixels per image (16 < 32): a k-tile spans 2 images; 5 images = 80 pixels.
     BwdCase("small_pq16_images", 5, 8, 4, 4, 8, 3, 3, padding=1, path="small"),
-    # 2*16*16 = 512 pixels = 16 k-tiles on 1 small tile -> 4 slices of 4.
+    # 2 x 2 big tiles on 8 SMs: 288 pixels = 9 k-tiles -> 2 slices (5 + 4) fill the wave.
+    BwdCase("large_split", 2, 16, 12, 12, 136, 3, 3, padding=1, sms=8, path="large_split"),
+    # 2*16*16 = 512 pixels = 16 k-tiles: the 2 big tiles split 4 ways make 8 blocks, under
+    # the wave of 132, so the small tile (1 x 3) is split instead: 4 slices of 4.
     BwdCase("split_3x3_pad1", 2, 16, 16, 16, 24, 3, 3, padding=1, path="split"),
     BwdCase("split_1x1_s2", 4, 64, 17, 15, 32, 1, 1, stride=2, path="split"),
     BwdCase("general_c12", 1, 12, 6, 6, 8, 3, 3, padding=1, path="general"),
@@ -67,19 +70,23 @@ WGRAD = [
 ]
 
 
-def _plan(M, N, red, sms):
-    """core/igemm_tc_plan.h make_gemm_plan, restated: (bm, tiles, k-tiles, splits,
-    k-tiles per split) for a GPU of `sms` SMs."""
+def _plan(M, N, red, sms, split_large_first):
+    """core/igemm_tc_plan.h make_gemm_plan, restated: (bm, tiles, k-tiles, splits) for a GPU
+    of `sms` SMs."""
     cdiv = lambda a, b: -(-a // b)  # noqa: E731
     k_tiles = cdiv(red, 32)
-    if cdiv(M, 128) * cdiv(N, 128) >= sms:
-        return 128, cdiv(M, 128) * cdiv(N, 128), k_tiles, 1, k_tiles
-    tiles = cdiv(M, 64) * cdiv(N, 64)
-    want = min(cdiv(sms, tiles), k_tiles // 4, 16) if tiles < sms else 1
-    if want <= 1:
-        return 64, tiles, k_tiles, 1, k_tiles
-    per = cdiv(k_tiles, want)
-    return 64, tiles, k_tiles, cdiv(k_tiles, per), per
+
+    def splits(tiles):  # at least 4 k-tiles a slice, at most 16 slices, none empty
+        want = min(cdiv(sms, tiles), k_tiles // 4, 16)
+        return 1 if want <= 1 else cdiv(k_tiles, cdiv(k_tiles, want))
+
+    big = cdiv(M, 128) * cdiv(N, 128)
+    if big >= sms:
+        return 128, big, k_tiles, 1
+    if split_large_first and big * splits(big) >= sms:
+        return 128, big, k_tiles, splits(big)
+    small = cdiv(M, 64) * cdiv(N, 64)
+    return 64, small, k_tiles, 1 if small >= sms else splits(small)
 
 
 def _operands(case, dtype, layout, device):
@@ -130,9 +137,9 @@ def _check_counts(d, case, pass_):
     if case.path == "general":
         assert d["cp_asyncs"] == 0 and d["ldmatrices"] == 0 and d["mmas"] > 0, d
         return
-    bm, tiles, k_tiles, splits, _ = _plan(*case.gemm(pass_), case.sms)
-    assert bm == (128 if case.path == "large" else 64)
-    assert (splits > 1) == (case.path == "split")
+    bm, tiles, k_tiles, splits = _plan(*case.gemm(pass_), case.sms, pass_ == "weight")
+    assert bm == (128 if case.path.startswith("large") else 64)
+    assert (splits > 1) == case.path.endswith("split")
     assert d["launches"] == (2 if splits > 1 else 1), d
     # Every k-tile lies in one slice: each block's k-tiles sum to k_tiles per tile.
     blocks_k_tiles = tiles * k_tiles
@@ -175,7 +182,8 @@ def test_backward_against_float64(pass_, case, dtype, layout, dev, sm_count):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("pass_,case", [("input", DGRAD[5]), ("weight", WGRAD[5]),
-                                        ("weight", WGRAD[6])], ids=lambda v: getattr(v, "id", v))
+                                        ("weight", WGRAD[6]), ("weight", WGRAD[7])],
+                         ids=lambda v: getattr(v, "id", v))
 def test_split_k_is_deterministic(pass_, case, dtype, dev, sm_count):
     """The split-K slices are summed in a fixed order: the same bits under every thread and
     block order (the emulator changes its schedule between the runs)."""
