@@ -70,7 +70,7 @@ inline const char* wgrad_why_not(const Conv2dProblem& p) {
 }
 
 // grad-weight: M = K output channels, N = R*S*C filter taps, reduction over N*P*Q pixels
-// (long: split the big tile first; VGG16 conv3_2 at batch 32 on 132 SMs: 36 tiles x 4 slices).
+// (long: split the big tile first; VGG16 conv3_2 at batch 32 on 132 SMs: 36 tiles x 7 slices).
 inline Plan make_wgrad_plan(const Conv2dProblem& p, int sm_count) {
   return make_gemm_plan(p.K, p.R * p.S * p.C, p.gemm_m(), sm_count, /*split_large_first=*/true);
 }

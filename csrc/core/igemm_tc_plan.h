@@ -24,6 +24,9 @@ constexpr int kChunk = 8;      // b16 elements per 16-byte cp.async
 // pipeline's prologue and of the workspace round trip outweighs the parallelism gained.
 constexpr int kMinKTilesPerSplit = 4;
 constexpr int kMaxSplits = 16;
+// grad-weight's big tile (split_large_first below): its reduction over N*P*Q pixels is hundreds
+// of k-tiles long, so more slices stay long; the fp32 partial sums are slices x K x R*S*C.
+constexpr int kMaxSplitsLarge = 32;
 constexpr int64_t kMax32 = int64_t(1) << 31;
 
 // The two block tiles: 128 x 128 (warp tile 64 x 64) is the main one; 64 x 64 (warp tile
@@ -65,14 +68,12 @@ inline const char* why_not(const Conv2dProblem& p) {
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// How many slices split `k_tiles` k-tiles so that `tiles` blocks fill `sm_count` SMs: each
-// slice keeps kMinKTilesPerSplit k-tiles or more, at most kMaxSplits slices, none empty; sets
-// the plan's split fields and returns the slice count (1: no split).
-inline int split_k(Plan& pl, int64_t tiles, int sm_count) {
-  int64_t want = ceil_div(sm_count, tiles);
+// Splits the plan's k-tiles into `want` slices or fewer (each keeps kMinKTilesPerSplit k-tiles
+// or more, at most max_splits, none empty): sets the split fields, returns the slice count.
+inline int split_k(Plan& pl, int64_t want, int max_splits = kMaxSplits) {
   const int64_t most = pl.k_tiles / kMinKTilesPerSplit;
   if (want > most) want = most;
-  if (want > kMaxSplits) want = kMaxSplits;
+  if (want > max_splits) want = max_splits;
   if (want <= 1) return 1;
   pl.k_tiles_per_split = static_cast<int>(ceil_div(pl.k_tiles, want));
   pl.splits = static_cast<int>(ceil_div(pl.k_tiles, pl.k_tiles_per_split));  // no empty slice
@@ -86,7 +87,9 @@ inline int split_k(Plan& pl, int64_t tiles, int sm_count) {
 // kMinKTilesPerSplit each) until the grid fills one, and a reduce kernel sums the slices in a
 // fixed order (deterministic). split_large_first (grad-weight, whose reduction over N*P*Q is
 // long): before the small tile, try splitting the 128 x 128 tile, whose main loop has twice the
-// MMA share of the small one's; taken when its split grid fills a wave.
+// MMA share of the small one's, into as many slices (up to kMaxSplitsLarge) as fit its two
+// resident blocks per SM (registers) without starting a third round; taken when that grid
+// fills a wave.
 inline Plan make_gemm_plan(int64_t M, int64_t N, int64_t k_elems, int sm_count,
                            bool split_large_first = false) {
   Plan pl;
@@ -103,7 +106,7 @@ inline Plan make_gemm_plan(int64_t M, int64_t N, int64_t k_elems, int sm_count,
   if (split_large_first) {
     Plan big = pl;
     const int64_t tiles = big.tiles_m * big.tiles_n;
-    if (tiles * split_k(big, tiles, sm_count) >= sm_count) {
+    if (tiles * split_k(big, 2 * int64_t(sm_count) / tiles, kMaxSplitsLarge) >= sm_count) {
       big.reason = "128x128 tile + split-K: the grid is under one wave, its split fills one";
       return big;
     }
@@ -117,7 +120,7 @@ inline Plan make_gemm_plan(int64_t M, int64_t N, int64_t k_elems, int sm_count,
     pl.reason = "64x64 tile: the 128x128 grid is under one wave, this one fills it";
     return pl;
   }
-  split_k(pl, tiles, sm_count);
+  split_k(pl, ceil_div(sm_count, tiles));
   pl.reason = pl.splits > 1 ? "64x64 tile + split-K: the 64x64 grid is still under one wave"
                             : "64x64 tile, no split: under one wave, but too few k-tiles to split";
   return pl;

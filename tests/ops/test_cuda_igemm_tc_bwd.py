@@ -59,10 +59,12 @@ WGRAD = [
     BwdCase("small_dil2_pad2", 1, 24, 10, 10, 16, 3, 3, padding=2, dilation=2, path="small"),
     # 4x4 pixels per image (16 < 32): a k-tile spans 2 images; 5 images = 80 pixels.
     BwdCase("small_pq16_images", 5, 8, 4, 4, 8, 3, 3, padding=1, path="small"),
-    # 2 x 2 big tiles on 8 SMs: 288 pixels = 9 k-tiles -> 2 slices (5 + 4) fill the wave.
+    # 2 x 2 big tiles on 8 SMs (room for 16 blocks): 288 pixels = 9 k-tiles -> 2 slices
+    # (5 + 4, at least 4 k-tiles each) fill the wave.
     BwdCase("large_split", 2, 16, 12, 12, 136, 3, 3, padding=1, sms=8, path="large_split"),
-    # 2*16*16 = 512 pixels = 16 k-tiles: the 2 big tiles split 4 ways make 8 blocks, under
-    # the wave of 132, so the small tile (1 x 3) is split instead: 4 slices of 4.
+    # 2*16*16 = 512 pixels = 16 k-tiles: the 2 big tiles split 4 ways (the most for 16
+    # k-tiles) make 8 blocks, under the wave of 132, so the small tile (1 x 3) is split
+    # instead: 4 slices of 4.
     BwdCase("split_3x3_pad1", 2, 16, 16, 16, 24, 3, 3, padding=1, path="split"),
     BwdCase("split_1x1_s2", 4, 64, 17, 15, 32, 1, 1, stride=2, path="split"),
     BwdCase("general_c12", 1, 12, 6, 6, 8, 3, 3, padding=1, path="general"),
@@ -76,17 +78,17 @@ def _plan(M, N, red, sms, split_large_first):
     cdiv = lambda a, b: -(-a // b)  # noqa: E731
     k_tiles = cdiv(red, 32)
 
-    def splits(tiles):  # at least 4 k-tiles a slice, at most 16 slices, none empty
-        want = min(cdiv(sms, tiles), k_tiles // 4, 16)
+    def splits(want, most=16):  # at least 4 k-tiles a slice, at most `most` slices, none empty
+        want = min(want, k_tiles // 4, most)
         return 1 if want <= 1 else cdiv(k_tiles, cdiv(k_tiles, want))
 
     big = cdiv(M, 128) * cdiv(N, 128)
     if big >= sms:
         return 128, big, k_tiles, 1
-    if split_large_first and big * splits(big) >= sms:
-        return 128, big, k_tiles, splits(big)
+    if split_large_first and big * splits(2 * sms // big, 32) >= sms:  # 2 big blocks/SM
+        return 128, big, k_tiles, splits(2 * sms // big, 32)
     small = cdiv(M, 64) * cdiv(N, 64)
-    return 64, small, k_tiles, 1 if small >= sms else splits(small)
+    return 64, small, k_tiles, 1 if small >= sms else splits(cdiv(sms, small))
 
 
 def _operands(case, dtype, layout, device):
