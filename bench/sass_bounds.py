@@ -249,11 +249,32 @@ def _igemm_tc(dtype: str, tile: int) -> str:
     return f"igemm_tc_fprop_kernel<{t}, {tile}, {tile}, true>"
 
 
+def tc_plan(M: int, N: int, red: int, split_large_first: bool = False):
+    """csrc/core/igemm_tc_plan.h make_gemm_plan on SMS SMs: (tile, splits, k-tiles per slice)
+    of an M x N tensor-core GEMM reduced over `red` elements."""
+    k_tiles = math.ceil(red / TC_BK)
+
+    def split(want, most=16):  # at least 4 k-tiles a slice, at most `most` slices, none empty
+        want = min(want, k_tiles // 4, most)
+        if want <= 1:
+            return 1, k_tiles
+        per = math.ceil(k_tiles / want)
+        return math.ceil(k_tiles / per), per
+
+    big = math.ceil(M / 128) * math.ceil(N / 128)
+    if big >= SMS:
+        return 128, 1, k_tiles
+    if split_large_first and big * split(2 * SMS // big, 32)[0] >= SMS:
+        return (128, *split(2 * SMS // big, 32))
+    small = math.ceil(M / 64) * math.ceil(N / 64)
+    return (64, 1, k_tiles) if small >= SMS else (64, *split(math.ceil(SMS / small)))
+
+
 def igemm_tc_model(dtype: str):
     def model(layer: Layer, kernels: Dict[str, Dict]) -> Bounds:
         M = layer.N * layer.P * layer.Q
-        tile = 128 if math.ceil(M / 128) * math.ceil(layer.K / 128) >= SMS else 64
-        if tile == 64 and math.ceil(M / 64) * math.ceil(layer.K / 64) < SMS:
+        tile, splits, _ = tc_plan(M, layer.K, layer.C * layer.R * layer.S)
+        if splits > 1:
             raise LoopNestChanged("the plan splits K here (split-K is not modelled)")
         if layer.C % 32 != 0:
             raise LoopNestChanged("C % 32 != 0 runs the general-C variant (not modelled)")
@@ -265,6 +286,45 @@ def igemm_tc_model(dtype: str):
         b.hbm = layer.tensor_bytes(DTYPE_BYTES[dtype]) / HBM
         return b
     model.kernels = [_igemm_tc(dtype, 128), _igemm_tc(dtype, 64)]
+    return model
+
+
+def igemm_tc_dgrad_model(dtype: str):
+    """grad-input, stride 1 (csrc/core/igemm_tc_bwd.h): the forward kernel on grad_output with
+    the weight flipped and K <-> C swapped (padding R-1-pad), plus that weight's two copies."""
+    fwd = igemm_tc_model(dtype)
+
+    def model(layer: Layer, kernels: Dict[str, Dict]) -> Bounds:
+        if layer.stride != 1:
+            raise LoopNestChanged("a strided grad-input runs the general kernel")
+        swapped = dataclasses.replace(layer, C=layer.K, K=layer.C, H=layer.P, W=layer.Q,
+                                      pad=layer.R - 1 - layer.pad)
+        b = fwd(swapped, kernels)
+        b.hbm += 2 * 2 * DTYPE_BYTES[dtype] * layer.K * layer.C * layer.R * layer.S / HBM
+        return b
+    model.kernels = fwd.kernels
+    return model
+
+
+def _igemm_tc_wgrad(dtype: str, tile: int) -> str:
+    t = {"float16": "__half", "bfloat16": "__nv_bfloat16"}[dtype]
+    return f"igemm_tc_wgrad_kernel<{t}, {tile}, {tile}>"
+
+
+def igemm_tc_wgrad_model(dtype: str):
+    """grad-weight (csrc/cuda/conv2d_igemm_tc_wgrad.cu): a K x (R*S*C) GEMM over N*P*Q pixels,
+    its plan splitting the big tile first; each slice's blocks run its k-tiles (the last
+    slice's fewer counted as full), and with a split the fp32 partial sums are written and read
+    back once by the reduce (its issue time, M*N*splits loads over the GPU, is not counted)."""
+    def model(layer: Layer, kernels: Dict[str, Dict]) -> Bounds:
+        M, N = layer.K, layer.C * layer.R * layer.S
+        tile, splits, per = tc_plan(M, N, layer.N * layer.P * layer.Q, split_large_first=True)
+        b = gemm_bounds(kernels[_igemm_tc_wgrad(dtype, tile)], dtype, M, N, per * TC_BK,
+                        batches=splits, bm=tile, bn=tile, bk=TC_BK, threads=TC_THREADS)
+        partials = 2 * 4 * splits * M * N if splits > 1 else 0
+        b.hbm = (layer.tensor_bytes(DTYPE_BYTES[dtype]) + partials) / HBM
+        return b
+    model.kernels = [_igemm_tc_wgrad(dtype, 128), _igemm_tc_wgrad(dtype, 64)]
     return model
 
 
@@ -349,6 +409,8 @@ def maxpool_model(dtype: str):
 ROWS = [
     ("implicit GEMM fp16 mma.sync", "float16", igemm_model("float16"), "conv"),
     ("igemm fp16 tensor-core NHWC", "float16", igemm_tc_model("float16"), "conv"),
+    ("igemm fp16 tc dgrad (s1)", "float16", igemm_tc_dgrad_model("float16"), "conv"),
+    ("igemm fp16 tc wgrad NHWC", "float16", igemm_tc_wgrad_model("float16"), "conv"),
     ("implicit GEMM TF32 mma.sync", "tf32", igemm_model("tf32"), "conv"),
     ("implicit GEMM fp32 SIMT", "float32", igemm_model("float32"), "conv"),
     ("Winograd F(4x4) fp32", "float32", winograd4_model, "3x3s1"),

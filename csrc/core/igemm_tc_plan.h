@@ -24,6 +24,9 @@ constexpr int kChunk = 8;      // b16 elements per 16-byte cp.async
 // pipeline's prologue and of the workspace round trip outweighs the parallelism gained.
 constexpr int kMinKTilesPerSplit = 4;
 constexpr int kMaxSplits = 16;
+// grad-weight's big tile (split_large_first below): its reduction over N*P*Q pixels is hundreds
+// of k-tiles long, so more slices stay long; the fp32 partial sums are slices x K x R*S*C.
+constexpr int kMaxSplitsLarge = 32;
 constexpr int64_t kMax32 = int64_t(1) << 31;
 
 // The two block tiles: 128 x 128 (warp tile 64 x 64) is the main one; 64 x 64 (warp tile
@@ -32,6 +35,7 @@ enum class Tile { Large, Small };
 
 struct Plan {
   Tile tile = Tile::Large;
+  int64_t gemm_m = 0, gemm_n = 0;  // the GEMM's output rows and columns
   int bm = 128, bn = 128;
   int64_t tiles_m = 0, tiles_n = 0;
   int k_tiles = 0;            // ceil(R*S*C / kBK)
@@ -41,9 +45,7 @@ struct Plan {
 
   int64_t blocks() const { return tiles_m * tiles_n * splits; }
   // fp32 partial sums of the split-K slices (0 without a split).
-  int64_t workspace_elems(const Conv2dProblem& p) const {
-    return splits > 1 ? int64_t(splits) * p.gemm_m() * p.K : 0;
-  }
+  int64_t workspace_elems() const { return splits > 1 ? int64_t(splits) * gemm_m * gemm_n : 0; }
 };
 
 // "" when the tensor-core forward takes the problem (the dtype is the caller's check: float16
@@ -66,20 +68,48 @@ inline const char* why_not(const Conv2dProblem& p) {
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// The tile and split for a GPU with `sm_count` SMs. One wave = one block per SM: below it the
-// big tile leaves SMs idle, so the 64 x 64 tile (4x the blocks) is taken; if that is still under
-// a wave, its k-tiles are split into slices (at least kMinKTilesPerSplit each) until the grid
-// fills one, and a reduce kernel sums the slices in a fixed order (deterministic).
-inline Plan make_plan(const Conv2dProblem& p, int sm_count) {
+// Splits the plan's k-tiles into `want` slices or fewer (each keeps kMinKTilesPerSplit k-tiles
+// or more, at most max_splits, none empty): sets the split fields, returns the slice count.
+inline int split_k(Plan& pl, int64_t want, int max_splits = kMaxSplits) {
+  const int64_t most = pl.k_tiles / kMinKTilesPerSplit;
+  if (want > most) want = most;
+  if (want > max_splits) want = max_splits;
+  if (want <= 1) return 1;
+  pl.k_tiles_per_split = static_cast<int>(ceil_div(pl.k_tiles, want));
+  pl.splits = static_cast<int>(ceil_div(pl.k_tiles, pl.k_tiles_per_split));  // no empty slice
+  return pl.splits;
+}
+
+// The tile and split of an M x N GEMM over `k_elems` reduction elements, for a GPU with
+// `sm_count` SMs (the forward here; grad-weight in core/igemm_tc_bwd.h). One wave = one block
+// per SM: below it the big tile leaves SMs idle, so the 64 x 64 tile (4x the blocks) is taken;
+// if that is still under a wave, its k-tiles are split into slices (at least
+// kMinKTilesPerSplit each) until the grid fills one, and a reduce kernel sums the slices in a
+// fixed order (deterministic). split_large_first (grad-weight, whose reduction over N*P*Q is
+// long): before the small tile, try splitting the 128 x 128 tile, whose main loop has twice the
+// MMA share of the small one's, into as many slices (up to kMaxSplitsLarge) as fit its two
+// resident blocks per SM (registers) without starting a third round; taken when that grid
+// fills a wave.
+inline Plan make_gemm_plan(int64_t M, int64_t N, int64_t k_elems, int sm_count,
+                           bool split_large_first = false) {
   Plan pl;
-  const int64_t M = p.gemm_m(), N = p.K;
-  pl.k_tiles = static_cast<int>(ceil_div(p.R * p.S * p.C, kBK));
+  pl.gemm_m = M;
+  pl.gemm_n = N;
+  pl.k_tiles = static_cast<int>(ceil_div(k_elems, kBK));
   pl.k_tiles_per_split = pl.k_tiles;
   pl.tiles_m = ceil_div(M, 128);
   pl.tiles_n = ceil_div(N, 128);
   if (pl.tiles_m * pl.tiles_n >= sm_count) {
     pl.reason = "128x128 tile: the grid fills at least one wave";
     return pl;
+  }
+  if (split_large_first) {
+    Plan big = pl;
+    const int64_t tiles = big.tiles_m * big.tiles_n;
+    if (tiles * split_k(big, 2 * int64_t(sm_count) / tiles, kMaxSplitsLarge) >= sm_count) {
+      big.reason = "128x128 tile + split-K: the grid is under one wave, its split fills one";
+      return big;
+    }
   }
   pl.tile = Tile::Small;
   pl.bm = pl.bn = 64;
@@ -90,19 +120,15 @@ inline Plan make_plan(const Conv2dProblem& p, int sm_count) {
     pl.reason = "64x64 tile: the 128x128 grid is under one wave, this one fills it";
     return pl;
   }
-  int64_t want = ceil_div(sm_count, tiles);
-  const int64_t most = pl.k_tiles / kMinKTilesPerSplit;
-  if (want > most) want = most;
-  if (want > kMaxSplits) want = kMaxSplits;
-  if (want <= 1) {
-    pl.reason = "64x64 tile, no split: under one wave, but too few k-tiles to split";
-    return pl;
-  }
-  pl.k_tiles_per_split = static_cast<int>(ceil_div(pl.k_tiles, want));
-  pl.splits = static_cast<int>(ceil_div(pl.k_tiles, pl.k_tiles_per_split));  // no empty slice
+  split_k(pl, ceil_div(sm_count, tiles));
   pl.reason = pl.splits > 1 ? "64x64 tile + split-K: the 64x64 grid is still under one wave"
                             : "64x64 tile, no split: under one wave, but too few k-tiles to split";
   return pl;
+}
+
+// The forward: M = N*P*Q pixels, N = K channels, reduction over R*S*C.
+inline Plan make_plan(const Conv2dProblem& p, int sm_count) {
+  return make_gemm_plan(p.gemm_m(), p.K, p.R * p.S * p.C, sm_count);
 }
 
 }  // namespace igemm_tc

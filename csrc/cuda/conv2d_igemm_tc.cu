@@ -28,21 +28,16 @@
 #include <cstdint>
 
 #include "core/smem_swizzle.h"
-#include "cuda/async_copy.cuh"
-#include "cuda/implicit_gemm_kernel.cuh"  // MmaOp<T>: mma.sync m16n8k16, fp32 accumulators
-#include "cuda/kernel_utils.cuh"
-#include "cuda/ldmatrix.cuh"
+#include "cuda/igemm_tc_common.cuh"
 
 namespace cnnkern {
 namespace {
 
-using cuda_detail::acc_t;
-using cuda_detail::from_acc;
-using cuda_detail::ldg_acc;
 using igemm_tc::kBK;
 using igemm_tc::kStages;
 using igemm_tc::kTcThreads;
 using igemm_tc::Plan;
+using igemm_tc::TcOut;
 using Swizzle = XorSwizzle<kBK * 2 / 16>;  // a row of 32 b16 = 4 chunks of 16 bytes
 constexpr int kRowBytes = Swizzle::kRowBytes;
 
@@ -50,31 +45,15 @@ template <class T>
 struct Args {
   const T* x;     // N x H x W x C
   const T* w;     // K x R x S x C
-  const T* bias;  // K or nullptr
-  T* out;         // N x P x Q x K
-  float* ws;      // splits x M x K partial sums, or nullptr (then the epilogue stores out)
+  // out: N x P x Q x K (the M x K result), bias by K; ws: splits x M x K partial sums or
+  // nullptr (then the epilogue stores out)
+  TcOut<T> o;
   int H, W, C, K, R, S, Q, PQ, M, Ktot;
   int pad_h, pad_w, stride_h, stride_w, dil_h, dil_w;
   int k_tiles, k_tiles_per_split;
   // What one carry of c into s (and of s into r) adds to a row's offset, in elements.
   int delta_s, delta_r;
-  bool relu;
 };
-
-// Two adjacent output channels as one 32-bit store.
-__device__ inline void store_pair(__half* p, float a, float b) {
-  *reinterpret_cast<__half2*>(p) = __floats2half2_rn(a, b);
-}
-__device__ inline void store_pair(__nv_bfloat16* p, float a, float b) {
-  *reinterpret_cast<__nv_bfloat162*>(p) = __floats2bfloat162_rn(a, b);
-}
-
-template <class T>
-__device__ inline float epilogue_value(const Args<T>& a, int col, float v) {
-  if (a.bias != nullptr) v += ldg_acc(a.bias + col);
-  if (a.relu) v = v < 0.f ? 0.f : v;  // NaN stays NaN, as torch.relu
-  return v;
-}
 
 // grid: x = m tile, y = n tile, z = split-K slice.
 // kC32: C % 32 == 0, so a k-tile never spans two filter positions (one carry at most).
@@ -84,17 +63,14 @@ __global__ void __launch_bounds__(kTcThreads, 2) igemm_tc_fprop_kernel(const Arg
   constexpr int MT = WM / 16, NT = WN / 8;  // mma tiles per warp
   constexpr int kABytes = BM * kRowBytes, kStageBytes = (BM + BN) * kRowBytes;
   constexpr int AR = BM / 32, BR = BN / 32;  // rows each thread copies per stage
-  static_assert(NT % 2 == 0, "B fragments come in pairs of n8 tiles (one ldmatrix.x4)");
   __shared__ uint4 smem_raw[kStages * kStageBytes / 16];
   unsigned char* const smem = reinterpret_cast<unsigned char*>(smem_raw);
 
   const int t = static_cast<int>(threadIdx.x), lane = t & 31, warp = t >> 5;
   const int m0 = static_cast<int>(blockIdx.x) * BM, n0 = static_cast<int>(blockIdx.y) * BN;
   const int split = static_cast<int>(blockIdx.z);
-  const int kt_begin = split * a.k_tiles_per_split;
-  const int kt_end = a.k_tiles < kt_begin + a.k_tiles_per_split ? a.k_tiles
-                                                                 : kt_begin + a.k_tiles_per_split;
-  const int n_k = kt_end - kt_begin;
+  const igemm_tc::KRange kr(split, a.k_tiles, a.k_tiles_per_split);
+  const int kt_begin = kr.begin;
 
   // --- the loader's fixed part: chunk column cc of rows lrow + 32 i ---
   const int cc = t & 3, lrow = t >> 2;
@@ -195,106 +171,21 @@ __global__ void __launch_bounds__(kTcThreads, 2) igemm_tc_fprop_kernel(const Arg
                Swizzle::byte_offset(wn0 + (li >> 1) * 8 + lr, (ks * 2 + (li & 1)) * 16);
   }
   float acc[MT][NT][4];
-#pragma unroll
-  for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) acc[mt][nt][e] = 0.f;
+  igemm_tc::zero(acc);
 
   auto compute = [&](int stage_off) {
-    const unsigned char* st = smem + stage_off;
-#pragma unroll
-    for (int ks = 0; ks < kBK / 16; ++ks) {
-      uint32_t af[MT][4], bf[NT][2];
-#pragma unroll
-      for (int mt = 0; mt < MT; ++mt)
-        cuda_async::ldmatrix<4>(af[mt], st + a_ld[ks] + mt * 16 * kRowBytes);
-#pragma unroll
-      for (int np = 0; np < NT / 2; ++np) {
-        uint32_t q[4];
-        cuda_async::ldmatrix<4>(q, st + b_ld[ks] + np * 16 * kRowBytes);
-        bf[2 * np][0] = q[0];
-        bf[2 * np][1] = q[1];
-        bf[2 * np + 1][0] = q[2];
-        bf[2 * np + 1][1] = q[3];
-      }
-#pragma unroll
-      for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-        for (int nt = 0; nt < NT; ++nt) igemm_cuda::MmaOp<T>::mma(acc[mt][nt], af[mt], bf[nt]);
-    }
+    igemm_tc::warp_mma_ktile<T, MT, NT, false>(
+        acc, smem + stage_off, [&](int ks, int mt) { return a_ld[ks] + mt * 16 * kRowBytes; },
+        [&](int ks, int np) { return b_ld[ks] + np * 16 * kRowBytes; });
   };
-
-  // --- the pipeline: kStages - 1 k-tiles in flight ahead of the one computed ---
-#pragma unroll
-  for (int st = 0; st < kStages - 1; ++st) {
-    if (st < n_k) {
-      load_stage(st * kStageBytes);
-      advance();
-    }
-    cuda_async::cp_async_commit();  // empty groups past the end keep the count uniform
-  }
-  int read_off = 0, write_off = (kStages - 1) * kStageBytes;
-  for (int kt = 0; kt < n_k; ++kt) {
-    cuda_async::cp_async_wait_group<kStages - 2>();  // k-tile kt has landed (this thread's)
-    __syncthreads();  // ... everyone's; and every warp is done with the stage refilled below
-    if (kt + kStages - 1 < n_k) {
-      load_stage(write_off);
-      advance();
-    }
-    cuda_async::cp_async_commit();
-    compute(read_off);
-    read_off = read_off == (kStages - 1) * kStageBytes ? 0 : read_off + kStageBytes;
-    write_off = write_off == (kStages - 1) * kStageBytes ? 0 : write_off + kStageBytes;
-  }
-  cuda_async::cp_async_wait_all();  // only empty groups remain; none left pending at exit
-
-  // --- epilogue: accumulator (mt, nt, e) is row g (+8 for e >= 2), channels 2 tq, 2 tq + 1 ---
-  const int g = lane >> 2, tq = lane & 3;
-  const bool pairs = (a.K & 1) == 0;  // an even K keeps every channel pair 4-byte aligned
-#pragma unroll
-  for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int row = m0 + wm0 + mt * 16 + g + 8 * h;
-        const int col = n0 + wn0 + nt * 8 + 2 * tq;
-        if (row >= a.M || col >= a.K) continue;
-        float v0 = acc[mt][nt][2 * h], v1 = acc[mt][nt][2 * h + 1];
-        const int64_t off = static_cast<int64_t>(row) * a.K + col;
-        if (a.ws != nullptr) {
-          float* dst = a.ws + static_cast<int64_t>(split) * a.M * a.K + off;
-          if (pairs) {
-            *reinterpret_cast<float2*>(dst) = make_float2(v0, v1);
-          } else {
-            dst[0] = v0;
-            if (col + 1 < a.K) dst[1] = v1;
-          }
-          continue;
-        }
-        v0 = epilogue_value(a, col, v0);
-        if (pairs) {
-          v1 = epilogue_value(a, col + 1, v1);
-          store_pair(a.out + off, v0, v1);
-        } else {
-          a.out[off] = from_acc<T>(v0);
-          if (col + 1 < a.K) a.out[off + 1] = from_acc<T>(epilogue_value(a, col + 1, v1));
-        }
-      }
-}
-
-// out[e] = epilogue(sum over slices s = 0, 1, ... in order of ws[s M K + e]).
-template <class T>
-__global__ void __launch_bounds__(256) igemm_tc_splitk_reduce_kernel(const Args<T> a, int splits) {
-  const int64_t mk = static_cast<int64_t>(a.M) * a.K;
-  for (int64_t e = cuda_detail::global_thread_id(); e < mk;
-       e += cuda_detail::global_thread_count()) {
-    float v = a.ws[e];
-    for (int s = 1; s < splits; ++s) v += a.ws[s * mk + e];
-    a.out[e] = from_acc<T>(epilogue_value(a, static_cast<int>(e % a.K), v));
-  }
+  igemm_tc::run_pipeline<kStageBytes>(
+      kr.count,
+      [&](int stage_off) {
+        load_stage(stage_off);
+        advance();
+      },
+      compute);
+  igemm_tc::store_warp_tile(a.o, acc, m0 + wm0, n0 + wn0, lane, split);
 }
 
 template <class T, int BM, int BN>
@@ -311,7 +202,8 @@ cudaError_t launch_tile(const Args<T>& a, const Plan& pl, cudaStream_t stream) {
 template <class T>
 cudaError_t launch_typed(const Conv2dProblem& p, const Plan& pl, const T* x, const T* w,
                          const T* bias, bool relu, T* out, float* ws, cudaStream_t stream) {
-  Args<T> a{x, w, bias, out, pl.splits > 1 ? ws : nullptr};
+  Args<T> a{x, w, TcOut<T>{out, pl.splits > 1 ? ws : nullptr, bias, relu,
+                            static_cast<int>(p.gemm_m()), static_cast<int>(p.K)}};
   a.H = static_cast<int>(p.H), a.W = static_cast<int>(p.W), a.C = static_cast<int>(p.C);
   a.K = static_cast<int>(p.K), a.R = static_cast<int>(p.R), a.S = static_cast<int>(p.S);
   a.Q = static_cast<int>(p.Q), a.PQ = static_cast<int>(p.P * p.Q);
@@ -323,14 +215,10 @@ cudaError_t launch_typed(const Conv2dProblem& p, const Plan& pl, const T* x, con
   // c -= C and s += 1: -C + dil_w C; then s = 0 and r += 1: -S dil_w C + dil_h W C.
   a.delta_s = (a.dil_w - 1) * a.C;
   a.delta_r = (a.dil_h * a.W - a.S * a.dil_w) * a.C;
-  a.relu = relu;
   const cudaError_t err = pl.tile == igemm_tc::Tile::Large ? launch_tile<T, 128, 128>(a, pl, stream)
                                                            : launch_tile<T, 64, 64>(a, pl, stream);
   if (err != cudaSuccess || pl.splits == 1) return err;
-  const int64_t mk = p.gemm_m() * p.K;
-  igemm_tc_splitk_reduce_kernel<T>
-      <<<cuda_detail::blocks_for(mk), 256, 0, stream>>>(a, pl.splits);
-  return cudaGetLastError();
+  return igemm_tc::launch_splitk_reduce(a.o, pl.splits, stream);
 }
 
 }  // namespace

@@ -12,7 +12,7 @@
 namespace cnnkern {
 
 // x: N x H x W x C; w: K x R x S x C; bias: K elements or nullptr; out: N x P x Q x K, every
-// element written once; relu clamps after the bias. workspace: plan.workspace_elems(p) floats
+// element written once; relu clamps after the bias. workspace: plan.workspace_elems() floats
 // (nullptr when 0). Returns the first failing launch's error; cudaErrorInvalidValue for a dtype
 // other than Half/BFloat16 or a problem igemm_tc::why_not refuses.
 cudaError_t launch_igemm_tc_forward(CudaDType dt, const Conv2dProblem& p,

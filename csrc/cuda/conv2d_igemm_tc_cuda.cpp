@@ -22,7 +22,6 @@
 #include "cuda/device_context.h"
 
 namespace cnnkern {
-namespace {
 
 // cp.async copies 16 bytes from 16-byte aligned addresses: a view with an odd storage offset
 // (rare: a slice) is copied to fresh, aligned memory.
@@ -33,15 +32,18 @@ at::Tensor channels_last_aligned(const at::Tensor& t) {
   return c;
 }
 
-}  // namespace
-
-std::string igemm_tc_why_not(const Conv2dProblem& p, at::ScalarType dtype) {
+std::string igemm_tc_dtype_why_not(at::ScalarType dtype) {
   if (dtype != at::kHalf && dtype != at::kBFloat16)
     return std::string("the tensor-core kernel takes float16 and bfloat16; got ") +
            c10::toString(dtype);
   if (tensor_cores_disabled())
     return "CNNKERN_IGEMM_SIMT is set: tensor cores are off for this process";
-  return igemm_tc::why_not(p);
+  return "";
+}
+
+std::string igemm_tc_why_not(const Conv2dProblem& p, at::ScalarType dtype) {
+  const std::string no = igemm_tc_dtype_why_not(dtype);
+  return no.empty() ? igemm_tc::why_not(p) : no;
 }
 
 Conv2dWorkspace igemm_tc_forward_workspace(const Conv2dProblem& p, at::ScalarType dtype) {
@@ -53,7 +55,7 @@ Conv2dWorkspace igemm_tc_forward_workspace(const Conv2dProblem& p, at::ScalarTyp
   }
   const igemm_tc::Plan pl = igemm_tc::make_plan(p, igemm_tc_sm_count());
   const int64_t elem = 2;  // float16 / bfloat16
-  ws.per_call = pl.workspace_elems(p) * 4 + (p.input_numel() + p.weight_numel()) * elem;
+  ws.per_call = pl.workspace_elems() * 4 + (p.input_numel() + p.weight_numel()) * elem;
   // Upper bound: the layout copies are made only for an NCHW input / weight.
   ws.what = std::string("tensor-core kernel (NHWC, cp.async + ldmatrix + mma.sync), ") +
             pl.reason + " (" + std::to_string(pl.tiles_m * pl.tiles_n) + " tiles x " +
@@ -74,7 +76,7 @@ at::Tensor igemm_tc_forward(const at::Tensor& input, const at::Tensor& weight,
   if (out.numel() == 0) return out;
   const igemm_tc::Plan pl = igemm_tc::make_plan(p, igemm_tc_sm_count());
   at::Tensor ws;
-  if (pl.splits > 1) ws = at::empty({pl.workspace_elems(p)}, input.options().dtype(at::kFloat));
+  if (pl.splits > 1) ws = at::empty({pl.workspace_elems()}, input.options().dtype(at::kFloat));
   CNNKERN_CUDA_CHECK(launch_igemm_tc_forward(
       cuda_dtype_of(input), p, pl, x.const_data_ptr(), w.const_data_ptr(), bias_data(bias),
       epi.relu, out.mutable_data_ptr(), ws.defined() ? ws.mutable_data_ptr<float>() : nullptr,

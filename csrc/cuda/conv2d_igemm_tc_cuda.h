@@ -1,6 +1,7 @@
 #pragma once
-// The tensor-core forward inside algo "im2col" (CUDA): whether it takes a problem, what it
-// costs in words (explain()), and the at::Tensor glue around launch_igemm_tc_forward.
+// The tensor-core kernels inside algo "im2col" (CUDA): whether they take a problem, what
+// they cost in words (explain()), and the at::Tensor glue around their launchers (forward:
+// conv2d_igemm_tc_cuda.cpp; grad-input and grad-weight: conv2d_igemm_tc_bwd_cuda.cpp).
 
 #include <ATen/core/Tensor.h>
 #include <c10/util/Optional.h>
@@ -11,6 +12,13 @@
 #include "ops/conv2d_algo.h"
 
 namespace cnnkern {
+
+// cp.async's 16-byte alignment: t in channels_last memory format, copied if it is not, and
+// copied again if its data does not start 16-byte aligned.
+at::Tensor channels_last_aligned(const at::Tensor& t);
+
+// "" for float16/bfloat16 with tensor cores on (CNNKERN_IGEMM_SIMT unset), else why not.
+std::string igemm_tc_dtype_why_not(at::ScalarType dtype);
 
 // "" when im2col's forward runs on the tensor-core kernel (float16/bfloat16, groups 1,
 // C % 8 == 0, 32-bit limits), else why it keeps the general implicit-GEMM kernel.
@@ -25,5 +33,21 @@ Conv2dWorkspace igemm_tc_forward_workspace(const Conv2dProblem& p, at::ScalarTyp
 at::Tensor igemm_tc_forward(const at::Tensor& input, const at::Tensor& weight,
                             const c10::optional<at::Tensor>& bias, const Conv2dProblem& p,
                             const Conv2dEpilogue& epi);
+
+// "" when im2col's grad-input (grad-weight) runs on the tensor cores, else why it keeps the
+// general implicit-GEMM kernel (core/igemm_tc_bwd.h has the conditions).
+std::string igemm_tc_dgrad_why_not(const Conv2dProblem& p, at::ScalarType dtype);
+std::string igemm_tc_wgrad_why_not(const Conv2dProblem& p, at::ScalarType dtype);
+
+// The backward pass's workspace and, in `what`, which kernel runs and why (for a problem the
+// tensor cores do not take: grad-input's general kernel, which needs none).
+Conv2dWorkspace igemm_tc_backward_workspace(const Conv2dProblem& p, at::ScalarType dtype,
+                                            ConvPass pass);
+
+// Either memory format in; the result (N x C x H x W, resp. K x C x R x S) channels_last.
+at::Tensor igemm_tc_backward_input(const at::Tensor& grad_output, const at::Tensor& weight,
+                                   const Conv2dProblem& p);
+at::Tensor igemm_tc_backward_weight(const at::Tensor& grad_output, const at::Tensor& input,
+                                    const Conv2dProblem& p);
 
 }  // namespace cnnkern

@@ -50,8 +50,12 @@ at::Tensor im2col_forward(const at::Tensor& input_any, const at::Tensor& weight_
   return output;
 }
 
+// float16/bfloat16 grad-input with stride 1 (and K % 8 == 0, groups 1) runs on the tensor-core
+// forward kernel (conv2d_igemm_tc_bwd_cuda.cpp); strided ones on the general kernel's gather.
 at::Tensor im2col_backward_input(const at::Tensor& grad_output, const at::Tensor& weight,
                                  const Conv2dProblem& p, const Conv2dMath& math) {
+  if (igemm_tc_dgrad_why_not(p, grad_output.scalar_type()).empty())
+    return igemm_tc_backward_input(grad_output, weight, p);
   at::Tensor grad_input = at::empty({p.N, p.C, p.H, p.W}, grad_output.options());
   if (grad_input.numel() == 0) return grad_input;
   CNNKERN_CUDA_CHECK(launch_igemm_backward_input(
@@ -68,21 +72,25 @@ CudaDType cuda_dtype_for(at::ScalarType dtype) {
 }
 
 Conv2dWorkspace igemm_workspace(const Conv2dProblem& p, at::ScalarType dtype, ConvPass pass) {
-  Conv2dWorkspace ws;
   if (pass == ConvPass::Forward) return igemm_tc_forward_workspace(p, dtype);
-  if (pass != ConvPass::BackwardWeight) {
-    ws.what = "none: the GEMM reads its operands in place (no column matrix)";
-    return ws;
-  }
+  if (pass == ConvPass::BackwardInput) return igemm_tc_backward_workspace(p, dtype, pass);
+  const std::string no_tc = igemm_tc_wgrad_why_not(p, dtype);
+  if (no_tc.empty()) return igemm_tc_backward_workspace(p, dtype, pass);
+  Conv2dWorkspace ws;
   ws.per_call =
       static_cast<int64_t>(igemm_backward_weight_workspace_bytes(cuda_dtype_for(dtype), p));
-  ws.what = ws.per_call > 0 ? "grad-weight's split-K partial sums (device memory, per call)"
-                            : "none: grad-weight is not split along K here";
+  ws.what = "general implicit-GEMM kernel (" + no_tc + "): " +
+            (ws.per_call > 0 ? "grad-weight's split-K partial sums (device memory, per call)"
+                             : "none: grad-weight is not split along K here");
   return ws;
 }
 
+// float16/bfloat16 with C % 8 == 0, K % 8 == 0 and groups 1: the tensor-core grad-weight
+// kernel (conv2d_igemm_tc_wgrad.cu), also under the Winograd algorithms that register this.
 at::Tensor igemm_backward_weight(const at::Tensor& grad_output, const at::Tensor& input,
                                  const Conv2dProblem& p, const Conv2dMath& math) {
+  if (igemm_tc_wgrad_why_not(p, grad_output.scalar_type()).empty())
+    return igemm_tc_backward_weight(grad_output, input, p);
   at::Tensor grad_weight = at::empty({p.K, p.C_per_group(), p.R, p.S}, grad_output.options());
   if (grad_weight.numel() == 0) return grad_weight;
   const CudaDType dt = cuda_dtype_of(grad_output);

@@ -244,6 +244,37 @@ def test_gemm_bounds_of_the_tensor_core_tile():
     assert b.grid == (1568, pytest.approx(1568 / (132 * 2)))
 
 
+def test_tensor_core_backward_bounds_follow_their_plans():
+    # VGG16 conv3_2 grad-weight: M = K = 256, N = 9*256 = 2304 -> 2 x 18 = 36 big tiles, under
+    # a wave; two resident per SM -> 264 // 36 = 7 slices of 448 k-tiles (100352 pixels = 3136
+    # k-tiles of 32): 252 blocks, 2 on the busiest SM. The forward's rule would take the small
+    # tile (144 blocks) instead.
+    assert sass_bounds.tc_plan(256, 2304, 100352, split_large_first=True) == (128, 7, 448)
+    assert sass_bounds.tc_plan(256, 2304, 100352) == (64, 1, 3136)
+    k = {"main_loop_mix": {"mma": 64, "ffma": 0}, "main_loop": {"instructions": 206},
+         "subroutine_instrs": 0, "main_loop_shared_bytes": 16 * 512, "blocks_per_sm": 2}
+    vgg = sass_bounds.LAYERS[0]
+    b = sass_bounds.igemm_tc_wgrad_model("float16")(
+        vgg, {"igemm_tc_wgrad_kernel<__half, 128, 128>": k})
+    clock = 66.9e12 / (132 * 256)
+    assert b.issue == pytest.approx(2 * 4 * 448 * 206 / (4 * clock))
+    assert b.tensor == pytest.approx(2 * 2 * 128 * 128 * 448 * 32 / (989.4e12 * 2 / 3 / 132))
+    # x, w, dy once each (fp16) + the fp32 partial sums written and read back.
+    tensors = 2 * (32 * 256 * 56 * 56 * 2 + 256 * 256 * 9)
+    assert b.hbm == pytest.approx((tensors + 2 * 4 * 7 * 256 * 2304) / 3.35e12)
+    assert b.grid == (252, pytest.approx(252 / (132 * 2)))
+    # grad-input, stride 1: the forward on the swapped problem (for conv3_2 the same shape)
+    # plus the re-laid weight's two copies, each read and written.
+    fwd_k = {"igemm_tc_fprop_kernel<__half, 128, 128, true>": dict(k, main_loop={
+        "instructions": 180})}
+    d = sass_bounds.igemm_tc_dgrad_model("float16")(vgg, fwd_k)
+    f = sass_bounds.igemm_tc_model("float16")(vgg, fwd_k)
+    assert (d.issue, d.tensor) == (f.issue, f.tensor)
+    assert d.hbm == pytest.approx(f.hbm + 2 * 2 * 2 * 256 * 256 * 9 / 3.35e12)
+    with pytest.raises(sass_bounds.LoopNestChanged, match="strided grad-input"):
+        sass_bounds.igemm_tc_dgrad_model("float16")(sass_bounds.LAYERS[3], fwd_k)
+
+
 def test_fp32_core_gemm_bounds_match_hand_worked_numbers():
     # Winograd F(4x4) on VGG16 conv3_2 through the fp32 core: 36 GEMMs of M = K = 256 channels,
     # N = 32*14*14 = 6272 tiles, reduction C = 256. 2 x 49 tiles of 128 x 128 per GEMM = 98

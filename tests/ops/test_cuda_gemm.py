@@ -241,8 +241,8 @@ def test_im2col_non_contiguous_and_offset_views(dev):
 
 @pytest.mark.cuda_work_in_child
 def test_simt_fallback_for_half_types(dev):
-    """CNNKERN_IGEMM_SIMT=1 puts float16/bfloat16 on the SIMT path (read once per process, so
-    in a child process); both paths must meet the low-precision rule. In the emulator the
+    """CNNKERN_IGEMM_SIMT=1 puts float16/bfloat16 on the SIMT path, backward passes included
+    (read once per process, so in a child process); both paths must meet the low-precision rule. In the emulator the
     child also shows that no mma.sync ran."""
     import os
     import subprocess
@@ -266,6 +266,17 @@ def test_simt_fallback_for_half_types(dev):
         "    err = (cnnkern.conv2d(x, w, padding=1, algo='im2col').double() - ref).abs().max()\n"
         "    terr = (F.conv2d(x, w, padding=1).double() - ref).abs().max()\n"
         "    assert err <= 3 * terr + torch.finfo(dt).eps * ref.abs().max(), (dt, err, terr)\n"
+        # The backward passes too (their tensor-core kernels read the same switch): fp32
+        # accumulation and one rounding keep them within an ulp of the largest result.
+        "    g = torch.randn(ref.shape, device=device).to(dt)\n"
+        "    a = ([1, 1], [1, 1], [1, 1], 1, 'im2col')\n"
+        "    gi = torch.ops.cnnkern.conv2d_backward_input(g, w, list(x.shape), *a).double()\n"
+        "    gw = torch.ops.cnnkern.conv2d_backward_weight(g, x, list(w.shape), *a).double()\n"
+        "    from torch.nn.grad import conv2d_input, conv2d_weight\n"
+        "    ri = conv2d_input(x.shape, w.double(), g.double(), padding=1)\n"
+        "    rw = conv2d_weight(x.double(), w.shape, g.double(), padding=1)\n"
+        "    for o, r in ((gi, ri), (gw, rw)):\n"
+        "        assert (o - r).abs().max() <= torch.finfo(dt).eps * r.abs().max(), dt\n"
         + check + "print('ok')\n")
     env = dict(os.environ, CNNKERN_IGEMM_SIMT="1")
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,

@@ -23,20 +23,9 @@ import torch.nn.functional as F
 
 import cnnkern
 from conftest import emulator, load_testing_ops
+from igemm_tc_cases import Case, sm_count  # noqa: F401 (a fixture)
 
 DTYPES = [pytest.param(torch.float16, id="f16"), pytest.param(torch.bfloat16, id="bf16")]
-
-
-class Case:
-    def __init__(self, id, N, C, H, W, K, R, S, stride=1, padding=0, dilation=1, sms=132,
-                 path="small"):
-        self.id, self.N, self.C, self.H, self.W, self.K, self.R, self.S = id, N, C, H, W, K, R, S
-        self.stride, self.padding, self.dilation = stride, padding, dilation
-        self.sms = sms      # the SM count the emulated device reports
-        self.path = path    # "large", "small", "split" (emulator plan) or "general"
-
-    def kwargs(self):
-        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation)
 
 
 CASES = [
@@ -54,16 +43,6 @@ CASES = [
     # C % 8 != 0: the general kernel.
     Case("general_c12", 1, 12, 6, 6, 8, 3, 3, padding=1, path="general"),
 ]
-
-
-@pytest.fixture
-def sm_count(dev):
-    """Sets the emulated device's SM count for one test (restored to the default 132)."""
-    def set_(n):
-        if dev.emulated:
-            torch.ops.cnnkern_emu._emu_set_sm_count(n)
-    yield set_
-    set_(132)
 
 
 def _operands(case, dtype, bias, layout, device):

@@ -25,7 +25,7 @@ std::tuple<std::string, std::vector<int64_t>, std::string> igemm_tc_plan_op(
   const igemm_tc::Plan pl = igemm_tc::make_plan(p, static_cast<int>(sm_count));
   return {igemm_tc::why_not(p),
           {pl.tile == igemm_tc::Tile::Large, pl.bm, pl.bn, pl.tiles_m, pl.tiles_n, pl.k_tiles,
-           pl.splits, pl.k_tiles_per_split, pl.workspace_elems(p)},
+           pl.splits, pl.k_tiles_per_split, pl.workspace_elems()},
           pl.reason};
 }
 
