@@ -1,7 +1,9 @@
 """float16 / bfloat16 convolutions on the CPU: cnnkern against torch in the same dtype.
 
-cnnkern's CPU kernels take half tensors by converting them to float32, running the float32
-kernels and rounding the result once (csrc/cpu/common/half_via_float32.h); torch runs oneDNN's
+cnnkern's im2col forward reads half tensors into float32 registers while it packs and rounds
+its output as it stores it (csrc/cpu/im2col/forward_io.h); its other kernels convert the
+tensors to float32 copies, run the float32 kernels and round the result once
+(csrc/cpu/common/half_via_float32.h); torch runs oneDNN's
 own half kernels (bfloat16 dot products where the CPU has avx512_bf16; float16 natively only
 with avx512_fp16 / AMX-FP16, else through conversions). Layers: VGG16's 3x3 convolutions (at
 batch 1 and 8 where a call stays short) and ResNet-50's 1x1 256->64, forward and, with
@@ -56,7 +58,7 @@ def main(argv=None):
     passes = a.passes.split(",")
     for name in a.dtypes.split(","):
         dtype = getattr(torch, name)
-        lines = [f"# {name} conv, cnnkern (half via float32 kernels) vs torch {torch.__version__}, "
+        lines = [f"# {name} conv, cnnkern (im2col fwd: half in registers; else via float32 copies) vs torch {torch.__version__}, "
                  f"{a.threads} thread(s), {cnnkern.tuning.cpu_model()} ({cnnkern.tuning.cpu_isa()}), "
                  f"load average {os.getloadavg()[0]:.1f} at start (shared machine), "
                  f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "

@@ -121,7 +121,8 @@ def test_matrix_random_normal(case, dtype, algo, dev):
 
 # float16/bfloat16 on every backend: CUDA's half kernels ("direct" here; the implicit GEMM in
 # test_cuda_gemm.py), and on the CPU every algorithm (float32 kernels on float32 copies, one
-# rounding of the result: csrc/cpu/common/half_via_float32.h).
+# rounding of the result: csrc/cpu/common/half_via_float32.h; the im2col forward converts in
+# registers instead: tests/ops/test_cpu_half_im2col.py).
 CPU_ALGOS = ["auto", "direct", "im2col"]
 WINOGRAD_ALGOS = ["winograd", "winograd_f2"]
 

@@ -41,7 +41,7 @@ BackwardPass backward_via_float32(BackwardPass f) {
 
 }  // namespace
 
-Conv2dAlgo with_cpu_dtypes(Conv2dAlgo a) {
+Conv2dAlgo with_cpu_dtypes(Conv2dAlgo a, HalfNative native) {
   Conv2dAlgo w = a;
   w.why_not = [name = a.name, inner = a.why_not](const Conv2dProblem& p,
                                                  at::ScalarType dtype) -> std::string {
@@ -50,18 +50,20 @@ Conv2dAlgo with_cpu_dtypes(Conv2dAlgo a) {
                     "computed in float32); got " + c10::toString(dtype);
     return inner(p, compute_dtype(dtype));
   };
-  w.forward = [f = a.forward](const at::Tensor& input, const at::Tensor& weight,
-                              const c10::optional<at::Tensor>& bias, const Conv2dProblem& p,
-                              const Conv2dEpilogue& epi, const Conv2dMath& math) {
-    if (!is_half_type(input.scalar_type())) return f(input, weight, bias, p, epi, math);
-    return f(f32(input), f32(weight), f32(bias), p, epi, math).to(input.scalar_type());
-  };
+  if (!native.forward)
+    w.forward = [f = a.forward](const at::Tensor& input, const at::Tensor& weight,
+                                const c10::optional<at::Tensor>& bias, const Conv2dProblem& p,
+                                const Conv2dEpilogue& epi, const Conv2dMath& math) {
+      if (!is_half_type(input.scalar_type())) return f(input, weight, bias, p, epi, math);
+      return f(f32(input), f32(weight), f32(bias), p, epi, math).to(input.scalar_type());
+    };
   if (a.backward_input) w.backward_input = backward_via_float32(a.backward_input);
   if (a.backward_weight) w.backward_weight = backward_via_float32(a.backward_weight);
   if (a.workspace)
-    w.workspace = [f = a.workspace](const Conv2dProblem& p, at::ScalarType dtype,
-                                    ConvPass pass) {
-      if (!is_half_type(dtype)) return f(p, dtype, pass);
+    w.workspace = [f = a.workspace, native](const Conv2dProblem& p, at::ScalarType dtype,
+                                            ConvPass pass) {
+      if (!is_half_type(dtype) || (pass == ConvPass::Forward && native.forward))
+        return f(p, dtype, pass);
       Conv2dWorkspace ws = f(p, at::kFloat, pass);
       ws.per_call += copies_bytes(p, pass);
       ws.what = "float32 copies of the half tensors read and of the result before its one "

@@ -1,6 +1,9 @@
 #pragma once
 // float16 and bfloat16 on the CPU backend, first design: the float32 kernels do the work.
 //
+// (The im2col forward has left this design: it reads half tensors itself, HalfNative below
+// and cpu/im2col/forward_io.h.)
+//
 // Every CPU entry point (conv2d algorithms, pooling and BN+ReLU kernel tables) takes a
 // float16/bfloat16 call by converting its half tensors to float32 at the entry (ATen's
 // vectorised conversion, a whole tensor at a time), running the float32 kernel, and rounding
@@ -33,10 +36,18 @@ inline bool is_half_type(at::ScalarType t) { return t == at::kHalf || t == at::k
 // The dtype the CPU kernels compute a problem of dtype `t` in.
 inline at::ScalarType compute_dtype(at::ScalarType t) { return is_half_type(t) ? at::kFloat : t; }
 
+// Which passes of an algorithm take float16/bfloat16 tensors themselves (converting in
+// registers, computing in float32): those get the half tensors as they are, and their
+// workspace() answers for half dtypes too.
+struct HalfNative {
+  bool forward = false;
+};
+
 // `a`, taking every dtype the CPU backend supports: float32 and float64 as `a` does, float16 and
-// bfloat16 through float32 as above; any other dtype is refused by its why_not, naming the four.
-// `a`'s own why_not is asked with the compute dtype, so it needs no dtype check of its own.
-Conv2dAlgo with_cpu_dtypes(Conv2dAlgo a);
+// bfloat16 through float32 as above (or natively, per `native`); any other dtype is refused by
+// its why_not, naming the four. `a`'s own why_not is asked with the compute dtype, so it needs
+// no dtype check of its own.
+Conv2dAlgo with_cpu_dtypes(Conv2dAlgo a, HalfNative native = {});
 
 // --- kernel tables (pooling, BN+ReLU): plain function pointers, wrapped at compile time ------
 

@@ -20,6 +20,7 @@ enum class ScratchSlot : int {
   // Winograd (cpu/winograd/winograd_plan.h): one block's transformed inputs V and products M,
   // a filter chunk U and its products Mt, a row buffer, the filter-streaming V chunk.
   WinogradV, WinogradM, WinogradU, WinogradMt, WinogradRow, WinogradVChunk,
+  HalfRows,  // rows of half weights converted to float32 before packing (cpu/im2col)
   Count
 };
 

@@ -1,6 +1,8 @@
 // im2col + GEMM convolution on the CPU: forward, grad-input and grad-weight, float32 and
-// float64 (float16/bfloat16 through them: cpu/common/half_via_float32.h), for every stride,
-// padding, dilation and group count.
+// float64, for every stride, padding, dilation and group count. float16/bfloat16: the forward
+// computes in float32 converting in its packing stages and rounding as it stores
+// (cpu/im2col/forward_io.h); the backward passes through float32 copies
+// (cpu/common/half_via_float32.h).
 //
 // Per image n and group g, with the column matrix col (C/g*R*S rows, one per filter tap, and
 // one column per output position; cpu/im2col/im2col.h):
@@ -47,6 +49,9 @@
 #include "cpu/gemm/gemm.h"
 #include "cpu/im2col/im2col.h"
 #include "cpu/im2col/im2col_pack.h"
+#include "cpu/im2col/forward_io.h"
+#include "cpu/common/cpu_isa.h"
+#include "cpu/half/half_convert.h"
 #include "cpu/common/thread_scratch.h"
 #include "cpu/common/half_via_float32.h"
 
@@ -183,9 +188,50 @@ int64_t images_per_gemm(const Conv2dProblem& p, int64_t elem_bytes, int64_t nt) 
   return (p.N + gemms - 1) / gemms;
 }
 
-template <typename T>
-void forward_kernel(const T* in, const T* w, const T* bias, T* out, const Conv2dProblem& p,
-                    bool relu) {
+// A half forward's output is computed in float32 blocks of at most kHalfOutColumns output
+// positions per GEMM thread (the GEMM's column block nc, so the cut costs no extra packing),
+// each rounded into the output as soon as it is done: a per-thread buffer of
+// Kg x kHalfOutColumns floats (at most 4 MiB for 512 filters) instead of a float32 output.
+constexpr int64_t kHalfOutColumns = 2048;
+
+// W (M x K, row-major, stored as IO::S) packed for the GEMM in T. Half weights are converted
+// a panel of rows at a time into a per-thread buffer and packed from there (the same packed
+// bits as packing a float32 copy: gemm_pack_a_part's contract), the panels in parallel.
+template <typename T, class IO>
+cpu::GemmPackedA<T> pack_weights(int64_t M, int64_t K, const typename IO::S* w, const IO& io) {
+  if constexpr (std::is_same_v<typename IO::S, T>) {
+    return cpu::gemm_pack_a<T>(M, K, w, K, 1);
+  } else {
+    const int64_t elems = cpu::gemm_packed_a_elems<T>(M, K);
+    T* storage = elems == 0 ? nullptr
+                            : static_cast<T*>(std::aligned_alloc(
+                                  64, (elems * int64_t(sizeof(T)) + 63) / 64 * 64));
+    TORCH_CHECK(elems == 0 || storage != nullptr, "cnnkern im2col: out of memory packing a ", M,
+                " x ", K, " weight matrix");
+    cpu::GemmPackedA<T> pa = cpu::gemm_packed_a_view<T>(M, K, storage);
+    pa.data.get_deleter().owned = true;  // storage is ours: freed with pa
+    if (elems == 0) return pa;
+    const int64_t unit = cpu::gemm_pack_a_row_unit<T>(), panels = (M + unit - 1) / unit;
+    // Panels per task: about 64K weights, so that small layers pack on one thread.
+    const int64_t grain = std::max<int64_t>(1, 65536 / (unit * K));
+    at::parallel_for(0, panels, grain, [&](int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; ++b) {
+        const int64_t i0 = b * unit, i1 = std::min(M, i0 + unit);
+        T* rows = cpu::thread_scratch<T>(cpu::ScratchSlot::HalfRows, (i1 - i0) * K);
+        io.load(rows, w + i0 * K, (i1 - i0) * K);
+        cpu::gemm_pack_a_part(pa, i0, i1, 0, K, rows, K, 1);
+      }
+    });
+    return pa;
+  }
+}
+
+// T: the compute type; IO: how tensors stored as IO::S are read and written (forward_io.h).
+template <typename T, class IO>
+void forward_kernel(const typename IO::S* in, const typename IO::S* w,
+                    const typename IO::S* bias_in, typename IO::S* out, const Conv2dProblem& p,
+                    bool relu, const IO& io) {
+  constexpr bool kConverts = !std::is_same_v<typename IO::S, T>;
   const Plan pl = make_plan(p, sizeof(T));
   const int64_t nt = threads_for(p);
   const int64_t nb = images_per_gemm(p, sizeof(T), nt), batches = (p.N + nb - 1) / nb;
@@ -195,7 +241,20 @@ void forward_kernel(const T* in, const T* w, const T* bias, T* out, const Conv2d
                                                        : column_pack();
   std::vector<cpu::GemmPackedA<T>> wp;  // W[g]: Kg x CRS, row-major
   for (int64_t g = 0; g < pl.G; ++g)
-    wp.push_back(cpu::gemm_pack_a<T>(pl.Kg, pl.CRS, w + g * pl.Kg * pl.CRS, pl.CRS, 1));
+    wp.push_back(pack_weights<T>(pl.Kg, pl.CRS, w + g * pl.Kg * pl.CRS, io));
+  std::vector<T> bias_converted;  // K values: the bias starts each output's sum in T
+  const T* bias = nullptr;
+  if constexpr (kConverts) {
+    if (bias_in != nullptr) {
+      bias_converted.resize(p.K);
+      io.load(bias_converted.data(), bias_in, p.K);
+      bias = bias_converted.data();
+    }
+  } else {
+    bias = bias_in;
+  }
+  const int64_t tasks = batches * pl.G;
+  const bool over_tasks = parallel_over_tasks(tasks, nt);
   // One GEMM per (image, group), with the bias starting each output's accumulation. Run in
   // parallel when there are enough of them, else one by one, each GEMM parallel inside.
   // Images n0 .. n0 + ni - 1 of group g: the GEMM writes a Kg x ni*PQ block (a per-thread
@@ -205,23 +264,36 @@ void forward_kernel(const T* in, const T* w, const T* bias, T* out, const Conv2d
     T* Cb = cpu::thread_scratch<T>(cpu::ScratchSlot::ConvColumns, pl.Kg * cols);
     const cpu::GemmPackB<T> pack = [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc,
                                        int64_t nr, T* dst) {
-      cpu::pack_columns(in + (n0 * p.C + g * pl.Cg) * pl.HW, p, k0, kc, j0, nc, nr, dst, method);
+      cpu::pack_columns(in + (n0 * p.C + g * pl.Cg) * pl.HW, p, k0, kc, j0, nc, nr, dst, method,
+                        io.read);
     };
     cpu::gemm_packed_custom_b(wp[g], cols, pack, T(0), Cb, cols, bias ? bias + g * pl.Kg : nullptr,
                               relu);
     for (int64_t i = 0; i < ni; ++i)
       for (int64_t k = 0; k < pl.Kg; ++k)
-        std::copy(Cb + k * cols + i * pl.PQ, Cb + k * cols + (i + 1) * pl.PQ,
-                  out + ((n0 + i) * p.K + g * pl.Kg + k) * pl.PQ);
+        io.store(out + ((n0 + i) * p.K + g * pl.Kg + k) * pl.PQ, Cb + k * cols + i * pl.PQ,
+                 pl.PQ);
   };
-  auto run = [&](int64_t task) {
-    const int64_t g = task % pl.G, n = task / pl.G;
-    if (nb > 1) {
-      run_batch(g, n * nb, std::min(nb, p.N - n * nb));
-      return;
+  // One image of a converting IO: the output in column blocks of float32, each rounded into
+  // `C` right after its GEMM (kHalfOutColumns per thread the GEMM runs on).
+  auto run_converted = [&](const typename IO::S* in_g, int64_t g, typename IO::S* C) {
+    const int64_t chunk = kHalfOutColumns * (over_tasks ? 1 : nt);
+    T* Cb = cpu::thread_scratch<T>(cpu::ScratchSlot::ConvColumns,
+                                   pl.Kg * std::min(chunk, pl.PQ));
+    for (int64_t c0 = 0; c0 < pl.PQ; c0 += chunk) {
+      const int64_t nj = std::min(chunk, pl.PQ - c0);
+      const cpu::GemmPackB<T> pack = [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc,
+                                         int64_t nr, T* dst) {
+        cpu::pack_columns(in_g, p, k0, kc, c0 + j0, nc, nr, dst, method, io.read);
+      };
+      cpu::gemm_packed_custom_b(wp[g], nj, pack, T(0), Cb, nj,
+                                bias ? bias + g * pl.Kg : nullptr, relu);
+      for (int64_t k = 0; k < pl.Kg; ++k) io.store(C + k * pl.PQ + c0, Cb + k * nj, nj);
     }
-    const T* in_g = in + (n * p.C + g * pl.Cg) * pl.HW;
-    T* C = out + (n * p.K + g * pl.Kg) * pl.PQ;
+  };
+  // One image of a plain IO: the GEMM writes the output itself (and reads a 1x1 stride-1
+  // unpadded input in place).
+  auto run_same_type = [&](const T* in_g, int64_t g, T* C) {
     const T* bias_g = bias ? bias + g * pl.Kg : nullptr;
     if (pl.input_is_columns) {
       cpu::gemm_packed(wp[g], pl.PQ, in_g, pl.HW, 1, T(0), C, pl.PQ, bias_g, relu);
@@ -233,8 +305,21 @@ void forward_kernel(const T* in, const T* w, const T* bias, T* out, const Conv2d
     };
     cpu::gemm_packed_custom_b(wp[g], pl.PQ, pack, T(0), C, pl.PQ, bias_g, relu);
   };
-  const int64_t tasks = batches * pl.G;
-  if (parallel_over_tasks(tasks, nt)) {
+  auto run = [&](int64_t task) {
+    const int64_t g = task % pl.G, n = task / pl.G;
+    if (nb > 1) {
+      run_batch(g, n * nb, std::min(nb, p.N - n * nb));
+      return;
+    }
+    const auto* in_g = in + (n * p.C + g * pl.Cg) * pl.HW;
+    auto* C = out + (n * p.K + g * pl.Kg) * pl.PQ;
+    if constexpr (kConverts) {
+      run_converted(in_g, g, C);
+    } else {
+      run_same_type(in_g, g, C);
+    }
+  };
+  if (over_tasks) {
     run_tasks(tasks, nt, run);
   } else {
     for (int64_t t = 0; t < tasks; ++t) run(t);
@@ -323,10 +408,23 @@ at::Tensor forward(const at::Tensor& input, const at::Tensor& weight,
                    const c10::optional<at::Tensor>& bias, const Conv2dProblem& p,
                    const Conv2dEpilogue& epi, const Conv2dMath& /*math: no TF32 path*/) {
   at::Tensor out = at::empty({p.N, p.K, p.P, p.Q}, input.options());
+  if (cpu::is_half_type(input.scalar_type())) {
+    // Converted in the packing stages (forward_io.h), with the packing's instruction set.
+    const cpu::HalfKind kind =
+        input.scalar_type() == at::kHalf ? cpu::HalfKind::float16 : cpu::HalfKind::bfloat16;
+    const cpu::HalfIO io(cpu::half_convert(kind, cpu::active_isa(cpu::Family::gemm)));
+    auto bits = [](const at::Tensor& t) {
+      return static_cast<const uint16_t*>(t.const_data_ptr());
+    };
+    forward_kernel<float>(bits(input), bits(weight), bias ? bits(*bias) : nullptr,
+                          static_cast<uint16_t*>(out.mutable_data_ptr()), p, epi.relu, io);
+    return out;
+  }
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "cnnkern_conv2d_im2col_cpu", [&] {
     forward_kernel<scalar_t>(input.const_data_ptr<scalar_t>(), weight.const_data_ptr<scalar_t>(),
                              bias ? bias->const_data_ptr<scalar_t>() : nullptr,
-                             out.mutable_data_ptr<scalar_t>(), p, epi.relu);
+                             out.mutable_data_ptr<scalar_t>(), p, epi.relu,
+                             cpu::PlainIO<scalar_t>{});
   });
   return out;
 }
@@ -420,7 +518,28 @@ Conv2dWorkspace workspace_of(const Conv2dProblem& p, ConvPass pass) {
   return ws;
 }
 
+// A float16/bfloat16 forward: float32's (its weights packed in float32), plus a float32 block of
+// the output per thread (forward_kernel's run_converted) and a panel of converted weight rows.
+Conv2dWorkspace half_forward_workspace(const Conv2dProblem& p) {
+  Conv2dWorkspace ws = workspace_of<float>(p, ConvPass::Forward);
+  const Plan pl = make_plan(p, sizeof(float));
+  const int64_t nt = threads_for(p);
+  const int64_t rows = cpu::gemm_pack_a_row_unit<float>() * pl.CRS;
+  int64_t out_block = 0;
+  if (images_per_gemm(p, sizeof(float), nt) == 1) {  // else ws counts the batch's outputs
+    const int64_t tasks = p.N * pl.G;
+    const int64_t chunk = kHalfOutColumns * (parallel_over_tasks(tasks, nt) ? 1 : nt);
+    out_block = pl.Kg * std::min(chunk, pl.PQ);
+  }
+  ws.per_thread += (rows + out_block) * int64_t(sizeof(float));
+  ws.what += "; half: read and rounded in registers, no float32 copy of a tensor; per thread "
+             "(kept) a float32 block of " + std::to_string(out_block) +
+             " output values and one panel of weight rows converted for packing";
+  return ws;
+}
+
 Conv2dWorkspace workspace(const Conv2dProblem& p, at::ScalarType dtype, ConvPass pass) {
+  if (cpu::is_half_type(dtype) && pass == ConvPass::Forward) return half_forward_workspace(p);
   return dtype == at::kDouble ? workspace_of<double>(p, pass) : workspace_of<float>(p, pass);
 }
 
@@ -431,6 +550,7 @@ Conv2dWorkspace workspace(const Conv2dProblem& p, at::ScalarType dtype, ConvPass
 CONV2D_REGISTER_ALGO(Backend::CPU,
                      cpu::with_cpu_dtypes(Conv2dAlgo{"im2col", /*auto_priority=*/20,
                                                      why_not_im2col, forward, backward_input,
-                                                     backward_weight, workspace}));
+                                                     backward_weight, workspace},
+                                          cpu::HalfNative{/*forward=*/true}));
 
 }  // namespace cnnkern

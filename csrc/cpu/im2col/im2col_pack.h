@@ -6,6 +6,11 @@
 //
 // B(k, j) = the input under filter tap k = (c * R + r) * S + s at output position
 // j = p * Q + q, or 0 where the tap falls in the padding (the same matrix as im2col_tile).
+//
+// The image may be stored in another type than the panels (Read, below): float16 / bfloat16
+// images are converted to float32 here, a panel row at a time in registers, so a half
+// forward makes no float32 copy of its input (the values are exact in float32, so the GEMM
+// gives the bits it gives on a float32 copy).
 
 #include <cstdint>
 #include <cstring>
@@ -14,9 +19,24 @@
 
 #include "core/conv2d_problem.h"
 #include "core/row_range.h"
+#include "cpu/half/half_convert.h"
 
 namespace cnnkern {
 namespace cpu {
+
+// How the packing reads the image into panel values of type T: as they are (Copy), or as
+// 16-bit float16 / bfloat16 patterns converted to float32 (HalfRead). run(dst, src, n)
+// converts n contiguous values.
+template <typename T>
+struct CopyRead {
+  using S = T;
+  void run(T* dst, const T* src, int64_t n) const;
+};
+struct HalfRead {
+  using S = uint16_t;
+  void (*to_float)(const uint16_t* src, float* dst, int64_t n);
+  void run(float* dst, const uint16_t* src, int64_t n) const { to_float(src, dst, n); }
+};
 
 namespace im2col_pack_detail {
 
@@ -37,19 +57,29 @@ inline void copy_run(T* dst, const T* src, int64_t n) {
 // Group columns [t, t + n) of row k of a panel group (panels of nr columns, panel_stride
 // apart): src[0, n) copied (stride sw), or zeros when src is null. Split at panel boundaries
 // into runs of at most nr columns.
-template <typename T>
-inline void to_panels(const T* src, int64_t sw, int64_t n, int64_t t, T* group, int64_t k,
-                      int64_t nr, int64_t panel_stride) {
+// A strided run of a converted type is gathered into a panel-row buffer (at most
+// kMaxPanelRow values), then converted in one go.
+constexpr int64_t kMaxPanelRow = 64;
+
+template <typename T, class Read>
+inline void to_panels(const typename Read::S* src, int64_t sw, int64_t n, int64_t t, T* group,
+                      int64_t k, int64_t nr, int64_t panel_stride, const Read& read) {
+  using S = typename Read::S;
   while (n > 0) {
     const int64_t lane = t % nr, len = nr - lane < n ? nr - lane : n;
     T* out = group + (t / nr) * panel_stride + k * nr + lane;
     if (src == nullptr) {
       for (int64_t i = 0; i < len; ++i) out[i] = T(0);
     } else if (sw == 1) {
-      copy_run(out, src, len);
+      read.run(out, src, len);
       src += len;
-    } else {
+    } else if constexpr (std::is_same_v<S, T>) {
       for (int64_t i = 0; i < len; ++i) out[i] = src[i * sw];
+      src += len * sw;
+    } else {
+      S row[kMaxPanelRow];
+      for (int64_t i = 0; i < len; ++i) row[i] = src[i * sw];
+      read.run(out, row, len);
       src += len * sw;
     }
     t += len;
@@ -59,7 +89,8 @@ inline void to_panels(const T* src, int64_t sw, int64_t n, int64_t t, T* group, 
 
 // The unsigned integer of T's width: padding is a bitwise AND with an all-zero mask.
 template <typename T>
-using Bits = std::conditional_t<sizeof(T) == 8, uint64_t, uint32_t>;
+using Bits = std::conditional_t<sizeof(T) == 8, uint64_t,
+                                std::conditional_t<sizeof(T) == 4, uint32_t, uint16_t>>;
 
 // One panel row: out[l] = plane[off[l]] & mask[l] for l < nr. NR > 0: nr known at compile
 // time (the GEMM's 16 or 32), so the loop unrolls.
@@ -77,6 +108,11 @@ inline void gather_row(const T* plane, const int64_t* off, const Bits<T>* mask, 
 
 }  // namespace im2col_pack_detail
 
+template <typename T>
+void CopyRead<T>::run(T* dst, const T* src, int64_t n) const {
+  im2col_pack_detail::copy_run(dst, src, n);
+}
+
 // How pack_columns reads the image: runs (copies along input rows) or gather (a per-column
 // offset table, which also crosses from one image into the next: the batched small-plane
 // forward, cpu/im2col/conv2d_im2col.cpp). Both write the same values, so the GEMM's bits do
@@ -91,10 +127,12 @@ enum class ColumnPack { Runs, Gather };
 // (r, s) and j, not on c: one table of each per (r, s) serves every channel. A padding column
 // reads offset 0 (in bounds) and ANDs it with a zero mask (+0.0 whatever the input holds, NaN
 // included, with no branch); columns past nc are padding too.
-template <typename T>
-void pack_columns_gather(const T* in, const Conv2dProblem& p, int64_t k0, int64_t kc,
-                         int64_t j0, int64_t nc, int64_t nr, T* dst) {
-  using B = im2col_pack_detail::Bits<T>;
+template <typename T, class Read = CopyRead<T>>
+void pack_columns_gather(const typename Read::S* in, const Conv2dProblem& p, int64_t k0,
+                         int64_t kc, int64_t j0, int64_t nc, int64_t nr, T* dst,
+                         const Read& read = {}) {
+  using S = typename Read::S;
+  using B = im2col_pack_detail::Bits<S>;
   const int64_t RS = p.R * p.S, width = (nc + nr - 1) / nr * nr;
   thread_local std::vector<int64_t> offsets;
   thread_local std::vector<B> masks;
@@ -122,12 +160,19 @@ void pack_columns_gather(const T* in, const Conv2dProblem& p, int64_t k0, int64_
       }
     }
   };
-  if (nr == 32)
+  if constexpr (!std::is_same_v<S, T>) {  // gather the 16-bit patterns, then convert the row
+    rows([&](const S* plane, const int64_t* off, const B* mask, int64_t n, T* out) {
+      S row[im2col_pack_detail::kMaxPanelRow];
+      im2col_pack_detail::gather_row<S, 0>(plane, off, mask, n, row);
+      read.run(out, row, n);
+    });
+  } else if (nr == 32) {
     rows(im2col_pack_detail::gather_row<T, 32>);
-  else if (nr == 16)
+  } else if (nr == 16) {
     rows(im2col_pack_detail::gather_row<T, 16>);
-  else
+  } else {
     rows(im2col_pack_detail::gather_row<T, 0>);
+  }
 }
 
 // Writes rows [k0, k0 + kc) and columns [j0, j0 + nc) as ceil(nc / nr) panels of kc x nr,
@@ -139,16 +184,18 @@ void pack_columns_gather(const T* in, const Conv2dProblem& p, int64_t k0, int64_
 // panel by panel instead reads 16 values from each of kc rows in turn, and the planes of
 // different channels (a multiple of 4 KiB apart for common sizes) evict each other from L1:
 // measured 1.5x slower. The output row pieces a group spans are found once for all taps.
-template <typename T>
-void pack_columns(const T* in, const Conv2dProblem& p, int64_t k0, int64_t kc, int64_t j0,
-                  int64_t nc, int64_t nr, T* dst, ColumnPack method = ColumnPack::Runs) {
+template <typename T, class Read = CopyRead<T>>
+void pack_columns(const typename Read::S* in, const Conv2dProblem& p, int64_t k0, int64_t kc,
+                  int64_t j0, int64_t nc, int64_t nr, T* dst,
+                  ColumnPack method = ColumnPack::Runs, const Read& read = {}) {
+  using S = typename Read::S;
   if (method == ColumnPack::Gather) {
-    pack_columns_gather(in, p, k0, kc, j0, nc, nr, dst);
+    pack_columns_gather(in, p, k0, kc, j0, nc, nr, dst, read);
     return;
   }
   constexpr int64_t kPanelGroup = 8;
   struct Tap {
-    const T* plane;
+    const S* plane;
     int64_t h_offset;  // input row = output row * stride_h + h_offset
     RowRange qr;       // in-bounds output columns, input column = q * stride_w + qr.offset
   };
@@ -190,12 +237,12 @@ void pack_columns(const T* in, const Conv2dProblem& p, int64_t k0, int64_t kc, i
         }
         using im2col_pack_detail::to_panels;
         const int64_t t0 = pc.t0 - pc.q0;  // group column of output column q is t0 + q
-        to_panels<T>(nullptr, 1, a - pc.q0, pc.t0, dg, k, nr, panel_stride);
+        to_panels<T>(nullptr, 1, a - pc.q0, pc.t0, dg, k, nr, panel_stride, read);
         if (b > a) {
-          const T* src = tap.plane + h * p.W + a * sw + tap.qr.offset;
-          to_panels(src, sw, b - a, t0 + a, dg, k, nr, panel_stride);
+          const S* src = tap.plane + h * p.W + a * sw + tap.qr.offset;
+          to_panels(src, sw, b - a, t0 + a, dg, k, nr, panel_stride, read);
         }
-        to_panels<T>(nullptr, 1, pc.q1 - b, t0 + b, dg, k, nr, panel_stride);
+        to_panels<T>(nullptr, 1, pc.q1 - b, t0 + b, dg, k, nr, panel_stride, read);
       }
     }
     if (width % nr != 0) {  // the last panel's columns past nc
