@@ -31,23 +31,22 @@ struct Cfg {
   static constexpr int RK = KB / TK, RT = TB / TT;  // register tile per thread: 8 x 8
   static constexpr int kPointThreads = TK * TT;
   static constexpr int kThreads = aa * kPointThreads;
-  // Channels per chunk: what keeps U_s + V_s under 48 KiB of static shared memory (F(4x4):
-  // 28 KiB; 8 channels would need 54 KiB and the opt-in).
-  static constexpr int BC = M == 4 ? 4 : 8;
+  // Channels per chunk: one column and one row of one input tile per thread and chunk (the
+  // 1-D transforms a x BC x TB of each kind), so every thread has the same work in every
+  // chunk and keeps where its column lies in registers: F(4x4) 3, F(2x2) 2.
+  static constexpr int BC = kThreads / (a * TB);
   // Point rows are padded by 4 floats (16 bytes: float4 reads stay aligned).
   static constexpr int kUStride = BC * KB + 4, kVStride = BC * TB + 4;
   static constexpr int kUFloats = aa * kUStride, kVFloats = aa * kVStride;
-  static constexpr int kSmemFloats = kUFloats + kVFloats;
+  static constexpr int kSmemFloats = kUFloats + kVFloats;  // F(4x4) 21.4 KiB, F(2x2) 6.5 KiB
   // Epilogue: EP of a thread's RK accumulator rows per pass, staged as E_s[xi][TK*EP][TB]
   // in the same shared memory.
-  static constexpr int EP = M == 4 ? 2 : 4;
+  static constexpr int EP = M == 4 ? 2 : 1;
   static constexpr int kEpiRows = TK * EP;
   static constexpr int kUCopies = aa * BC * KB / 4 / kThreads;  // float4 copies per thread
   // A thread's copies are kUPointStep points apart (the block covers BC x KB / 4 float4 of
   // kUPointStep points per step).
   static constexpr int kUPointStep = kThreads / (BC * KB / 4);
-  // 1-D input transforms per chunk (a per tile: its columns, then its rows), per thread.
-  static constexpr int kLineIters = (a * BC * TB + kThreads - 1) / kThreads;
 };
 static_assert(Cfg<4>::kThreads == 288 && Cfg<2>::kThreads == 128, "8 threads per point");
 static_assert(Cfg<4>::kSmemFloats * 4 <= 48 * 1024 && Cfg<2>::kSmemFloats * 4 <= 48 * 1024,
@@ -61,8 +60,9 @@ static_assert(Cfg<4>::kUCopies * Cfg<4>::kThreads * 4 == Cfg<4>::aa * Cfg<4>::BC
 static_assert(Cfg<4>::kUPointStep * Cfg<4>::BC * Cfg<4>::KB / 4 == Cfg<4>::kThreads &&
                   Cfg<2>::kUPointStep * Cfg<2>::BC * Cfg<2>::KB / 4 == Cfg<2>::kThreads,
               "whole points per copy step");
-static_assert(Cfg<4>::TB <= Cfg<4>::kThreads && Cfg<2>::TB <= Cfg<2>::kThreads,
-              "one thread per tile works out where the block's tiles lie");
+static_assert(Cfg<4>::a * Cfg<4>::BC * Cfg<4>::TB == Cfg<4>::kThreads &&
+                  Cfg<2>::a * Cfg<2>::BC * Cfg<2>::TB == Cfg<2>::kThreads,
+              "one window column and one window row per thread and chunk");
 
 // Tiles of the (turned, for grad-input) problem q: TH x TW per image, T in all.
 struct Tiles {

@@ -65,85 +65,98 @@ __device__ __forceinline__ TileInfo tile_info(const Conv2dProblem& q, const Tile
 }
 
 // The input transform V_s[xi][c][t] = (B^T d B)[xi] of the chunk's BC x TB tiles, as the 1-D
-// transform down every window column (item (c, t, column s): 6 loads, zero outside the image,
-// past Cg and past the last tile), written in place to V_s[r * a + s], then along every row
-// (item (c, t, row r), after a barrier): a few registers per item instead of a whole window,
-// and a * BC * TB items spread over all the block's threads.
+// transform down every window column, written in place to V_s[r * a + s], then (after a
+// barrier) along every row. Each thread owns one column (c_l, t_l, s) and one row of the
+// chunk's windows (Cfg::BC makes that exact): where its column lies is worked out once, a
+// chunk only moves it BC planes on; a few registers per thread instead of a whole window.
 template <int M, class T>
-__device__ __forceinline__ void transform_columns(const Conv2dProblem& q, const T* x,
-                                                  const TileInfo* info, int64_t c0, int tid,
-                                                  float* vs) {
-  using C = Cfg<M>;
-  constexpr int a = M + 2;
-  const int64_t Cg = q.C_per_group(), hw = q.H * q.W;
-  const int W = static_cast<int>(q.W);
-#pragma unroll
-  for (int e = 0; e < C::kLineIters; ++e) {  // unrolled: the chunk loop stays the innermost
-    const int it = tid + e * C::kThreads;
-    if (it >= a * C::BC * C::TB) break;
-    const int s = it % a, t_l = (it / a) % C::TB, c_l = it / (a * C::TB);
+struct ColumnLoader {
+  static constexpr int a = M + 2;
+  const T* src;   // the column's top in the current chunk's plane (x itself when dead)
+  int c_l;        // the chunk channel it reads
+  int W;
+  unsigned rows;  // bit r: window row r inside the image (0: column outside, or no tile)
+  float* dst;     // V_s at point (0, s), its channel and tile
+
+  __device__ ColumnLoader(const Conv2dProblem& q, const T* x, const TileInfo* info, int tid,
+                          float* vs) {
+    using C = Cfg<M>;
+    const int s = tid % a, t_l = (tid / a) % C::TB;
+    c_l = tid / (a * C::TB);
     const TileInfo ti = info[t_l];
-    const bool live = c0 + c_l < Cg && ((ti.masks >> (8 + s)) & 1u);
-    const T* p = x + ti.plane + (c0 + c_l) * hw;
+    const bool col = ((ti.masks >> (8 + s)) & 1u) != 0;
+    rows = col ? ti.masks & 0xffu : 0u;
+    src = col ? x + ti.plane + c_l * q.H * q.W + ti.origin + s : x;
+    W = static_cast<int>(q.W);
+    dst = vs + s * C::kVStride + c_l * C::TB + t_l;
+  }
+
+  // The chunk starting at group channel c0 (zeros past Cg), then on to the next chunk.
+  __device__ __forceinline__ void transform(int64_t c0, int64_t Cg, int64_t chunk_elems) {
+    using C = Cfg<M>;
+    const unsigned live = c0 + c_l < Cg ? rows : 0u;
     float d[a];
 #pragma unroll
-    for (int r = 0; r < a; ++r)
-      d[r] = live && ((ti.masks >> r) & 1u) ? GpuCvt<T>::load(p, ti.origin + r * W + s) : 0.f;
-    winograd::Tile<M>::template input_1d<float>(d, 1, vs + s * C::kVStride + c_l * C::TB + t_l,
-                                                a * C::kVStride);
+    for (int r = 0; r < a; ++r) d[r] = ((live >> r) & 1u) ? GpuCvt<T>::load(src, r * W) : 0.f;
+    winograd::Tile<M>::template input_1d<float>(d, 1, dst, a * C::kVStride);
+    if (rows != 0u) src += chunk_elems;
   }
-}
+};
 
 template <int M>
-__device__ __forceinline__ void transform_rows(int tid, float* vs) {
+__device__ __forceinline__ void transform_row(float* row) {
   using C = Cfg<M>;
   constexpr int a = M + 2;
+  float d[a];
 #pragma unroll
-  for (int e = 0; e < C::kLineIters; ++e) {
-    const int it = tid + e * C::kThreads;
-    if (it >= a * C::BC * C::TB) break;
-    const int r = it % a, ct = it / a;  // ct = c_l * TB + t_l
-    float* row = vs + r * a * C::kVStride + ct;
-    float d[a];
-#pragma unroll
-    for (int s = 0; s < a; ++s) d[s] = row[s * C::kVStride];
-    winograd::Tile<M>::template input_1d<float>(d, 1, row, C::kVStride);
-  }
+  for (int s = 0; s < a; ++s) d[s] = row[s * C::kVStride];
+  winograd::Tile<M>::template input_1d<float>(d, 1, row, C::kVStride);
 }
 
 // The chunk's U (points x BC channels x KB output channels) into U_s[xi][c][k] with cp.async;
-// zero-filled past Cg and Kg. vec_u: Kg % 4 == 0 and U 16-byte aligned (one 16-byte copy per
+// zero-filled past Cg and Kg. VecU: Kg % 4 == 0 and U 16-byte aligned (one 16-byte copy per
 // 4 channels), else 4-byte copies. Thread tid copies channels k..k+3 of chunk channel c_l at
 // points xi0, xi0 + kUPointStep, ...: one source pointer and one stride for all its copies,
-// and one bounds check, since only the point changes between them (few registers to hold
-// across the chunk loop beside the 64 accumulators).
-template <int M>
-__device__ __forceinline__ void copy_filters(const float* U, int64_t groups, int g, int64_t Cg,
-                                             int64_t Kg, int64_t c0, int64_t k0, bool vec_u,
-                                             int tid, float* us) {
-  using C = Cfg<M>;
-  constexpr int k4s = C::KB / 4;
-  const int k = (tid % k4s) * 4, c_l = (tid / k4s) % C::BC, xi0 = tid / (k4s * C::BC);
-  const int64_t step = C::kUPointStep * groups * Cg * Kg;  // U's stride for kUPointStep points
-  const bool c_ok = c0 + c_l < Cg;
-  const float* src = U + ((xi0 * groups + g) * Cg + c0 + c_l) * Kg + k0 + k;
-  float* dst = us + xi0 * C::kUStride + c_l * C::KB + k;
+// and one bounds check, since only the point changes between them.
+template <int M, bool VecU>
+struct FilterCopier {
+  const float* src;  // U at (xi0, g, chunk channel c_l, k0 + k) of the current chunk
+  const float* U;    // a valid, aligned address for the zero-filling copies
+  int64_t step;      // U's stride for kUPointStep points
+  float* dst;
+  int c_l;
+  int k_valid;       // of the 4 channels, how many are inside Kg (0..4)
+
+  __device__ FilterCopier(const float* u, int64_t groups, int g, int64_t Cg, int64_t Kg,
+                          int64_t k0, int tid, float* us) : U(u) {
+    using C = Cfg<M>;
+    constexpr int k4s = C::KB / 4;
+    const int k = (tid % k4s) * 4, xi0 = tid / (k4s * C::BC);
+    c_l = (tid / k4s) % C::BC;
+    step = C::kUPointStep * groups * Cg * Kg;
+    src = u + ((xi0 * groups + g) * Cg + c_l) * Kg + k0 + k;
+    dst = us + xi0 * C::kUStride + c_l * C::KB + k;
+    const int64_t left = Kg - (k0 + k);
+    k_valid = left <= 0 ? 0 : (left >= 4 ? 4 : static_cast<int>(left));
+  }
+
+  __device__ __forceinline__ void copy(int64_t c0, int64_t Cg, int64_t Kg) {
+    using C = Cfg<M>;
+    const int n = c0 + c_l < Cg ? k_valid : 0;
 #pragma unroll
-  for (int e = 0; e < C::kUCopies; ++e) {
-    float* d = dst + e * C::kUPointStep * C::kUStride;
-    const float* p = src + e * step;
-    if (vec_u) {
-      const bool ok = c_ok && k0 + k < Kg;  // Kg % 4 == 0: all 4 or none
-      cuda_async::cp_async_cg(d, ok ? p : U, ok ? 16 : 0);
-    } else {
+    for (int e = 0; e < C::kUCopies; ++e) {
+      float* d = dst + e * C::kUPointStep * C::kUStride;
+      const float* p = src + e * step;
+      if constexpr (VecU) {
+        cuda_async::cp_async_cg(d, n > 0 ? p : U, n > 0 ? 16 : 0);  // Kg % 4 == 0: 4 or none
+      } else {
 #pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const bool ok = c_ok && k0 + k + j < Kg;
-        cuda_async::cp_async_ca<4>(d + j, ok ? p + j : U, ok ? 4 : 0);
+        for (int j = 0; j < 4; ++j) cuda_async::cp_async_ca<4>(d + j, j < n ? p + j : U, j < n ? 4 : 0);
       }
     }
+    if (n > 0) src += C::BC * Kg;
   }
-}
+};
 
 // acc += U_s[xi] x V_s[xi] over the chunk's BC channels: per channel 4 LDS.128 and 64 FFMA.
 template <int M>
@@ -214,11 +227,12 @@ __device__ __forceinline__ void store_outputs(const Conv2dProblem& q, const Tile
   }
 }
 
-template <int M, class T>
+template <int M, bool VecU, class T>
 __device__ __forceinline__ void fused_block(const Conv2dProblem& q, const Tiles& tl, const T* x,
-                                            const float* U, const T* bias, bool relu, bool vec_u,
+                                            const float* U, const T* bias, bool relu,
                                             unsigned k_blocks, T* y, float* smem) {
   using C = Cfg<M>;
+  constexpr int a = M + 2;
   float* us = smem;
   float* vs = smem + C::kUFloats;
   const int tid = static_cast<int>(threadIdx.x);
@@ -230,7 +244,12 @@ __device__ __forceinline__ void fused_block(const Conv2dProblem& q, const Tiles&
   const int g = static_cast<int>(blockIdx.z);
   const int64_t Cg = q.C_per_group(), Kg = q.K_per_group();
   TileInfo* info = reinterpret_cast<TileInfo*>(smem + C::kSmemFloats);
-  if (tid < C::TB) info[tid] = tile_info<M>(q, tl, t0 + tid, g);  // read after the barrier below
+  if (tid < C::TB) info[tid] = tile_info<M>(q, tl, t0 + tid, g);
+  __syncthreads();
+  ColumnLoader<M, T> column(q, x, info, tid, vs);
+  FilterCopier<M, VecU> filters(U, q.groups, g, Cg, Kg, k0, tid, us);
+  float* row = vs + (tid % a) * a * C::kVStride + tid / a;  // row r = tid % a of window tid / a
+  const int64_t chunk_elems = C::BC * q.H * q.W;
   float acc[8][8];
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
@@ -239,11 +258,11 @@ __device__ __forceinline__ void fused_block(const Conv2dProblem& q, const Tiles&
   }
   for (int64_t c0 = 0; c0 < Cg; c0 += C::BC) {
     __syncthreads();  // every thread is done reading the previous chunk
-    copy_filters<M>(U, q.groups, g, Cg, Kg, c0, k0, vec_u, tid, us);
+    filters.copy(c0, Cg, Kg);
     cuda_async::cp_async_commit();
-    transform_columns<M, T>(q, x, info, c0, tid, vs);
+    column.transform(c0, Cg, chunk_elems);
     __syncthreads();  // every column done
-    transform_rows<M>(tid, vs);
+    transform_row<M>(row);
     cuda_async::cp_async_wait_all();
     __syncthreads();  // U_s and V_s complete
     multiply_chunk<M>(us, vs, xi, tk, tt, acc);
@@ -252,24 +271,33 @@ __device__ __forceinline__ void fused_block(const Conv2dProblem& q, const Tiles&
   store_outputs<M, T>(q, tl, t0, k0, g, xi, tk, tt, tid, acc, out, smem);
 }
 
-template <class T>
+template <class T, bool VecU>
 __global__ void __launch_bounds__(kFused4Threads, 1)
     wino_fused4_kernel(const Conv2dProblem q, const Tiles tl, const T* __restrict__ x,
                        const float* __restrict__ U, const T* __restrict__ bias, bool relu,
-                       bool vec_u, unsigned k_blocks, T* __restrict__ y) {
+                       unsigned k_blocks, T* __restrict__ y) {
   __shared__ float4 smem[Cfg<4>::kSmemFloats / 4 + Cfg<4>::TB];  // + TileInfo[TB]
-  fused_block<4, T>(q, tl, x, U, bias, relu, vec_u, k_blocks, y,
-                     reinterpret_cast<float*>(smem));
+  fused_block<4, VecU, T>(q, tl, x, U, bias, relu, k_blocks, y, reinterpret_cast<float*>(smem));
 }
 
-template <class T>
+template <class T, bool VecU>
 __global__ void __launch_bounds__(kFused2Threads, 2)
     wino_fused2_kernel(const Conv2dProblem q, const Tiles tl, const T* __restrict__ x,
                        const float* __restrict__ U, const T* __restrict__ bias, bool relu,
-                       bool vec_u, unsigned k_blocks, T* __restrict__ y) {
+                       unsigned k_blocks, T* __restrict__ y) {
   __shared__ float4 smem[Cfg<2>::kSmemFloats / 4 + Cfg<2>::TB];  // + TileInfo[TB]
-  fused_block<2, T>(q, tl, x, U, bias, relu, vec_u, k_blocks, y,
-                     reinterpret_cast<float*>(smem));
+  fused_block<2, VecU, T>(q, tl, x, U, bias, relu, k_blocks, y, reinterpret_cast<float*>(smem));
+}
+
+template <int M, class T, bool VecU>
+void launch(const dim3& grid, const Conv2dProblem& q, const Tiles& tl, const T* x,
+            const float* U, const T* bias, bool relu, unsigned kb, T* y, cudaStream_t stream) {
+  if constexpr (M == 4)
+    wino_fused4_kernel<T, VecU><<<grid, kFused4Threads, 0, stream>>>(q, tl, x, U, bias, relu,
+                                                                     kb, y);
+  else
+    wino_fused2_kernel<T, VecU><<<grid, kFused2Threads, 0, stream>>>(q, tl, x, U, bias, relu,
+                                                                     kb, y);
 }
 
 template <int M, class T>
@@ -280,12 +308,8 @@ cudaError_t run(const Conv2dProblem& q, const T* x, const float* U, const T* bia
   const Tiles tl = wino_fused::tiles_of<M>(q);
   const bool vec_u = q.K_per_group() % 4 == 0 && reinterpret_cast<uintptr_t>(U) % 16 == 0;
   const unsigned kb = static_cast<unsigned>(g.k_blocks);
-  if constexpr (M == 4)
-    wino_fused4_kernel<T><<<grid, kFused4Threads, 0, stream>>>(q, tl, x, U, bias, relu, vec_u,
-                                                               kb, y);
-  else
-    wino_fused2_kernel<T><<<grid, kFused2Threads, 0, stream>>>(q, tl, x, U, bias, relu, vec_u,
-                                                               kb, y);
+  if (vec_u) launch<M, T, true>(grid, q, tl, x, U, bias, relu, kb, y, stream);
+  else launch<M, T, false>(grid, q, tl, x, U, bias, relu, kb, y, stream);
   return cudaGetLastError();
 }
 
