@@ -227,11 +227,25 @@ __device__ __forceinline__ void store_outputs(const Conv2dProblem& q, const Tile
   }
 }
 
+// A launch's arguments (one struct, so that the two kernels below differ in their shape alone).
+template <class T>
+struct FusedArgs {
+  Conv2dProblem q;  // the forward problem, or grad-input's turned one
+  Tiles tl;
+  const T* x;       // input (grad-input: grad_output)
+  const float* U;   // launch_winograd_filter's transformed filters
+  const T* bias;    // K elements or nullptr
+  bool relu;
+  unsigned k_blocks;  // channel blocks per tile block (wino_fused::Grid)
+  T* y;
+};
+
 template <int M, bool VecU, class T>
-__device__ __forceinline__ void fused_block(const Conv2dProblem& q, const Tiles& tl, const T* x,
-                                            const float* U, const T* bias, bool relu,
-                                            unsigned k_blocks, T* y, float* smem) {
+__device__ __forceinline__ void fused_block(const FusedArgs<T>& args, float* smem) {
   using C = Cfg<M>;
+  const Conv2dProblem& q = args.q;
+  const Tiles& tl = args.tl;
+  const unsigned k_blocks = args.k_blocks;
   constexpr int a = M + 2;
   float* us = smem;
   float* vs = smem + C::kUFloats;
@@ -246,8 +260,8 @@ __device__ __forceinline__ void fused_block(const Conv2dProblem& q, const Tiles&
   TileInfo* info = reinterpret_cast<TileInfo*>(smem + C::kSmemFloats);
   if (tid < C::TB) info[tid] = tile_info<M>(q, tl, t0 + tid, g);
   __syncthreads();
-  ColumnLoader<M, T> column(q, x, info, tid, vs);
-  FilterCopier<M, VecU> filters(U, q.groups, g, Cg, Kg, k0, tid, us);
+  ColumnLoader<M, T> column(q, args.x, info, tid, vs);
+  FilterCopier<M, VecU> filters(args.U, q.groups, g, Cg, Kg, k0, tid, us);
   float* row = vs + (tid % a) * a * C::kVStride + tid / a;  // row r = tid % a of window tid / a
   const int64_t chunk_elems = C::BC * q.H * q.W;
   float acc[8][8];
@@ -267,37 +281,28 @@ __device__ __forceinline__ void fused_block(const Conv2dProblem& q, const Tiles&
     __syncthreads();  // U_s and V_s complete
     multiply_chunk<M>(us, vs, xi, tk, tt, acc);
   }
-  const OutputEpilogue<T> out{y, bias, relu};
+  const OutputEpilogue<T> out{args.y, args.bias, args.relu};
   store_outputs<M, T>(q, tl, t0, k0, g, xi, tk, tt, tid, acc, out, smem);
 }
 
 template <class T, bool VecU>
-__global__ void __launch_bounds__(kFused4Threads, 1)
-    wino_fused4_kernel(const Conv2dProblem q, const Tiles tl, const T* __restrict__ x,
-                       const float* __restrict__ U, const T* __restrict__ bias, bool relu,
-                       unsigned k_blocks, T* __restrict__ y) {
+__global__ void __launch_bounds__(kFused4Threads, 1) wino_fused4_kernel(const FusedArgs<T> args) {
   __shared__ float4 smem[Cfg<4>::kSmemFloats / 4 + Cfg<4>::TB];  // + TileInfo[TB]
-  fused_block<4, VecU, T>(q, tl, x, U, bias, relu, k_blocks, y, reinterpret_cast<float*>(smem));
+  fused_block<4, VecU>(args, reinterpret_cast<float*>(smem));
 }
 
 template <class T, bool VecU>
-__global__ void __launch_bounds__(kFused2Threads, 2)
-    wino_fused2_kernel(const Conv2dProblem q, const Tiles tl, const T* __restrict__ x,
-                       const float* __restrict__ U, const T* __restrict__ bias, bool relu,
-                       unsigned k_blocks, T* __restrict__ y) {
+__global__ void __launch_bounds__(kFused2Threads, 2) wino_fused2_kernel(const FusedArgs<T> args) {
   __shared__ float4 smem[Cfg<2>::kSmemFloats / 4 + Cfg<2>::TB];  // + TileInfo[TB]
-  fused_block<2, VecU, T>(q, tl, x, U, bias, relu, k_blocks, y, reinterpret_cast<float*>(smem));
+  fused_block<2, VecU>(args, reinterpret_cast<float*>(smem));
 }
 
 template <int M, class T, bool VecU>
-void launch(const dim3& grid, const Conv2dProblem& q, const Tiles& tl, const T* x,
-            const float* U, const T* bias, bool relu, unsigned kb, T* y, cudaStream_t stream) {
+void launch(const dim3& grid, const FusedArgs<T>& args, cudaStream_t stream) {
   if constexpr (M == 4)
-    wino_fused4_kernel<T, VecU><<<grid, kFused4Threads, 0, stream>>>(q, tl, x, U, bias, relu,
-                                                                     kb, y);
+    wino_fused4_kernel<T, VecU><<<grid, kFused4Threads, 0, stream>>>(args);
   else
-    wino_fused2_kernel<T, VecU><<<grid, kFused2Threads, 0, stream>>>(q, tl, x, U, bias, relu,
-                                                                     kb, y);
+    wino_fused2_kernel<T, VecU><<<grid, kFused2Threads, 0, stream>>>(args);
 }
 
 template <int M, class T>
@@ -305,11 +310,11 @@ cudaError_t run(const Conv2dProblem& q, const T* x, const float* U, const T* bia
                 T* y, cudaStream_t stream) {
   const wino_fused::Grid g = wino_fused::grid_of<M>(q);
   const dim3 grid(static_cast<unsigned>(g.x), 1, static_cast<unsigned>(g.z));
-  const Tiles tl = wino_fused::tiles_of<M>(q);
+  const FusedArgs<T> args{q, wino_fused::tiles_of<M>(q), x, U, bias, relu,
+                          static_cast<unsigned>(g.k_blocks), y};
   const bool vec_u = q.K_per_group() % 4 == 0 && reinterpret_cast<uintptr_t>(U) % 16 == 0;
-  const unsigned kb = static_cast<unsigned>(g.k_blocks);
-  if (vec_u) launch<M, T, true>(grid, q, tl, x, U, bias, relu, kb, y, stream);
-  else launch<M, T, false>(grid, q, tl, x, U, bias, relu, kb, y, stream);
+  if (vec_u) launch<M, T, true>(grid, args, stream);
+  else launch<M, T, false>(grid, args, stream);
   return cudaGetLastError();
 }
 
