@@ -265,8 +265,9 @@ def test_fused_winograd_bounds_match_hand_worked_numbers():
     # Fused F(4x4) on VGG16 conv3_2: 32 x 14 x 14 = 6272 tiles -> 392 blocks of 16 tiles x 8
     # blocks of 32 output channels = 3136 blocks of 288 threads (9 warps), 24 on the busiest
     # SM; 256 channels in 86 iterations of 3. Each iteration: 36 points x 32 x 16 x 3 = 55296
-    # MACs; 9 warps x 198 FFMAs x 32 lanes = 57024 (192 per thread for the GEMMs, 6 in the
-    # transforms). DRAM: x and y (32 x 256 x 56 x 56 floats each) and U (36 x 256 x 256
+    # MACs; a loop of 332 instructions with 198 FFMAs (an earlier build's; the committed
+    # report has 343 / 199): 9 warps x 198 x 32 lanes = 57024 (192 per thread for the GEMMs,
+    # 6 in the transforms). DRAM: x and y (32 x 256 x 56 x 56 floats each) and U (36 x 256 x 256
     # floats) once, plus the filter transform (w read, U written).
     layer = sass_bounds.LAYERS[0]
     fused = {"main_loop_mix": {"mma": 0, "ffma": 198}, "main_loop": {"instructions": 332},
