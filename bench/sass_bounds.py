@@ -385,6 +385,55 @@ winograd4_model.kernels = ["wino_filter_kernel<4, float>", "wino_input_kernel<4,
                            FP32_CORE, "wino_output_kernel<4, float>"]
 
 
+# The fused Winograd kernel's block (csrc/core/winograd_fused_tile.h, wino_fused::Cfg<m>): TB
+# tiles x KB output channels at all (m+2)^2 points, BC input channels per main-loop iteration,
+# 8 threads per point; the variant with 16-byte filter copies (K % 4 == 0, every headline layer).
+FUSED_TILE = {4: {"tb": 16, "kb": 32, "bc": 3, "threads": 288},
+              2: {"tb": 16, "kb": 32, "bc": 2, "threads": 128}}
+
+
+def _fused(m: int) -> str:
+    return f"wino_fused{m}_kernel<float, true>"
+
+
+def winograd_fused_model(m: int):
+    def model(layer: Layer, kernels: Dict[str, Dict]) -> Bounds:
+        # conv2d_winograd_fused.cu: the filter transform (every call unless
+        # CNNKERN_WINOGRAD_FILTER_CACHE=1), then one kernel: per block and main-loop iteration
+        # (BC channels) the input transform of its TB tiles into shared memory, the chunk of U by
+        # cp.async, and a*a small GEMMs in registers; the output transform in the epilogue (not
+        # counted: by hand ~1% of the main loop's instructions at C = 256). DRAM: x, y and U
+        # once (the KB-channel blocks of a tile block are adjacent in the grid and share x in
+        # L2); no V or M.
+        t = FUSED_TILE[m]
+        k = kernels[_fused(m)]
+        a2, f = (m + 2) ** 2, 4
+        T = layer.N * math.ceil(layer.P / m) * math.ceil(layer.Q / m)
+        blocks = math.ceil(T / t["tb"]) * math.ceil(layer.K / t["kb"])
+        per_sm = math.ceil(blocks / SMS)
+        warps = t["threads"] // 32
+        iters = math.ceil(layer.C / t["bc"])
+        iter_macs = a2 * t["tb"] * t["kb"] * t["bc"]
+        ffma_macs = warps * k["main_loop_mix"]["ffma"] * 32  # + a few in the 1-D transforms
+        if not 1.0 <= ffma_macs / iter_macs <= 1.1:
+            raise LoopNestChanged(f"main loop does {ffma_macs} FFMAs per block iteration, the "
+                                  f"{a2}x{t['kb']}x{t['tb']}x{t['bc']} block {iter_macs} MACs")
+        u = a2 * layer.K * layer.C * f
+        b = nest_bounds(kernels[f"wino_filter_kernel<{m}, float>"], layer.K * layer.C, {1: 1},
+                        layer.K * layer.C * 9 * f + u)
+        g = Bounds()
+        g.issue = per_sm * warps * iters * _loop_instrs(k) / (SCHEDULERS * CLOCK)
+        g.fp32 = per_sm * 2 * iter_macs * iters / (PEAK["float32"] / SMS)
+        g.smem = per_sm * warps * iters * k["main_loop_shared_bytes"] / (SMEM_BYTES_PER_CLOCK *
+                                                                          CLOCK)
+        g.hbm = (layer.tensor_bytes(f) - layer.K * layer.C * 9 * f + u) / HBM
+        b = b.add(g)
+        b.grid = grid_waves(k, blocks)
+        return b
+    model.kernels = [f"wino_filter_kernel<{m}, float>", _fused(m)]
+    return model
+
+
 def maxpool_model(dtype: str):
     # pool2d_forward_kernel, NCHW, 32-bit indices, V = 4 outputs along a row per thread (Q of
     # the layer here is a multiple of 4), values only (no index tensor: max_pool2d without
@@ -414,6 +463,8 @@ ROWS = [
     ("implicit GEMM TF32 mma.sync", "tf32", igemm_model("tf32"), "conv"),
     ("implicit GEMM fp32 SIMT", "float32", igemm_model("float32"), "conv"),
     ("Winograd F(4x4) fp32", "float32", winograd4_model, "3x3s1"),
+    ("Winograd F(4x4) fused fp32", "float32", winograd_fused_model(4), "3x3s1"),
+    ("Winograd F(2x2) fused fp32", "float32", winograd_fused_model(2), "3x3s1"),
     ("direct fp32", "float32", direct_model, "conv"),
     ("max-pool fp32", "float32", maxpool_model("float32"), "pool"),
     ("max-pool fp16", "float16", maxpool_model("float16"), "pool"),

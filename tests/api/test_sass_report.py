@@ -292,6 +292,38 @@ def test_fp32_core_gemm_bounds_match_hand_worked_numbers():
         sass_bounds.gemm_bounds(k, "float32", 256, 6272, 256, batches=36)
 
 
+def test_fused_winograd_bounds_match_hand_worked_numbers():
+    # Fused F(4x4) on VGG16 conv3_2: 32 x 14 x 14 = 6272 tiles -> 392 blocks of 16 tiles x 8
+    # blocks of 32 output channels = 3136 blocks of 288 threads (9 warps), 24 on the busiest
+    # SM; 256 channels in 86 iterations of 3. Each iteration: 36 points x 32 x 16 x 3 = 55296
+    # MACs; a loop of 332 instructions with 198 FFMAs (an earlier build's; the committed
+    # report has 343 / 199): 9 warps x 198 x 32 lanes = 57024 (192 per thread for the GEMMs,
+    # 6 in the transforms). DRAM: x and y (32 x 256 x 56 x 56 floats each) and U (36 x 256 x 256
+    # floats) once, plus the filter transform (w read, U written).
+    layer = sass_bounds.LAYERS[0]
+    fused = {"main_loop_mix": {"mma": 0, "ffma": 198}, "main_loop": {"instructions": 332},
+             "subroutine_instrs": 0, "main_loop_shared_bytes": 8832, "blocks_per_sm": 1}
+    filt = {"main_loop_chain": [{"depth": 1, "exclusive": 100}], "main_loop": {"depth": 1},
+            "subroutine_instrs": 0}
+    ks = {"wino_fused4_kernel<float, true>": fused, "wino_filter_kernel<4, float>": filt}
+    b = sass_bounds.winograd_fused_model(4)(layer, ks)
+    clock = 66.9e12 / (132 * 256)
+    filt_issue = 256 * 256 / 32 * 100 / (132 * 4 * clock)
+    assert b.issue == pytest.approx(24 * 9 * 86 * 332 / (4 * clock) + filt_issue)
+    assert b.issue == pytest.approx(779.0e-6, rel=1e-3)
+    assert b.fp32 == pytest.approx(24 * 2 * 55296 * 86 / (66.9e12 / 132))
+    assert b.smem == pytest.approx(24 * 9 * 86 * 8832 / (128 * clock))
+    x = y = 32 * 256 * 56 * 56 * 4
+    u, w = 36 * 256 * 256 * 4, 256 * 256 * 9 * 4
+    assert b.hbm == pytest.approx((x + y + u + w + u) / 3.35e12)
+    assert b.grid == (3136, pytest.approx(3136 / 132))
+    assert b.limiter == "issue"
+    # a rewritten block (say 4 channels per iteration): no figure from the stale shape
+    with pytest.raises(sass_bounds.LoopNestChanged, match="55296 MACs"):
+        sass_bounds.winograd_fused_model(4)(layer, dict(ks, **{
+            "wino_fused4_kernel<float, true>": dict(fused, main_loop_mix={"ffma": 262})}))
+
+
 def test_nest_bounds_weigh_each_loop_by_its_trips():
     # a max-pool: per output, the outer loop's 100 own instructions once, the row loop's 10
     # three times, the 20-instruction column loop nine times: 100 + 30 + 180 = 310 per thread
