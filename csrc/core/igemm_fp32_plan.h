@@ -1,0 +1,156 @@
+#pragma once
+// Index math of the fp32 implicit-GEMM forward on the fp32 GEMM core
+// (cuda/conv2d_igemm_fp32.cu), host + device and torch-free, so that the CPU tests run the
+// same gather and tap walk as the kernel (tests/internals/test_igemm_fp32_plan.py).
+//
+// The GEMM, per group g:  Y[Kg x NPQ] = W[Kg x CRS] * X[CRS x NPQ], with
+//   A (m = output channel, k = (c, r, s)): the weights, contiguous in k: 4-byte copies
+//      consecutive along k (gemm32's "k fastest" staging; a 32-byte sector per 8 lanes);
+//   B (k, n = (img, p, q)): the input patches, gathered per element with 4-byte zero-filling
+//      copies, consecutive lanes on consecutive n (coalesced along q for stride 1).
+// Neither operand can take 16-byte copies in NCHW: the shared tiles are [k][mn] (mn contiguous,
+// read as float4 by the core), the weights are contiguous in k, and 4 consecutive n of a patch
+// are 4 consecutive input elements only for stride 1, no padding hole and no row end.
+// Putting the output channels on m makes the epilogue's 4 consecutive columns 4 consecutive
+// (p, q) of one output plane: one float4 store when P*Q % 4 == 0.
+//
+// The reduction index k = (c, r, s) is walked as mixed-radix digits (Cg, R, S) kept scaled by
+// the dilation (rd = r*dil_h, sd = s*dil_w): a thread's taps advance by a constant per k-tile
+// with two compare-and-subtract carries, so the main loop has no division or modulo; only the
+// block's start is decoded (tap_of, one division per digit).
+
+#include <cstdint>
+
+#include "core/conv2d_problem.h"
+#include "core/gemm_fp32_tile.h"
+#include "core/implicit_gemm.h"
+#include "core/macros.h"
+
+namespace cnnkern {
+namespace igemm32 {
+
+using gemm32::Tile;
+
+// One filter tap of the reduction: channel c (in the group), rd = r*dil_h, sd = s*dil_w.
+struct Tap {
+  int32_t c = 0, rd = 0, sd = 0;
+};
+
+// A constant stride `by` of the reduction index, as digits of the same radix, and the wraps.
+struct TapStep {
+  int32_t dc = 0, drd = 0, dsd = 0;  // the digits of `by` (drd, dsd scaled)
+  int32_t rd_wrap = 0, sd_wrap = 0;  // R*dil_h, S*dil_w: one past the last digit value
+  int32_t rd_one = 0;                // dil_h: a carry into r
+};
+
+// The decode (block setup and tests only: it divides).
+CNNKERN_HD Tap tap_of(const Conv2dProblem& p, int64_t k) {
+  const int32_t S = static_cast<int32_t>(p.S), R = static_cast<int32_t>(p.R);
+  const int32_t k32 = static_cast<int32_t>(k);
+  Tap tp;
+  tp.sd = (k32 % S) * static_cast<int32_t>(p.dil_w);
+  tp.rd = ((k32 / S) % R) * static_cast<int32_t>(p.dil_h);
+  tp.c = k32 / (S * R);
+  return tp;
+}
+
+CNNKERN_HD TapStep tap_step(const Conv2dProblem& p, int64_t by) {
+  const Tap d = tap_of(p, by);
+  TapStep st;
+  st.dc = d.c;
+  st.drd = d.rd;
+  st.dsd = d.sd;
+  st.rd_wrap = static_cast<int32_t>(p.R * p.dil_h);
+  st.sd_wrap = static_cast<int32_t>(p.S * p.dil_w);
+  st.rd_one = static_cast<int32_t>(p.dil_h);
+  return st;
+}
+
+// The tap `st` further on: each digit plus the step's digit plus the carry from below; one
+// subtraction suffices since both addends are below the wrap.
+CNNKERN_HD Tap advance(const Tap& a, const TapStep& st) {
+  Tap b;
+  b.sd = a.sd + st.dsd;
+  const bool carry_s = b.sd >= st.sd_wrap;
+  if (carry_s) b.sd -= st.sd_wrap;
+  b.rd = a.rd + st.drd + (carry_s ? st.rd_one : 0);
+  const bool carry_r = b.rd >= st.rd_wrap;
+  if (carry_r) b.rd -= st.rd_wrap;
+  b.c = a.c + st.dc + (carry_r ? 1 : 0);
+  return b;
+}
+
+// What the gather reads in the main loop, in 32 bits (the problem's fields are 64-bit and
+// C_per_group() divides).
+struct Geom {
+  int32_t H = 0, W = 0, Cg = 0;
+};
+CNNKERN_HD Geom geom_of(const Conv2dProblem& p) {
+  return {static_cast<int32_t>(p.H), static_cast<int32_t>(p.W),
+          static_cast<int32_t>(p.C_per_group())};
+}
+
+// The input element under tap `tp` of the window `row` (igemm::image_row: its image and
+// group's base, h0 = p*stride_h - pad_h, w0 likewise), as an offset from row.base, or -1
+// (padding, or a channel past the group: the zero-filled tail of the last k-tile).
+// 32-bit: why_not keeps Cg*H*W below 2^31.
+CNNKERN_HD int32_t patch_at(const Geom& g, const igemm::ImageRow& row, const Tap& tp) {
+  const int32_t h = row.h0 + tp.rd, w = row.w0 + tp.sd;
+  // One unsigned compare per bound also catches the negative side.
+  if (static_cast<uint32_t>(h) >= static_cast<uint32_t>(g.H) ||
+      static_cast<uint32_t>(w) >= static_cast<uint32_t>(g.W) || tp.c >= g.Cg)
+    return -1;
+  return (tp.c * g.H + h) * g.W + w;
+}
+
+// A column past N*P*Q gathers nothing: its window is moved this far above the image, which
+// no tap reaches back from (index32_why_not keeps (R-1)*dil_h below 2^30).
+constexpr int32_t kNoRow = -(int32_t(1) << 30);
+CNNKERN_HD igemm::ImageRow patch_row(const Conv2dProblem& p, int64_t g, int64_t npq) {
+  if (npq >= p.gemm_m()) {
+    igemm::ImageRow none;
+    none.h0 = kNoRow;
+    return none;
+  }
+  return igemm::image_row(p, g, npq);
+}
+
+// Thread t's copies of the patch operand in a k-tile: copy e takes k = 2e + t/128 and
+// n = t % 128 of the tile (gemm32::scalar_slot along mn); consecutive copies are 2 taps apart.
+constexpr int kCopyKStride = 2;
+CNNKERN_HD gemm32::CopySlot patch_slot(int t, int e) { return gemm32::scalar_slot(false, t, e); }
+
+// The launch: grid x = tiles along N*P*Q, y = tiles along K/groups, z = groups.
+struct Plan {
+  int64_t M = 0, N = 0, K = 0;  // per-group GEMM: Kg, N*P*Q, Cg*R*S
+  int64_t tiles_n = 0, tiles_m = 0, groups = 1;
+  int64_t ktiles = 0;
+};
+
+CNNKERN_HD Plan make_plan(const Conv2dProblem& p) {
+  Plan pl;
+  pl.M = p.K_per_group();
+  pl.N = p.gemm_m();
+  pl.K = p.gemm_k();
+  pl.tiles_n = (pl.N + Tile::BN - 1) / Tile::BN;
+  pl.tiles_m = (pl.M + Tile::BM - 1) / Tile::BM;
+  pl.groups = p.groups;
+  pl.ktiles = (pl.K + Tile::BK - 1) / Tile::BK;
+  return pl;
+}
+
+// "" when this kernel takes the problem (else the general implicit-GEMM kernel runs it).
+CNNKERN_HD const char* why_not(const Conv2dProblem& p) {
+  const char* r = igemm::index32_why_not(p);
+  if (r[0] != '\0') return r;
+  if (p.C_per_group() * p.H * p.W >= (int64_t(1) << 31))
+    return "the fp32 core kernel needs C/groups*H*W < 2^31 (32-bit patch offsets)";
+  const Plan pl = make_plan(p);
+  if (pl.tiles_n > 2147483647) return "more than 2^31 - 1 column tiles of 128 (N*P*Q)";
+  if (pl.tiles_m > 65535) return "more than 65535 row tiles of 128 (K/groups)";
+  if (pl.groups > 65535) return "more than 65535 groups in one grid";
+  return "";
+}
+
+}  // namespace igemm32
+}  // namespace cnnkern
