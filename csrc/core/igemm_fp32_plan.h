@@ -90,17 +90,17 @@ CNNKERN_HD Geom geom_of(const Conv2dProblem& p) {
           static_cast<int32_t>(p.C_per_group())};
 }
 
-// The input element under tap `tp` of the window `row` (igemm::image_row: its image and
-// group's base, h0 = p*stride_h - pad_h, w0 likewise), as an offset from row.base, or -1
-// (padding, or a channel past the group: the zero-filled tail of the last k-tile).
-// 32-bit: why_not keeps Cg*H*W below 2^31.
-CNNKERN_HD int32_t patch_at(const Geom& g, const igemm::ImageRow& row, const Tap& tp) {
+// Whether tap `tp` of the window `row` (igemm::image_row: its image and group's base,
+// h0 = p*stride_h - pad_h, w0 likewise) reads an input element, and which: `off` from
+// row.base (set either way: a zero-fill copy reads nothing at its address, so the kernel
+// uses it unchecked). False for padding, and for a channel past the group (the zero-filled
+// tail of the last k-tile). 32-bit: why_not keeps Cg*H*W below 2^31.
+CNNKERN_HD bool patch_at(const Geom& g, const igemm::ImageRow& row, const Tap& tp, int32_t& off) {
   const int32_t h = row.h0 + tp.rd, w = row.w0 + tp.sd;
+  off = (tp.c * g.H + h) * g.W + w;
   // One unsigned compare per bound also catches the negative side.
-  if (static_cast<uint32_t>(h) >= static_cast<uint32_t>(g.H) ||
-      static_cast<uint32_t>(w) >= static_cast<uint32_t>(g.W) || tp.c >= g.Cg)
-    return -1;
-  return (tp.c * g.H + h) * g.W + w;
+  return static_cast<uint32_t>(h) < static_cast<uint32_t>(g.H) &&
+         static_cast<uint32_t>(w) < static_cast<uint32_t>(g.W) && tp.c < g.Cg;
 }
 
 // A column past N*P*Q gathers nothing: its window is moved this far above the image, which

@@ -49,10 +49,12 @@ struct PatchStager {
     Tap tp = tap;
 #pragma unroll
     for (int e = 0; e < Tile::kCopies; ++e) {
-      const int32_t off = patch_at(a.geom, pos, tp);
-      // A zero-fill copy reads nothing; its source is the (valid) base.
-      cuda_async::cp_async_ca<4>(stage + dst + e * kCopyKStride * Tile::kLd,
-                                 base + (off < 0 ? 0 : off), off < 0 ? 0 : 4);
+      int32_t off;
+      const bool ok = patch_at(a.geom, pos, tp, off);
+      // A zero-fill copy (0 source bytes) reads nothing at its address (PTX ISA, cp.async:
+      // src-size), so `off` goes unchecked.
+      cuda_async::cp_async_ca<4>(stage + dst + e * kCopyKStride * Tile::kLd, base + off,
+                                 ok ? 4 : 0);
       tp = advance(tp, a.copy_step);
     }
     tap = advance(tap, a.tile_step);
@@ -112,13 +114,12 @@ __global__ void __launch_bounds__(kGemmThreads, 2)
   const auto n0 = [] { return static_cast<int64_t>(blockIdx.x) * Tile::BN; };
   const auto g = [] { return static_cast<int64_t>(blockIdx.z); };
   const int64_t Kg = a.p.K_per_group(), Kr = a.p.gemm_k();
-  const gemm32::Operand ow{0, Kr, 1, Kg};  // weight(m, k) at m * Kr + k
-  gemm32::OperandStager<false> lw(w + g() * Kg * Kr, ow, m0(), t);
+  gemm32::KRowStager lw(w + g() * Kg * Kr, Kr, Kg, m0(), t);
   PatchStager lx(a, x, g(), n0(), t);
   float acc[Tile::TM][Tile::TN];
   const int K = static_cast<int>(Kr);  // < 2^30 (index32_why_not)
   gemm32::mainloop(a.ktiles, sa, sb, t, acc, [&](float* st_a, float* st_b, int kt) {
-    lw.load(st_a, ow, kt * Tile::BK, K);
+    lw.load(st_a, Kr, kt * Tile::BK, K);
     lx.load(st_b, a);
   });
   store_output(a, y, bias, relu, g(), m0(), n0(), t, acc);

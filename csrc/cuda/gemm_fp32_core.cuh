@@ -63,6 +63,39 @@ struct OperandStager {
   }
 };
 
+// Stages an operand whose mn rows are contiguous along k (row stride `ld`, `extent` rows):
+// OperandStager<false>'s k-fastest copies with the layout known at compile time, so a k-tile
+// costs one k check and four predicated 4-byte copies (8 lanes read 32 consecutive bytes of
+// a row).
+struct KRowStager {
+  const float* src;  // copy 0's element in the next k-tile; copy e is 32 * e rows further
+  int dst;           // copy 0's float offset in a stage; copy e is 32 * e further
+  int k;             // the thread's k within a tile
+  int rows_ok = 0;   // bit e: copy e's row is inside the extent
+
+  __device__ KRowStager(const float* p, int64_t ld, int64_t extent, int64_t mn0, int t) {
+    const CopySlot s = scalar_slot(true, t, 0);
+    src = p + (mn0 + s.mn) * ld + s.k;
+    dst = s.smem();
+    k = s.k;
+#pragma unroll
+    for (int e = 0; e < Tile::kCopies; ++e)
+      if (mn0 + scalar_slot(true, t, e).mn < extent) rows_ok |= 1 << e;
+  }
+
+  // The next k-tile (starting at k0 < K) into `stage`.
+  __device__ void load(float* stage, int64_t ld, int k0, int K) {
+    const bool k_ok = k0 + k < K;
+    const int64_t e_step = 32 * ld;  // scalar_slot(true, t, e + 1).mn - ...(e).mn rows
+#pragma unroll
+    for (int e = 0; e < Tile::kCopies; ++e) {
+      const bool ok = k_ok && ((rows_ok >> e) & 1) != 0;
+      cuda_async::cp_async_ca<4>(stage + dst + 32 * e, src + e * e_step, ok ? 4 : 0);
+    }
+    src += Tile::BK;
+  }
+};
+
 // acc += the stage's A^T-tile x B-tile for thread t's 8 x 8 outputs: per k, four LDS.128
 // and 64 FFMA.
 __device__ __forceinline__ void multiply_stage(const float4* sa, const float4* sb, int t,

@@ -41,9 +41,10 @@ std::tuple<std::string, std::vector<int64_t>> igemm32_patches_op(
       for (int64_t kt = 0; kt < pl.ktiles; ++kt) {
         Tap tp = tap;
         for (int e = 0; e < Tile::kCopies; ++e) {
-          const int32_t off = patch_at(geo, row, tp);
+          int32_t off = 0;
+          const bool ok = patch_at(geo, row, tp, off);
           const int64_t k = kt * Tile::BK + patch_slot(t, e).k;
-          if (n < cols) out[static_cast<size_t>(k * cols + n)] = off < 0 ? -1 : row.base + off;
+          if (n < cols) out[static_cast<size_t>(k * cols + n)] = ok ? row.base + off : -1;
           tp = advance(tp, copy_step);
         }
         tap = advance(tap, tile_step);
