@@ -120,23 +120,16 @@ CNNKERN_HD igemm::ImageRow patch_row(const Conv2dProblem& p, int64_t g, int64_t 
 constexpr int kCopyKStride = 2;
 CNNKERN_HD gemm32::CopySlot patch_slot(int t, int e) { return gemm32::scalar_slot(false, t, e); }
 
-// The launch: grid x = tiles along N*P*Q, y = tiles along K/groups, z = groups.
-struct Plan {
-  int64_t M = 0, N = 0, K = 0;  // per-group GEMM: Kg, N*P*Q, Cg*R*S
-  int64_t tiles_n = 0, tiles_m = 0, groups = 1;
-  int64_t ktiles = 0;
-};
-
-CNNKERN_HD Plan make_plan(const Conv2dProblem& p) {
-  Plan pl;
-  pl.M = p.K_per_group();
-  pl.N = p.gemm_m();
-  pl.K = p.gemm_k();
-  pl.tiles_n = (pl.N + Tile::BN - 1) / Tile::BN;
-  pl.tiles_m = (pl.M + Tile::BM - 1) / Tile::BM;
-  pl.groups = p.groups;
-  pl.ktiles = (pl.K + Tile::BK - 1) / Tile::BK;
-  return pl;
+// The GEMM of one group as the core describes it (its strides unused: the kernel gathers):
+// M = K/groups, N = N*P*Q, K = C/groups*R*S, one batch per group; gemm32::grid_of gives the
+// launch (x = tiles along N*P*Q, y = along K/groups, z = group).
+CNNKERN_HD gemm32::GemmDesc gemm_of(const Conv2dProblem& p) {
+  gemm32::GemmDesc d;
+  d.batches = p.groups;
+  d.M = p.K_per_group();
+  d.N = p.gemm_m();
+  d.K = p.gemm_k();
+  return d;
 }
 
 // "" when this kernel takes the problem (else the general implicit-GEMM kernel runs it).
@@ -145,11 +138,7 @@ CNNKERN_HD const char* why_not(const Conv2dProblem& p) {
   if (r[0] != '\0') return r;
   if (p.C_per_group() * p.H * p.W >= (int64_t(1) << 31))
     return "the fp32 core kernel needs C/groups*H*W < 2^31 (32-bit patch offsets)";
-  const Plan pl = make_plan(p);
-  if (pl.tiles_n > 2147483647) return "more than 2^31 - 1 column tiles of 128 (N*P*Q)";
-  if (pl.tiles_m > 65535) return "more than 65535 row tiles of 128 (K/groups)";
-  if (pl.groups > 65535) return "more than 65535 groups in one grid";
-  return "";
+  return gemm32::why_not(gemm_of(p));
 }
 
 }  // namespace igemm32

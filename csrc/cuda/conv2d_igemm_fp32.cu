@@ -136,16 +136,17 @@ cudaError_t launch_igemm_fp32_forward(const Conv2dProblem& p, const float* input
   using namespace igemm32;
   if (why_not(p)[0] != '\0') return cudaErrorInvalidConfiguration;
   if (p.output_numel() == 0) return cudaSuccess;
-  const Plan pl = make_plan(p);
+  const gemm32::GemmDesc d = gemm_of(p);
+  const gemm32::Grid g = gemm32::grid_of(d);
   FpropArgs a;
   a.p = p;
   a.geom = geom_of(p);
   a.tile_step = tap_step(p, Tile::BK);
   a.copy_step = tap_step(p, kCopyKStride);
-  a.ktiles = static_cast<int32_t>(pl.ktiles);
+  a.ktiles = static_cast<int32_t>((d.K + Tile::BK - 1) / Tile::BK);
   a.vec_out = (p.P * p.Q) % 4 == 0 && reinterpret_cast<uintptr_t>(output) % 16 == 0;
-  const dim3 grid(static_cast<unsigned>(pl.tiles_n), static_cast<unsigned>(pl.tiles_m),
-                  static_cast<unsigned>(pl.groups));
+  const dim3 grid(static_cast<unsigned>(g.x), static_cast<unsigned>(g.y),
+                  static_cast<unsigned>(g.z));
   igemm_fp32_fprop_kernel<<<grid, gemm32::kGemmThreads, 0, stream>>>(a, input, weight, bias,
                                                                      relu, output);
   return cudaGetLastError();

@@ -28,17 +28,18 @@ std::tuple<std::string, std::vector<int64_t>> igemm32_patches_op(
   using namespace igemm32;
   const std::string why = why_not(p);
   if (!why.empty()) return {why, {}};
-  const Plan pl = make_plan(p);
+  const gemm32::GemmDesc d = gemm_of(p);
+  const int64_t ktiles = (d.K + Tile::BK - 1) / Tile::BK;
   const Geom geo = geom_of(p);
   const TapStep tile_step = tap_step(p, Tile::BK), copy_step = tap_step(p, kCopyKStride);
-  const int64_t rows = pl.ktiles * Tile::BK, cols = pl.N;
+  const int64_t rows = ktiles * Tile::BK, cols = d.N;
   std::vector<int64_t> out(static_cast<size_t>(rows * cols), -2);  // -2: never written
   for (int64_t n0 = 0; n0 < cols; n0 += Tile::BN) {
     for (int t = 0; t < gemm32::kGemmThreads; ++t) {
       const int64_t n = n0 + patch_slot(t, 0).mn;
       const igemm::ImageRow row = patch_row(p, g, n);
       Tap tap = tap_of(p, patch_slot(t, 0).k);
-      for (int64_t kt = 0; kt < pl.ktiles; ++kt) {
+      for (int64_t kt = 0; kt < ktiles; ++kt) {
         Tap tp = tap;
         for (int e = 0; e < Tile::kCopies; ++e) {
           int32_t off = 0;
