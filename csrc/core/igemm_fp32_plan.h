@@ -97,7 +97,11 @@ CNNKERN_HD Geom geom_of(const Conv2dProblem& p) {
 // tail of the last k-tile). 32-bit: why_not keeps Cg*H*W below 2^31.
 CNNKERN_HD bool patch_at(const Geom& g, const igemm::ImageRow& row, const Tap& tp, int32_t& off) {
   const int32_t h = row.h0 + tp.rd, w = row.w0 + tp.sd;
-  off = (tp.c * g.H + h) * g.W + w;
+  // In unsigned arithmetic: for a tap that reads nothing (a column past N*P*Q sits at
+  // kNoRow) the product may wrap, which is defined there and harmless (the offset is unused).
+  off = static_cast<int32_t>((static_cast<uint32_t>(tp.c) * static_cast<uint32_t>(g.H) +
+                              static_cast<uint32_t>(h)) * static_cast<uint32_t>(g.W) +
+                             static_cast<uint32_t>(w));
   // One unsigned compare per bound also catches the negative side.
   return static_cast<uint32_t>(h) < static_cast<uint32_t>(g.H) &&
          static_cast<uint32_t>(w) < static_cast<uint32_t>(g.W) && tp.c < g.Cg;
