@@ -158,3 +158,18 @@ def test_tf32_and_float64_keep_the_general_kernel(what, dev):
     if what == "float64":
         ref = F.conv2d(x, w, b, **case.kwargs())
         assert torch.allclose(y, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_explain_names_the_fp32_core_kernel(dev):
+    x = torch.zeros(1, 12, 6, 6, device=dev.device)
+    w = torch.zeros(16, 12, 3, 3, device=dev.device)
+    e = cnnkern.explain(x, w, padding=1, algo="im2col")
+    fwd = next(p for p in e.passes if p.name == "fwd")
+    note = next(a for a in fwd.algorithms if a.name == "im2col").workspace
+    assert note.startswith("fp32 GEMM core kernel") and "unless TF32 is allowed" in note, note
+    assert "general implicit-GEMM kernel" in note, note  # what TF32 runs instead
+    x64, w64 = x.double(), w.double()
+    e = cnnkern.explain(x64, w64, padding=1, algo="im2col")
+    fwd = next(p for p in e.passes if p.name == "fwd")
+    note = next(a for a in fwd.algorithms if a.name == "im2col").workspace
+    assert note.startswith("general implicit-GEMM kernel"), note
