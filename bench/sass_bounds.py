@@ -41,6 +41,8 @@ FP32_CORE_TILE = {"bm": 128, "bn": 128, "bk": 8}  # gemm32::Tile (csrc/core/gemm
 # The fp32 GEMM core's variant for operands whose mn dimension is contiguous and 16-byte
 # aligned (Winograd on the headline layers: tiles and channels multiples of 4).
 FP32_CORE = "gemm_fp32_kernel<true, true>"
+# The fp32 implicit-GEMM forward on that core (csrc/cuda/conv2d_igemm_fp32.cu).
+IGEMM_FP32 = "igemm_fp32_fprop_kernel"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,6 +214,18 @@ def igemm_model(dtype: str):
         return b
     model.kernels = [_igemm(dtype)]
     return model
+
+
+def igemm_fp32_model(layer: Layer, kernels: Dict[str, Dict]) -> Bounds:
+    # conv2d_igemm_fp32.cu: per group, output[K x N*P*Q] = weight[K x CRS] x patches; one block
+    # of 256 threads per 128 x 128 output tile, k-tiles of 8 (C*R*S rounded up), no split.
+    b = gemm_bounds(kernels[IGEMM_FP32], "float32", layer.K, layer.N * layer.P * layer.Q,
+                    layer.C * layer.R * layer.S, **FP32_CORE_TILE)
+    b.hbm = layer.tensor_bytes(4) / HBM
+    return b
+
+
+igemm_fp32_model.kernels = [IGEMM_FP32]
 
 
 # core/direct_tile.h, mirrored for the plan of the layers here (groups 1, dilation 1): a block
@@ -461,7 +475,7 @@ ROWS = [
     ("igemm fp16 tc dgrad (s1)", "float16", igemm_tc_dgrad_model("float16"), "conv"),
     ("igemm fp16 tc wgrad NHWC", "float16", igemm_tc_wgrad_model("float16"), "conv"),
     ("implicit GEMM TF32 mma.sync", "tf32", igemm_model("tf32"), "conv"),
-    ("implicit GEMM fp32 SIMT", "float32", igemm_model("float32"), "conv"),
+    ("implicit GEMM fp32 (fp32 core)", "float32", igemm_fp32_model, "conv"),
     ("Winograd F(4x4) fp32", "float32", winograd4_model, "3x3s1"),
     ("Winograd F(4x4) fused fp32", "float32", winograd_fused_model(4), "3x3s1"),
     ("Winograd F(2x2) fused fp32", "float32", winograd_fused_model(2), "3x3s1"),

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "ops/conv2d_algo.h"
+#include "cuda/conv2d_igemm_fp32.h"
 #include "cuda/conv2d_implicit_gemm.h"
 #include "cuda/conv2d_igemm_tc_cuda.h"
 #include "cuda/conv2d_implicit_gemm_cuda.h"
@@ -72,7 +73,14 @@ CudaDType cuda_dtype_for(at::ScalarType dtype) {
 }
 
 Conv2dWorkspace igemm_workspace(const Conv2dProblem& p, at::ScalarType dtype, ConvPass pass) {
-  if (pass == ConvPass::Forward) return igemm_tc_forward_workspace(p, dtype);
+  if (pass == ConvPass::Forward) {
+    Conv2dWorkspace ws = igemm_tc_forward_workspace(p, dtype);
+    // float32 (TF32 off) runs on the fp32 GEMM core's kernel where its offsets reach.
+    if (dtype == at::kFloat && igemm_fp32_why_not(p)[0] == '\0')
+      ws.what = "fp32 GEMM core kernel (NCHW, 128x128x8 tiles, 4-byte cp.async gathers, no "
+                "workspace) unless TF32 is allowed (then the " + ws.what + ")";
+    return ws;
+  }
   if (pass == ConvPass::BackwardInput) return igemm_tc_backward_workspace(p, dtype, pass);
   const std::string no_tc = igemm_tc_wgrad_why_not(p, dtype);
   if (no_tc.empty()) return igemm_tc_backward_workspace(p, dtype, pass);

@@ -63,6 +63,39 @@ struct OperandStager {
   }
 };
 
+// Stages an operand whose mn rows are contiguous along k (row stride `ld`, `extent` rows):
+// OperandStager<false>'s k-fastest copies with the layout known at compile time, so a k-tile
+// costs one k check and four predicated 4-byte copies (8 lanes read 32 consecutive bytes of
+// a row).
+struct KRowStager {
+  const float* src;  // copy 0's element in the next k-tile; copy e is 32 * e rows further
+  int dst;           // copy 0's float offset in a stage; copy e is 32 * e further
+  int k;             // the thread's k within a tile
+  int rows_ok = 0;   // bit e: copy e's row is inside the extent
+
+  __device__ KRowStager(const float* p, int64_t ld, int64_t extent, int64_t mn0, int t) {
+    const CopySlot s = scalar_slot(true, t, 0);
+    src = p + (mn0 + s.mn) * ld + s.k;
+    dst = s.smem();
+    k = s.k;
+#pragma unroll
+    for (int e = 0; e < Tile::kCopies; ++e)
+      if (mn0 + scalar_slot(true, t, e).mn < extent) rows_ok |= 1 << e;
+  }
+
+  // The next k-tile (starting at k0 < K) into `stage`.
+  __device__ void load(float* stage, int64_t ld, int k0, int K) {
+    const bool k_ok = k0 + k < K;
+    const int64_t e_step = 32 * ld;  // scalar_slot(true, t, e + 1).mn - ...(e).mn rows
+#pragma unroll
+    for (int e = 0; e < Tile::kCopies; ++e) {
+      const bool ok = k_ok && ((rows_ok >> e) & 1) != 0;
+      cuda_async::cp_async_ca<4>(stage + dst + 32 * e, src + e * e_step, ok ? 4 : 0);
+    }
+    src += Tile::BK;
+  }
+};
+
 // acc += the stage's A^T-tile x B-tile for thread t's 8 x 8 outputs: per k, four LDS.128
 // and 64 FFMA.
 __device__ __forceinline__ void multiply_stage(const float4* sa, const float4* sb, int t,
@@ -109,6 +142,36 @@ __device__ __forceinline__ void store_tile(const GemmDesc& d, float* c, int64_t 
   }
 }
 
+// The core's main loop, shared by every kernel built on it: the block's `ktiles` k-tiles,
+// double-buffered. load(stage_a, stage_b, kt) issues this thread's cp.async copies of tile kt
+// (in increasing kt: the stagers advance); tile kt + 1 is in flight while tile kt is
+// multiplied. Leaves every copy complete.
+using StageBuf = float4[2][Tile::kStageFloats / 4];
+template <class Load>
+__device__ __forceinline__ void mainloop(int ktiles, StageBuf& sa, StageBuf& sb, int t,
+                                         float (&acc)[Tile::TM][Tile::TN], Load&& load) {
+#pragma unroll
+  for (int i = 0; i < Tile::TM; ++i) {
+#pragma unroll
+    for (int j = 0; j < Tile::TN; ++j) acc[i][j] = 0.f;
+  }
+  const auto stage = [](StageBuf& s, int b) { return reinterpret_cast<float*>(s[b]); };
+  if (ktiles > 0) load(stage(sa, 0), stage(sb, 0), 0);
+  cuda_async::cp_async_commit();
+  for (int kt = 0; kt < ktiles; ++kt) {
+    const int cur = kt & 1;
+    // Tile kt + 1 into the other stage: every thread finished reading it (the barrier at the
+    // end of the previous iteration).
+    if (kt + 1 < ktiles) load(stage(sa, cur ^ 1), stage(sb, cur ^ 1), kt + 1);
+    cuda_async::cp_async_commit();    // (an empty group on the last tile keeps the count)
+    cuda_async::cp_async_wait_group<1>();  // this thread's copies of tile kt landed ...
+    __syncthreads();                       // ... and every thread's
+    multiply_stage(sa[cur], sb[cur], t, acc);
+    __syncthreads();  // stage `cur` is refilled next iteration
+  }
+  cuda_async::cp_async_wait_all();
+}
+
 // grid_of(d) blocks of kGemmThreads; VecA / VecB: vec_ok of the batch's operand (every batch
 // alike: vec_ok checks the batch stride), vec_c: C's columns float4-storable.
 template <bool VecA, bool VecB>
@@ -116,8 +179,7 @@ __global__ void __launch_bounds__(kGemmThreads, 2)
     gemm_fp32_kernel(const GemmDesc d, const float* __restrict__ a, const float* __restrict__ b,
                      float* __restrict__ c, bool vec_c) {
   // Two stages per operand, as float4 so that both compilers align them for 16-byte copies.
-  __shared__ float4 sa[2][Tile::kStageFloats / 4];
-  __shared__ float4 sb[2][Tile::kStageFloats / 4];
+  __shared__ StageBuf sa, sb;
   const int t = static_cast<int>(threadIdx.x);
   // Block coordinates, read again for the epilogue rather than kept through the main loop.
   const auto m0 = [] { return static_cast<int64_t>(blockIdx.y) * Tile::BM; };
@@ -127,34 +189,11 @@ __global__ void __launch_bounds__(kGemmThreads, 2)
   OperandStager<VecB> lb(b + z() * d.b_z, operand_b(d), n0(), t);
   const Operand oa = operand_a(d), ob = operand_b(d);
   float acc[Tile::TM][Tile::TN];
-#pragma unroll
-  for (int i = 0; i < Tile::TM; ++i) {
-#pragma unroll
-    for (int j = 0; j < Tile::TN; ++j) acc[i][j] = 0.f;
-  }
   const int K = static_cast<int>(d.K);  // < 2^31 - BK (why_not)
-  const int ktiles = (K + Tile::BK - 1) / Tile::BK;
-  if (ktiles > 0) {
-    la.load(reinterpret_cast<float*>(sa[0]), oa, 0, K);
-    lb.load(reinterpret_cast<float*>(sb[0]), ob, 0, K);
-  }
-  cuda_async::cp_async_commit();
-  for (int kt = 0; kt < ktiles; ++kt) {
-    const int cur = kt & 1;
-    // Tile kt + 1 into the other stage: every thread finished reading it (the barrier at the
-    // end of the previous iteration).
-    if (kt + 1 < ktiles) {
-      const int k0 = (kt + 1) * Tile::BK;
-      la.load(reinterpret_cast<float*>(sa[cur ^ 1]), oa, k0, K);
-      lb.load(reinterpret_cast<float*>(sb[cur ^ 1]), ob, k0, K);
-    }
-    cuda_async::cp_async_commit();    // (an empty group on the last tile keeps the count)
-    cuda_async::cp_async_wait_group<1>();  // this thread's copies of tile kt landed ...
-    __syncthreads();                       // ... and every thread's
-    multiply_stage(sa[cur], sb[cur], t, acc);
-    __syncthreads();  // stage `cur` is refilled next iteration
-  }
-  cuda_async::cp_async_wait_all();
+  mainloop((K + Tile::BK - 1) / Tile::BK, sa, sb, t, acc, [&](float* st_a, float* st_b, int kt) {
+    la.load(st_a, oa, kt * Tile::BK, K);
+    lb.load(st_b, ob, kt * Tile::BK, K);
+  });
   store_tile(d, c + z() * d.c_z, m0(), n0(), t, vec_c, acc);
 }
 

@@ -324,6 +324,27 @@ def test_fused_winograd_bounds_match_hand_worked_numbers():
             "wino_fused4_kernel<float, true>": dict(fused, main_loop_mix={"ffma": 262})}))
 
 
+def test_fp32_implicit_gemm_model_puts_channels_on_m_and_positions_on_n():
+    # conv2d_igemm_fp32.cu on VGG16 conv3_2: M = K = 256 channels (2 row tiles), N = 32*56*56
+    # = 100352 positions (784 column tiles): 1568 blocks, 12 on the busiest SM; reduction
+    # 256*9 = 2304 = 288 k-tiles of 8, each 512 FFMAs per thread in a 710-instruction loop.
+    k = {"main_loop_mix": {"mma": 0, "ffma": 512}, "main_loop": {"instructions": 710},
+         "subroutine_instrs": 0, "main_loop_shared_bytes": 512, "blocks_per_sm": 2}
+    layer = sass_bounds.LAYERS[0]
+    b = sass_bounds.igemm_fp32_model(layer, {sass_bounds.IGEMM_FP32: k})
+    clock = 66.9e12 / (132 * 256)
+    assert b.issue == pytest.approx(12 * 8 * 288 * 710 / (4 * clock))
+    assert b.fp32 == pytest.approx(12 * 2 * 128 * 128 * 2304 / (66.9e12 / 132))
+    assert b.hbm == pytest.approx(4 * (2 * 32 * 256 * 56 * 56 + 256 * 256 * 9) / 3.35e12)
+    assert b.grid == (1568, pytest.approx(1568 / 264))
+    # ResNet-50's 1x1 256->64: K = 64 fills half of the one 128-row tile, and the bound counts
+    # the whole tile (the idle half still issues): 784 blocks, 6 per SM, 32 k-tiles.
+    one = sass_bounds.LAYERS[2]
+    b = sass_bounds.igemm_fp32_model(one, {sass_bounds.IGEMM_FP32: k})
+    assert b.issue == pytest.approx(6 * 8 * 32 * 710 / (4 * clock))
+    assert b.grid == (784, pytest.approx(784 / 264))
+
+
 def test_nest_bounds_weigh_each_loop_by_its_trips():
     # a max-pool: per output, the outer loop's 100 own instructions once, the row loop's 10
     # three times, the 20-instruction column loop nine times: 100 + 30 + 180 = 310 per thread

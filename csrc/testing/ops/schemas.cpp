@@ -29,6 +29,10 @@ std::tuple<std::string, std::vector<int64_t>, std::string> igemm_tc_plan_op(
 std::vector<int64_t> gemm32_slots_op(const std::string& what);
 std::vector<int64_t> gemm32_edges_op(int64_t mn, int64_t k, int64_t extent, int64_t K,
                                      c10::IntArrayRef strides, int64_t addr);
+// testing/ops/igemm_fp32_plan_test_op.cpp (tests only).
+std::tuple<std::string, std::vector<int64_t>> igemm32_patches_op(
+    c10::IntArrayRef input_size, c10::IntArrayRef weight_size, c10::IntArrayRef stride,
+    c10::IntArrayRef padding, c10::IntArrayRef dilation, int64_t groups, int64_t g);
 
 }  // namespace cnnkern
 
@@ -71,6 +75,13 @@ TORCH_LIBRARY(cnnkern_testing, m) {
   m.def("gemm32_slots(str what) -> int[]", &cnnkern::gemm32_slots_op);
   m.def("gemm32_edges(int mn, int k, int extent, int K, int[] strides, int addr) -> int[]",
         &cnnkern::gemm32_edges_op);
+  // ... the patch gather of the fp32 implicit-GEMM forward on that core
+  // (core/igemm_fp32_plan.h, tests/internals/test_igemm_fp32_plan.py): (why_not, input
+  // element index or -1 per [k][n] of group g, as the kernel's tap walk reaches it).
+  m.def(
+      "igemm32_patches(int[] input_size, int[] weight_size, int[2] stride, int[2] padding, "
+      "int[2] dilation, int groups, int g) -> (str, int[])",
+      &cnnkern::igemm32_patches_op);
   m.def(
       "wino_emulate(int m, str pass_, Tensor input, Tensor weight, Tensor grad_output, "
       "Tensor? bias, int[2] padding, int groups, int chunk_images=0) -> Tensor");
