@@ -5,6 +5,7 @@ worked before relu_max) and cnnkern.convert as it is (conv + BN + ReLU6 in one o
 interleaved rounds, median.
 
     python -m bench.relu6_fusion [--models mobilenet_v2] [--threads 2] [--min-time 20]
+    (raw output: bench/results/cpu_2026-12-07_relu6_fusion_mobilenet_v2_loaded.txt)
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ def unfused_relu6(model):
         return cnnkern.convert(model)
 
 
-def measure(name: str, batch: int, min_time: float, min_reps: int) -> dict:
-    x, labels = inputs(batch, 224)
+def measure(name: str, batch: int, size: int, min_time: float, min_reps: int) -> dict:
+    x, labels = inputs(batch, size)
     base = model_engines.build_model(name)
     engines = {"torch": base,
                "cnnkern_relu6_unfused": unfused_relu6(base),
@@ -45,6 +46,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="mobilenet_v2")
     p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--size", type=int, default=224)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--min-time", type=float, default=20.0)
     p.add_argument("--min-reps", type=int, default=5)
@@ -55,7 +57,7 @@ def main(argv=None) -> int:
     print(f"{'model':14} {'torch ms':>10} {'unfused ms':>11} {'fused ms':>10} "
           f"{'torch/unfused':>14} {'torch/fused':>12}")
     for name in args.models.split(","):
-        r = measure(name, args.batch, args.min_time, args.min_reps)
+        r = measure(name, args.batch, args.size, args.min_time, args.min_reps)
         t, u, f = r["torch"], r["cnnkern_relu6_unfused"], r["cnnkern"]
         print(f"{name:14} {t:10.1f} {u:11.1f} {f:10.1f} {t / u:13.2f}x {t / f:11.2f}x")
     print(f"load {os.getloadavg()[0]:.1f} after")
