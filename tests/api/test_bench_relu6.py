@@ -7,7 +7,7 @@ import sys
 from torch import nn
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-from bench import model_engines, relu6_fusion  # noqa: E402
+from bench import layer_kinds, model_engines, relu6_fusion  # noqa: E402
 
 import cnnkern  # noqa: E402
 
@@ -36,3 +36,11 @@ def test_tiny_run_prints_one_row_per_model(capsys):
     cells = row[0].split()
     assert len(cells) == 6 and all(float(c) > 0 for c in cells[1:4])
     assert cells[4].endswith("x") and cells[5].endswith("x")
+
+
+def test_eval_clamp_of_a_fused_relu6_counts_as_bn_relu():
+    # In eval the fused ReLU6's upper clamp is an aten::clamp_max_ pass after the conv; the
+    # whole-model breakdown must put it with BN / ReLU (where torch's hardtanh_ goes), not "other".
+    assert layer_kinds.op_kind("aten::clamp_max_", [[8, 96, 56, 56], []], [None, 6.0]) == "BN / ReLU"
+    assert layer_kinds.op_kind("aten::hardtanh_", [[8, 96, 56, 56], [], []], [None, 0.0, 6.0]) \
+        == "BN / ReLU"
