@@ -46,7 +46,8 @@ _CONV_ARGS = {
     "cnnkern::conv2d_backward_input": (("shape", 1), 3, 6),
     "cnnkern::conv2d_backward_weight": (("arg", 2), 3, 6),
 }
-_BN_RELU = ("batch_norm", "bn_relu", "relu", "threshold_backward", "hardtanh")
+# clamp: the eval-mode upper clamp of a fused ReLU6 (cnnkern.conv_bn_relu relu_max).
+_BN_RELU = ("batch_norm", "bn_relu", "relu", "threshold_backward", "hardtanh", "clamp")
 
 
 def conv_kind(weight_shape: Sequence[int], stride: Sequence[int], groups: int) -> str:

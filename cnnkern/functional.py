@@ -11,6 +11,7 @@ another convolution, whose checks would speak of that one).
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Optional, Sequence, Tuple, Union
 
 import torch
@@ -217,12 +218,14 @@ def conv_bn_relu(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch
                  training: bool = False, momentum: float = 0.1, eps: float = 1e-5,
                  stride: IntOrPair = 1, padding: Union[IntOrPair, str] = 0,
                  dilation: IntOrPair = 1, groups: int = 1, *, relu: bool = True,
-                 algo: str = "auto", fold: Optional[Callable] = None) -> torch.Tensor:
+                 relu_max: Optional[float] = None, algo: str = "auto",
+                 fold: Optional[Callable] = None) -> torch.Tensor:
     """relu(batch_norm(conv2d(input, weight, bias, ...), ...)) in one fused layer.
 
     Arguments as F.conv2d and F.batch_norm (momentum is the already-resolved exponential
     average factor; running stats may be None when training, then only the batch statistics
-    are used; they are updated in place when training). relu=False gives conv + BN.
+    are used; they are updated in place when training). relu=False gives conv + BN;
+    relu_max clamps the ReLU's output above (relu_max=6: F.relu6, MobileNetV2's activation).
 
     Eval (training=False): BN is folded into the conv's weight and bias and the ReLU runs in
     the conv algorithm's epilogue: one convolution, one pass over the output. `fold` does the
@@ -236,6 +239,15 @@ def conv_bn_relu(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch
     x, unbatched, stride, pad, dilation, groups = _conv_args(op, input, weight, stride, padding,
                                                              dilation, groups, algo)
     _check_bn_args(op, x, weight, bn_weight, bn_bias, running_mean, running_var)
+    if relu_max is not None:
+        if not relu:
+            raise ValueError(f"{op}: relu_max needs relu=True (it clamps the ReLU's output); "
+                             f"got relu=False and relu_max={relu_max}")
+        if isinstance(relu_max, bool) or not (isinstance(relu_max, (int, float))
+                                               and 0 < relu_max < math.inf):
+            raise ValueError(f"{op}: relu_max must be a positive finite number; got "
+                             f"{relu_max!r}")
+        relu_max = float(relu_max)
     if not training:
         if running_mean is None or running_var is None:
             raise ValueError(f"{op}: running_mean and running_var are needed when not training "
@@ -244,10 +256,15 @@ def conv_bn_relu(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch
                              f"{'None' if running_var is None else 'given'}")
         w, b = (fold or fold_bn)(weight, bias, bn_weight, bn_bias, running_mean, running_var, eps)
         out = folded_conv(x, w, b, stride, pad, dilation, groups, relu=relu, algo=algo)
+        if relu_max is not None:
+            # The conv epilogues know ReLU only: the upper clamp is one more pass (in place
+            # when no gradient is recorded; conv2d_relu keeps its output for backward).
+            in_place = not (torch.is_grad_enabled() and out.requires_grad)
+            out = out.clamp_max_(relu_max) if in_place else out.clamp_max(relu_max)
     else:
         z = folded_conv(x, weight, bias, stride, pad, dilation, groups, relu=False, algo=algo)
         out, mean, _invstd, var = _ops.bn_relu_train(z, bn_weight, bn_bias, float(eps),
-                                                     bool(relu))
+                                                     bool(relu), relu_max)
         count = z.numel() // max(z.shape[1], 1)
         if count > 0 and (running_mean is not None or running_var is not None):
             # An empty batch leaves the running statistics as they were (as F.batch_norm).

@@ -155,7 +155,7 @@ class _ConvBNCore:
     _fold_cache = None
 
     def _conv_bn(self, conv: "Conv2d", bn: nn.BatchNorm2d, input: torch.Tensor,
-                 relu: bool) -> torch.Tensor:
+                 relu: bool, relu_max: Optional[float] = None) -> torch.Tensor:
         padding = conv.padding
         if conv.padding_mode != "zeros":
             input = F.pad(input, conv._reversed_padding_repeated_twice, mode=conv.padding_mode)
@@ -171,7 +171,8 @@ class _ConvBNCore:
         return _conv_bn_relu(input, conv.weight, conv.bias, bn.weight, bn.bias,
                              bn.running_mean if keep else None, bn.running_var if keep else None,
                              batch_stats, factor, bn.eps, conv.stride, padding, conv.dilation,
-                             conv.groups, relu=relu, algo=conv.algo, fold=self._fold)
+                             conv.groups, relu=relu, relu_max=relu_max, algo=conv.algo,
+                             fold=self._fold)
 
     def _fold(self, weight, bias, bn_weight, bn_bias, running_mean, running_var, eps):
         """functional.fold_bn, from the cache unless the sources changed."""
@@ -325,16 +326,19 @@ class FusedConvBatchNorm2d(_ConvBNCore, Conv2d):
     """
 
     fused_relu: bool = False
+    relu_max: Optional[float] = None  # the fused ReLU clamped above (ReLU6: 6.0)
     bn_name: str = ""
     copy_output: bool = False   # see output_survives_in_place_change
 
     @classmethod
     def fuse(cls, conv: nn.Conv2d, bn: nn.BatchNorm2d, relu: bool, algo: str,
-             bn_name: str = "", copy_output: bool = False) -> "FusedConvBatchNorm2d":
+             bn_name: str = "", copy_output: bool = False,
+             relu_max: Optional[float] = None) -> "FusedConvBatchNorm2d":
         m = cls.from_torch(conv, algo)
         m.train(conv.training)
         m._bn_ref = (bn,)
         m.fused_relu = bool(relu)
+        m.relu_max = None if relu_max is None else float(relu_max)
         m.bn_name = bn_name
         m.copy_output = bool(copy_output)
         return m
@@ -346,15 +350,16 @@ class FusedConvBatchNorm2d(_ConvBNCore, Conv2d):
     def forward(self, input):
         if input.dim() != 4:  # the BatchNorm2d after the conv would reject it the same way
             raise ValueError(f"expected 4D input (got {input.dim()}D input)")
-        out = self._conv_bn(self, self.bn, input, self.fused_relu)
+        out = self._conv_bn(self, self.bn, input, self.fused_relu, self.relu_max)
         if self.copy_output and out.requires_grad:
             out = out.clone()
         # A ReLU module shared with another call site stays after this layer: the mark lets
         # it skip this output (cnnkern/_relu_mark.py).
-        return mark_relu_applied(out) if self.fused_relu else out
+        return mark_relu_applied(out) if self.fused_relu and self.relu_max is None else out
 
     def extra_repr(self) -> str:
-        what = "bn+relu" if self.fused_relu else "bn"
+        what = "bn" if not self.fused_relu else (
+            "bn+relu" if self.relu_max is None else f"bn+relu(max={self.relu_max:g})")
         return super().extra_repr() + f", fused {what} from {self.bn_name!r}"
 
 

@@ -98,19 +98,21 @@ CNNKERN_TORCH_LIBRARY(m) {
       "int[2] stride, int[2] padding, int[2] dilation, int groups, str algo, "
       "bool allow_tf32=False) -> Tensor");
 
-  // BatchNorm (batch statistics) + optional ReLU on a conv output z, training mode: one
+  // BatchNorm (batch statistics) + optional ReLU (clamped above at relu_max when given: ReLU6
+  // is relu_max=6) on a conv output z, training mode: one
   // statistics pass and one normalise+ReLU pass (ops/bn_relu_ops.h); the second half of
   // cnnkern.conv_bn_relu(training=True). Returns (out, mean, invstd, biased var); only `out`
   // is differentiable. Running statistics are updated by the caller (the op stays functional
   // so that autograd can be registered for it).
   m.def(
-      "bn_relu_train(Tensor z, Tensor? bn_weight, Tensor? bn_bias, float eps, bool relu) "
-      "-> (Tensor, Tensor, Tensor, Tensor)");
+      "bn_relu_train(Tensor z, Tensor? bn_weight, Tensor? bn_bias, float eps, bool relu, "
+      "float? relu_max=None) -> (Tensor, Tensor, Tensor, Tensor)");
   // Its backward: (grad_z, grad_bn_weight, grad_bn_bias) in one reduction pass and one grad_z
   // pass; the conv's autograd node takes grad_z from there.
   m.def(
       "bn_relu_backward(Tensor grad_out, Tensor z, Tensor mean, Tensor invstd, "
-      "Tensor? bn_weight, Tensor? bn_bias, bool relu) -> (Tensor, Tensor, Tensor)");
+      "Tensor? bn_weight, Tensor? bn_bias, bool relu, float? relu_max=None) "
+      "-> (Tensor, Tensor, Tensor)");
 
   // Pooling. Indices are flat positions within each H x W plane, as torch returns them.
   m.def(

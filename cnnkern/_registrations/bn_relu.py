@@ -11,6 +11,8 @@ cnnkern.conv_bn_relu; its eval half is conv2d_relu, in conv2d.py, with BN folded
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from torch._prims_common import suggest_memory_format
@@ -20,10 +22,22 @@ from ._shape import check_rank, check_same_device, empty_in
 ops = torch.ops.cnnkern
 
 
+def _check_relu_max(op, relu, relu_max):
+    """The C++ ops' check of the upper clamp (csrc/ops/bn_relu_ops.cpp), with its message."""
+    if relu_max is None:
+        return
+    if not relu:
+        raise RuntimeError(f"{op}: relu_max needs relu=True (it clamps the ReLU's output); got "
+                           f"relu=False and relu_max={relu_max:g}")
+    if not (relu_max > 0 and math.isfinite(relu_max)):
+        raise RuntimeError(f"{op}: relu_max must be positive and finite; got {relu_max:g}")
+
+
 @torch.library.register_fake("cnnkern::bn_relu_train")
-def _bn_relu_train_fake(z, bn_weight, bn_bias, eps, relu):
+def _bn_relu_train_fake(z, bn_weight, bn_bias, eps, relu, relu_max=None):
     check_rank("cnnkern.conv_bn_relu", "z", z.shape, 4, "the conv output: N, K, P, Q")
     check_same_device("cnnkern.conv_bn_relu", z=z, bn_weight=bn_weight, bn_bias=bn_bias)
+    _check_relu_max("cnnkern.conv_bn_relu", relu, relu_max)
     k = z.shape[1]
     # The statistics are float64 for float64 z, else float32 (csrc/ops/bn_relu_ops.cpp).
     sd = torch.float64 if z.dtype == torch.float64 else torch.float32
@@ -33,9 +47,10 @@ def _bn_relu_train_fake(z, bn_weight, bn_bias, eps, relu):
 
 
 @torch.library.register_fake("cnnkern::bn_relu_backward")
-def _bn_relu_backward_fake(grad_out, z, mean, invstd, bn_weight, bn_bias, relu):
+def _bn_relu_backward_fake(grad_out, z, mean, invstd, bn_weight, bn_bias, relu, relu_max=None):
     op = "cnnkern.conv_bn_relu (backward)"
     check_rank(op, "z", z.shape, 4, "N, K, P, Q")
+    _check_relu_max(op, relu, relu_max)
     check_same_device(op, grad_out=grad_out, z=z, mean=mean, invstd=invstd, bn_weight=bn_weight,
                       bn_bias=bn_bias)
     k = z.shape[1]
@@ -45,7 +60,7 @@ def _bn_relu_backward_fake(grad_out, z, mean, invstd, bn_weight, bn_bias, relu):
 
 
 def _train_setup_context(ctx, inputs, output):
-    z, bn_weight, bn_bias, eps, relu = inputs
+    z, bn_weight, bn_bias, eps, relu, *rest = inputs
     out, mean, invstd, var = output
     ctx.mark_non_differentiable(mean, invstd, var)
     # The statistics get no gradient: without this autograd fills three zero tensors for them
@@ -53,6 +68,7 @@ def _train_setup_context(ctx, inputs, output):
     ctx.set_materialize_grads(False)
     ctx.save_for_backward(z, mean, invstd, bn_weight, bn_bias)
     ctx.relu = relu
+    ctx.relu_max = rest[0] if rest else None
 
 
 def _train_backward(ctx, grad_out, _gmean, _ginvstd, _gvar):
@@ -60,10 +76,10 @@ def _train_backward(ctx, grad_out, _gmean, _ginvstd, _gvar):
     if grad_out is None:
         grad_out = torch.zeros_like(z)
     gz, g_gamma, g_beta = ops.bn_relu_backward(grad_out, z, mean, invstd, bn_weight, bn_bias,
-                                               ctx.relu)
+                                               ctx.relu, ctx.relu_max)
     need = ctx.needs_input_grad
     return (gz if need[0] else None, g_gamma if need[1] else None,
-            g_beta if need[2] else None, None, None)
+            g_beta if need[2] else None) + (None,) * (len(need) - 3)
 
 
 torch.library.register_autograd("cnnkern::bn_relu_train", _train_backward,

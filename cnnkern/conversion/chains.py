@@ -8,7 +8,9 @@ only where both agree (a forward may branch on self.training). Where a (sub)modu
 trace (data-dependent control flow...), chains are taken from its nn.Sequential children
 instead: adjacent Conv2d, BatchNorm2d(, ReLU), whose data flow nn.Sequential fixes.
 
-ReLU. If the BN's output feeds only an nn.ReLU module, the ReLU is fused in. A module called
+ReLU. If the BN's output feeds only an nn.ReLU (or nn.ReLU6: the fused op's ReLU clamped
+above at 6, `relu_max`) module, the ReLU is fused in. A ReLU6 module called elsewhere too stays
+as it is (SkipAppliedReLU knows plain ReLU only). A module called
 nowhere else becomes nn.Identity; one called elsewhere too (ResNet's blocks apply `self.relu`
 again after the residual add) becomes cnnkern._relu_mark.SkipAppliedReLU, which returns the
 fused output as it is and applies the ReLU at its other calls (`shared_relu`). A ReLU that
@@ -46,6 +48,8 @@ from .report import ConvertReport
 _RELU_FUNCTIONS = {F.relu: "F.relu", F.relu_: "F.relu_", torch.relu: "torch.relu",
                    torch.relu_: "torch.relu_"}
 _RELU_METHODS = ("relu", "relu_")
+# The activation modules fused in after a BN, and the upper clamp of each (None: plain ReLU).
+_ACTIVATIONS = {nn.ReLU: None, nn.ReLU6: 6.0}
 
 # fx records `x += y` on a tensor as operator.add (it cannot tell the two apart), so a binary
 # operator whose left operand is a fused output may be an in-place write into it.
@@ -66,12 +70,13 @@ class Chain:
     inplace_after: bool      # the fused (conv + BN) output may be modified in place next
     shared_relu: bool = False  # the fused-in ReLU module is called elsewhere too: it stays,
     #                            as SkipAppliedReLU, instead of becoming nn.Identity
+    relu_max: Optional[float] = None  # the fused ReLU's upper clamp (nn.ReLU6: 6.0)
 
 
 class _Tracer(fx.Tracer):
     """Traces through every module except torch.nn's and cnnkern's layers (kept as calls)."""
 
-    _LEAVES = (nn.Conv2d, _BatchNorm, nn.ReLU, nn.MaxPool2d, nn.AvgPool2d,
+    _LEAVES = (nn.Conv2d, _BatchNorm, nn.ReLU, nn.ReLU6, nn.MaxPool2d, nn.AvgPool2d,
                nn.AdaptiveAvgPool2d, cnn.ConvTranspose2d)
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
@@ -165,14 +170,19 @@ def _graph_chains(root: nn.Module, graph: fx.Graph, prefix: str,
             notes[conv_name] = (bn_name, why)
             continue
 
-        relu, note, shared = None, "", False
+        relu, note, shared, relu_max = None, "", False, None
         users = list(bn_node.users)
         if len(users) == 1:
             u = users[0]
             only_input = tuple(u.args) == (bn_node,) and not u.kwargs
-            if u.op == "call_module" and type(modules.get(u.target)) is nn.ReLU and only_input:
-                note = _relu_module_kept(modules[u.target], aliases)
+            act = modules.get(u.target) if u.op == "call_module" else None
+            if type(act) in _ACTIVATIONS and only_input:
+                note = _relu_module_kept(act, aliases)
+                if not note and calls[u.target] > 1 and type(act) is not nn.ReLU:
+                    note = (f"the {type(act).__name__} module stays after it: it is called "
+                            f"{calls[u.target]} times")
                 relu = None if note else prefix + u.target
+                relu_max = None if relu is None else _ACTIVATIONS[type(act)]
                 shared = relu is not None and calls[u.target] > 1
                 if shared:
                     note = (f"the ReLU module is called {calls[u.target]} times: it stays as "
@@ -185,7 +195,7 @@ def _graph_chains(root: nn.Module, graph: fx.Graph, prefix: str,
         # trains (ReLU keeps its output for backward), so only a conv + BN output is checked.
         inplace_after = relu is None and any(_modifies_in_place(u, bn_node, modules)
                                              for u in users)
-        chains[conv_name] = Chain(conv_name, bn_name, relu, note, inplace_after, shared)
+        chains[conv_name] = Chain(conv_name, bn_name, relu, note, inplace_after, shared, relu_max)
     return chains, notes
 
 
@@ -204,15 +214,17 @@ def _sequential_chains(seq: nn.Sequential, prefix: str, aliases: Dict[int, List[
         if why:
             notes[conv_name] = (bn_name, why)
             continue
-        relu, note = None, ""
+        relu, note, relu_max = None, "", None
         after = items[i + 2][1] if i + 2 < len(items) else None
-        if type(after) is nn.ReLU:
+        if type(after) in _ACTIVATIONS:
             note = _relu_module_kept(after, aliases)
             relu = None if note else prefix + items[i + 2][0]
+            relu_max = None if relu is None else _ACTIVATIONS[type(after)]
         # The module after the chain may write into its output; past the end of the Sequential
         # we cannot see what will, so we assume it might.
         inplace_after = relu is None and (after is None or bool(getattr(after, "inplace", False)))
-        chains[conv_name] = Chain(conv_name, bn_name, relu, note, inplace_after)
+        chains[conv_name] = Chain(conv_name, bn_name, relu, note, inplace_after,
+                                  relu_max=relu_max)
     return chains, notes
 
 

@@ -88,17 +88,18 @@ def convert(model: nn.Module, algo: str = "auto", fuse: bool = True, *, inplace:
         fused_relu = ch.relu is not None
         copy_output = ch.inplace_after and not output_survives_in_place_change(fused_relu)
         new[id(conv)] = FusedConvBatchNorm2d.fuse(conv, away, fused_relu, layer_algo, ch.bn,
-                                                  copy_output=copy_output)
+                                                  copy_output=copy_output, relu_max=ch.relu_max)
         new[id(bn)] = away
         detail = f"fused (algo={layer_algo!r})"
         if fused_relu:
             relu = model.get_submodule(ch.relu)
+            kind = type(relu).__name__
             if ch.shared_relu:
                 new[id(relu)] = SkipAppliedReLU.from_torch(relu)
-                detail += f"; ReLU {ch.relu} -> SkipAppliedReLU"
+                detail += f"; {kind} {ch.relu} -> SkipAppliedReLU"
             else:
                 new[id(relu)] = nn.Identity().train(relu.training)
-                detail += f"; ReLU {ch.relu} -> nn.Identity"
+                detail += f"; {kind} {ch.relu} -> nn.Identity"
         notes = [ch.note, algo_note]
         if copy_output:
             notes.append("its output is copied while autograd records: the next op writes into "

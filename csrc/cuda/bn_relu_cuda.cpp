@@ -18,31 +18,31 @@ void stats(const at::Tensor& z, double eps, at::Tensor& mean, at::Tensor& var,
                                      invstd.mutable_data_ptr(), current_cuda_stream()));
 }
 
-void apply(const at::Tensor& z, const at::Tensor& scale, const at::Tensor& shift, bool relu,
-           at::Tensor& out) {
+void apply(const at::Tensor& z, const at::Tensor& scale, const at::Tensor& shift,
+           const BnActivation& act, at::Tensor& out) {
   CNNKERN_CUDA_CHECK(launch_bn_apply(cuda_dtype_of(z), shape_of(z), z.const_data_ptr(),
-                                     scale.const_data_ptr(), shift.const_data_ptr(), relu,
+                                     scale.const_data_ptr(), shift.const_data_ptr(), act,
                                      out.mutable_data_ptr(), current_cuda_stream()));
 }
 
 void grad_sums(const at::Tensor& dy, const at::Tensor& z, const at::Tensor& scale,
-               const at::Tensor& shift, const at::Tensor& mean, bool relu, at::Tensor& sum_g,
-               at::Tensor& sum_gx) {
+               const at::Tensor& shift, const at::Tensor& mean, const BnActivation& act,
+               at::Tensor& sum_g, at::Tensor& sum_gx) {
   CNNKERN_CUDA_CHECK(launch_bn_grad_sums(cuda_dtype_of(z), shape_of(z), dy.const_data_ptr(),
                                          z.const_data_ptr(), scale.const_data_ptr(),
-                                         shift.const_data_ptr(), mean.const_data_ptr(), relu,
+                                         shift.const_data_ptr(), mean.const_data_ptr(), act,
                                          sum_g.mutable_data_ptr(), sum_gx.mutable_data_ptr(),
                                          current_cuda_stream()));
 }
 
 void grad_z(const at::Tensor& dy, const at::Tensor& z, const at::Tensor& scale,
             const at::Tensor& shift, const at::Tensor& mean, const at::Tensor& a,
-            const at::Tensor& b, const at::Tensor& c, bool relu, at::Tensor& gz) {
+            const at::Tensor& b, const at::Tensor& c, const BnActivation& act, at::Tensor& gz) {
   CNNKERN_CUDA_CHECK(launch_bn_grad_z(cuda_dtype_of(z), shape_of(z), dy.const_data_ptr(),
                                       z.const_data_ptr(), scale.const_data_ptr(),
                                       shift.const_data_ptr(), mean.const_data_ptr(),
                                       a.const_data_ptr(), b.const_data_ptr(), c.const_data_ptr(),
-                                      relu, gz.mutable_data_ptr(), current_cuda_stream()));
+                                      act, gz.mutable_data_ptr(), current_cuda_stream()));
 }
 
 }  // namespace

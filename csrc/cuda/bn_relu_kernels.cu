@@ -95,17 +95,27 @@ __global__ void __launch_bounds__(kReduceThreads)
   }
 }
 
+// The activation's gradient mask on v = bn_affine(z, scale, shift), computed by the same
+// inline function as the forward's v (so the same contraction into an FMA, if any): the ReLU
+// passes v > 0, the upper clamp v < max (the forward clamps v >= max to max).
+template <class S>
+__device__ __forceinline__ bool act_passes(S v, const BnActivation& act) {
+  if (!act.relu) return true;
+  return v > S(0) && (!act.has_max || v < static_cast<S>(act.max));
+}
+
 template <class T>
 __global__ void bn_apply_kernel(BnShape s, const T* __restrict__ z,
                                 const stats_t<T>* __restrict__ scale,
-                                const stats_t<T>* __restrict__ shift, bool relu,
+                                const stats_t<T>* __restrict__ shift, BnActivation act,
                                 T* __restrict__ out) {
   using S = stats_t<T>;
   const int64_t total = s.N * s.K * s.HW;
   for (int64_t i = global_thread_id(); i < total; i += global_thread_count()) {
     const int64_t k = (i / s.HW) % s.K;
     S y = bn_affine(static_cast<S>(to_acc(z[i])), scale[k], shift[k]);
-    if (relu && y < S(0)) y = S(0);  // NaN stays NaN, as torch.relu
+    if (act.relu && y < S(0)) y = S(0);  // NaN stays NaN, as torch.relu
+    if (act.has_max && y >= static_cast<S>(act.max)) y = static_cast<S>(act.max);
     out[i] = from_acc<T>(static_cast<acc_t<T>>(y));
   }
 }
@@ -115,7 +125,7 @@ __global__ void __launch_bounds__(kReduceThreads)
     bn_grad_sums_kernel(BnShape s, const T* __restrict__ dy, const T* __restrict__ z,
                         const stats_t<T>* __restrict__ scale,
                         const stats_t<T>* __restrict__ shift,
-                        const stats_t<T>* __restrict__ mean, bool relu, stats_t<T>* sum_g,
+                        const stats_t<T>* __restrict__ mean, BnActivation act, stats_t<T>* sum_g,
                         stats_t<T>* sum_gx) {
   using S = stats_t<T>;
   __shared__ double sh1[kReduceThreads], sh2[kReduceThreads];
@@ -126,7 +136,7 @@ __global__ void __launch_bounds__(kReduceThreads)
     for (ChannelWalk w(s, threadIdx.x, kReduceThreads); w.more(s); w.next(s)) {
       const int64_t e = w.offset(s, k);
       const S zv = static_cast<S>(to_acc(z[e]));
-      if (relu && !(bn_affine(zv, sa, sb) > S(0))) continue;
+      if (!act_passes(bn_affine(zv, sa, sb), act)) continue;
       const double g = static_cast<double>(to_acc(dy[e]));
       a += g;
       b += g * (static_cast<double>(zv) - m);
@@ -147,14 +157,14 @@ __global__ void bn_grad_z_kernel(BnShape s, const T* __restrict__ dy, const T* _
                                  const stats_t<T>* __restrict__ mean,
                                  const stats_t<T>* __restrict__ ca,
                                  const stats_t<T>* __restrict__ cb,
-                                 const stats_t<T>* __restrict__ cc, bool relu,
+                                 const stats_t<T>* __restrict__ cc, BnActivation act,
                                  T* __restrict__ gz) {
   using S = stats_t<T>;
   const int64_t total = s.N * s.K * s.HW;
   for (int64_t i = global_thread_id(); i < total; i += global_thread_count()) {
     const int64_t k = (i / s.HW) % s.K;
     const S zv = static_cast<S>(to_acc(z[i]));
-    const bool pass = !relu || bn_affine(zv, scale[k], shift[k]) > S(0);
+    const bool pass = act_passes(bn_affine(zv, scale[k], shift[k]), act);
     const S g = pass ? static_cast<S>(to_acc(dy[i])) : S(0);
     gz[i] = from_acc<T>(static_cast<acc_t<T>>(g * ca[k] + (zv - mean[k]) * cb[k] + cc[k]));
   }
@@ -180,7 +190,7 @@ cudaError_t launch_bn_stats(CudaDType dt, BnShape s, const void* z, double eps, 
 }
 
 cudaError_t launch_bn_apply(CudaDType dt, BnShape s, const void* z, const void* scale,
-                            const void* shift, bool relu, void* out, cudaStream_t stream) {
+                            const void* shift, BnActivation act, void* out, cudaStream_t stream) {
   const int64_t n = s.N * s.K * s.HW;
   if (n == 0) return cudaSuccess;
   return dispatch_dtype(dt, [&](auto tag) {
@@ -188,21 +198,21 @@ cudaError_t launch_bn_apply(CudaDType dt, BnShape s, const void* z, const void* 
     using S = stats_t<T>;
     bn_apply_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(
         s, static_cast<const T*>(z), static_cast<const S*>(scale), static_cast<const S*>(shift),
-        relu, static_cast<T*>(out));
+        act, static_cast<T*>(out));
     return cudaGetLastError();
   });
 }
 
 cudaError_t launch_bn_grad_sums(CudaDType dt, BnShape s, const void* dy, const void* z,
-                                const void* scale, const void* shift, const void* mean, bool relu,
-                                void* sum_g, void* sum_gx, cudaStream_t stream) {
+                                const void* scale, const void* shift, const void* mean,
+                                BnActivation act, void* sum_g, void* sum_gx, cudaStream_t stream) {
   if (s.K == 0) return cudaSuccess;
   return dispatch_dtype(dt, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using S = stats_t<T>;
     bn_grad_sums_kernel<T><<<channel_blocks(s.K), kReduceThreads, 0, stream>>>(
         s, static_cast<const T*>(dy), static_cast<const T*>(z), static_cast<const S*>(scale),
-        static_cast<const S*>(shift), static_cast<const S*>(mean), relu, static_cast<S*>(sum_g),
+        static_cast<const S*>(shift), static_cast<const S*>(mean), act, static_cast<S*>(sum_g),
         static_cast<S*>(sum_gx));
     return cudaGetLastError();
   });
@@ -210,8 +220,8 @@ cudaError_t launch_bn_grad_sums(CudaDType dt, BnShape s, const void* dy, const v
 
 cudaError_t launch_bn_grad_z(CudaDType dt, BnShape s, const void* dy, const void* z,
                              const void* scale, const void* shift, const void* mean,
-                             const void* a, const void* b, const void* c, bool relu, void* gz,
-                             cudaStream_t stream) {
+                             const void* a, const void* b, const void* c, BnActivation act,
+                             void* gz, cudaStream_t stream) {
   const int64_t n = s.N * s.K * s.HW;
   if (n == 0) return cudaSuccess;
   return dispatch_dtype(dt, [&](auto tag) {
@@ -220,7 +230,7 @@ cudaError_t launch_bn_grad_z(CudaDType dt, BnShape s, const void* dy, const void
     bn_grad_z_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(
         s, static_cast<const T*>(dy), static_cast<const T*>(z), static_cast<const S*>(scale),
         static_cast<const S*>(shift), static_cast<const S*>(mean), static_cast<const S*>(a),
-        static_cast<const S*>(b), static_cast<const S*>(c), relu, static_cast<T*>(gz));
+        static_cast<const S*>(b), static_cast<const S*>(c), act, static_cast<T*>(gz));
     return cudaGetLastError();
   });
 }

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 
+#include "core/bn_activation.h"
 #include "cuda/cuda_dtype.h"
 
 namespace cnnkern {
@@ -20,13 +21,13 @@ struct BnShape {
 cudaError_t launch_bn_stats(CudaDType dt, BnShape s, const void* z, double eps, void* mean,
                             void* var, void* invstd, cudaStream_t stream);
 cudaError_t launch_bn_apply(CudaDType dt, BnShape s, const void* z, const void* scale,
-                            const void* shift, bool relu, void* out, cudaStream_t stream);
+                            const void* shift, BnActivation act, void* out, cudaStream_t stream);
 cudaError_t launch_bn_grad_sums(CudaDType dt, BnShape s, const void* dy, const void* z,
-                                const void* scale, const void* shift, const void* mean, bool relu,
-                                void* sum_g, void* sum_gx, cudaStream_t stream);
+                                const void* scale, const void* shift, const void* mean,
+                                BnActivation act, void* sum_g, void* sum_gx, cudaStream_t stream);
 cudaError_t launch_bn_grad_z(CudaDType dt, BnShape s, const void* dy, const void* z,
                              const void* scale, const void* shift, const void* mean,
-                             const void* a, const void* b, const void* c, bool relu, void* gz,
-                             cudaStream_t stream);
+                             const void* a, const void* b, const void* c, BnActivation act,
+                             void* gz, cudaStream_t stream);
 
 }  // namespace cnnkern

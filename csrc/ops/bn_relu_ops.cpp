@@ -106,12 +106,30 @@ std::tuple<at::Tensor, at::Tensor> grad_z_coefficients(const at::Tensor& scale,
   return {b, c};
 }
 
+// The activation from the ops' (relu, relu_max) arguments, checked: an upper clamp needs the
+// ReLU (a clamp-max-only activation has no fused kernel) and a positive, finite bound.
+BnActivation activation(const char* op, bool relu, c10::optional<double> relu_max) {
+  BnActivation act;
+  act.relu = relu;
+  if (relu_max.has_value()) {
+    TORCH_CHECK(relu, op, ": relu_max needs relu=True (it clamps the ReLU's output); got "
+                "relu=False and relu_max=", *relu_max);
+    TORCH_CHECK(*relu_max > 0 && std::isfinite(*relu_max), op,
+                ": relu_max must be positive and finite; got ", *relu_max);
+    act.has_max = true;
+    act.max = *relu_max;
+  }
+  return act;
+}
+
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bn_relu_train_op(
     const BnReluKernels& kern, const at::Tensor& z_, const c10::optional<at::Tensor>& bn_weight,
-    const c10::optional<at::Tensor>& bn_bias, double eps, bool relu) {
+    const c10::optional<at::Tensor>& bn_bias, double eps, bool relu,
+    c10::optional<double> relu_max) {
   check_rank(kOp, "z (the conv output)", z_, 4);
+  const BnActivation act = activation(kOp, relu, relu_max);
   const int64_t K = z_.size(1);
   check_affine("bn_weight", bn_weight, z_, K);
   check_affine("bn_bias", bn_bias, z_, K);
@@ -136,16 +154,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bn_relu_train_op(
   kern.stats(z, eps, mean, var, invstd);
   const auto [scale, shift] = scale_shift(bn_weight, bn_bias, mean, invstd, opts);
   at::Tensor out = at::empty_like(z);
-  kern.apply(z, scale, shift, relu, out);
+  kern.apply(z, scale, shift, act, out);
   return {in_memory_format(out, fmt), mean, invstd, var};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> bn_relu_backward_op(
     const BnReluKernels& kern, const at::Tensor& grad_out_, const at::Tensor& z,
     const at::Tensor& mean, const at::Tensor& invstd, const c10::optional<at::Tensor>& bn_weight,
-    const c10::optional<at::Tensor>& bn_bias, bool relu) {
+    const c10::optional<at::Tensor>& bn_bias, bool relu, c10::optional<double> relu_max) {
   constexpr const char* op = "cnnkern.conv_bn_relu (backward)";
   check_rank(op, "z", z, 4);
+  const BnActivation act = activation(op, relu, relu_max);
   check_same_device_dtype(op, "grad_out", grad_out_, "z", z);
   TORCH_CHECK(grad_out_.sizes() == z.sizes(), op, ": grad_out must have the size of z ",
               sizes_str(z.sizes()), "; got ", sizes_str(grad_out_.sizes()));
@@ -174,11 +193,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bn_relu_backward_op(
     sum_g.zero_();
     sum_gx.zero_();
   } else {
-    kern.grad_sums(grad_out, zc, scale, shift, mean, relu, sum_g, sum_gx);
+    kern.grad_sums(grad_out, zc, scale, shift, mean, act, sum_g, sum_gx);
     const double M = static_cast<double>(zc.numel() / K);
     // gz = gamma * invstd * (g - sum_g / M - (z - mean) * invstd^2 * sum_gx / M)
     const auto [b, c] = grad_z_coefficients(scale, invstd, sum_g, sum_gx, M);
-    kern.grad_z(grad_out, zc, scale, shift, mean, scale, b, c, relu, gz);
+    kern.grad_z(grad_out, zc, scale, shift, mean, scale, b, c, act, gz);
   }
   const auto wdtype = (bn_weight.has_value() && bn_weight->defined()) ? bn_weight->scalar_type()
                                                                       : z.scalar_type();

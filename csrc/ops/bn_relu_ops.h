@@ -9,6 +9,7 @@
 //             stats:  ONE pass over z -> per-channel mean, biased var, invstd
 //             apply:  ONE pass  y = act(z * scale + shift),  scale = gamma * invstd,
 //                                                           shift = beta - mean * scale
+//                     act: none, ReLU, or ReLU clamped above at relu_max (ReLU6), BnActivation
 //   backward  sums:   ONE pass over (dy, z) -> per channel sum(g), sum(g * (z - mean)),
 //                     g = dy where z * scale + shift > 0 (the ReLU mask, recomputed from z
 //                     with the forward's own arithmetic, so no mask is saved)
@@ -26,6 +27,7 @@
 #include <string>
 #include <tuple>
 
+#include "core/bn_activation.h"
 #include "ops/conv2d_algo.h"
 
 namespace cnnkern {
@@ -34,35 +36,38 @@ struct BnReluKernels {
   // z: N x K x P x Q contiguous; writes K values each.
   void (*stats)(const at::Tensor& z, double eps, at::Tensor& mean, at::Tensor& var,
                 at::Tensor& invstd);
-  // out = z * scale[k] + shift[k], then max(., 0) when relu.
+  // out = act(z * scale[k] + shift[k]).
   void (*apply)(const at::Tensor& z, const at::Tensor& scale, const at::Tensor& shift,
-                bool relu, at::Tensor& out);
+                const BnActivation& act, at::Tensor& out);
   // sum_g[k] = sum g, sum_gx[k] = sum g * (z - mean[k]) (stats dtype, K values each).
   // The backward's two take dy and z both contiguous or, on the CPU, both channels_last.
   void (*grad_sums)(const at::Tensor& dy, const at::Tensor& z, const at::Tensor& scale,
-                    const at::Tensor& shift, const at::Tensor& mean, bool relu,
+                    const at::Tensor& shift, const at::Tensor& mean, const BnActivation& act,
                     at::Tensor& sum_g, at::Tensor& sum_gx);
   // gz = g * a[k] + (z - mean[k]) * b[k] + c[k].
   void (*grad_z)(const at::Tensor& dy, const at::Tensor& z, const at::Tensor& scale,
                  const at::Tensor& shift, const at::Tensor& mean, const at::Tensor& a,
-                 const at::Tensor& b, const at::Tensor& c, bool relu, at::Tensor& gz);
+                 const at::Tensor& b, const at::Tensor& c, const BnActivation& act,
+                 at::Tensor& gz);
   // Whether grad_sums and grad_z take channels_last tensors as they are (else NCHW copies).
   // A property of the kernels, not of the tensors' device: under the CUDA emulator the CUDA
   // kernels get CPU tensors.
   bool backward_reads_channels_last;
 };
 
+// relu_max (with relu only): the upper clamp, y = min(max(v, 0), relu_max).
 // Returns (out, mean, invstd, var): var is the biased batch variance (the caller turns it
 // into the unbiased running estimate); mean/invstd/var in the stats dtype.
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bn_relu_train_op(
     const BnReluKernels& kern, const at::Tensor& z, const c10::optional<at::Tensor>& bn_weight,
-    const c10::optional<at::Tensor>& bn_bias, double eps, bool relu);
+    const c10::optional<at::Tensor>& bn_bias, double eps, bool relu,
+    c10::optional<double> relu_max);
 
 // Returns (grad_z, grad_bn_weight, grad_bn_bias); the grads of absent gamma/beta are still
 // returned (the sums are computed anyway) and ignored by the caller.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> bn_relu_backward_op(
     const BnReluKernels& kern, const at::Tensor& grad_out, const at::Tensor& z,
     const at::Tensor& mean, const at::Tensor& invstd, const c10::optional<at::Tensor>& bn_weight,
-    const c10::optional<at::Tensor>& bn_bias, bool relu);
+    const c10::optional<at::Tensor>& bn_bias, bool relu, c10::optional<double> relu_max);
 
 }  // namespace cnnkern

@@ -134,17 +134,19 @@ struct BackendOps {
 
   static std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bn_relu_train(
       const at::Tensor& z, const c10::optional<at::Tensor>& bn_weight,
-      const c10::optional<at::Tensor>& bn_bias, double eps, bool relu) {
+      const c10::optional<at::Tensor>& bn_bias, double eps, bool relu,
+      c10::optional<double> relu_max) {
     Guard guard(z);
-    return bn_relu_train_op(BnRelu(), z, bn_weight, bn_bias, eps, relu);
+    return bn_relu_train_op(BnRelu(), z, bn_weight, bn_bias, eps, relu, relu_max);
   }
 
   static std::tuple<at::Tensor, at::Tensor, at::Tensor> bn_relu_backward(
       const at::Tensor& grad_out, const at::Tensor& z, const at::Tensor& mean,
       const at::Tensor& invstd, const c10::optional<at::Tensor>& bn_weight,
-      const c10::optional<at::Tensor>& bn_bias, bool relu) {
+      const c10::optional<at::Tensor>& bn_bias, bool relu, c10::optional<double> relu_max) {
     Guard guard(grad_out);
-    return bn_relu_backward_op(BnRelu(), grad_out, z, mean, invstd, bn_weight, bn_bias, relu);
+    return bn_relu_backward_op(BnRelu(), grad_out, z, mean, invstd, bn_weight, bn_bias, relu,
+                               relu_max);
   }
 };
 

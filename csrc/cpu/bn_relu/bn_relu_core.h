@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "core/bn_activation.h"
 #include "cpu/common/cpu_isa.h"
 
 namespace cnnkern {
@@ -14,23 +15,24 @@ namespace cpu {
 template <typename T>
 struct BnReluCore {
   // Over one plane of n values: out[0] = sum g, out[1] = sum g * (z - m), in double, where
-  // g = dy masked by the ReLU (z * sa + sb > 0) when relu. The order of the additions is a
+  // g = dy masked by the activation act: 0 < z * sa + sb (ReLU), and < act.max (clamped). The order of the additions is a
   // function of n alone (lanes by position, folded in a fixed order), never of the caller's
   // threading.
-  void (*grad_sums)(int64_t n, const T* dy, const T* z, T sa, T sb, double m, bool relu,
-                    double* out);
+  void (*grad_sums)(int64_t n, const T* dy, const T* z, T sa, T sb, double m,
+                    const BnActivation& act, double* out);
   // Over one plane: gz = g * a + (z - m) * b + c, g masked as above.
-  void (*grad_z)(int64_t n, const T* dy, const T* z, T sa, T sb, T m, T a, T b, T c, bool relu,
-                 T* gz);
+  void (*grad_z)(int64_t n, const T* dy, const T* z, T sa, T sb, T m, T a, T b, T c,
+                 const BnActivation& act, T* gz);
 
   // The same over `rows` channels_last rows of K channels, the per-channel values as arrays
   // of K (sb: the shifts). grad_sums_rows adds row after row, in order, to s1[k] (sum g) and
   // s2[k] (sum g * (z - m[k])), which the caller zeroes.
   void (*grad_sums_rows)(int64_t rows, int64_t K, const T* dy, const T* z, const T* sa,
-                         const T* sb, const double* m, bool relu, double* s1, double* s2);
+                         const T* sb, const double* m, const BnActivation& act, double* s1,
+                         double* s2);
   void (*grad_z_rows)(int64_t rows, int64_t K, const T* dy, const T* z, const T* sa,
-                      const T* sb, const T* m, const T* a, const T* b, const T* c, bool relu,
-                      T* gz);
+                      const T* sb, const T* m, const T* a, const T* b, const T* c,
+                      const BnActivation& act, T* gz);
 };
 
 template <typename T>

@@ -50,9 +50,41 @@ inline void store4(T* p, const VT& v) {
   std::memcpy(p, &v, sizeof(v));
 }
 
-template <typename T>
-inline bool relu_passes(T z, T sa, T neg_sb) {
-  return z * sa > neg_sb;
+// The activations (core/bn_activation.h) as a template argument: the plain kernels keep no
+// test in their loops.
+enum : int { kNone = 0, kRelu = 1, kReluMax = 2 };
+
+template <typename F>
+inline void with_act(const BnActivation& act, const F& f) {
+  if (!act.relu) f(std::integral_constant<int, kNone>{});
+  else if (act.has_max) f(std::integral_constant<int, kReluMax>{});
+  else f(std::integral_constant<int, kRelu>{});
+}
+
+// Whether the activation passes the gradient at z: the ReLU side as `z * sa > -sb` (above),
+// the upper clamp as `z * sa < hi`, hi = max - sb: the same comparison on the same rounded
+// product that bn_relu_cpu.cpp's forward uses to pick its clamp branch (a sum compared with
+// max could be contracted into an FMA here and disagree with the forward next to max).
+template <int kAct, typename T>
+inline bool act_passes(T z, T sa, T neg_sb, T hi) {
+  if constexpr (kAct == kNone) {
+    return true;
+  } else {
+    const T p = z * sa;
+    if constexpr (kAct == kRelu) return p > neg_sb;
+    else return p > neg_sb && p < hi;
+  }
+}
+
+// The same on a vector: g zeroed where the activation does not pass.
+template <int kAct, typename VT>
+inline void act_mask(VT& g, const VT& x, const VT& va, const VT& vnb, const VT& vhi) {
+  if constexpr (kAct == kRelu) {
+    g = (x * va > vnb) ? g : VT{};
+  } else if constexpr (kAct == kReluMax) {
+    const VT p = x * va;
+    g = ((p > vnb) & (p < vhi)) ? g : VT{};
+  }
 }
 
 inline double fold(const double* acc) {
@@ -60,30 +92,32 @@ inline double fold(const double* acc) {
 }
 
 // One half step of the sums: g masked, then s1 += g, s2 += g * (z - m), in double.
-template <typename T, bool kRelu>
+template <typename T, int kAct>
 inline void sums_half(const T* dy, const T* z, const typename V4<T>::type& va,
-                      const typename V4<T>::type& vnb, const d4& vm, d4& s1, d4& s2) {
+                      const typename V4<T>::type& vnb, const typename V4<T>::type& vhi,
+                      const d4& vm, d4& s1, d4& s2) {
   using VT = typename V4<T>::type;
   VT g, x;
   load4(g, dy);
   load4(x, z);
-  if (kRelu) g = (x * va > vnb) ? g : VT{};
+  act_mask<kAct>(g, x, va, vnb, vhi);
   const d4 gd = __builtin_convertvector(g, d4);
   s1 += gd;
   s2 += gd * (__builtin_convertvector(x, d4) - vm);
 }
 
 // One half step of grad_z.
-template <typename T, bool kRelu>
+template <typename T, int kAct>
 inline void grad_z_half(const T* dy, const T* z, const typename V4<T>::type& va,
-                        const typename V4<T>::type& vnb, const typename V4<T>::type& vm,
+                        const typename V4<T>::type& vnb, const typename V4<T>::type& vhi,
+                        const typename V4<T>::type& vm,
                         const typename V4<T>::type& vA, const typename V4<T>::type& vB,
                         const typename V4<T>::type& vC, T* gz) {
   using VT = typename V4<T>::type;
   VT g, x;
   load4(g, dy);
   load4(x, z);
-  if (kRelu) g = (x * va > vnb) ? g : VT{};
+  act_mask<kAct>(g, x, va, vnb, vhi);
   store4(gz, VT(g * vA + (x - vm) * vB + vC));
 }
 
@@ -100,12 +134,13 @@ inline void grad_z_half(const T* dy, const T* z, const typename V4<T>::type& va,
 constexpr int64_t kFloatBlock = 32;
 typedef float f8 __attribute__((vector_size(kLanes * sizeof(float))));
 
-template <bool kRelu>
+template <int kAct>
 inline void sums_float_blocks(int64_t& i, int64_t n, const float* dy, const float* z, float sa,
-                              float sb, double m, d4& s1lo, d4& s1hi, d4& s2lo, d4& s2hi) {
+                              float sb, float hi, double m, d4& s1lo, d4& s1hi, d4& s2lo,
+                              d4& s2hi) {
   const float mf = static_cast<float>(m);
   const d4 vdm = d4{} + (static_cast<double>(mf) - m);
-  const f8 va = f8{} + sa, vnb = f8{} - sb, vm = f8{} + mf;
+  const f8 va = f8{} + sa, vnb = f8{} - sb, vhi = f8{} + hi, vm = f8{} + mf;
   while (i + kLanes <= n) {
     const int64_t steps = std::min<int64_t>(kFloatBlock, (n - i) / kLanes);
     f8 a1{}, a2{};
@@ -113,7 +148,7 @@ inline void sums_float_blocks(int64_t& i, int64_t n, const float* dy, const floa
       f8 g, x;
       load4(g, dy + i);  // load4/store4 copy a whole vector, whatever its width
       load4(x, z + i);
-      if (kRelu) g = (x * va > vnb) ? g : f8{};
+      act_mask<kAct>(g, x, va, vnb, vhi);
       a1 += g;
       a2 += g * (x - vm);
     }
@@ -128,19 +163,21 @@ inline void sums_float_blocks(int64_t& i, int64_t n, const float* dy, const floa
   }
 }
 
-template <typename T, bool kRelu>
-void grad_sums_plane(int64_t n, const T* dy, const T* z, T sa, T sb, double m, double* out) {
+template <typename T, int kAct>
+void grad_sums_plane(int64_t n, const T* dy, const T* z, T sa, T sb, T mx, double m,
+                     double* out) {
   d4 s1lo{}, s1hi{}, s2lo{}, s2hi{};
   int64_t i = 0;
+  const T hi = mx - sb;
   if constexpr (std::is_same<T, float>::value) {
-    sums_float_blocks<kRelu>(i, n, dy, z, sa, sb, m, s1lo, s1hi, s2lo, s2hi);
+    sums_float_blocks<kAct>(i, n, dy, z, sa, sb, hi, m, s1lo, s1hi, s2lo, s2hi);
   } else {
     using VT = typename V4<T>::type;
-    const VT va = VT{} + sa, vnb = VT{} - sb;
+    const VT va = VT{} + sa, vnb = VT{} - sb, vhi = VT{} + hi;
     const d4 vm = d4{} + m;
     for (; i + kLanes <= n; i += kLanes) {
-      sums_half<T, kRelu>(dy + i, z + i, va, vnb, vm, s1lo, s2lo);
-      sums_half<T, kRelu>(dy + i + kHalf, z + i + kHalf, va, vnb, vm, s1hi, s2hi);
+      sums_half<T, kAct>(dy + i, z + i, va, vnb, vhi, vm, s1lo, s2lo);
+      sums_half<T, kAct>(dy + i + kHalf, z + i + kHalf, va, vnb, vhi, vm, s1hi, s2hi);
     }
   }
   double t1[kLanes], t2[kLanes];
@@ -149,7 +186,7 @@ void grad_sums_plane(int64_t n, const T* dy, const T* z, T sa, T sb, double m, d
   std::memcpy(t2, &s2lo, sizeof(s2lo));
   std::memcpy(t2 + kHalf, &s2hi, sizeof(s2hi));
   for (int l = 0; i < n; ++i, ++l) {
-    if (kRelu && !relu_passes(z[i], sa, T(-sb))) continue;
+    if (!act_passes<kAct>(z[i], sa, T(-sb), hi)) continue;
     const double g = static_cast<double>(dy[i]);
     t1[l] += g;
     t2[l] += g * (static_cast<double>(z[i]) - m);
@@ -158,16 +195,18 @@ void grad_sums_plane(int64_t n, const T* dy, const T* z, T sa, T sb, double m, d
   out[1] = fold(t2);
 }
 
-template <typename T, bool kRelu>
-void grad_z_plane(int64_t n, const T* dy, const T* z, T sa, T sb, T m, T a, T b, T c, T* gz) {
+template <typename T, int kAct>
+void grad_z_plane(int64_t n, const T* dy, const T* z, T sa, T sb, T mx, T m, T a, T b, T c,
+                  T* gz) {
   using VT = typename V4<T>::type;
-  const VT va = VT{} + sa, vnb = VT{} - sb, vm = VT{} + m, vA = VT{} + a, vB = VT{} + b,
-           vC = VT{} + c;
+  const T hi = mx - sb;
+  const VT va = VT{} + sa, vnb = VT{} - sb, vhi = VT{} + hi, vm = VT{} + m, vA = VT{} + a,
+           vB = VT{} + b, vC = VT{} + c;
   int64_t i = 0;
   for (; i + kHalf <= n; i += kHalf)
-    grad_z_half<T, kRelu>(dy + i, z + i, va, vnb, vm, vA, vB, vC, gz + i);
+    grad_z_half<T, kAct>(dy + i, z + i, va, vnb, vhi, vm, vA, vB, vC, gz + i);
   for (; i < n; ++i) {
-    const T g = (!kRelu || relu_passes(z[i], sa, T(-sb))) ? dy[i] : T(0);
+    const T g = act_passes<kAct>(z[i], sa, T(-sb), hi) ? dy[i] : T(0);
     gz[i] = g * a + (z[i] - m) * b + c;
   }
 }
@@ -192,9 +231,9 @@ inline void for_row_blocks_by_channel(int64_t rows, int64_t K, const GroupBody& 
   }
 }
 
-template <typename T, bool kRelu>
+template <typename T, int kAct>
 void grad_sums_rows_t(int64_t rows, int64_t K, const T* dy, const T* z, const T* sa,
-                      const T* sb, const double* m, double* s1, double* s2) {
+                      const T* sb, T mx, const double* m, double* s1, double* s2) {
   using VT = typename V4<T>::type;
   for_row_blocks_by_channel(
       rows, K,
@@ -208,7 +247,7 @@ void grad_sums_rows_t(int64_t rows, int64_t K, const T* dy, const T* z, const T*
         load4(vm, m + k);
         load4(a1, s1 + k);
         load4(a2, s2 + k);
-        const VT vnb = -vb;
+        const VT vnb = -vb, vhi = (VT{} + mx) - vb;
         if constexpr (std::is_same<T, float>::value) {
           // As sums_float_blocks: the block's rows summed in float about the mean rounded
           // to float, then added to the double sums with the (mf - m) * sum g correction.
@@ -219,7 +258,7 @@ void grad_sums_rows_t(int64_t rows, int64_t K, const T* dy, const T* z, const T*
             f4 g, x;
             load4(g, gb + r * K + k);
             load4(x, zb + r * K + k);
-            if (kRelu) g = (x * va > vnb) ? g : f4{};
+            act_mask<kAct>(g, x, va, vnb, vhi);
             b1 += g;
             b2 += g * (x - vmf);
           }
@@ -228,7 +267,7 @@ void grad_sums_rows_t(int64_t rows, int64_t K, const T* dy, const T* z, const T*
           a2 += __builtin_convertvector(b2, d4) + vdm * d1;
         } else {
           for (int64_t r = 0; r < nr; ++r)
-            sums_half<T, kRelu>(gb + r * K + k, zb + r * K + k, va, vnb, vm, a1, a2);
+            sums_half<T, kAct>(gb + r * K + k, zb + r * K + k, va, vnb, vhi, vm, a1, a2);
         }
         store4(s1 + k, a1);
         store4(s2 + k, a2);
@@ -237,7 +276,7 @@ void grad_sums_rows_t(int64_t rows, int64_t K, const T* dy, const T* z, const T*
         for (int64_t r = 0; r < nr; ++r) {
           const int64_t i = (r0 + r) * K + k;
           const T x = z[i];
-          if (kRelu && !relu_passes(x, sa[k], T(-sb[k]))) continue;
+          if (!act_passes<kAct>(x, sa[k], T(-sb[k]), T(mx - sb[k]))) continue;
           const double g = static_cast<double>(dy[i]);
           s1[k] += g;
           s2[k] += g * (static_cast<double>(x) - m[k]);
@@ -245,9 +284,9 @@ void grad_sums_rows_t(int64_t rows, int64_t K, const T* dy, const T* z, const T*
       });
 }
 
-template <typename T, bool kRelu>
+template <typename T, int kAct>
 void grad_z_rows_t(int64_t rows, int64_t K, const T* dy, const T* z, const T* sa, const T* sb,
-                   const T* m, const T* a, const T* b, const T* c, T* gz) {
+                   T mx, const T* m, const T* a, const T* b, const T* c, T* gz) {
   using VT = typename V4<T>::type;
   for_row_blocks_by_channel(
       rows, K,
@@ -259,16 +298,16 @@ void grad_z_rows_t(int64_t rows, int64_t K, const T* dy, const T* z, const T* sa
         load4(vA, a + k);
         load4(vB, b + k);
         load4(vC, c + k);
-        const VT vnb = -vb;
+        const VT vnb = -vb, vhi = (VT{} + mx) - vb;
         for (int64_t r = 0; r < nr; ++r) {
           const int64_t i = (r0 + r) * K + k;
-          grad_z_half<T, kRelu>(dy + i, z + i, va, vnb, vm, vA, vB, vC, gz + i);
+          grad_z_half<T, kAct>(dy + i, z + i, va, vnb, vhi, vm, vA, vB, vC, gz + i);
         }
       },
       [&](int64_t r0, int64_t nr, int64_t k) {
         for (int64_t r = 0; r < nr; ++r) {
           const int64_t i = (r0 + r) * K + k;
-          const T g = (!kRelu || relu_passes(z[i], sa[k], T(-sb[k]))) ? dy[i] : T(0);
+          const T g = act_passes<kAct>(z[i], sa[k], T(-sb[k]), T(mx - sb[k])) ? dy[i] : T(0);
           gz[i] = g * a[k] + (z[i] - m[k]) * b[k] + c[k];
         }
       });
@@ -276,28 +315,35 @@ void grad_z_rows_t(int64_t rows, int64_t K, const T* dy, const T* z, const T* sa
 
 template <typename T>
 void grad_sums_rows(int64_t rows, int64_t K, const T* dy, const T* z, const T* sa, const T* sb,
-                    const double* m, bool relu, double* s1, double* s2) {
-  (relu ? grad_sums_rows_t<T, true> : grad_sums_rows_t<T, false>)(rows, K, dy, z, sa, sb, m, s1,
-                                                                  s2);
+                    const double* m, const BnActivation& act, double* s1, double* s2) {
+  with_act(act, [&](auto a) {
+    grad_sums_rows_t<T, decltype(a)::value>(rows, K, dy, z, sa, sb, T(act.max), m, s1, s2);
+  });
 }
 
 template <typename T>
 void grad_z_rows(int64_t rows, int64_t K, const T* dy, const T* z, const T* sa, const T* sb,
-                 const T* m, const T* a, const T* b, const T* c, bool relu, T* gz) {
-  (relu ? grad_z_rows_t<T, true> : grad_z_rows_t<T, false>)(rows, K, dy, z, sa, sb, m, a, b, c,
-                                                            gz);
+                 const T* m, const T* a, const T* b, const T* c, const BnActivation& act,
+                 T* gz) {
+  with_act(act, [&](auto t) {
+    grad_z_rows_t<T, decltype(t)::value>(rows, K, dy, z, sa, sb, T(act.max), m, a, b, c, gz);
+  });
 }
 
 template <typename T>
-void grad_sums(int64_t n, const T* dy, const T* z, T sa, T sb, double m, bool relu,
+void grad_sums(int64_t n, const T* dy, const T* z, T sa, T sb, double m, const BnActivation& act,
                double* out) {
-  (relu ? grad_sums_plane<T, true> : grad_sums_plane<T, false>)(n, dy, z, sa, sb, m, out);
+  with_act(act, [&](auto a) {
+    grad_sums_plane<T, decltype(a)::value>(n, dy, z, sa, sb, T(act.max), m, out);
+  });
 }
 
 template <typename T>
-void grad_z(int64_t n, const T* dy, const T* z, T sa, T sb, T m, T a, T b, T c, bool relu,
-            T* gz) {
-  (relu ? grad_z_plane<T, true> : grad_z_plane<T, false>)(n, dy, z, sa, sb, m, a, b, c, gz);
+void grad_z(int64_t n, const T* dy, const T* z, T sa, T sb, T m, T a, T b, T c,
+            const BnActivation& act, T* gz) {
+  with_act(act, [&](auto t) {
+    grad_z_plane<T, decltype(t)::value>(n, dy, z, sa, sb, T(act.max), m, a, b, c, gz);
+  });
 }
 
 }  // namespace

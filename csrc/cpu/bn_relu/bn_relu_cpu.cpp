@@ -79,8 +79,8 @@ void stats_impl(const at::Tensor& z, double eps, at::Tensor& mean, at::Tensor& v
 }
 
 template <typename T>
-void apply_impl(const at::Tensor& z, const at::Tensor& scale, const at::Tensor& shift, bool relu,
-                at::Tensor& out) {
+void apply_impl(const at::Tensor& z, const at::Tensor& scale, const at::Tensor& shift,
+                const BnActivation& act, at::Tensor& out) {
   const int64_t N = z.size(0), K = z.size(1), HW = z.size(2) * z.size(3);
   const T* zp = z.const_data_ptr<T>();
   const T* a = scale.const_data_ptr<T>();
@@ -92,7 +92,18 @@ void apply_impl(const at::Tensor& z, const at::Tensor& scale, const at::Tensor& 
       const T sa = a[k], sb = b[k];
       const T* x = zp + p * HW;
       T* y = op + p * HW;
-      if (relu) {
+      if (act.relu && act.has_max) {
+        // The clamp branch is taken on p = z * sa >= hi = max - sb, the comparison the
+        // backward's mask makes (bn_relu_core_impl.h); min(v, max) keeps y <= max where v
+        // rounds past max just below hi.
+        const T mx = static_cast<T>(act.max), hi = mx - sb;
+        for (int64_t i = 0; i < HW; ++i) {
+          const T p = x[i] * sa;
+          const T v = p + sb;
+          const T r = v < T(0) ? T(0) : v;  // NaN stays NaN, as torch.hardtanh
+          y[i] = (p >= hi || r > mx) ? mx : r;
+        }
+      } else if (act.relu) {
         for (int64_t i = 0; i < HW; ++i) {
           const T v = bn_affine(x[i], sa, sb);
           y[i] = v < T(0) ? T(0) : v;  // NaN stays NaN, as torch.relu
@@ -134,8 +145,8 @@ bool is_channels_last(const at::Tensor& z) { return !z.is_contiguous(); }
 // unit's into its own slot, the slots then added in image / row order.
 template <typename T>
 void grad_sums_impl(const at::Tensor& dy, const at::Tensor& z, const at::Tensor& scale,
-                    const at::Tensor& shift, const at::Tensor& mean, bool relu, at::Tensor& sum_g,
-                    at::Tensor& sum_gx) {
+                    const at::Tensor& shift, const at::Tensor& mean, const BnActivation& act,
+                    at::Tensor& sum_g, at::Tensor& sum_gx) {
   const auto& core = cpu::bn_relu_core<T>(cpu::active_isa(cpu::Family::bn_relu));
   const GradArgs<T> g(dy, z, scale, shift, mean);
   const int64_t K = g.K;
@@ -146,7 +157,7 @@ void grad_sums_impl(const at::Tensor& dy, const at::Tensor& z, const at::Tensor&
       for (int64_t p = p0; p < p1; ++p) {
         const int64_t k = p % K;
         core.grad_sums(g.HW, g.dy + p * g.HW, g.z + p * g.HW, g.scale[k], g.shift[k],
-                       static_cast<double>(g.mean[k]), relu, &part[2 * p]);
+                       static_cast<double>(g.mean[k]), act, &part[2 * p]);
       }
     });
     for (int64_t p = 0; p < g.N * K; ++p) {
@@ -162,7 +173,7 @@ void grad_sums_impl(const at::Tensor& dy, const at::Tensor& z, const at::Tensor&
       for (int64_t blk = b0; blk < b1; ++blk) {
         const int64_t r0 = blk * per_block, off = r0 * K;
         core.grad_sums_rows(std::min(per_block, rows - r0), K, g.dy + off, g.z + off, g.scale,
-                            g.shift, m.data(), relu, &part[blk * 2 * K], &part[blk * 2 * K + K]);
+                            g.shift, m.data(), act, &part[blk * 2 * K], &part[blk * 2 * K + K]);
       }
     });
     for (int64_t blk = 0; blk < blocks; ++blk) {
@@ -183,7 +194,8 @@ void grad_sums_impl(const at::Tensor& dy, const at::Tensor& z, const at::Tensor&
 template <typename T>
 void grad_z_impl(const at::Tensor& dy, const at::Tensor& z, const at::Tensor& scale,
                  const at::Tensor& shift, const at::Tensor& mean, const at::Tensor& ca,
-                 const at::Tensor& cb, const at::Tensor& cc, bool relu, at::Tensor& gz) {
+                 const at::Tensor& cb, const at::Tensor& cc, const BnActivation& act,
+                 at::Tensor& gz) {
   const auto& core = cpu::bn_relu_core<T>(cpu::active_isa(cpu::Family::bn_relu));
   const GradArgs<T> g(dy, z, scale, shift, mean);
   const int64_t K = g.K;
@@ -196,13 +208,13 @@ void grad_z_impl(const at::Tensor& dy, const at::Tensor& z, const at::Tensor& sc
       for (int64_t p = p0; p < p1; ++p) {
         const int64_t k = p % K, off = p * g.HW;
         core.grad_z(g.HW, g.dy + off, g.z + off, g.scale[k], g.shift[k], g.mean[k], pa[k], pb[k],
-                    pc[k], relu, out + off);
+                    pc[k], act, out + off);
       }
     });
   } else {
     at::parallel_for(0, g.N * g.HW, units_per_task(K), [&](int64_t r0, int64_t r1) {
       core.grad_z_rows(r1 - r0, K, g.dy + r0 * K, g.z + r0 * K, g.scale, g.shift, g.mean, pa, pb,
-                       pc, relu, out + r0 * K);
+                       pc, act, out + r0 * K);
     });
   }
 }
@@ -221,28 +233,28 @@ void stats(const at::Tensor& z, double eps, at::Tensor& mean, at::Tensor& var,
                              [&] { stats_impl<scalar_t>(z, eps, mean, var, invstd); });
 }
 
-void apply(const at::Tensor& z, const at::Tensor& scale, const at::Tensor& shift, bool relu,
-           at::Tensor& out) {
+void apply(const at::Tensor& z, const at::Tensor& scale, const at::Tensor& shift,
+           const BnActivation& act, at::Tensor& out) {
   check_cpu_dtype(z);
   AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "cnnkern_bn_apply_cpu",
-                             [&] { apply_impl<scalar_t>(z, scale, shift, relu, out); });
+                             [&] { apply_impl<scalar_t>(z, scale, shift, act, out); });
 }
 
 void grad_sums(const at::Tensor& dy, const at::Tensor& z, const at::Tensor& scale,
-               const at::Tensor& shift, const at::Tensor& mean, bool relu, at::Tensor& sum_g,
-               at::Tensor& sum_gx) {
+               const at::Tensor& shift, const at::Tensor& mean, const BnActivation& act,
+               at::Tensor& sum_g, at::Tensor& sum_gx) {
   check_cpu_dtype(z);
   AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "cnnkern_bn_grad_sums_cpu", [&] {
-    grad_sums_impl<scalar_t>(dy, z, scale, shift, mean, relu, sum_g, sum_gx);
+    grad_sums_impl<scalar_t>(dy, z, scale, shift, mean, act, sum_g, sum_gx);
   });
 }
 
 void grad_z(const at::Tensor& dy, const at::Tensor& z, const at::Tensor& scale,
             const at::Tensor& shift, const at::Tensor& mean, const at::Tensor& a,
-            const at::Tensor& b, const at::Tensor& c, bool relu, at::Tensor& gz) {
+            const at::Tensor& b, const at::Tensor& c, const BnActivation& act, at::Tensor& gz) {
   check_cpu_dtype(z);
   AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "cnnkern_bn_grad_z_cpu", [&] {
-    grad_z_impl<scalar_t>(dy, z, scale, shift, mean, a, b, c, relu, gz);
+    grad_z_impl<scalar_t>(dy, z, scale, shift, mean, a, b, c, act, gz);
   });
 }
 
