@@ -1,4 +1,5 @@
-"""Regenerates the model-derived layer sets in bench/layers/ (resnet50, googlenet, alexnet).
+"""Regenerates the model-derived layer sets in bench/layers/ (resnet18, resnet50, googlenet,
+alexnet).
 
 Each distinct convolution of the model at 224x224 (batch 1), found by tracing cnnkern's own
 reference model, so the sets and the models cannot drift apart. Run:
@@ -18,6 +19,7 @@ import cnnkern
 LAYER_DIR = Path(__file__).resolve().parent / "layers"
 
 SETS = {
+    "resnet18": ("every distinct convolution of ResNet-18 at 224x224", cnnkern.models.resnet18),
     "resnet50": ("every distinct convolution of ResNet-50 (torchvision's v1.5: the stride in "
                  "the 3x3) at 224x224", cnnkern.models.resnet50),
     "googlenet": ("every distinct convolution of GoogLeNet at 224x224: the stem and the "

@@ -1,5 +1,5 @@
-"""ResNet-50's 3x3 and strided convolutions, every pass and CPU algorithm against torch,
-timed interleaved in one process (round-robin blocks, medians) so that load from other jobs
+"""A model's 3x3 and strided convolutions (ResNet-50's unless --set names another), every pass
+and CPU algorithm against torch, timed interleaved in one process (round-robin blocks, medians) so that load from other jobs
 on a shared machine hits every candidate alike: ratios, not absolutes, are the result.
 
     OMP_WAIT_POLICY=passive PYTHONPATH=. python -m bench.small_planes --batch 8 1 --metric busiest
@@ -31,11 +31,16 @@ ALGOS = ["winograd_f2", "winograd", "im2col", "direct"]
 PASSES = ["fwd", "bwd_input", "bwd_weight"]
 
 
-def small_plane_layers():
-    """The 3x3 layers and every strided layer of ResNet-50 but the 7x7 stem."""
-    with open(os.path.join(HERE, "layers", "resnet50.json")) as f:
-        layers = json.load(f)["conv2d"]
-    return [l for l in layers if l["name"] != "conv1" and (l["R"] == 3 or l["stride"] != [1, 1])]
+def small_plane_layers(layer_set="resnet50"):
+    """The 3x3 layers and every strided layer of a model's set (bench/layers/<set>.json) but
+    the 7x7 stem; `--layers` picks others by name."""
+    return [l for l in set_layers(layer_set)
+            if l["name"] != "conv1" and (l["R"] == 3 or l["stride"] != [1, 1])]
+
+
+def set_layers(layer_set):
+    with open(os.path.join(HERE, "layers", f"{layer_set}.json")) as f:
+        return json.load(f)["conv2d"]
 
 
 def with_env(fn, env):
@@ -134,12 +139,14 @@ def main(argv=None):
                     help='algorithms, each optionally labelled and with environment settings, '
                          'e.g. "before:auto@CNNKERN_WINOGRAD_CHUNK=16,CNNKERN_IM2COL_IMAGES=1,'
                          'CNNKERN_IM2COL_PACK=runs" (auto as before the small-plane changes)')
+    ap.add_argument("--set", default="resnet50", help="layer set of bench/layers (resnet18, googlenet...)")
     ap.add_argument("--layers", nargs="*", help="layer names (default: the 3x3 and strided ones)")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--metric", choices=["wall", "busiest"], default="wall")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    layers = [l for l in small_plane_layers() if not args.layers or l["name"] in args.layers]
+    layers = ([l for l in set_layers(args.set) if l["name"] in args.layers] if args.layers
+              else small_plane_layers(args.set))
     flags = sorted(f for f in cnnkern.tuning.cpu_flags() if f.startswith(("avx", "fma", "f16c")))
     print(f"# CPU {cnnkern.tuning.cpu_model()}, ISA {cnnkern.tuning.cpu_isa()}, flags {' '.join(flags)}")
     print(f"# load average at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")

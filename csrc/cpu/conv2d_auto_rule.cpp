@@ -48,22 +48,31 @@ struct Tuning {
   // Winograd F(2x2) needs at least this many input and output channels per group.
   int64_t winograd_min_channels = 16;
   // "Wide": at least this many input channels per group; "small plane": fewer output positions
-  // per image (P*Q) than small_plane (14x14). 3x3 stride-1 forward and grad-input run
-  // winograd_f2 unless the plane is small and the layer not wide (googlenet inception5a/5b:
-  // im2col 1.1-1.3x faster; resnet50 layer4.1.conv2, 512 channels at 7x7: F(2x2) 1.2x faster).
+  // per image (P*Q) than small_plane (14x14). 3x3 stride-1 forward runs winograd_f2 on every
+  // plane (2026-12-07: googlenet inception5a/5b at 7x7 1.6x faster than im2col, 4a-4e at 14x14
+  // 1.0-1.8x; the kernels' small-plane changes of that day reversed the older measurement).
   int64_t wide_channels = 256;
   int64_t small_plane = 14 * 14;
-  // The same for grad-input alone, on a larger plane: googlenet inception4a-4e's 3x3 (96-160
-  // channels at 14x14) ran im2col 1.0-1.08x (first run) and 1.1-1.3x (second run) faster.
+  // Grad-input runs im2col on planes under this unless wide: googlenet inception4a-5b's 3x3
+  // (96-192 channels at 14x14 and 7x7) ran im2col 1.1-1.3x faster than winograd_f2.
   int64_t small_plane_grad_input = 28 * 28;
-  // 3x3 stride-1 grad-weight runs winograd_f2 only on planes of at least small_plane that are
-  // wide, or large (>= large_plane) with at most large_plane_max_fanout filters per input
-  // channel; im2col otherwise (googlenet conv3 and inception 3a-5b, resnet50 layer2.1/4.1).
+  // Grad-weight with at least mid_channels input channels and at most mid_max_fanout filters
+  // per channel on planes up to small_plane: winograd_f2 (googlenet inception4c-5b).
+  int64_t mid_channels = 128;
+  int64_t mid_max_fanout = 2;
+  // 3x3 stride-1 grad-weight runs winograd_f2 on any plane when a layer has at most
+  // any_plane_max_fanout filters per input channel (resnet18/50's 64..512 -> same at 56x56
+  // down to 7x7), and on planes of at least small_plane that are wide, or large
+  // (>= large_plane) with at most large_plane_max_fanout filters per input channel; im2col
+  // otherwise (googlenet conv3 and inception 3b-5b: 1.5-3 filters per channel).
+  int64_t any_plane_max_fanout = 1;
   int64_t large_plane = 56 * 56;
   int64_t large_plane_max_fanout = 2;
-  // Forward of a wide, non-1x1 layer whose output plane is at most tiny_plane: direct
-  // (resnet50 layer4.0.conv2, 512 channels 3x3 stride 2 to 7x7).
+  // Forward of a very wide (>= tiny_plane_channels), non-1x1 layer whose output plane is at
+  // most tiny_plane: direct (resnet50 layer4.0.conv2, 512 channels 3x3 stride 2 to 7x7); with
+  // 256 channels (resnet18 layer4.0.conv1, 256 -> 512 stride 2 to 7x7) im2col is 1.7x faster.
   int64_t tiny_plane = 7 * 7;
+  int64_t tiny_plane_channels = 512;
 };
 constexpr Tuning kTuning{};
 
@@ -82,23 +91,31 @@ Conv2dAutoChoice winograd_shape_rule(const Conv2dProblem& p, ConvPass pass,
                                      const std::string& head) {
   const int64_t c = p.C_per_group(), k = p.K_per_group(), plane = p.P * p.Q;
   const bool wide = c >= kTuning.wide_channels, small = plane < kTuning.small_plane;
-  const int64_t small_limit = pass == ConvPass::BackwardInput ? kTuning.small_plane_grad_input
-                                                              : kTuning.small_plane;
   const std::string numbers = " (C/groups " + str(c) + ", K/groups " + str(k) + ", output " +
                               str(p.P) + "x" + str(p.Q) + ")";
   if (pass != ConvPass::BackwardWeight) {
-    if (plane < small_limit && !wide)
-      return im2col(head + ", " + conv_pass_name(pass) + ", output plane under " +
-                    str(small_limit) + " positions and fewer than " +
+    if (pass == ConvPass::BackwardInput && plane < kTuning.small_plane_grad_input && !wide)
+      return im2col(head + ", grad-input, output plane under " +
+                    str(kTuning.small_plane_grad_input) + " positions and fewer than " +
                     str(kTuning.wide_channels) + " input channels" + numbers +
-                    ". Measured: im2col 1.04-1.26x faster than winograd_f2 on googlenet "
-                    "inception5a/5b's 3x3 (160/192 channels at 7x7), 1.0-1.3x on grad-input "
-                    "of inception4a-4e's (96-160 channels at 14x14)");
+                    ". Measured: im2col 1.1-1.3x faster than winograd_f2 on grad-input of "
+                    "googlenet inception4a-5b's 3x3 (96-192 channels at 14x14 and 7x7)");
     return winograd_f2(head + ", forward or grad-input" + numbers +
                        ". Measured: within 10% of the fastest auto-eligible algorithm on "
-                       "every such layer of vgg16/resnet50/googlenet, 1.2-1.65x faster than im2col on "
-                       "resnet50 layer4.1.conv2 (512 channels at 7x7)");
+                       "every such layer of vgg16/resnet18/resnet50/googlenet, 1.6x faster than "
+                       "im2col forward on googlenet inception5a/5b (160/192 channels at 7x7)");
   }
+  if (k <= kTuning.any_plane_max_fanout * c)
+    return winograd_f2(head + ", grad-weight with at most " + str(kTuning.any_plane_max_fanout) +
+                       " filter per input channel, any plane" + numbers +
+                       ". Measured: winograd_f2 1.3-1.7x faster than im2col on resnet18/resnet50 "
+                       "128x28x28 and 512x7x7 (Xeon AVX-512, 2 threads, batch 8, 2026-12-07)");
+  if (c >= kTuning.mid_channels && k <= kTuning.mid_max_fanout * c && plane <= kTuning.small_plane)
+    return winograd_f2(head + ", grad-weight with at least " + str(kTuning.mid_channels) +
+                       " input channels, at most " + str(kTuning.mid_max_fanout) +
+                       " filters per channel, a plane of at most " + str(kTuning.small_plane) +
+                       " positions" + numbers + ". Measured: winograd_f2 1.1-1.4x faster than "
+                       "im2col on googlenet inception4c-5b (2026-12-07)");
   const bool fanout_ok = k <= kTuning.large_plane_max_fanout * c;
   if (!small && (wide || (plane >= kTuning.large_plane && fanout_ok)))
     return winograd_f2(head + ", grad-weight on a plane of at least " +
@@ -113,8 +130,8 @@ Conv2dAutoChoice winograd_shape_rule(const Conv2dProblem& p, ConvPass pass,
                 " positions, or fewer than " + str(kTuning.wide_channels) +
                 " input channels with more than " + str(kTuning.large_plane_max_fanout) +
                 " filters per channel or a plane under " + str(kTuning.large_plane) + numbers +
-                ". Measured: im2col 1.2-2.5x faster than winograd_f2 on googlenet conv3 and "
-                "inception 3a-5b, resnet50 layer2.1/4.1.conv2");
+                ". Measured: im2col 1.1-1.5x faster than winograd_f2 on googlenet conv3 and "
+                "inception 3b-4b (1.5-3 filters per input channel)");
 }
 
 // Each clause returns its preference order with its reason in words: the case, the problem's
@@ -182,14 +199,15 @@ Conv2dAutoChoice cpu_auto_rule(const Conv2dProblem& p, at::ScalarType dtype, Con
     which = "not 3x3 stride-1 dilation-1 (a " + str(p.R) + "x" + str(p.S) + " kernel, stride " +
             str(p.stride_h) + "x" + str(p.stride_w) + ", dilation " + str(p.dil_h) + "x" +
             str(p.dil_w) + ": 1x1, strided, large or dilated kernels)";
-  if (pass == ConvPass::Forward && p.R * p.S > 1 && c >= kTuning.wide_channels &&
+  if (pass == ConvPass::Forward && p.R * p.S > 1 && c >= kTuning.tiny_plane_channels &&
       p.P * p.Q <= kTuning.tiny_plane)
-    return direct("forward, " + which + ", at least " + str(kTuning.wide_channels) +
+    return direct("forward, " + which + ", at least " + str(kTuning.tiny_plane_channels) +
                   " input channels into an output plane of at most " +
                   str(kTuning.tiny_plane) + " positions (" + per_group + ", output " +
                   str(p.P) + "x" + str(p.Q) + "): a GEMM with so few rows runs below its "
-                  "speed. Measured: direct 1.35x faster than im2col on resnet50 "
-                  "layer4.0.conv2 (512 channels, 3x3 stride 2 to 7x7)");
+                  "speed. Measured: direct 1.1-1.35x faster than im2col on resnet50 "
+                  "layer4.0.conv2 (512 channels, 3x3 stride 2 to 7x7); with 256 channels "
+                  "(resnet18 layer4.0.conv1) im2col is 1.7x faster, so that runs im2col");
   return im2col("everything else: " + which + ", with enough channels per group for a GEMM (" +
                 per_group + "). Measured: im2col 1.15-7.6x faster than direct on resnet50's 1x1 "
                 "and strided layers");

@@ -49,3 +49,13 @@ def test_the_layer_set_is_resnet50s_3x3_and_strided_layers():
     names = [l["name"] for l in small_planes.small_plane_layers()]
     assert len(names) == 10 and "conv1" not in names
     assert {"layer4.1.conv2", "layer4.0.downsample.0", "layer2.0.conv2"} <= set(names)
+
+
+def test_other_model_sets_and_named_layers():
+    # ResNet-18: 3x3 at 56/28/14/7 and the three stride-2 3x3 + 1x1 downsamples (10 of 11).
+    names = [l["name"] for l in small_planes.small_plane_layers("resnet18")]
+    assert len(names) == 10 and "conv1" not in names
+    assert {"layer1.0.conv1", "layer4.0.conv2", "layer3.0.downsample.0"} <= set(names)
+    # --layers picks from the whole set, the stem included.
+    stem = [l for l in small_planes.set_layers("googlenet") if l["name"] == "conv1.conv"]
+    assert [(l["C"], l["K"], l["R"], l["stride"]) for l in stem] == [(3, 64, 7, [2, 2])]

@@ -1,8 +1,8 @@
 """The CPU direct convolution's register-blocked kernels, at the edges of their tiling.
 
 The kernels (csrc/cpu/conv2d_direct*.{h,cpp}) run every pass as a "flat correlation" on
-zero-padded, stride-phase-split planes: tiles of 4 output channels (3 for grad-weight) x a
-few vectors of consecutive positions, with positions past the output width computed and
+zero-padded, stride-phase-split planes: tiles of 4 output channels (grad-weight: 3 filters
+x 3 taps, 6 x 4 in the AVX-512 variants) x a few vectors of consecutive positions, with positions past the output width computed and
 dropped (forward, grad-input) or masked (grad-weight). These shapes put the output width,
 height, channel counts, strides, dilation and tap counts on either side of those tile
 sizes, for every instruction-set variant this CPU runs, against the float64 reference
@@ -45,6 +45,10 @@ EDGE_CASES = [
     ConvCase("1x1_pad2_cropped_grad",    1,  2,  5,   6,  3, 1, 1, 1,       2,       1,       1),
     ConvCase("pad_gt_half_kernel",       1,  2,  6,   7,  5, 3, 3, 1,       3,       1,       1),
     ConvCase("wide_k20_w64",             1,  6,  6,  64, 20, 3, 3, 1,       1,       1,       1),
+    # grad-weight's AVX-512 tile (6 filters x 4 taps): a conv1-like 7x7 stride 2 (49 taps =
+    # 12 x 4 + 1; 11 filters = 6 + 5), and 2x3 taps (4 + 2) with 4 filters.
+    ConvCase("conv1_like_7x7_s2_k11",    2,  3, 23,  21, 11, 7, 7, 2,       3,       1,       1),
+    ConvCase("taps_2x3_k4",              1,  3,  7,   9,  4, 2, 3, 1,       0,       1,       1),
 ]
 # fmt: on
 
