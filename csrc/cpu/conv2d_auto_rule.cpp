@@ -60,12 +60,22 @@ struct Tuning {
   // per channel on planes up to small_plane: winograd_f2 (googlenet inception4c-5b).
   int64_t mid_channels = 128;
   int64_t mid_max_fanout = 2;
+  // ... with at least mid_min_batch images or a 14x14 plane: at batch 1 im2col is 1.7x faster
+  // on inception5a/5b (7x7) while winograd_f2 stays 1.2x faster on inception4c-4e (14x14); at
+  // batch 2 5a/5b are even and at batch 8 winograd_f2 is 1.4-1.7x faster
+  // (`cnnkern auto-regret --clock cpu --passes bwd_weight --batch N`, quiet, 2026-12-07).
+  int64_t mid_min_batch = 2;
   // 3x3 stride-1 grad-weight runs winograd_f2 on any plane when a layer has at most
   // any_plane_max_fanout filters per input channel (resnet18/50's 64..512 -> same at 56x56
   // down to 7x7), and on planes of at least small_plane that are wide, or large
   // (>= large_plane) with at most large_plane_max_fanout filters per input channel; im2col
   // otherwise (googlenet conv3 and inception 3b-5b: 1.5-3 filters per channel).
   int64_t any_plane_max_fanout = 1;
+  // ... with at least any_plane_min_batch images: resnet50 layer2.1.conv2 (128x28x28) ran
+  // im2col 1.3x (batch 1) and 1.4x (batch 2) faster, winograd_f2 1.6x faster at batch 8;
+  // layer4.1.conv2 (512x7x7) im2col 1.3x at batch 1, winograd_f2 1.0-1.6x at 2 and 8. Batches
+  // 3-7 are not measured; 8 is the batch the whole-model benchmark trains at.
+  int64_t any_plane_min_batch = 8;
   int64_t large_plane = 56 * 56;
   int64_t large_plane_max_fanout = 2;
   // Forward of a very wide (>= tiny_plane_channels), non-1x1 layer whose output plane is at
@@ -105,17 +115,25 @@ Conv2dAutoChoice winograd_shape_rule(const Conv2dProblem& p, ConvPass pass,
                        "every such layer of vgg16/resnet18/resnet50/googlenet, 1.6x faster than "
                        "im2col forward on googlenet inception5a/5b (160/192 channels at 7x7)");
   }
-  if (k <= kTuning.any_plane_max_fanout * c)
+  if (k <= kTuning.any_plane_max_fanout * c && p.N >= kTuning.any_plane_min_batch)
     return winograd_f2(head + ", grad-weight with at most " + str(kTuning.any_plane_max_fanout) +
-                       " filter per input channel, any plane" + numbers +
-                       ". Measured: winograd_f2 1.3-1.7x faster than im2col on resnet18/resnet50 "
-                       "128x28x28 and 512x7x7 (Xeon AVX-512, 2 threads, batch 8, 2026-12-07)");
-  if (c >= kTuning.mid_channels && k <= kTuning.mid_max_fanout * c && plane <= kTuning.small_plane)
+                       " filter per input channel, any plane, at least " +
+                       str(kTuning.any_plane_min_batch) + " images" + numbers + ", batch " +
+                       str(p.N) + ". Measured: winograd_f2 1.3-1.7x faster than im2col on "
+                       "resnet18/resnet50 128x28x28 and 512x7x7 at batch 8; im2col 1.3-1.4x "
+                       "faster on 128x28x28 at batch 1 and 2 (Xeon AVX-512, 2 threads, "
+                       "2026-12-07)");
+  if (c >= kTuning.mid_channels && k <= kTuning.mid_max_fanout * c &&
+      plane <= kTuning.small_plane &&
+      (p.N >= kTuning.mid_min_batch || plane == kTuning.small_plane))
     return winograd_f2(head + ", grad-weight with at least " + str(kTuning.mid_channels) +
                        " input channels, at most " + str(kTuning.mid_max_fanout) +
                        " filters per channel, a plane of at most " + str(kTuning.small_plane) +
-                       " positions" + numbers + ". Measured: winograd_f2 1.1-1.4x faster than "
-                       "im2col on googlenet inception4c-5b (2026-12-07)");
+                       " positions, at least " + str(kTuning.mid_min_batch) + " images or a " +
+                       "plane of exactly that size" + numbers + ", batch " + str(p.N) +
+                       ". Measured: winograd_f2 1.1-1.4x faster than im2col on googlenet "
+                       "inception4c-5b at batch 8 and 2, and on 4c-4e (14x14) at batch 1; at "
+                       "batch 1 im2col 1.7x faster on inception5a/5b (7x7) (2026-12-07)");
   const bool fanout_ok = k <= kTuning.large_plane_max_fanout * c;
   if (!small && (wide || (plane >= kTuning.large_plane && fanout_ok)))
     return winograd_f2(head + ", grad-weight on a plane of at least " +

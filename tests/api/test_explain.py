@@ -67,20 +67,29 @@ def test_3x3_grad_weight_runs_im2col_unless_the_layer_is_wide_or_the_plane_large
     assert cnnkern.select(*_problem(1, 32, 56, 64, 3), padding=1, pass_="bwd_weight") == \
         "winograd_f2"
     assert cnnkern.select(*_problem(1, 32, 56, 96, 3), padding=1, pass_="bwd_weight") == "im2col"
-    # At most one filter per input channel (resnet18's 128x28x28, 512x7x7): Winograd on any
-    # plane, however small; 33 filters from 32 channels tip it back to im2col.
+    # At most one filter per input channel (resnet18's 128x28x28, 512x7x7) and at least 8
+    # images: Winograd on any plane, however small; 33 filters from 32 channels, or a batch of
+    # 7, tip it back to im2col.
     for size, channels in ((28, 128), (7, 512), (5, 32)):
-        x, w = _problem(1, channels, size, channels, 3)
+        x, w = _problem(8, channels, size, channels, 3)
         bwd_w = _pass(cnnkern.explain(x, w, padding=1), "bwd_weight")
         assert bwd_w.runs == "winograd_f2", (size, channels)
-        assert "at most 1 filter per input channel, any plane" in bwd_w.reason
-    assert cnnkern.select(*_problem(1, 32, 5, 33, 3), padding=1, pass_="bwd_weight") == "im2col"
+        assert "at most 1 filter per input channel, any plane, at least 8 images" in bwd_w.reason
+        assert "batch 8" in bwd_w.reason
+    assert cnnkern.select(*_problem(8, 32, 5, 33, 3), padding=1, pass_="bwd_weight") == "im2col"
+    assert cnnkern.select(*_problem(7, 128, 28, 128, 3), padding=1, pass_="bwd_weight") == \
+        "im2col"
     # 128+ channels into at most twice as many filters on a plane of at most 14x14 (googlenet
-    # inception4c-5b): Winograd; 112 -> 224 at 14x14 (inception4b) and 128 -> 256 at 15x15: im2col.
+    # inception4c-5b), at least 2 images or a 14x14 plane: Winograd; 112 -> 224 at 14x14
+    # (inception4b), 128 -> 256 at 15x15 and 160 -> 320 at 7x7 in batch 1: im2col.
+    assert cnnkern.select(*_problem(2, 160, 7, 320, 3), padding=1, pass_="bwd_weight") == \
+        "winograd_f2"
     assert cnnkern.select(*_problem(1, 128, 14, 256, 3), padding=1, pass_="bwd_weight") == \
         "winograd_f2"
-    assert cnnkern.select(*_problem(1, 112, 14, 224, 3), padding=1, pass_="bwd_weight") == "im2col"
-    assert cnnkern.select(*_problem(1, 128, 15, 256, 3), padding=1, pass_="bwd_weight") == "im2col"
+    assert cnnkern.select(*_problem(1, 160, 7, 320, 3), padding=1, pass_="bwd_weight") == \
+        "im2col"
+    assert cnnkern.select(*_problem(2, 112, 14, 224, 3), padding=1, pass_="bwd_weight") == "im2col"
+    assert cnnkern.select(*_problem(2, 128, 15, 256, 3), padding=1, pass_="bwd_weight") == "im2col"
 
 
 @_needs("winograd_f2", "im2col")
