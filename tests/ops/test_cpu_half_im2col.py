@@ -5,7 +5,7 @@ while they are packed, each output block rounded as it is stored (cpu/half/half_
 half -> float32 is exact, the GEMM is the float32 one and the output is rounded once, so the
 result must be bitwise the float32 im2col on float32 copies rounded by torch, for every
 instruction set (generic, avx2 with F16C, avx512_emulated's 16-wide steps on AVX2, avx512),
-both packing methods and batched small planes; and within K_LOWP x torch's own error against
+the three packing methods and batched small planes; and within K_LOWP x torch's own error against
 float64. The rounding itself is checked on hand-picked ties, overflow, subnormals and NaN."""
 
 import pytest
@@ -43,7 +43,7 @@ def _inputs(xs, ws, dtype, seed=0):
 
 
 @pytest.mark.parametrize("images", ["1", "3"])
-@pytest.mark.parametrize("method", ["runs", "gather"])
+@pytest.mark.parametrize("method", ["runs", "phases", "gather"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("xs, ws, kw", SHAPES)
 def test_half_forward_is_float32_forward_rounded_once(xs, ws, kw, dtype, method, images,

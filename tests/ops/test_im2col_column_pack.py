@@ -1,9 +1,11 @@
-"""The im2col forward's two ways of packing the GEMM's column panels from the image
-(cpu/im2col/im2col_pack.h): copying runs along input rows (the default for one image), and
-gathering through an offset table, which also packs several images' columns for one GEMM
-(small planes in a batch: images_per_gemm in cpu/im2col/conv2d_im2col.cpp). They write the same values, so the
-forward's bits must not depend on the method, the batching or the thread count (1, 2, 3),
-and both must match a float64 reference."""
+"""The im2col forward's three ways of packing the GEMM's column panels from the image
+(cpu/im2col/im2col_pack.h): copying runs along input rows (the default for one image), the
+same runs read from the image split into its column stride phases (cpu/im2col/stride_phases.h;
+the default for strided layers with S > 1, forced here on every shape, stride 1 included),
+and gathering through an offset table, which also packs several images' columns for one GEMM
+(small planes in a batch: images_per_gemm in cpu/im2col/conv2d_im2col.cpp). They write the
+same values, so the forward's bits must not depend on the method, the batching or the thread
+count (1, 2, 3), and all must match a float64 reference."""
 
 import pytest
 import torch
@@ -12,7 +14,7 @@ import torch.nn.functional as F
 import cnnkern
 from conftest import assert_close, int_tensor
 
-METHODS = ["runs", "gather"]
+METHODS = ["runs", "phases", "gather"]
 # Images per GEMM (CNNKERN_IM2COL_IMAGES; "" for the problem's own choice, which batches only
 # weights larger than 4 MiB, none of the small shapes here).
 IMAGES = ["", "1", "2", "3"]
@@ -24,6 +26,11 @@ SHAPES = [
     pytest.param((2, 8, 11, 9), (12, 4, 3, 3), dict(padding=(2, 1), dilation=(2, 1), groups=2),
                  id="dilated_groups_asym_pad"),
     pytest.param((1, 3, 40, 37), (8, 3, 7, 7), dict(padding=3, stride=2), id="7x7_s2_stem"),
+    # stride 3 (the general phase split; W = 17 leaves phase rows one short) and a row stride
+    # that differs from the column stride, with dilation
+    pytest.param((1, 5, 16, 17), (9, 5, 5, 4), dict(padding=(1, 2), stride=3), id="s3_odd"),
+    pytest.param((2, 6, 13, 15), (8, 6, 3, 3), dict(padding=2, stride=(1, 2), dilation=(1, 2)),
+                 id="s1x2_dilated"),
     # an output row longer than two AVX-512 register tiles: runs by default
     pytest.param((1, 4, 70, 70), (8, 4, 3, 3), dict(padding=1), id="70x70_wide_rows"),
     # small planes in a batch: the images' columns in one GEMM (3 x 49 columns), one GEMM
@@ -128,8 +135,8 @@ def test_batched_forward_workspace_by_hand(monkeypatch):
 
 def test_unknown_method_is_refused_naming_the_variable_and_value(monkeypatch):
     x, w = torch.randn(1, 4, 6, 6), torch.randn(4, 4, 3, 3)
-    with pytest.raises(RuntimeError, match="CNNKERN_IM2COL_PACK must be 'runs' or 'gather'; "
-                                           "got 'gathr'"):
+    with pytest.raises(RuntimeError, match="CNNKERN_IM2COL_PACK must be 'runs', 'phases' or "
+                                           "'gather'; got 'gathr'"):
         _forward(x, w, None, "gathr", monkeypatch, padding=1)
 
 

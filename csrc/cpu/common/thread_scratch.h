@@ -17,6 +17,7 @@ namespace cpu {
 enum class ScratchSlot : int {
   GemmPackB, GemmPackA,  // the GEMM's packed panels (cpu/gemm)
   ConvColumns,           // an im2col tile (cpu/im2col)
+  StridePhases,          // an image split into its stride phases (cpu/im2col/stride_phases.h)
   // Winograd (cpu/winograd/winograd_plan.h): one block's transformed inputs V and products M,
   // a filter chunk U and its products Mt, a row buffer, the filter-streaming V chunk.
   WinogradV, WinogradM, WinogradU, WinogradMt, WinogradRow, WinogradVChunk,

@@ -15,6 +15,7 @@
 
 #include "core/conv2d_problem.h"
 #include "core/row_range.h"
+#include "cpu/im2col/stride_phases.h"
 
 namespace cnnkern {
 namespace cpu {
@@ -40,12 +41,15 @@ void for_each_row_piece(const Conv2dProblem& p, int64_t j0, int64_t j1, const F&
 
 // col[((c * R + r) * S + s) * (j1 - j0) + (j - j0)] = input value under tap (r, s) of output
 // position j in channel c (0 where the tap falls in the padding), c in [0, channels).
-// `in` points at the first channel's H x W plane; planes follow each other.
+// `in` points at the first channel's H x W plane; planes follow each other. phased: `in` is
+// instead their split into column stride phases (split_stride_phases with stride_phases_of(p),
+// cpu/im2col/stride_phases.h), so strided rows are copied as contiguous runs.
 template <typename T>
 void im2col_tile(const T* in, int64_t channels, const Conv2dProblem& p, int64_t j0, int64_t j1,
-                 T* col) {
+                 T* col, bool phased = false) {
   using im2col_detail::clamp;
   const int64_t tile = j1 - j0;
+  const StridePhases sp = stride_phases_of(p);
   for (int64_t c = 0; c < channels; ++c) {
     const T* plane = in + c * p.H * p.W;
     for (int64_t r = 0; r < p.R; ++r) {
@@ -60,15 +64,17 @@ void im2col_tile(const T* in, int64_t channels, const Conv2dProblem& p, int64_t 
             std::memset(d, 0, sizeof(T) * (q1 - q0));
             return;
           }
-          // In-bounds columns [a, b) read src[q * stride_w + off]; the rest is padding.
+          // In-bounds columns [a, b) read src[q * step]; the rest is padding.
           const int64_t a = clamp(qr.begin, q0, q1), b = clamp(qr.end, a, q1);
-          const T* src = plane + h * p.W;
           const int64_t off = qr.offset;
+          const T* src = phased ? in + sp.row(c, sp.phase(off), h) + sp.shift(off)
+                                : plane + h * p.W + off;
+          const int64_t step = phased ? 1 : p.stride_w;
           std::memset(d, 0, sizeof(T) * (a - q0));
-          if (p.stride_w == 1) {
-            if (b > a) std::memcpy(d + (a - q0), src + a + off, sizeof(T) * (b - a));
+          if (step == 1) {
+            if (b > a) std::memcpy(d + (a - q0), src + a, sizeof(T) * (b - a));
           } else {
-            for (int64_t q = a; q < b; ++q) d[q - q0] = src[q * p.stride_w + off];
+            for (int64_t q = a; q < b; ++q) d[q - q0] = src[q * step];
           }
           std::memset(d + (b - q0), 0, sizeof(T) * (q1 - b));
         });
@@ -79,12 +85,15 @@ void im2col_tile(const T* in, int64_t channels, const Conv2dProblem& p, int64_t 
 
 // The adjoint of im2col_tile: grad_in[c] += the tile's columns scattered back to the input
 // positions they were read from (padding taps dropped). Taps are added in (r, s, position)
-// order, so the result depends only on the tile boundaries, never on threads.
+// order, so the result depends only on the tile boundaries, never on threads. phased:
+// grad_in is the split of the planes into column stride phases (as im2col_tile's `in`), so
+// strided rows are added as contiguous runs; each element gets the same adds in the same order.
 template <typename T>
 void col2im_tile(const T* col, int64_t channels, const Conv2dProblem& p, int64_t j0,
-                 int64_t j1, T* grad_in) {
+                 int64_t j1, T* grad_in, bool phased = false) {
   using im2col_detail::clamp;
   const int64_t tile = j1 - j0;
+  const StridePhases sp = stride_phases_of(p);
   for (int64_t c = 0; c < channels; ++c) {
     T* plane = grad_in + c * p.H * p.W;
     for (int64_t r = 0; r < p.R; ++r) {
@@ -97,12 +106,15 @@ void col2im_tile(const T* col, int64_t channels, const Conv2dProblem& p, int64_t
           if (h < 0 || h >= p.H) return;
           const int64_t a = clamp(qr.begin, q0, q1), b = clamp(qr.end, a, q1);
           const T* sv = src + t0;  // sv[q - q0] is position (row, q), q in [q0, q1)
-          T* d = plane + h * p.W;   // which was read from d[q * stride_w + off]
           const int64_t off = qr.offset;
-          if (p.stride_w == 1) {
-            for (int64_t q = a; q < b; ++q) d[q + off] += sv[q - q0];
+          // which was read from d[q * step]
+          T* d = phased ? grad_in + sp.row(c, sp.phase(off), h) + sp.shift(off)
+                        : plane + h * p.W + off;
+          const int64_t step = phased ? 1 : p.stride_w;
+          if (step == 1) {
+            for (int64_t q = a; q < b; ++q) d[q] += sv[q - q0];
           } else {
-            for (int64_t q = a; q < b; ++q) d[q * p.stride_w + off] += sv[q - q0];
+            for (int64_t q = a; q < b; ++q) d[q * step] += sv[q - q0];
           }
         });
       }

@@ -20,6 +20,7 @@
 #include "core/conv2d_problem.h"
 #include "core/row_range.h"
 #include "cpu/half/half_convert.h"
+#include "cpu/im2col/stride_phases.h"
 
 namespace cnnkern {
 namespace cpu {
@@ -113,11 +114,13 @@ void CopyRead<T>::run(T* dst, const T* src, int64_t n) const {
   im2col_pack_detail::copy_run(dst, src, n);
 }
 
-// How pack_columns reads the image: runs (copies along input rows) or gather (a per-column
-// offset table, which also crosses from one image into the next: the batched small-plane
-// forward, cpu/im2col/conv2d_im2col.cpp). Both write the same values, so the GEMM's bits do
-// not depend on the method.
-enum class ColumnPack { Runs, Gather };
+// How pack_columns reads the image: runs (copies along input rows), phases (the same runs
+// read from the image split into its column stride phases, cpu/im2col/stride_phases.h, so a
+// strided run is a contiguous copy too), or gather (a per-column offset table, which also
+// crosses from one image into the next: the batched small-plane forward,
+// cpu/im2col/conv2d_im2col.cpp). All write the same values, so the GEMM's bits do not depend
+// on the method.
+enum class ColumnPack { Runs, Phases, Gather };
 
 // pack_columns by ColumnPack::Gather. Each column j = (image n, row, q) (n = j / (P*Q): the
 // columns may run on into the next images, which follow at C*H*W elements) reads, through tap
@@ -177,7 +180,9 @@ void pack_columns_gather(const typename Read::S* in, const Conv2dProblem& p, int
 
 // Writes rows [k0, k0 + kc) and columns [j0, j0 + nc) as ceil(nc / nr) panels of kc x nr,
 // k-major: dst[(j / nr) * kc * nr + k * nr + j % nr], zero past column nc. `in` points at the
-// group's first input channel plane. Columns past P*Q (the next images') by Gather only.
+// group's first input channel plane, or by Phases at the split of the group's channels
+// (split_stride_phases with stride_phases_of(p)). Columns past P*Q (the next images') by
+// Gather only.
 //
 // Order: groups of kPanelGroup panels, and within a group tap by tap, so each tap reads one
 // contiguous run of an input row (up to kPanelGroup * nr values) while it is in L1. Going
@@ -195,22 +200,31 @@ void pack_columns(const typename Read::S* in, const Conv2dProblem& p, int64_t k0
   }
   constexpr int64_t kPanelGroup = 8;
   struct Tap {
-    const S* plane;
+    const S* plane;    // output column q of input row h reads plane[h * row + q * step + shift]
+    int64_t row, step, shift;
     int64_t h_offset;  // input row = output row * stride_h + h_offset
-    RowRange qr;       // in-bounds output columns, input column = q * stride_w + qr.offset
+    RowRange qr;       // in-bounds output columns
   };
+  const bool phased = method == ColumnPack::Phases;
+  const StridePhases sp = stride_phases_of(p);
   std::vector<Tap> taps(kc);
   for (int64_t k = 0; k < kc; ++k) {
     const int64_t tap = k0 + k, s = tap % p.S, r = (tap / p.S) % p.R, c = tap / (p.R * p.S);
-    taps[k] = {in + c * p.H * p.W, r * p.dil_h - p.pad_h,
-               row_range(p.Q, p.W, p.stride_w, p.pad_w, s * p.dil_w)};
+    const RowRange qr = row_range(p.Q, p.W, p.stride_w, p.pad_w, s * p.dil_w);
+    const int64_t h_offset = r * p.dil_h - p.pad_h;
+    if (phased) {
+      taps[k] = {in + sp.row(c, sp.phase(qr.offset), 0), sp.Wp, 1, sp.shift(qr.offset), h_offset,
+                 qr};
+    } else {
+      taps[k] = {in + c * p.H * p.W, p.W, p.stride_w, qr.offset, h_offset, qr};
+    }
   }
   struct Piece {
     int64_t row, q0, q1, t0;  // positions (row, q), q in [q0, q1), are group columns t0 + q - q0
   };
   const int64_t group = kPanelGroup * nr;
   std::vector<Piece> pieces(group < nc ? group : nc);
-  const int64_t sw = p.stride_w, panel_stride = kc * nr;
+  const int64_t panel_stride = kc * nr;
   for (int64_t jg = 0; jg < nc; jg += group) {  // jg is a multiple of nr
     const int64_t width = nc - jg < group ? nc - jg : group;
     int64_t n_pieces = 0;
@@ -239,8 +253,8 @@ void pack_columns(const typename Read::S* in, const Conv2dProblem& p, int64_t k0
         const int64_t t0 = pc.t0 - pc.q0;  // group column of output column q is t0 + q
         to_panels<T>(nullptr, 1, a - pc.q0, pc.t0, dg, k, nr, panel_stride, read);
         if (b > a) {
-          const S* src = tap.plane + h * p.W + a * sw + tap.qr.offset;
-          to_panels(src, sw, b - a, t0 + a, dg, k, nr, panel_stride, read);
+          const S* src = tap.plane + h * tap.row + a * tap.step + tap.shift;
+          to_panels(src, tap.step, b - a, t0 + a, dg, k, nr, panel_stride, read);
         }
         to_panels<T>(nullptr, 1, pc.q1 - b, t0 + b, dg, k, nr, panel_stride, read);
       }
