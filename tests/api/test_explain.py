@@ -125,12 +125,21 @@ def test_5x5_with_few_channels_runs_direct_forward_and_by_filter_count_backward(
 
 
 @_needs("direct", "im2col")
-def test_wide_layer_into_a_tiny_plane_runs_direct_forward():
+def test_wide_layer_into_a_tiny_plane_runs_direct_forward_below_batch_8():
     # resnet50 layer4.0.conv2: 512 channels, 3x3 stride 2, 14x14 -> 7x7.
     x, w = _problem(1, 512, 14, 8, 3)
     e = cnnkern.explain(x, w, stride=2, padding=1)
     assert e.runs() == {"fwd": "direct", "bwd_input": "im2col", "bwd_weight": "im2col"}
-    assert "output plane of at most 49 positions" in _pass(e, "fwd").reason
+    reason = _pass(e, "fwd").reason
+    assert "output plane of at most 49 positions, fewer than 8 images" in reason
+    assert "output 7x7, batch 1" in reason
+    x7 = torch.randn(7, 512, 14, 14)
+    assert cnnkern.select(x7, w, stride=2, padding=1, pass_="fwd") == "direct"
+    # from 8 images im2col runs several per GEMM and is the faster one
+    x8 = torch.randn(8, 512, 14, 14)
+    e = cnnkern.explain(x8, w, stride=2, padding=1)
+    assert e.runs() == dict.fromkeys(PASSES, "im2col")
+    assert _pass(e, "fwd").reason.startswith("everything else")
     # 256 channels into the same plane (resnet18 layer4.0.conv1, 256 -> 512): im2col.
     x, w = _problem(1, 256, 14, 8, 3)
     assert cnnkern.select(x, w, stride=2, padding=1, pass_="fwd") == "im2col"
