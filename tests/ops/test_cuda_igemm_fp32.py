@@ -157,6 +157,28 @@ def test_forward_against_float64(case, sms, dev, sm_count):
         assert d["cp_asyncs"] == copies and d["mmas"] == 0, d
 
 
+def test_split_sums_are_the_same_bits_on_every_run(dev, sm_count):
+    """The reduce adds the slices in slice order whatever order the blocks ran in (in the
+    emulator: forward, reverse and a random block order, one per run): the runs agree bit for
+    bit (an atomic or first-come reduction would not), and within the fp32 bound of float64."""
+    sm_count(132)
+    case = next(c for c in CASES if c.id == "k96_split_vec_out")
+    assert _schedule(case, 132)["splits"] == 3
+    x, w, b = _operands(case, torch.float32, dev.device)
+    runs = []
+    before = emulator.current_order() if dev.emulated else None
+    try:
+        for order in ("forward", "reverse", "random"):
+            if dev.emulated:
+                emulator.set_order(order, seed=7)
+            runs.append(cnnkern.conv2d(x, w, b, algo="im2col", **case.kwargs()))
+    finally:
+        if before is not None:
+            emulator.set_order(*before)
+    assert all(torch.equal(runs[0], r) for r in runs[1:])
+    _check(runs[0], x, w, b, case, relu=False)
+
+
 def test_cases_reach_every_path():
     """Both tiles, both gathers, split and unsplit: the cases above are not all one path."""
     seen = set()
