@@ -41,8 +41,15 @@ FP32_CORE_TILE = {"bm": 128, "bn": 128, "bk": 8}  # gemm32::Tile (csrc/core/gemm
 # The fp32 GEMM core's variant for operands whose mn dimension is contiguous and 16-byte
 # aligned (Winograd on the headline layers: tiles and channels multiples of 4).
 FP32_CORE = "gemm_fp32_kernel<true, true>"
-# The fp32 implicit-GEMM forward on that core (csrc/cuda/conv2d_igemm_fp32.cu).
-IGEMM_FP32 = "igemm_fp32_fprop_kernel"
+# The fp32 implicit-GEMM forward on that core (csrc/cuda/conv2d_igemm_fp32.cu): its block's
+# output channels (128, or 64 for K/groups <= 64) and patch gather (PointwiseStager for 1x1
+# filters without padding, else PatchStager's tap walk); split-K's reduce kernel.
+def igemm_fp32_kernel(bm: int, pointwise: bool) -> str:
+    return f"igemm_fp32_fprop_kernel<{bm}, {'PointwiseStager' if pointwise else 'PatchStager'}>"
+
+
+IGEMM_FP32 = igemm_fp32_kernel(128, False)
+IGEMM_FP32_REDUCE = "igemm_fp32_reduce_kernel"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,16 +223,67 @@ def igemm_model(dtype: str):
     return model
 
 
+# csrc/core/igemm_fp32_schedule.h, mirrored: the narrow tile's rows, the slices' limits, and
+# the busy share (per mille) under which the k-tiles are split.
+FP32_NARROW_BM, FP32_MIN_KTILES_PER_SLICE, FP32_MAX_SLICES, FP32_MIN_BUSY = 64, 8, 16, 900
+
+
+def fp32_schedule(layer: Layer, sms: int = SMS):
+    """igemm32::make_schedule for groups 1: (bm, splits, k-tiles per slice)."""
+    bm = FP32_NARROW_BM if layer.K <= FP32_NARROW_BM else FP32_CORE_TILE["bm"]
+    tiles = math.ceil(layer.K / bm) * math.ceil(layer.N * layer.P * layer.Q / FP32_CORE_TILE["bn"])
+    k_tiles = math.ceil(layer.C * layer.R * layer.S / FP32_CORE_TILE["bk"])
+
+    def busy(blocks):
+        return blocks * 1000 // (sms * math.ceil(blocks / sms))
+
+    best, best_per, best_busy = 1, k_tiles, busy(tiles)
+    if best_busy >= FP32_MIN_BUSY:
+        return bm, 1, k_tiles
+    for want in range(2, min(k_tiles // FP32_MIN_KTILES_PER_SLICE, FP32_MAX_SLICES) + 1):
+        per = math.ceil(k_tiles / want)
+        n = math.ceil(k_tiles / per)
+        if busy(tiles * n) > best_busy:
+            best, best_per, best_busy = n, per, busy(tiles * n)
+        if best_busy >= FP32_MIN_BUSY:
+            break
+    return bm, best, best_per
+
+
+def _fp32_pointwise(layer: Layer) -> bool:
+    return layer.R == 1 and layer.S == 1 and layer.pad == 0
+
+
 def igemm_fp32_model(layer: Layer, kernels: Dict[str, Dict]) -> Bounds:
     # conv2d_igemm_fp32.cu: per group, output[K x N*P*Q] = weight[K x CRS] x patches; one block
-    # of 256 threads per 128 x 128 output tile, k-tiles of 8 (C*R*S rounded up), no split.
-    b = gemm_bounds(kernels[IGEMM_FP32], "float32", layer.K, layer.N * layer.P * layer.Q,
-                    layer.C * layer.R * layer.S, **FP32_CORE_TILE)
-    b.hbm = layer.tensor_bytes(4) / HBM
+    # of 256 threads per bm x 128 output tile (the schedule's bm), k-tiles of 8 (C*R*S rounded
+    # up). Split into slices: each slice's blocks run its k-tiles (the last slice's fewer
+    # counted as full) and write fp32 partial sums, which the reduce kernel reads back once and
+    # sums into the output (its issue time, a few instructions per element read, not counted).
+    bm, splits, per = fp32_schedule(layer)
+    M, N = layer.K, layer.N * layer.P * layer.Q
+    k = kernels[igemm_fp32_kernel(bm, _fp32_pointwise(layer))]
+    b = gemm_bounds(k, "float32", M, N, per * FP32_CORE_TILE["bk"], batches=splits, bm=bm,
+                    bn=FP32_CORE_TILE["bn"], bk=FP32_CORE_TILE["bk"])
+    if splits == 1:
+        b.hbm = layer.tensor_bytes(4) / HBM
+        return b
+    partials = 4 * splits * M * N
+    b.hbm = (layer.tensor_bytes(4) - 4 * layer.outputs + partials) / HBM
+    reduce = Bounds(hbm=(partials + 4 * layer.outputs) / HBM)
+    grid = b.grid
+    b = b.add(reduce)
+    b.grid = grid
     return b
 
 
-igemm_fp32_model.kernels = [IGEMM_FP32]
+def _igemm_fp32_kernels(layer: Layer) -> List[str]:
+    bm, splits, _ = fp32_schedule(layer)
+    return [igemm_fp32_kernel(bm, _fp32_pointwise(layer))] + (
+        [IGEMM_FP32_REDUCE] if splits > 1 else [])
+
+
+igemm_fp32_model.kernels_for = _igemm_fp32_kernels
 
 
 # core/direct_tile.h, mirrored for the plan of the layers here (groups 1, dilation 1): a block

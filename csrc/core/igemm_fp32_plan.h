@@ -119,6 +119,19 @@ CNNKERN_HD igemm::ImageRow patch_row(const Conv2dProblem& p, int64_t g, int64_t 
   return igemm::image_row(p, g, npq);
 }
 
+// The pointwise gather: a 1x1 filter without padding reads, for every column, the window's one
+// pixel (h0, w0), always inside the image (h0 = p*stride_h <= H - 1), at each channel: k = c.
+// A thread's copy then sits a constant 2*H*W elements past its previous one and k-tiles
+// 8*H*W apart, so a copy costs an add and one channel compare instead of the tap walk's carries
+// and bounds (half of the narrow tile's main loop on the general walk).
+CNNKERN_HD bool pointwise(const Conv2dProblem& p) {
+  return p.R == 1 && p.S == 1 && p.pad_h == 0 && p.pad_w == 0;
+}
+// Offset from row.base of channel c of the pointwise window `row` (32-bit: why_not).
+CNNKERN_HD int32_t pointwise_offset(const Geom& g, const igemm::ImageRow& row, int32_t c) {
+  return (c * g.H + row.h0) * g.W + row.w0;
+}
+
 // Thread t's copies of the patch operand in a k-tile: copy e takes k = 2e + t/128 and
 // n = t % 128 of the tile (gemm32::scalar_slot along mn); consecutive copies are 2 taps apart.
 constexpr int kCopyKStride = 2;

@@ -6,15 +6,20 @@
 #include <cuda_runtime_api.h>
 
 #include "core/conv2d_problem.h"
+#include "core/igemm_fp32_schedule.h"
 
 namespace cnnkern {
 
 // "" when this kernel takes the problem, else why not (the general kernel runs it then).
 const char* igemm_fp32_why_not(const Conv2dProblem& p);
 
-// output = conv(input, weight) (+ bias[k]) (clamped at 0 when relu), every element written.
-cudaError_t launch_igemm_fp32_forward(const Conv2dProblem& p, const float* input,
-                                      const float* weight, const float* bias, bool relu,
-                                      float* output, cudaStream_t stream);
+// output = conv(input, weight) (+ bias[k]) (clamped at 0 when relu), every element written,
+// as schedule `s` of this problem says (igemm32::make_schedule); with s.splits > 1, `workspace` holds
+// s.workspace_elems() floats (else it may be null). cudaErrorInvalidValue for a schedule of
+// another problem or a missing workspace.
+cudaError_t launch_igemm_fp32_forward(const Conv2dProblem& p, const igemm32::Schedule& s,
+                                      const float* input, const float* weight, const float* bias,
+                                      bool relu, float* output, float* workspace,
+                                      cudaStream_t stream);
 
 }  // namespace cnnkern

@@ -11,7 +11,6 @@
 
 #include "cuda/conv2d_implicit_gemm.h"
 
-#include "cuda/conv2d_igemm_fp32.h"
 #include "cuda/implicit_gemm_kernel.cuh"
 
 namespace cnnkern {
@@ -38,13 +37,8 @@ cudaError_t launch_igemm_forward(CudaDType dt, const Conv2dProblem& p, const voi
                                  const void* weight, const void* bias, bool relu, void* output,
                                  bool allow_tf32, cudaStream_t stream) {
   if (p.output_numel() == 0) return cudaSuccess;
-  // float32 without TF32: the fp32 GEMM core's kernel, wherever its 32-bit offsets reach.
-  const bool tf32 = allow_tf32 && !tensor_cores_disabled();
-  if (dt == CudaDType::Float && !tf32 && igemm_fp32_why_not(p)[0] == '\0')
-    return launch_igemm_fp32_forward(p, static_cast<const float*>(input),
-                                     static_cast<const float*>(weight),
-                                     static_cast<const float*>(bias), relu,
-                                     static_cast<float*>(output), stream);
+  // (float32 without TF32 on the fp32 GEMM core's kernel is routed by the glue, which owns its
+  // split-K workspace: conv2d_implicit_gemm_cuda.cpp.)
   const Plan pl = igemm::make_plan<igemm::FpropMap>(p);
   return dispatch_dtype(dt, [&](auto tag) {
     using T = typename decltype(tag)::type;

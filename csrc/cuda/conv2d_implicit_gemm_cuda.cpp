@@ -13,11 +13,13 @@
 
 #include "ops/conv2d_algo.h"
 #include "cuda/conv2d_igemm_fp32.h"
+#include "cuda/conv2d_igemm_tc.h"
 #include "cuda/conv2d_implicit_gemm.h"
 #include "cuda/conv2d_igemm_tc_cuda.h"
 #include "cuda/conv2d_implicit_gemm_cuda.h"
 #include "cuda/cuda_glue.h"
 #include "cuda/device_context.h"
+#include "cuda/tensor_core_switch.h"
 
 namespace cnnkern {
 namespace {
@@ -32,8 +34,16 @@ std::string im2col_why_not(const Conv2dProblem& p, at::ScalarType dtype) {
   return "";
 }
 
+// float32 without TF32 (allowed and not switched off): the fp32 GEMM core's kernel
+// (conv2d_igemm_fp32.cu), wherever its 32-bit offsets reach.
+bool takes_fp32_core(const Conv2dProblem& p, at::ScalarType dtype, const Conv2dMath& math) {
+  const bool tf32 = math.allow_tf32 && !tensor_cores_disabled();
+  return dtype == at::kFloat && !tf32 && igemm_fp32_why_not(p)[0] == '\0';
+}
+
 // float16/bfloat16 with C % 8 == 0 and groups 1 run on the tensor-core kernel
-// (conv2d_igemm_tc.cu: NHWC, cp.async, ldmatrix); everything else on the general kernel below,
+// (conv2d_igemm_tc.cu: NHWC, cp.async, ldmatrix); float32 on the fp32 core's (above);
+// everything else on the general kernel below,
 // which reads NCHW (a channels_last call is copied to it here).
 at::Tensor im2col_forward(const at::Tensor& input_any, const at::Tensor& weight_any,
                           const c10::optional<at::Tensor>& bias, const Conv2dProblem& p,
@@ -43,6 +53,17 @@ at::Tensor im2col_forward(const at::Tensor& input_any, const at::Tensor& weight_
   const at::Tensor input = input_any.contiguous(), weight = weight_any.contiguous();
   at::Tensor output = at::empty({p.N, p.K, p.P, p.Q}, input.options());
   if (output.numel() == 0) return output;
+  if (takes_fp32_core(p, input.scalar_type(), math)) {
+    const igemm32::Schedule s = igemm32::make_schedule(p, igemm_tc_sm_count());
+    at::Tensor ws;  // split-K partial sums, from PyTorch's caching allocator
+    if (s.workspace_elems() > 0)
+      ws = at::empty({s.workspace_elems()}, input.options().dtype(at::kFloat));
+    CNNKERN_CUDA_CHECK(launch_igemm_fp32_forward(
+        p, s, input.const_data_ptr<float>(), weight.const_data_ptr<float>(),
+        static_cast<const float*>(bias_data(bias)), epi.relu, output.mutable_data_ptr<float>(),
+        ws.defined() ? ws.mutable_data_ptr<float>() : nullptr, current_cuda_stream()));
+    return output;
+  }
   CNNKERN_CUDA_CHECK(launch_igemm_forward(cuda_dtype_of(input), p, input.const_data_ptr(),
                                           weight.const_data_ptr(),
                                           bias_data(bias),
@@ -76,9 +97,14 @@ Conv2dWorkspace igemm_workspace(const Conv2dProblem& p, at::ScalarType dtype, Co
   if (pass == ConvPass::Forward) {
     Conv2dWorkspace ws = igemm_tc_forward_workspace(p, dtype);
     // float32 (TF32 off) runs on the fp32 GEMM core's kernel where its offsets reach.
-    if (dtype == at::kFloat && igemm_fp32_why_not(p)[0] == '\0')
-      ws.what = "fp32 GEMM core kernel (NCHW, 128x128x8 tiles, 4-byte cp.async gathers, no "
-                "workspace) unless TF32 is allowed (then the " + ws.what + ")";
+    if (dtype == at::kFloat && igemm_fp32_why_not(p)[0] == '\0') {
+      const igemm32::Schedule s = igemm32::make_schedule(p, igemm_tc_sm_count());
+      ws.what = std::string("fp32 GEMM core kernel (NCHW, 4-byte cp.async gathers, ") +
+                s.reason + ", " + std::to_string(s.splits) + " split" +
+                (s.splits > 1 ? "s: fp32 partial sums in device memory, per call" : "") +
+                ") unless TF32 is allowed (then the " + ws.what + ")";
+      ws.per_call = s.workspace_elems() * 4;
+    }
     return ws;
   }
   if (pass == ConvPass::BackwardInput) return igemm_tc_backward_workspace(p, dtype, pass);

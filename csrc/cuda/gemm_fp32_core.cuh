@@ -65,9 +65,11 @@ struct OperandStager {
 
 // Stages an operand whose mn rows are contiguous along k (row stride `ld`, `extent` rows):
 // OperandStager<false>'s k-fastest copies with the layout known at compile time, so a k-tile
-// costs one k check and four predicated 4-byte copies (8 lanes read 32 consecutive bytes of
-// a row).
+// costs one k check and Copies predicated 4-byte copies (8 lanes read 32 consecutive bytes of
+// a row). Copies = 4 stages 128 rows; 2 stages the first 64 (the narrow tile's A operand).
+template <int Copies = Tile::kCopies>
 struct KRowStager {
+  static_assert(Copies >= 1 && Copies <= Tile::kCopies, "32 rows per copy, at most BM rows");
   const float* src;  // copy 0's element in the next k-tile; copy e is 32 * e rows further
   int dst;           // copy 0's float offset in a stage; copy e is 32 * e further
   int k;             // the thread's k within a tile
@@ -79,7 +81,7 @@ struct KRowStager {
     dst = s.smem();
     k = s.k;
 #pragma unroll
-    for (int e = 0; e < Tile::kCopies; ++e)
+    for (int e = 0; e < Copies; ++e)
       if (mn0 + scalar_slot(true, t, e).mn < extent) rows_ok |= 1 << e;
   }
 
@@ -88,7 +90,7 @@ struct KRowStager {
     const bool k_ok = k0 + k < K;
     const int64_t e_step = 32 * ld;  // scalar_slot(true, t, e + 1).mn - ...(e).mn rows
 #pragma unroll
-    for (int e = 0; e < Tile::kCopies; ++e) {
+    for (int e = 0; e < Copies; ++e) {
       const bool ok = k_ok && ((rows_ok >> e) & 1) != 0;
       cuda_async::cp_async_ca<4>(stage + dst + 32 * e, src + e * e_step, ok ? 4 : 0);
     }
@@ -96,21 +98,25 @@ struct KRowStager {
   }
 };
 
-// acc += the stage's A^T-tile x B-tile for thread t's 8 x 8 outputs: per k, four LDS.128
-// and 64 FFMA.
+// acc += the stage's A^T-tile x B-tile for thread t's TM x 8 outputs: per k, four LDS.128
+// and 64 FFMA (TM = 8), or three and 32 (TM = 4: the narrow tile, rows tile_row(t, 0..3) of
+// the first 64; tile_row is the same formula for both).
+template <int TM = Tile::TM>
 __device__ __forceinline__ void multiply_stage(const float4* sa, const float4* sb, int t,
-                                               float (&acc)[Tile::TM][Tile::TN]) {
+                                               float (&acc)[TM][Tile::TN]) {
+  static_assert(TM == 8 || TM == 4, "one or two float4 of A per k");
   constexpr int kLd4 = Tile::kLd / 4;
   const int a0 = tile_row(t, 0) / 4, a1 = tile_row(t, 4) / 4;
   const int b0 = tile_col(t, 0) / 4, b1 = tile_col(t, 4) / 4;
 #pragma unroll
   for (int kk = 0; kk < Tile::BK; ++kk) {
-    const float4 xa = sa[kk * kLd4 + a0], ya = sa[kk * kLd4 + a1];
+    const float4 xa = sa[kk * kLd4 + a0];
+    const float4 ya = TM == 8 ? sa[kk * kLd4 + a1] : xa;
     const float4 xb = sb[kk * kLd4 + b0], yb = sb[kk * kLd4 + b1];
-    const float av[Tile::TM] = {xa.x, xa.y, xa.z, xa.w, ya.x, ya.y, ya.z, ya.w};
+    const float av[8] = {xa.x, xa.y, xa.z, xa.w, ya.x, ya.y, ya.z, ya.w};
     const float bv[Tile::TN] = {xb.x, xb.y, xb.z, xb.w, yb.x, yb.y, yb.z, yb.w};
 #pragma unroll
-    for (int i = 0; i < Tile::TM; ++i) {
+    for (int i = 0; i < TM; ++i) {
 #pragma unroll
       for (int j = 0; j < Tile::TN; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
     }
@@ -147,11 +153,11 @@ __device__ __forceinline__ void store_tile(const GemmDesc& d, float* c, int64_t 
 // (in increasing kt: the stagers advance); tile kt + 1 is in flight while tile kt is
 // multiplied. Leaves every copy complete.
 using StageBuf = float4[2][Tile::kStageFloats / 4];
-template <class Load>
+template <int TM = Tile::TM, class Load>
 __device__ __forceinline__ void mainloop(int ktiles, StageBuf& sa, StageBuf& sb, int t,
-                                         float (&acc)[Tile::TM][Tile::TN], Load&& load) {
+                                         float (&acc)[TM][Tile::TN], Load&& load) {
 #pragma unroll
-  for (int i = 0; i < Tile::TM; ++i) {
+  for (int i = 0; i < TM; ++i) {
 #pragma unroll
     for (int j = 0; j < Tile::TN; ++j) acc[i][j] = 0.f;
   }
@@ -166,7 +172,7 @@ __device__ __forceinline__ void mainloop(int ktiles, StageBuf& sa, StageBuf& sb,
     cuda_async::cp_async_commit();    // (an empty group on the last tile keeps the count)
     cuda_async::cp_async_wait_group<1>();  // this thread's copies of tile kt landed ...
     __syncthreads();                       // ... and every thread's
-    multiply_stage(sa[cur], sb[cur], t, acc);
+    multiply_stage<TM>(sa[cur], sb[cur], t, acc);
     __syncthreads();  // stage `cur` is refilled next iteration
   }
   cuda_async::cp_async_wait_all();

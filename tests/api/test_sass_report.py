@@ -326,23 +326,59 @@ def test_fused_winograd_bounds_match_hand_worked_numbers():
 
 def test_fp32_implicit_gemm_model_puts_channels_on_m_and_positions_on_n():
     # conv2d_igemm_fp32.cu on VGG16 conv3_2: M = K = 256 channels (2 row tiles), N = 32*56*56
-    # = 100352 positions (784 column tiles): 1568 blocks, 12 on the busiest SM; reduction
-    # 256*9 = 2304 = 288 k-tiles of 8, each 512 FFMAs per thread in a 710-instruction loop.
+    # = 100352 positions (784 column tiles): 1568 blocks, 12 on the busiest SM (99% busy: no
+    # split); reduction 256*9 = 2304 = 288 k-tiles of 8, each 512 FFMAs per thread in a
+    # 710-instruction loop.
     k = {"main_loop_mix": {"mma": 0, "ffma": 512}, "main_loop": {"instructions": 710},
          "subroutine_instrs": 0, "main_loop_shared_bytes": 512, "blocks_per_sm": 2}
     layer = sass_bounds.LAYERS[0]
+    assert sass_bounds.igemm_fp32_model.kernels_for(layer) == [
+        "igemm_fp32_fprop_kernel<128, PatchStager>"]
     b = sass_bounds.igemm_fp32_model(layer, {sass_bounds.IGEMM_FP32: k})
     clock = 66.9e12 / (132 * 256)
     assert b.issue == pytest.approx(12 * 8 * 288 * 710 / (4 * clock))
     assert b.fp32 == pytest.approx(12 * 2 * 128 * 128 * 2304 / (66.9e12 / 132))
     assert b.hbm == pytest.approx(4 * (2 * 32 * 256 * 56 * 56 + 256 * 256 * 9) / 3.35e12)
     assert b.grid == (1568, pytest.approx(1568 / 264))
-    # ResNet-50's 1x1 256->64: K = 64 fills half of the one 128-row tile, and the bound counts
-    # the whole tile (the idle half still issues): 784 blocks, 6 per SM, 32 k-tiles.
+
+
+def test_fp32_implicit_gemm_model_takes_the_narrow_pointwise_kernel_for_k64():
+    # ResNet-50's 1x1 256->64: K = 64 takes the 64 x 128 tile (half the FFMAs per block: 256
+    # per thread and k-tile) and the pointwise gather: 784 blocks, 6 per SM, 32 k-tiles.
+    k = {"main_loop_mix": {"mma": 0, "ffma": 256}, "main_loop": {"instructions": 350},
+         "subroutine_instrs": 0, "main_loop_shared_bytes": 384, "blocks_per_sm": 2}
     one = sass_bounds.LAYERS[2]
-    b = sass_bounds.igemm_fp32_model(one, {sass_bounds.IGEMM_FP32: k})
-    assert b.issue == pytest.approx(6 * 8 * 32 * 710 / (4 * clock))
+    name = "igemm_fp32_fprop_kernel<64, PointwiseStager>"
+    assert sass_bounds.igemm_fp32_model.kernels_for(one) == [name]
+    b = sass_bounds.igemm_fp32_model(one, {name: k})
+    clock = 66.9e12 / (132 * 256)
+    assert b.issue == pytest.approx(6 * 8 * 32 * 350 / (4 * clock))
+    assert b.fp32 == pytest.approx(6 * 2 * 64 * 128 * 256 / (66.9e12 / 132))
     assert b.grid == (784, pytest.approx(784 / 264))
+    # the 128-row kernel's loop (512 FFMAs) for this 64-row tile: no figure from a stale shape
+    with pytest.raises(sass_bounds.LoopNestChanged, match="64x128x8"):
+        sass_bounds.igemm_fp32_model(one, {name: dict(k, main_loop_mix={"mma": 0, "ffma": 512})})
+
+
+def test_fp32_implicit_gemm_model_splits_the_14x14_layer_four_ways():
+    # ResNet-50 3x3 14x14: 2 x 49 = 98 blocks leave 34 of 132 SMs idle; 4 slices of 72 k-tiles
+    # (of 288): 392 blocks, 3 on the busiest SM. The slices write 4 partial sums per output
+    # (32*256*14*14 = 1605632 floats) that the reduce kernel reads back before writing y.
+    k = {"main_loop_mix": {"mma": 0, "ffma": 512}, "main_loop": {"instructions": 710},
+         "subroutine_instrs": 0, "main_loop_shared_bytes": 512, "blocks_per_sm": 2}
+    layer = sass_bounds.LAYERS[1]
+    assert sass_bounds.fp32_schedule(layer) == (128, 4, 72)
+    assert sass_bounds.igemm_fp32_model.kernels_for(layer) == [
+        sass_bounds.IGEMM_FP32, sass_bounds.IGEMM_FP32_REDUCE]
+    b = sass_bounds.igemm_fp32_model(layer, {sass_bounds.IGEMM_FP32: k})
+    clock = 66.9e12 / (132 * 256)
+    assert b.issue == pytest.approx(3 * 8 * 72 * 710 / (4 * clock))
+    out = 32 * 256 * 14 * 14
+    x, w = 32 * 256 * 14 * 14, 256 * 256 * 9
+    assert b.hbm == pytest.approx(4 * ((x + w + 4 * out) + (4 * out + out)) / 3.35e12)
+    assert b.grid == (392, pytest.approx(392 / 264))
+    # ResNet-50 3x3 s2 56->28: 196 blocks (two rounds, the second half full): 2 slices of 72
+    assert sass_bounds.fp32_schedule(sass_bounds.LAYERS[3]) == (128, 2, 72)
 
 
 def test_nest_bounds_weigh_each_loop_by_its_trips():

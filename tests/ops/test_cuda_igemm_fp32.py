@@ -1,17 +1,21 @@
 """The fp32 implicit-GEMM forward on the fp32 GEMM core, behind CUDA algo "im2col" for float32
-without TF32 (csrc/cuda/conv2d_igemm_fp32.cu: 128 x 128 x 8 tiles, 8 x 8 per thread, weights
-and patches staged by 4-byte cp.async, the patch gather walked without division). Every case is
-judged against torch's conv2d in float64 on the same inputs, within fp32 accumulation
-(R*S*C/groups + 1 units of 2^-24 of sum |x w| + |b|); a lost, doubled or misplaced operand
-moves an output by about |x w| ~ 0.1-1, far past that bound.
+without TF32 (csrc/cuda/conv2d_igemm_fp32.cu: 128 x 128 x 8 tiles, 8 x 8 per thread, or 64 x 128
+with 4 x 8 when K/groups <= 64; weights and patches staged by 4-byte cp.async, the patch gather
+walked without division, or for pointwise filters by channel alone; split-K with a fixed-order
+reduce when the grid leaves SMs idle). Every case is judged against torch's conv2d in float64
+on the same inputs, within fp32 accumulation (R*S*C/groups + 1 units of 2^-24 of sum |x w| +
+|b|); a lost, doubled or misplaced operand moves an output by about |x w| ~ 0.1-1, far past
+that bound.
 
 The cases cover the kernel's edges: partial tiles in K and in N*P*Q (and several of each),
 C/groups not a multiple of the k-tile (the zero-filled channel tail), padding, stride,
 dilation, asymmetric ones, groups and depthwise, 1x1 and 7x7, planes of one pixel, P*Q not a
-multiple of 4 (scalar stores, runs crossing images), bias and ReLU in the epilogue. In the
-emulator the engine's counters prove the kernel ran: 8 cp.async per thread per k-tile of every
-block (4 weight, 4 patch copies) and no mma; float32 with TF32 allowed, and float64, keep
-the general kernel (no cp.async)."""
+multiple of 4 (scalar stores, runs crossing images), bias and ReLU in the epilogue. Each runs
+on an emulated GPU of 132 SMs (the tiny grids split their reduction where it has 16+ k-tiles)
+and of 1 SM (never split). In the emulator the engine's counters prove which kernels ran: per
+k-tile of every block 4 patch copies and BM/32 weight copies per thread (so the total is the
+unsplit one whatever the split), a reduce launch exactly when split, and no mma; float32 with
+TF32 allowed, and float64, keep the general kernel (no cp.async)."""
 
 import zlib
 
@@ -20,10 +24,9 @@ import torch
 import torch.nn.functional as F
 
 import cnnkern
-from conftest import emulator
+from conftest import emulator, load_testing_ops
+from igemm_tc_cases import sm_count  # noqa: F401 (a fixture)
 
-BM = BN = 128
-BK = 8
 THREADS = 256
 
 
@@ -57,7 +60,24 @@ CASES = [
     Case("depthwise_5x5_s3", 1, 6, 8, 8, 6, 5, 5, stride=3, padding=2, groups=6),
     Case("7x7_s2_c9", 1, 9, 14, 14, 16, 7, 7, stride=2, padding=3),
     Case("c20_three_col_tiles", 3, 20, 9, 11, 5, 3, 3, padding=1),
+    # K = 96 (65..128: the 128-row tile), P*Q = 64: float4 stores into the split workspace;
+    # 24*9 = 216 = 27 k-tiles: 3 slices of 9 on 132 SMs.
+    Case("k96_split_vec_out", 2, 24, 8, 8, 96, 3, 3, padding=1),
+    # K/groups = 64 exactly (the narrow tile's edge), 2 groups, 18 k-tiles: 2 slices of 9.
+    Case("groups2_kg64_split", 1, 32, 7, 6, 128, 3, 3, padding=1, groups=2),
+    # Pointwise gathers (1x1, no padding: by channel alone), the narrow tile: stride 2, C = 133
+    # = 17 k-tiles (2 slices of 9 and 8 on 132 SMs; a 5-channel tail in the last k-tile).
+    Case("1x1_s2_c133_split", 2, 133, 9, 7, 24, 1, 1, stride=2),
+    # ... the 128-row tile (K = 80, rows 80..127 past K), 2 k-tiles: never split.
+    Case("1x1_k80", 1, 12, 4, 4, 80, 1, 1),
+    # ... the 128-row tile split: C = 150 = 19 k-tiles (slices of 10 and 9, the channel tail in
+    # the second), P*Q = 30: scalar stores.
+    Case("1x1_c150_split", 2, 150, 5, 6, 70, 1, 1),
+    # A 1x1 filter with padding takes the general walk (the padding ring reads zeros).
+    Case("1x1_pad1_groups2", 1, 8, 3, 3, 6, 1, 1, padding=1, groups=2),
 ]
+
+SMS = [132, 1]
 
 
 def _operands(case, dtype, device):
@@ -87,13 +107,32 @@ def _check(y, x, w, b, case, relu):
         f"max error {err.max().item():.3g}, bound there {bound.flatten()[err.argmax()].item():.3g}")
 
 
-def _copies(case):
-    """cp.async the kernel issues: 8 per thread per k-tile, in every block."""
+def _schedule(case, sms):
+    """The schedule's fields (tests/internals/test_igemm_fp32_schedule.py checks it by hand)."""
+    pair = lambda v: list(v) if isinstance(v, (tuple, list)) else [v, v]  # noqa: E731
+    got, _ = load_testing_ops().igemm32_schedule(
+        [case.N, case.C, case.H, case.W], [case.K, case.C // case.groups, case.R, case.S],
+        pair(case.stride), pair(case.padding), pair(case.dilation), case.groups, sms)
+    return dict(zip(("bm", "tiles_m", "tiles_n", "groups", "k_tiles", "splits", "per", "ws"),
+                    got))
+
+
+def _counts(case, sms):
+    """(launches, blocks of the GEMM kernel, cp.async): per block and k-tile each thread issues
+    4 patch copies and bm/32 weight copies; slices partition the k-tiles, so the copies are the
+    unsplit grid's. bm, tiles: worked here from the shape alone; splits: the schedule's."""
     P, Q = case.out_hw()
     cg, kg = case.C // case.groups, case.K // case.groups
-    blocks = -(-case.N * P * Q // BN) * -(-kg // BM) * case.groups
-    ktiles = -(-cg * case.R * case.S // BK)
-    return blocks, blocks * ktiles * THREADS * 8
+    bm = 64 if kg <= 64 else 128
+    tiles = -(-case.N * P * Q // 128) * -(-kg // bm) * case.groups
+    ktiles = -(-cg * case.R * case.S // 8)
+    s = _schedule(case, sms)
+    assert s["bm"] == bm and s["k_tiles"] == ktiles
+    split = s["splits"] > 1
+    # the reduce kernel: blocks of 256 threads over the output, no copies
+    reduce_blocks = -(-case.N * case.K * P * Q // THREADS) if split else 0
+    return (1 + split, tiles * s["splits"] + reduce_blocks,
+            tiles * ktiles * THREADS * (4 + bm // 32), s["splits"])
 
 
 def _stats_delta(dev, fn):
@@ -104,22 +143,59 @@ def _stats_delta(dev, fn):
     return out, {k: v - before[k] for k, v in emulator.stats().items()}
 
 
+@pytest.mark.parametrize("sms", SMS)
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_forward_against_float64(case, dev):
+def test_forward_against_float64(case, sms, dev, sm_count):
+    sm_count(sms)
     x, w, b = _operands(case, torch.float32, dev.device)
     y, d = _stats_delta(dev, lambda: cnnkern.conv2d(x, w, b, algo="im2col", **case.kwargs()))
     assert y.dtype == torch.float32 and y.device == x.device
     _check(y, x, w, b, case, relu=False)
     if d is not None:
-        blocks, copies = _copies(case)
-        assert d["launches"] == 1 and d["blocks"] == blocks, d
+        launches, blocks, copies, _ = _counts(case, sms)
+        assert d["launches"] == launches and d["blocks"] == blocks, d
         assert d["cp_asyncs"] == copies and d["mmas"] == 0, d
 
 
+def test_split_sums_are_the_same_bits_on_every_run(dev, sm_count):
+    """The reduce adds the slices in slice order whatever order the blocks ran in (in the
+    emulator: forward, reverse and a random block order, one per run): the runs agree bit for
+    bit (an atomic or first-come reduction would not), and within the fp32 bound of float64."""
+    sm_count(132)
+    case = next(c for c in CASES if c.id == "k96_split_vec_out")
+    assert _schedule(case, 132)["splits"] == 3
+    x, w, b = _operands(case, torch.float32, dev.device)
+    runs = []
+    before = emulator.current_order() if dev.emulated else None
+    try:
+        for order in ("forward", "reverse", "random"):
+            if dev.emulated:
+                emulator.set_order(order, seed=7)
+            runs.append(cnnkern.conv2d(x, w, b, algo="im2col", **case.kwargs()))
+    finally:
+        if before is not None:
+            emulator.set_order(*before)
+    assert all(torch.equal(runs[0], r) for r in runs[1:])
+    _check(runs[0], x, w, b, case, relu=False)
+
+
+def test_cases_reach_every_path():
+    """Both tiles, both gathers, split and unsplit: the cases above are not all one path."""
+    seen = set()
+    for case in CASES:
+        for sms in SMS:
+            s = _schedule(case, sms)
+            pointwise = case.R == case.S == 1 and case.padding == 0
+            seen.add((s["bm"], pointwise, s["splits"] > 1))
+    assert seen == {(bm, pw, sp) for bm in (64, 128) for pw in (False, True)
+                    for sp in (False, True)}, seen
+
+
 @pytest.mark.parametrize("case", CASES[::3], ids=lambda c: c.id)
-def test_relu_epilogue_and_no_bias(case, dev):
+def test_relu_epilogue_and_no_bias(case, dev, sm_count):
     """conv2d_relu (the fused conv + folded BN + ReLU's op) clamps after the bias; without a
-    bias nothing is added."""
+    bias nothing is added (the reduce kernel's epilogue where split: 132 SMs)."""
+    sm_count(132)
     x, w, b = _operands(case, torch.float32, dev.device)
     s, p, dl = (list(v) if isinstance(v, tuple) else [v, v]
                 for v in (case.stride, case.padding, case.dilation))

@@ -33,6 +33,10 @@ std::vector<int64_t> gemm32_edges_op(int64_t mn, int64_t k, int64_t extent, int6
 std::tuple<std::string, std::vector<int64_t>> igemm32_patches_op(
     c10::IntArrayRef input_size, c10::IntArrayRef weight_size, c10::IntArrayRef stride,
     c10::IntArrayRef padding, c10::IntArrayRef dilation, int64_t groups, int64_t g);
+// testing/ops/igemm_fp32_schedule_test_op.cpp (tests only).
+std::tuple<std::vector<int64_t>, std::string> igemm32_schedule_op(
+    c10::IntArrayRef input_size, c10::IntArrayRef weight_size, c10::IntArrayRef stride,
+    c10::IntArrayRef padding, c10::IntArrayRef dilation, int64_t groups, int64_t sm_count);
 
 }  // namespace cnnkern
 
@@ -82,6 +86,13 @@ TORCH_LIBRARY(cnnkern_testing, m) {
       "igemm32_patches(int[] input_size, int[] weight_size, int[2] stride, int[2] padding, "
       "int[2] dilation, int groups, int g) -> (str, int[])",
       &cnnkern::igemm32_patches_op);
+  // ... and its schedule (core/igemm_fp32_schedule.h): ([bm, tiles_m, tiles_n, groups,
+  // k_tiles, splits, k_tiles_per_split, workspace floats], reason) for a GPU of sm_count SMs
+  // (tests/internals/test_igemm_fp32_schedule.py).
+  m.def(
+      "igemm32_schedule(int[] input_size, int[] weight_size, int[2] stride, int[2] padding, "
+      "int[2] dilation, int groups, int sm_count) -> (int[], str)",
+      &cnnkern::igemm32_schedule_op);
   m.def(
       "wino_emulate(int m, str pass_, Tensor input, Tensor weight, Tensor grad_output, "
       "Tensor? bias, int[2] padding, int groups, int chunk_images=0) -> Tensor");
