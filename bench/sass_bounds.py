@@ -230,9 +230,23 @@ igemm_fp32_model.kernels = [IGEMM_FP32]
 
 # core/direct_tile.h, mirrored for the plan of the layers here (groups 1, dilation 1): a block
 # computes a 16 x 16 output tile for 32 output channels with 256 threads, staging `cb` input
-# channels (at most 8) and their weights in 47 KiB of shared memory per stage.
+# channels (at most 8) and their weights in 47 KiB of shared memory per stage; the weights
+# start at a multiple of 4 elements (16-byte vector reads).
 DIRECT_TILE, DIRECT_KB, DIRECT_THREADS = 16, 32, 256
-DIRECT_SMEM_BUDGET, DIRECT_MAX_STAGE_CHANNELS = 47 * 1024, 8
+DIRECT_SMEM_BUDGET, DIRECT_MAX_STAGE_CHANNELS, DIRECT_WEIGHT_ALIGN = 47 * 1024, 8, 4
+
+
+def _direct_stage(cb: int, tile: int, taps: int) -> int:
+    """direct_tile::stage_elems: the input tile rounded up, then the weights."""
+    return -(-cb * tile // DIRECT_WEIGHT_ALIGN) * DIRECT_WEIGHT_ALIGN + cb * taps * DIRECT_KB
+
+
+def _direct_fit(budget: int, cb_max: int, tile: int, taps: int) -> int:
+    """direct_tile::fit_channels."""
+    cb = min(budget // (tile + taps * DIRECT_KB), cb_max)
+    while cb > 1 and _direct_stage(cb, tile, taps) > budget:
+        cb -= 1
+    return cb
 
 
 def direct_plan(layer: Layer, acc_bytes: int = 4) -> Dict:
@@ -241,14 +255,14 @@ def direct_plan(layer: Layer, acc_bytes: int = 4) -> Dict:
     cb_max = min(layer.C, DIRECT_MAX_STAGE_CHANNELS)
     if layer.R == 3 and layer.S == 3:
         halo = (DIRECT_TILE - 1) * layer.stride + 3
-        cb = budget // (halo * halo + 9 * DIRECT_KB)
-        if cb >= 1:
+        if _direct_stage(1, halo * halo, 9) <= budget:
             unit = "true" if layer.stride == 1 else "false"
             return {"kernel": f"conv2d_direct_forward_kernel<float, 3, 3, {unit}>",
-                    "cb": min(cb, cb_max), "taps_h": 1, "taps_w": 1}
-    cb = budget // (DIRECT_TILE * DIRECT_TILE + DIRECT_KB)
+                    "cb": _direct_fit(budget, cb_max, halo * halo, 9), "taps_h": 1,
+                    "taps_w": 1}
     return {"kernel": "conv2d_direct_forward_kernel<float, 1, 1, true>",
-            "cb": min(cb, cb_max), "taps_h": layer.R, "taps_w": layer.S}
+            "cb": _direct_fit(budget, cb_max, DIRECT_TILE * DIRECT_TILE, 1),
+            "taps_h": layer.R, "taps_w": layer.S}
 
 
 # The tensor-core forward (csrc/cuda/conv2d_igemm_tc.cu): 4 warps, k-tiles of 32, the tile its
