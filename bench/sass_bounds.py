@@ -464,12 +464,12 @@ def winograd_fused_model(m: int):
 
 def maxpool_model(dtype: str):
     # pool2d_forward_kernel, NCHW, 32-bit indices, V = 4 outputs along a row per thread (Q of
-    # the layer here is a multiple of 4), values only (no index tensor: max_pool2d without
-    # return_indices). float32: depth 1 the grid-stride groups, 2 the window rows, 3 the
+    # the layer here is a multiple of 4), values only (max_pool2d without return_indices: the
+    # MaxPoolValues kernel, which carries no index). float32: depth 1 the grid-stride groups, 2 the window rows, 3 the
     # window columns of each of the V outputs (V sibling loops of S taps, one row each);
     # float16: ptxas unrolls the column loops, so the row loop is the main loop.
     ctype = {"float32": "float", "float16": "__half"}[dtype]
-    name = f"pool2d_forward_kernel<MaxPool<{ctype}>, false, 4, int>"
+    name = f"pool2d_forward_kernel<MaxPoolValues<{ctype}>, false, 4, int>"
     V = 4
 
     def model(layer: Layer, kernels: Dict[str, Dict]) -> Bounds:
