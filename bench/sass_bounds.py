@@ -293,7 +293,12 @@ def tc_plan(M: int, N: int, red: int, split_large_first: bool = False):
     if big >= SMS:
         return 128, 1, k_tiles
     if split_large_first and big * split(2 * SMS // big, 32)[0] >= SMS:
-        return (128, *split(2 * SMS // big, 32))
+        two, one = split(2 * SMS // big, 32), split(SMS // big, 32)
+        # one block per SM when no SM gets more k-tiles: half the fp32 partial sums
+        if 1 < one[0] < two[0] and (math.ceil(big * one[0] / SMS) * one[1]
+                                    <= math.ceil(big * two[0] / SMS) * two[1]):
+            return (128, *one)
+        return (128, *two)
     small = math.ceil(M / 64) * math.ceil(N / 64)
     return (64, 1, k_tiles) if small >= SMS else (64, *split(math.ceil(SMS / small)))
 
