@@ -288,9 +288,23 @@ igemm_fp32_model.kernels_for = _igemm_fp32_kernels
 
 # core/direct_tile.h, mirrored for the plan of the layers here (groups 1, dilation 1): a block
 # computes a 16 x 16 output tile for 32 output channels with 256 threads, staging `cb` input
-# channels (at most 8) and their weights in 47 KiB of shared memory per stage.
+# channels (at most 8) and their weights in 47 KiB of shared memory per stage; the weights
+# start at a multiple of 4 elements (16-byte vector reads).
 DIRECT_TILE, DIRECT_KB, DIRECT_THREADS = 16, 32, 256
-DIRECT_SMEM_BUDGET, DIRECT_MAX_STAGE_CHANNELS = 47 * 1024, 8
+DIRECT_SMEM_BUDGET, DIRECT_MAX_STAGE_CHANNELS, DIRECT_WEIGHT_ALIGN = 47 * 1024, 8, 4
+
+
+def _direct_stage(cb: int, tile: int, taps: int) -> int:
+    """direct_tile::stage_elems: the input tile rounded up, then the weights."""
+    return -(-cb * tile // DIRECT_WEIGHT_ALIGN) * DIRECT_WEIGHT_ALIGN + cb * taps * DIRECT_KB
+
+
+def _direct_fit(budget: int, cb_max: int, tile: int, taps: int) -> int:
+    """direct_tile::fit_channels."""
+    cb = min(budget // (tile + taps * DIRECT_KB), cb_max)
+    while cb > 1 and _direct_stage(cb, tile, taps) > budget:
+        cb -= 1
+    return cb
 
 
 def direct_plan(layer: Layer, acc_bytes: int = 4) -> Dict:
@@ -299,14 +313,14 @@ def direct_plan(layer: Layer, acc_bytes: int = 4) -> Dict:
     cb_max = min(layer.C, DIRECT_MAX_STAGE_CHANNELS)
     if layer.R == 3 and layer.S == 3:
         halo = (DIRECT_TILE - 1) * layer.stride + 3
-        cb = budget // (halo * halo + 9 * DIRECT_KB)
-        if cb >= 1:
+        if _direct_stage(1, halo * halo, 9) <= budget:
             unit = "true" if layer.stride == 1 else "false"
             return {"kernel": f"conv2d_direct_forward_kernel<float, 3, 3, {unit}>",
-                    "cb": min(cb, cb_max), "taps_h": 1, "taps_w": 1}
-    cb = budget // (DIRECT_TILE * DIRECT_TILE + DIRECT_KB)
+                    "cb": _direct_fit(budget, cb_max, halo * halo, 9), "taps_h": 1,
+                    "taps_w": 1}
     return {"kernel": "conv2d_direct_forward_kernel<float, 1, 1, true>",
-            "cb": min(cb, cb_max), "taps_h": layer.R, "taps_w": layer.S}
+            "cb": _direct_fit(budget, cb_max, DIRECT_TILE * DIRECT_TILE, 1),
+            "taps_h": layer.R, "taps_w": layer.S}
 
 
 # The tensor-core forward (csrc/cuda/conv2d_igemm_tc.cu): 4 warps, k-tiles of 32, the tile its
@@ -337,7 +351,12 @@ def tc_plan(M: int, N: int, red: int, split_large_first: bool = False):
     if big >= SMS:
         return 128, 1, k_tiles
     if split_large_first and big * split(2 * SMS // big, 32)[0] >= SMS:
-        return (128, *split(2 * SMS // big, 32))
+        two, one = split(2 * SMS // big, 32), split(SMS // big, 32)
+        # one block per SM when no SM gets more k-tiles: half the fp32 partial sums
+        if 1 < one[0] < two[0] and (math.ceil(big * one[0] / SMS) * one[1]
+                                    <= math.ceil(big * two[0] / SMS) * two[1]):
+            return (128, *one)
+        return (128, *two)
     small = math.ceil(M / 64) * math.ceil(N / 64)
     return (64, 1, k_tiles) if small >= SMS else (64, *split(math.ceil(SMS / small)))
 
@@ -508,12 +527,12 @@ def winograd_fused_model(m: int):
 
 def maxpool_model(dtype: str):
     # pool2d_forward_kernel, NCHW, 32-bit indices, V = 4 outputs along a row per thread (Q of
-    # the layer here is a multiple of 4), values only (no index tensor: max_pool2d without
-    # return_indices). float32: depth 1 the grid-stride groups, 2 the window rows, 3 the
+    # the layer here is a multiple of 4), values only (max_pool2d without return_indices: the
+    # MaxPoolValues kernel, which carries no index). float32: depth 1 the grid-stride groups, 2 the window rows, 3 the
     # window columns of each of the V outputs (V sibling loops of S taps, one row each);
     # float16: ptxas unrolls the column loops, so the row loop is the main loop.
     ctype = {"float32": "float", "float16": "__half"}[dtype]
-    name = f"pool2d_forward_kernel<MaxPool<{ctype}>, false, 4, int>"
+    name = f"pool2d_forward_kernel<MaxPoolValues<{ctype}>, false, 4, int>"
     V = 4
 
     def model(layer: Layer, kernels: Dict[str, Dict]) -> Bounds:

@@ -78,9 +78,29 @@ CNNKERN_HD const char* int32_why_not(const Conv2dProblem& p) {
   return "";
 }
 
+// The stage's weights start at a multiple of kWeightAlign elements after its input tile, so
+// that each thread reads its kKT filters of a tap as 16-byte vectors (2 x LDS.128 for float
+// instead of 8 x LDS: the 1x1 inner loop is issue-bound). kKT and KB are multiples of it too.
+constexpr int kWeightAlign = 4;
+static_assert(kKT % kWeightAlign == 0 && KB % kWeightAlign == 0, "16-byte weight vectors");
+
+// Offset (elements) of a stage's weights: its input tile of `cb` channels, rounded up.
+CNNKERN_HD int64_t weight_offset(int64_t cb, int64_t ih, int64_t iw) {
+  return round_up(cb * ih * iw, kWeightAlign);
+}
+
 // Shared-memory elements of one stage of `cb` channels.
 CNNKERN_HD int64_t stage_elems(int64_t cb, int64_t ih, int64_t iw, int64_t taps) {
-  return cb * (ih * iw + taps * KB);
+  return weight_offset(cb, ih, iw) + cb * taps * KB;
+}
+
+// The most channels (at least 1, at most cb_max) whose stage fits `budget` elements.
+CNNKERN_HD int64_t fit_channels(int64_t budget, int64_t cb_max, int64_t ih, int64_t iw,
+                                int64_t taps) {
+  int64_t cb = budget / (ih * iw + taps * KB);  // without the alignment padding
+  if (cb > cb_max) cb = cb_max;
+  while (cb > 1 && stage_elems(cb, ih, iw, taps) > budget) --cb;  // the padding: at most once
+  return cb;
 }
 
 // The plan for a problem whose elements accumulate in a type of `acc_bytes` bytes.
@@ -92,9 +112,8 @@ CNNKERN_HD DirectPlan make_plan(const Conv2dProblem& p, int64_t acc_bytes) {
   if (p.R == 3 && p.S == 3) {
     const int64_t ih = (TH - 1) * p.stride_h + 2 * p.dil_h + 1;
     const int64_t iw = (TW - 1) * p.stride_w + 2 * p.dil_w + 1;
-    int64_t cb = budget / stage_elems(1, ih, iw, 9);
-    if (cb > cb_max) cb = cb_max;
-    if (cb >= 1) {
+    if (stage_elems(1, ih, iw, 9) <= budget) {
+      const int64_t cb = fit_channels(budget, cb_max, ih, iw, 9);
       const bool unit = p.stride_h == 1 && p.stride_w == 1 && p.dil_h == 1 && p.dil_w == 1;
       pl.variant = unit ? DirectVariant::Halo3x3Unit : DirectVariant::Halo3x3Strided;
       pl.cb = static_cast<int>(cb);
@@ -107,8 +126,7 @@ CNNKERN_HD DirectPlan make_plan(const Conv2dProblem& p, int64_t acc_bytes) {
     }
   }
   if (pl.variant == DirectVariant::Taps) {
-    int64_t cb = budget / stage_elems(1, TH, TW, 1);
-    pl.cb = static_cast<int>(cb < cb_max ? cb : cb_max);
+    pl.cb = static_cast<int>(fit_channels(budget, cb_max, TH, TW, 1));
     pl.gather_h = static_cast<int>(p.stride_h);
     pl.gather_w = static_cast<int>(p.stride_w);
     pl.taps_h = static_cast<int>(p.R);

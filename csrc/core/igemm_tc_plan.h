@@ -89,7 +89,11 @@ inline int split_k(Plan& pl, int64_t want, int max_splits = kMaxSplits) {
 // long): before the small tile, try splitting the 128 x 128 tile, whose main loop has twice the
 // MMA share of the small one's, into as many slices (up to kMaxSplitsLarge) as fit its two
 // resident blocks per SM (registers) without starting a third round; taken when that grid
-// fills a wave.
+// fills a wave. Half as many, twice as long slices (one block per SM) are taken instead when
+// they give no SM more k-tiles (rounds of sm_count blocks x k-tiles per slice): the same
+// tensor work per SM with half the fp32 partial sums, which bound a short grid by DRAM
+// (ResNet-50's 3x3 s2 56->28 at batch 32 on 132 SMs: 9 tiles x 14 slices of 56 k-tiles,
+// not 28 of 28).
 inline Plan make_gemm_plan(int64_t M, int64_t N, int64_t k_elems, int sm_count,
                            bool split_large_first = false) {
   Plan pl;
@@ -108,6 +112,15 @@ inline Plan make_gemm_plan(int64_t M, int64_t N, int64_t k_elems, int sm_count,
     const int64_t tiles = big.tiles_m * big.tiles_n;
     if (tiles * split_k(big, 2 * int64_t(sm_count) / tiles, kMaxSplitsLarge) >= sm_count) {
       big.reason = "128x128 tile + split-K: the grid is under one wave, its split fills one";
+      Plan one = pl;
+      split_k(one, int64_t(sm_count) / tiles, kMaxSplitsLarge);
+      if (one.splits > 1 && one.splits < big.splits &&
+          ceil_div(one.blocks(), sm_count) * one.k_tiles_per_split <=
+              ceil_div(big.blocks(), sm_count) * big.k_tiles_per_split) {
+        one.reason = "128x128 tile + split-K, one block per SM: no SM gets more k-tiles than "
+                     "with two, and the fp32 partial sums halve";
+        return one;
+      }
       return big;
     }
   }

@@ -16,6 +16,26 @@ namespace {
 using namespace cuda_detail;
 namespace dt = direct_tile;
 
+// A thread's kKT filters of one tap, from shared memory in 16-byte reads (LDS.128 for float):
+// the run starts at a multiple of kWeightAlign elements (weight_offset, and KB, kKT multiples
+// of it), so the vectors are aligned. Scalar reads would cost 8 instructions per 32 FFMAs.
+__device__ __forceinline__ void load_weight_run(const float* src, float (&dst)[dt::kKT]) {
+  const float4* v = reinterpret_cast<const float4*>(src);
+  CNNKERN_UNROLL
+  for (int q = 0; q < dt::kKT / 4; ++q) {
+    const float4 f = v[q];
+    dst[4 * q] = f.x, dst[4 * q + 1] = f.y, dst[4 * q + 2] = f.z, dst[4 * q + 3] = f.w;
+  }
+}
+__device__ __forceinline__ void load_weight_run(const double* src, double (&dst)[dt::kKT]) {
+  const double2* v = reinterpret_cast<const double2*>(src);
+  CNNKERN_UNROLL
+  for (int q = 0; q < dt::kKT / 2; ++q) {
+    const double2 f = v[q];
+    dst[2 * q] = f.x, dst[2 * q + 1] = f.y;
+  }
+}
+
 // The forward: see core/direct_tile.h for the tiling and the variants. R x S are the taps one
 // stage holds (3x3 for the halo variants, 1x1 for Taps); Unit: the staged tile's steps are all
 // 1 (stride 1 and dilation 1, or the Taps gather), so every shared-memory offset in the inner
@@ -29,9 +49,9 @@ __global__ void __launch_bounds__(dt::kThreads, sizeof(acc_t<T>) == 8 ? 1 : 2)
                                  const T* __restrict__ bias, T* __restrict__ output, bool relu) {
   using A = acc_t<T>;
   constexpr int RS = R * S;
-  extern __shared__ double direct_smem[];  // double: aligned for every accumulator type
-  A* const xs = reinterpret_cast<A*>(direct_smem);  // [cb][ih][iw]
-  A* const ws = xs + pl.cb * pl.ih * pl.iw;         // [cb][RS][KB]
+  extern __shared__ double2 direct_smem[];  // 16-byte aligned: the weights' vector reads
+  A* const xs = reinterpret_cast<A*>(direct_smem);                        // [cb][ih][iw]
+  A* const ws = xs + static_cast<int>(dt::weight_offset(pl.cb, pl.ih, pl.iw));  // [cb][RS][KB]
   // Sizes that make_plan / int32_why_not bounded below 2^31.
   const int H = static_cast<int>(p.H), W = static_cast<int>(p.W);
   const int P = static_cast<int>(p.P), Q = static_cast<int>(p.Q);
@@ -106,8 +126,7 @@ __global__ void __launch_bounds__(dt::kThreads, sizeof(acc_t<T>) == 8 ? 1 : 2)
               CNNKERN_UNROLL
               for (int s = 0; s < S; ++s) {
                 A wv[dt::kKT];
-                CNNKERN_UNROLL
-                for (int kk = 0; kk < dt::kKT; ++kk) wv[kk] = wc[(r * S + s) * dt::KB + kk];
+                load_weight_run(wc + (r * S + s) * dt::KB, wv);
                 CNNKERN_UNROLL
                 for (int i = 0; i < dt::kOutH; ++i) {
                   CNNKERN_UNROLL

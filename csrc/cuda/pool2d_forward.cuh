@@ -114,6 +114,39 @@ struct MaxPool {
   }
 };
 
+// Max pooling when no index is asked for (max_pool2d without return_indices, the eval path):
+// the same values by the same rule and order, but no index is carried, so the inner loop
+// issues no index arithmetic and no index select.
+template <class T_>
+struct MaxPoolValues {
+  using T = T_;
+  template <class I>
+  struct State {
+    acc_t<T> value;
+  };
+  template <class I>
+  __device__ static Span<I> window(I o, I in, I k, I s, I pad, I dil) {
+    return MaxPool<T>::window(o, in, k, s, pad, dil);
+  }
+  template <class I>
+  __device__ static void init(State<I>& st, const Span<I>&, const Span<I>&, I) {
+    st.value = neg_inf(acc_t<T>());
+  }
+  template <class I>
+  __device__ static void take(State<I>& st, acc_t<T> v, I) {
+    if (v > st.value || v != v) st.value = v;
+  }
+  template <class I>
+  __device__ static acc_t<T> result(const State<I>& st, const Span<I>&, const Span<I>&,
+                                    const Args<I>&) {
+    return st.value;
+  }
+  template <class I>
+  __device__ static int64_t index(const State<I>&) {
+    return -1;  // never called: the launcher passes no index buffer
+  }
+};
+
 // Average pooling: the sum over the window clipped to the input, in scan order, divided once.
 template <class T_>
 struct AvgPool {
@@ -201,17 +234,19 @@ __global__ void pool2d_forward_kernel(const Args<I> a, const typename Op::T* __r
         }
         continue;
       }
-      const T* row = x + o.base + h * a.W;
+      // Offsets in I (below input_numel: the windows are clipped to the input), so a tap's
+      // address is one multiply-add off x, not 64-bit pointer arithmetic per tap.
+      const I row = o.base + h * a.W;
       CNNKERN_UNROLL
       for (int v = 0; v < V; ++v) {
         if (a.pairs) {  // the window is [2 ow, 2 ow + 2), inside the row, 2-element aligned
-          const Pack<T, 2> t = load_pack<T, 2>(row + ww[v].begin);
+          const Pack<T, 2> t = load_pack<T, 2>(x + (row + ww[v].begin));
           Op::take(st[v], to_acc(t.v[0]), h * a.W + ww[v].begin);
           Op::take(st[v], to_acc(t.v[1]), h * a.W + ww[v].begin + 1);
           continue;
         }
         for (I w = ww[v].begin; w < ww[v].end; w += ww[v].step)
-          Op::take(st[v], ldg_acc(row + w), h * a.W + w);
+          Op::take(st[v], ldg_acc(x + (row + w)), h * a.W + w);
       }
     }
     Pack<T, V> res;

@@ -86,8 +86,11 @@ cudaError_t launch_max_pool2d_forward(CudaDType dt, const Pool2dProblem& p, cons
   if (p.output_numel() == 0) return cudaSuccess;
   return dispatch_dtype(dt, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    return pool2d_forward::launch<pool2d_forward::MaxPool<T>>(p, static_cast<const T*>(input),
-                                             static_cast<T*>(output), indices, stream);
+    const auto* x = static_cast<const T*>(input);
+    auto* y = static_cast<T*>(output);
+    if (indices == nullptr)  // values only: the kernel that carries no index
+      return pool2d_forward::launch<pool2d_forward::MaxPoolValues<T>>(p, x, y, nullptr, stream);
+    return pool2d_forward::launch<pool2d_forward::MaxPool<T>>(p, x, y, indices, stream);
   });
 }
 

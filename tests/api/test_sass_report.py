@@ -251,6 +251,12 @@ def test_tensor_core_backward_bounds_follow_their_plans():
     # tile (144 blocks) instead.
     assert sass_bounds.tc_plan(256, 2304, 100352, split_large_first=True) == (128, 7, 448)
     assert sass_bounds.tc_plan(256, 2304, 100352) == (64, 1, 3136)
+    # (one block per SM there: 264 // 36 / 2 = 3 slices of 1046 -> 1046 k-tiles on an SM, more
+    # than 2 x 448 = 896: kept at 7.) ResNet-50 3x3 s2 56->28: M = 128, N = 9*128 = 1152 -> 9
+    # big tiles; 32*28*28 = 25088 pixels = 784 k-tiles. Two per SM: 264 // 9 = 29 -> 28 slices
+    # of 28, 252 blocks, 2 x 28 = 56 k-tiles on the busiest SM; one per SM: 132 // 9 = 14
+    # slices of 56, 126 blocks, 56 k-tiles: no more, with half the fp32 partial sums.
+    assert sass_bounds.tc_plan(128, 1152, 25088, split_large_first=True) == (128, 14, 56)
     k = {"main_loop_mix": {"mma": 64, "ffma": 0}, "main_loop": {"instructions": 206},
          "subroutine_instrs": 0, "main_loop_shared_bytes": 16 * 512, "blocks_per_sm": 2}
     vgg = sass_bounds.LAYERS[0]

@@ -62,6 +62,11 @@ WGRAD = [
     # 2 x 2 big tiles on 8 SMs (room for 16 blocks): 288 pixels = 9 k-tiles -> 2 slices
     # (5 + 4, at least 4 k-tiles each) fill the wave.
     BwdCase("large_split", 2, 16, 12, 12, 136, 3, 3, padding=1, sms=8, path="large_split"),
+    # 1 big tile, 2*24*24 = 1152 pixels = 36 k-tiles on 4 SMs: two blocks per SM would be 8
+    # slices of 5 (2 rounds: 10 k-tiles per SM), one per SM 4 slices of 9 (9 k-tiles per SM,
+    # half the partial sums): the plan takes 4.
+    BwdCase("large_split_one_per_sm", 2, 8, 24, 24, 24, 3, 3, padding=1, sms=4,
+            path="large_split"),
     # 2*16*16 = 512 pixels = 16 k-tiles: the 2 big tiles split 4 ways (the most for 16
     # k-tiles) make 8 blocks, under the wave of 132, so the small tile (1 x 3) is split
     # instead: 4 slices of 4.
@@ -86,7 +91,12 @@ def _plan(M, N, red, sms, split_large_first):
     if big >= sms:
         return 128, big, k_tiles, 1
     if split_large_first and big * splits(2 * sms // big, 32) >= sms:  # 2 big blocks/SM
-        return 128, big, k_tiles, splits(2 * sms // big, 32)
+        two, one = splits(2 * sms // big, 32), splits(sms // big, 32)
+        # 1 block/SM when no SM gets more k-tiles: (rounds of sms blocks) x (k-tiles a slice)
+        if 1 < one < two and (cdiv(big * one, sms) * cdiv(k_tiles, one)
+                              <= cdiv(big * two, sms) * cdiv(k_tiles, two)):
+            return 128, big, k_tiles, one
+        return 128, big, k_tiles, two
     small = cdiv(M, 64) * cdiv(N, 64)
     return 64, small, k_tiles, 1 if small >= sms else splits(cdiv(sms, small))
 
@@ -143,6 +153,9 @@ def _check_counts(d, case, pass_):
     assert bm == (128 if case.path.startswith("large") else 64)
     assert (splits > 1) == case.path.endswith("split")
     assert d["launches"] == (2 if splits > 1 else 1), d
+    # The GEMM's tiles x slices blocks, then the reduce's one thread per output.
+    M, N, _ = case.gemm(pass_)
+    assert d["blocks"] == tiles * splits + (-(-M * N // 256) if splits > 1 else 0), d
     # Every k-tile lies in one slice: each block's k-tiles sum to k_tiles per tile.
     blocks_k_tiles = tiles * k_tiles
     # Per k-tile and block: one 16-byte cp.async per chunk of A (bm x 32) and B (bm x 32);
@@ -184,7 +197,8 @@ def test_backward_against_float64(pass_, case, dtype, layout, dev, sm_count):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("pass_,case", [("input", DGRAD[5]), ("weight", WGRAD[5]),
-                                        ("weight", WGRAD[6]), ("weight", WGRAD[7])],
+                                        ("weight", WGRAD[6]), ("weight", WGRAD[7]),
+                                        ("weight", WGRAD[8])],
                          ids=lambda v: getattr(v, "id", v))
 def test_split_k_is_deterministic(pass_, case, dtype, dev, sm_count):
     """The split-K slices are summed in a fixed order: the same bits under every thread and

@@ -85,11 +85,30 @@ def test_values_only_matches_torch(shape, layout, kw, misaligned, dtype, dev):
     assert_exact(out, ref, equal_nan=True)
     # The layout follows the input's, as torch's does.
     assert out.is_contiguous(memory_format=CL if layout == "cl" else torch.contiguous_format)
-    # The with-indices op runs the same kernels with the index writes on: same values.
+    # The with-indices op (on CUDA its own kernel, which carries the index): same values.
     out_i, idx = OPS.max_pool2d_with_indices(x, *_op_args(kw))
     _, ref_idx = F.max_pool2d(x, **kw, return_indices=True)
     assert_exact(out_i, ref, equal_nan=True)
     assert_exact(idx, ref_idx)
+
+
+@pytest.mark.parametrize("dev, shape, layout, kw, dtype", _every_dtype(PATH_CASES),
+                         indirect=["dev"])
+def test_values_only_nan_and_infinities_match_torch_float64(shape, layout, kw, dtype, dev):
+    # Dense specials: windows where a NaN comes before, after or between larger values and
+    # infinities (a NaN, once taken, stays: the values-only CUDA kernel keeps no index that
+    # could hide a mistake there), against torch in float64 on the CPU.
+    x = _make(shape, layout, dtype, dev.device)
+    g = torch.Generator().manual_seed(17)
+    u = torch.rand(shape, generator=g).to(dev.device)
+    x[u < 0.12] = float("nan")
+    x[(u >= 0.12) & (u < 0.18)] = float("inf")
+    x[(u >= 0.18) & (u < 0.24)] = float("-inf")
+    with torch.no_grad():
+        out = cnnkern.max_pool2d(x, **kw)
+    ref = F.max_pool2d(x.detach().cpu().double(), **kw)
+    assert torch.isnan(ref).any() and not torch.isnan(ref).all()
+    assert_exact(out.cpu().double(), ref, equal_nan=True)
 
 
 @pytest.mark.parametrize("dev, shape, layout, kw, misaligned, dtype",
