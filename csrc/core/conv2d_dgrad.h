@@ -1,7 +1,7 @@
 #pragma once
 // grad-input as a forward convolution, shared by the kernels that run it so (the tensor-core
-// one, core/igemm_tc_bwd.h, and the fp32 core's, core/igemm_fp32_bwd.h). Torch-free and
-// CUDA-free.
+// one, core/igemm_tc_bwd.h; the fp32 core's, core/igemm_fp32_bwd.h; Winograd's turned problem,
+// core/winograd.h). Torch-free, host + device.
 //
 // Stride 1: dX = conv(dY, W') with W'[c][k][r][s] = W[k][c][R-1-r][S-1-s] (per group: the
 // filter flipped in R and S, K/groups and C/groups swapped), padding dil (R-1) - pad, the same
@@ -9,17 +9,18 @@
 // map that skips the stride holes, and padding past dil a negative padding: neither maps.
 
 #include "core/conv2d_problem.h"
+#include "core/macros.h"
 
 namespace cnnkern {
 
 // Whether p's grad-input is the forward dgrad_problem(p).
-inline bool dgrad_is_forward(const Conv2dProblem& p) {
+CNNKERN_HD bool dgrad_is_forward(const Conv2dProblem& p) {
   return p.stride_h == 1 && p.stride_w == 1 && p.pad_h <= p.dil_h * (p.R - 1) &&
          p.pad_w <= p.dil_w * (p.S - 1);
 }
 
 // The forward problem whose output is p's grad-input (meaningful when dgrad_is_forward).
-inline Conv2dProblem dgrad_problem(const Conv2dProblem& p) {
+CNNKERN_HD Conv2dProblem dgrad_problem(const Conv2dProblem& p) {
   Conv2dProblem q = p;
   q.C = p.K;
   q.K = p.C;
