@@ -258,7 +258,7 @@ def fp32_wgrad_plan(M: int, N: int, pixels: int):
     tiles = math.ceil(M / FP32_CORE_TILE["bm"]) * math.ceil(N / FP32_CORE_TILE["bn"])
     if tiles >= SMS:
         return 1, k_tiles
-    want = min(2 * SMS // tiles, k_tiles // 16, 32)  # at least 16 k-tiles a slice, 32 at most
+    want = min(2 * SMS // tiles, k_tiles // 16, 128)  # >= 16 k-tiles a slice, 128 at most
     if want <= 1:
         return 1, k_tiles
     per = math.ceil(k_tiles / want)

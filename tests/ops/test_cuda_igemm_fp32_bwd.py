@@ -109,7 +109,7 @@ def wgrad_splits(case):
     k_tiles = cdiv(case.N * P * Q, BK)
     if tiles >= case.sms:
         return 1
-    want = min(2 * case.sms // tiles, k_tiles // 16, 32)
+    want = min(2 * case.sms // tiles, k_tiles // 16, 128)
     return 1 if want <= 1 else cdiv(k_tiles, cdiv(k_tiles, want))
 
 
