@@ -43,13 +43,15 @@ FP32_CORE_TILE = {"bm": 128, "bn": 128, "bk": 8}  # gemm32::Tile (csrc/core/gemm
 FP32_CORE = "gemm_fp32_kernel<true, true>"
 # The fp32 implicit-GEMM forward on that core (csrc/cuda/conv2d_igemm_fp32.cu): its block's
 # output channels (128, or 64 for K/groups <= 64) and patch gather (PointwiseStager for 1x1
-# filters without padding, else PatchStager's tap walk); split-K's reduce kernel.
+# filters without padding, else PatchStager's tap walk); split-K's reduce kernel; its
+# grad-weight (csrc/cuda/conv2d_igemm_fp32_wgrad.cu).
 def igemm_fp32_kernel(bm: int, pointwise: bool) -> str:
     return f"igemm_fp32_fprop_kernel<{bm}, {'PointwiseStager' if pointwise else 'PatchStager'}>"
 
 
 IGEMM_FP32 = igemm_fp32_kernel(128, False)
 IGEMM_FP32_REDUCE = "igemm_fp32_reduce_kernel"
+IGEMM_FP32_WGRAD = "igemm_fp32_wgrad_kernel"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -286,6 +288,63 @@ def _igemm_fp32_kernels(layer: Layer) -> List[str]:
 igemm_fp32_model.kernels_for = _igemm_fp32_kernels
 
 
+def _swapped_for_dgrad(layer: Layer) -> Layer:
+    """grad-input, stride 1, as a forward (csrc/core/conv2d_dgrad.h): on grad_output, with the
+    weight flipped and K <-> C swapped, padding R-1-pad."""
+    if layer.stride != 1:
+        raise LoopNestChanged("a strided grad-input runs the general kernel")
+    return dataclasses.replace(layer, C=layer.K, K=layer.C, H=layer.P, W=layer.Q,
+                               pad=layer.R - 1 - layer.pad)
+
+
+def igemm_fp32_dgrad_model(layer: Layer, kernels: Dict[str, Dict]) -> Bounds:
+    # The fp32 forward on the swapped problem, plus the flipped weight's one copy (groups 1:
+    # read and written once).
+    b = igemm_fp32_model(_swapped_for_dgrad(layer), kernels)
+    b.hbm += 2 * 4 * layer.K * layer.C * layer.R * layer.S / HBM
+    return b
+
+
+def _igemm_fp32_dgrad_kernels(layer: Layer) -> List[str]:
+    # A strided layer has no such kernels: the model itself says why (LoopNestChanged).
+    return _igemm_fp32_kernels(_swapped_for_dgrad(layer)) if layer.stride == 1 else []
+
+
+igemm_fp32_dgrad_model.kernels_for = _igemm_fp32_dgrad_kernels
+
+
+def fp32_wgrad_plan(M: int, N: int, pixels: int):
+    """csrc/core/igemm_fp32_bwd.h make_wgrad_plan on SMS SMs (groups 1): (splits, k-tiles per
+    slice) of the M x N grad-weight GEMM over `pixels`."""
+    bk = FP32_CORE_TILE["bk"]
+    k_tiles = math.ceil(pixels / bk)
+    tiles = math.ceil(M / FP32_CORE_TILE["bm"]) * math.ceil(N / FP32_CORE_TILE["bn"])
+    if tiles >= SMS:
+        return 1, k_tiles
+    want = min(2 * SMS // tiles, k_tiles // 16, 128)  # >= 16 k-tiles a slice, 128 at most
+    if want <= 1:
+        return 1, k_tiles
+    per = math.ceil(k_tiles / want)
+    return math.ceil(k_tiles / per), per
+
+
+def igemm_fp32_wgrad_model(layer: Layer, kernels: Dict[str, Dict]) -> Bounds:
+    """grad-weight on the fp32 core (csrc/cuda/conv2d_igemm_fp32_wgrad.cu): a K x (C*R*S) GEMM
+    over N*P*Q pixels, split-K where the tiles are under a wave of 2 blocks per SM; each slice
+    counted as full, and the fp32 partial sums written and read back once by the reduce (its
+    issue time, M*N*splits loads over the GPU, not counted)."""
+    M, N = layer.K, layer.C * layer.R * layer.S
+    splits, per = fp32_wgrad_plan(M, N, layer.N * layer.P * layer.Q)
+    b = gemm_bounds(kernels[IGEMM_FP32_WGRAD], "float32", M, N, per * FP32_CORE_TILE["bk"],
+                    batches=splits, **FP32_CORE_TILE)
+    partials = 2 * 4 * splits * M * N if splits > 1 else 0
+    b.hbm = (layer.tensor_bytes(4) + partials) / HBM
+    return b
+
+
+igemm_fp32_wgrad_model.kernels = [IGEMM_FP32_WGRAD]
+
+
 # core/direct_tile.h, mirrored for the plan of the layers here (groups 1, dilation 1): a block
 # computes a 16 x 16 output tile for 32 output channels with 256 threads, staging `cb` input
 # channels (at most 8) and their weights in 47 KiB of shared memory per stage; the weights
@@ -386,11 +445,7 @@ def igemm_tc_dgrad_model(dtype: str):
     fwd = igemm_tc_model(dtype)
 
     def model(layer: Layer, kernels: Dict[str, Dict]) -> Bounds:
-        if layer.stride != 1:
-            raise LoopNestChanged("a strided grad-input runs the general kernel")
-        swapped = dataclasses.replace(layer, C=layer.K, K=layer.C, H=layer.P, W=layer.Q,
-                                      pad=layer.R - 1 - layer.pad)
-        b = fwd(swapped, kernels)
+        b = fwd(_swapped_for_dgrad(layer), kernels)
         b.hbm += 2 * 2 * DTYPE_BYTES[dtype] * layer.K * layer.C * layer.R * layer.S / HBM
         return b
     model.kernels = fwd.kernels
@@ -553,6 +608,8 @@ ROWS = [
     ("igemm fp16 tc wgrad NHWC", "float16", igemm_tc_wgrad_model("float16"), "conv"),
     ("implicit GEMM TF32 mma.sync", "tf32", igemm_model("tf32"), "conv"),
     ("implicit GEMM fp32 (fp32 core)", "float32", igemm_fp32_model, "conv"),
+    ("igemm fp32 core dgrad (s1)", "float32", igemm_fp32_dgrad_model, "conv"),
+    ("igemm fp32 core wgrad", "float32", igemm_fp32_wgrad_model, "conv"),
     ("Winograd F(4x4) fp32", "float32", winograd4_model, "3x3s1"),
     ("Winograd F(4x4) fused fp32", "float32", winograd_fused_model(4), "3x3s1"),
     ("Winograd F(2x2) fused fp32", "float32", winograd_fused_model(2), "3x3s1"),

@@ -2,12 +2,10 @@
 // Which backward passes run on the tensor cores (float16/bfloat16, channels_last), and how.
 // Torch-free and CUDA-free, so the CPU tests call it directly.
 //
-// grad-input (dgrad), stride 1: dX = conv(dY, W') with W'[c][k][r][s] = W[k][c][R-1-r][S-1-s]
-// (the filter flipped in R and S, K and C swapped), padding dil (R-1) - pad, the same
-// dilation; its output size is P + dil (R-1) - 2 pad = H. So the forward kernel runs it
-// unchanged (conv2d_igemm_tc.cu), on dgrad_problem(p); the glue re-lays the weight out
+// grad-input (dgrad), stride 1: the forward kernel (conv2d_igemm_tc.cu) on dgrad_problem(p)
+// (core/conv2d_dgrad.h: the flipped, K<->C-transposed weight); the glue re-lays the weight out
 // (two device copies of K*C*R*S elements: the flip, then the channels_last copy). Stride > 1
-// would need a map that skips the stride holes: it keeps the general kernel.
+// keeps the general kernel.
 //
 // grad-weight (wgrad): dW[k][(r, s, c)] = sum over pixels j = (n, p, q) of
 // dY[j][k] * X[n][p stride + r dil - pad][q stride + s dil - pad][c], a K x (R*S*C) GEMM
@@ -18,25 +16,15 @@
 
 #include <cstdint>
 
+#include "core/conv2d_dgrad.h"
 #include "core/conv2d_problem.h"
 #include "core/igemm_tc_plan.h"
 
 namespace cnnkern {
 namespace igemm_tc {
 
-// The forward problem whose output is p's grad-input (meaningful when dgrad_why_not is "").
-inline Conv2dProblem dgrad_problem(const Conv2dProblem& p) {
-  Conv2dProblem q = p;
-  q.C = p.K;
-  q.K = p.C;
-  q.H = p.P;
-  q.W = p.Q;
-  q.P = p.H;
-  q.Q = p.W;
-  q.pad_h = p.dil_h * (p.R - 1) - p.pad_h;
-  q.pad_w = p.dil_w * (p.S - 1) - p.pad_w;
-  return q;
-}
+// dgrad_problem (core/conv2d_dgrad.h), in this namespace as its callers name it.
+using ::cnnkern::dgrad_problem;
 
 // "" when grad-input runs on the tensor-core forward kernel, else why not.
 inline const char* dgrad_why_not(const Conv2dProblem& p) {

@@ -24,6 +24,7 @@
 // The adjoints (transposes) of the output and filter transforms are here too: they give the
 // Winograd-domain weight gradient (dM = A dY A^T, dg = G^T dU G).
 
+#include "core/conv2d_dgrad.h"
 #include "core/conv2d_problem.h"
 #include "core/macros.h"
 
@@ -41,18 +42,8 @@ CNNKERN_HD bool supports_shape(const Conv2dProblem& p) {
 // this "turned" problem: grad_output as the input, C and K swapped, the filters rotated 180
 // degrees, padding 2 - pad (negative for pad > 2: the output is a crop). Both backends run
 // their Winograd grad-input as this forward.
-CNNKERN_HD Conv2dProblem turned_problem(const Conv2dProblem& p) {
-  Conv2dProblem q = p;
-  q.C = p.K;
-  q.H = p.P;
-  q.W = p.Q;
-  q.K = p.C;
-  q.P = p.H;
-  q.Q = p.W;
-  q.pad_h = 2 - p.pad_h;
-  q.pad_w = 2 - p.pad_w;
-  return q;
-}
+// (core/conv2d_dgrad.h's dgrad_problem, at R = S = 3 and dilation 1.)
+CNNKERN_HD Conv2dProblem turned_problem(const Conv2dProblem& p) { return dgrad_problem(p); }
 
 template <int M>
 struct Tile;

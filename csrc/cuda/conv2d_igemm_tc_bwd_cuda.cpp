@@ -10,7 +10,6 @@
 // channels_last K x C x R x S tensor returned.
 
 #include <ATen/ops/empty.h>
-#include <ATen/ops/flip.h>
 
 #include <string>
 
@@ -20,6 +19,7 @@
 #include "cuda/conv2d_igemm_tc_wgrad.h"
 #include "cuda/cuda_glue.h"
 #include "cuda/device_context.h"
+#include "cuda/dgrad_weight.h"
 
 namespace cnnkern {
 
@@ -66,8 +66,9 @@ Conv2dWorkspace igemm_tc_backward_workspace(const Conv2dProblem& p, at::ScalarTy
 
 at::Tensor igemm_tc_backward_input(const at::Tensor& grad_output, const at::Tensor& weight,
                                    const Conv2dProblem& p) {
-  // W'[c][k][r][s] = W[k][c][R-1-r][S-1-s]; igemm_tc_forward copies it to KRSC.
-  const at::Tensor w_flipped = at::flip(weight, {2, 3}).transpose(0, 1);
+  // W'[c][k][r][s] = W[k][c][R-1-r][S-1-s] (a view of the flip); igemm_tc_forward copies it
+  // to KRSC.
+  const at::Tensor w_flipped = dgrad_weight(weight, p.groups);
   Conv2dEpilogue none;
   return igemm_tc_forward(grad_output, w_flipped, c10::nullopt, igemm_tc::dgrad_problem(p), none);
 }

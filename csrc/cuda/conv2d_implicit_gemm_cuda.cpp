@@ -13,6 +13,7 @@
 
 #include "ops/conv2d_algo.h"
 #include "cuda/conv2d_igemm_fp32.h"
+#include "cuda/conv2d_igemm_fp32_bwd_cuda.h"
 #include "cuda/conv2d_igemm_tc.h"
 #include "cuda/conv2d_implicit_gemm.h"
 #include "cuda/conv2d_igemm_tc_cuda.h"
@@ -73,11 +74,15 @@ at::Tensor im2col_forward(const at::Tensor& input_any, const at::Tensor& weight_
 }
 
 // float16/bfloat16 grad-input with stride 1 (and K % 8 == 0, groups 1) runs on the tensor-core
-// forward kernel (conv2d_igemm_tc_bwd_cuda.cpp); strided ones on the general kernel's gather.
+// forward kernel (conv2d_igemm_tc_bwd_cuda.cpp), float32's with stride 1 (TF32 off) on the fp32
+// core's forward kernel (conv2d_igemm_fp32_bwd_cuda.cpp); strided ones on the general kernel's
+// gather.
 at::Tensor im2col_backward_input(const at::Tensor& grad_output, const at::Tensor& weight,
                                  const Conv2dProblem& p, const Conv2dMath& math) {
   if (igemm_tc_dgrad_why_not(p, grad_output.scalar_type()).empty())
     return igemm_tc_backward_input(grad_output, weight, p);
+  if (igemm_fp32_dgrad_why_not(p, grad_output.scalar_type(), math.allow_tf32).empty())
+    return igemm_fp32_backward_input(grad_output, weight, p);
   at::Tensor grad_input = at::empty({p.N, p.C, p.H, p.W}, grad_output.options());
   if (grad_input.numel() == 0) return grad_input;
   CNNKERN_CUDA_CHECK(launch_igemm_backward_input(
@@ -107,6 +112,14 @@ Conv2dWorkspace igemm_workspace(const Conv2dProblem& p, at::ScalarType dtype, Co
     }
     return ws;
   }
+  // float32 (TF32 off) on the fp32 GEMM core's kernels where they take the problem.
+  if (dtype == at::kFloat) {
+    Conv2dWorkspace ws = igemm_fp32_backward_workspace(p, pass);
+    if (!ws.what.empty()) {
+      ws.what += " unless TF32 is allowed (then the general implicit-GEMM kernel)";
+      return ws;
+    }
+  }
   if (pass == ConvPass::BackwardInput) return igemm_tc_backward_workspace(p, dtype, pass);
   const std::string no_tc = igemm_tc_wgrad_why_not(p, dtype);
   if (no_tc.empty()) return igemm_tc_backward_workspace(p, dtype, pass);
@@ -120,11 +133,14 @@ Conv2dWorkspace igemm_workspace(const Conv2dProblem& p, at::ScalarType dtype, Co
 }
 
 // float16/bfloat16 with C % 8 == 0, K % 8 == 0 and groups 1: the tensor-core grad-weight
-// kernel (conv2d_igemm_tc_wgrad.cu), also under the Winograd algorithms that register this.
+// kernel (conv2d_igemm_tc_wgrad.cu); float32 (TF32 off): the fp32 core's grad-weight kernel
+// (conv2d_igemm_fp32_wgrad.cu); also under the Winograd algorithms that register this.
 at::Tensor igemm_backward_weight(const at::Tensor& grad_output, const at::Tensor& input,
                                  const Conv2dProblem& p, const Conv2dMath& math) {
   if (igemm_tc_wgrad_why_not(p, grad_output.scalar_type()).empty())
     return igemm_tc_backward_weight(grad_output, input, p);
+  if (igemm_fp32_wgrad_why_not(p, grad_output.scalar_type(), math.allow_tf32).empty())
+    return igemm_fp32_backward_weight(grad_output, input, p);
   at::Tensor grad_weight = at::empty({p.K, p.C_per_group(), p.R, p.S}, grad_output.options());
   if (grad_weight.numel() == 0) return grad_weight;
   const CudaDType dt = cuda_dtype_of(grad_output);

@@ -298,6 +298,33 @@ def test_fp32_core_gemm_bounds_match_hand_worked_numbers():
         sass_bounds.gemm_bounds(k, "float32", 256, 6272, 256, batches=36)
 
 
+def test_fp32_core_backward_bounds_follow_their_plan():
+    # VGG16 conv3_2 float32 grad-weight on the fp32 core: M = K = 256, N = 9*256 = 2304 -> 2 x
+    # 18 = 36 tiles, under a wave; 2 resident per SM -> 264 // 36 = 7 slices of 1792 k-tiles
+    # (100352 pixels = 12544 k-tiles of 8): 252 blocks, 2 on the busiest SM.
+    assert sass_bounds.fp32_wgrad_plan(256, 2304, 100352) == (7, 1792)
+    assert sass_bounds.fp32_wgrad_plan(256, 2304, 200) == (1, 25)  # 25 k-tiles: no 2 x 16
+    k = {"main_loop_mix": {"mma": 0, "ffma": 512}, "main_loop": {"instructions": 700},
+         "subroutine_instrs": 0, "main_loop_shared_bytes": 512, "blocks_per_sm": 2}
+    vgg = sass_bounds.LAYERS[0]
+    b = sass_bounds.igemm_fp32_wgrad_model(vgg, {"igemm_fp32_wgrad_kernel": k})
+    clock = 66.9e12 / (132 * 256)
+    assert b.issue == pytest.approx(2 * 8 * 1792 * 700 / (4 * clock))
+    assert b.fp32 == pytest.approx(2 * 2 * 128 * 128 * 1792 * 8 / (66.9e12 / 132))
+    tensors = 4 * (2 * 32 * 256 * 56 * 56 + 256 * 256 * 9)  # x, dy, w once each
+    assert b.hbm == pytest.approx((tensors + 2 * 4 * 7 * 256 * 2304) / 3.35e12)
+    assert b.grid == (252, pytest.approx(252 / (132 * 2)))
+    # grad-input, stride 1: the fp32 forward on the swapped problem (for conv3_2 the same
+    # shape) plus the flipped weight's one copy, read and written.
+    fwd = {sass_bounds.IGEMM_FP32: k}
+    d = sass_bounds.igemm_fp32_dgrad_model(vgg, fwd)
+    f = sass_bounds.igemm_fp32_model(vgg, fwd)
+    assert (d.issue, d.fp32) == (f.issue, f.fp32)
+    assert d.hbm == pytest.approx(f.hbm + 2 * 4 * 256 * 256 * 9 / 3.35e12)
+    with pytest.raises(sass_bounds.LoopNestChanged, match="strided grad-input"):
+        sass_bounds.igemm_fp32_dgrad_model(sass_bounds.LAYERS[3], fwd)
+
+
 def test_fused_winograd_bounds_match_hand_worked_numbers():
     # Fused F(4x4) on VGG16 conv3_2: 32 x 14 x 14 = 6272 tiles -> 392 blocks of 16 tiles x 8
     # blocks of 32 output channels = 3136 blocks of 288 threads (9 warps), 24 on the busiest
