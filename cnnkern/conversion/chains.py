@@ -16,7 +16,11 @@ again after the residual add) becomes cnnkern._relu_mark.SkipAppliedReLU, which 
 fused output as it is and applies the ReLU at its other calls (`shared_relu`). A ReLU that
 must stay (hooks, several names; F.relu / torch.relu / .relu_() are code in the forward)
 stays exactly as it is and only conv + BN are fused: a ReLU runs there anyway, and fusing it
-as well would only add a second ReLU mask to the backward.
+as well would only add a second ReLU mask to the backward. Except where the ReLU call ends a
+module whose whole forward is the chain (GoogLeNet's BasicConv2d: `return F.relu(self.bn(
+self.conv(x)), inplace=True)`, checked by tracing that module alone): the ReLU is fused in and
+convert replaces that module's forward by a call of the fused conv (`block`;
+cnnkern/_block_forward.py).
 
 In-place writes. A model may write into a BN's output (torchvision's BasicBlock does
 `out += identity`; an inplace ReLU that stays): fine for batch_norm, whose backward does not
@@ -71,6 +75,8 @@ class Chain:
     shared_relu: bool = False  # the fused-in ReLU module is called elsewhere too: it stays,
     #                            as SkipAppliedReLU, instead of becoming nn.Identity
     relu_max: Optional[float] = None  # the fused ReLU's upper clamp (nn.ReLU6: 6.0)
+    block: Optional[str] = None  # the module whose forward is exactly conv -> BN -> a ReLU
+    #                              call: that ReLU is fused in and the forward replaced
 
 
 class _Tracer(fx.Tracer):
@@ -138,6 +144,59 @@ def _modifies_in_place(user: fx.Node, value: fx.Node, modules: Dict[str, nn.Modu
         return False
 
 
+def _relu_call(node: fx.Node, value: fx.Node) -> str:
+    """The name of the ReLU call `node` applies to `value` alone (F.relu(value, inplace=...),
+    value.relu_(), ...), or "" if it is not one."""
+    if not node.args or node.args[0] is not value or set(node.kwargs) - {"inplace"}:
+        return ""
+    if node.op == "call_function" and node.target in _RELU_FUNCTIONS:
+        rest = node.args[1:]
+        return _RELU_FUNCTIONS[node.target] if all(isinstance(a, bool) for a in rest) else ""
+    if node.op == "call_method" and node.target in _RELU_METHODS and len(node.args) == 1:
+        return f".{node.target}()"
+    return ""
+
+
+def _calling_module(node: fx.Node) -> str:
+    """The name (in the traced root) of the module whose forward made the call `node`."""
+    stack = node.meta.get("nn_module_stack") or {}
+    return list(stack.values())[-1][0] if stack else ""
+
+
+def _is_chain_block(block: nn.Module, conv: str, bn: str) -> bool:
+    """Whether block's forward, traced alone, is exactly input -> conv -> bn -> a ReLU call ->
+    output (conv and bn named within the block): then replacing it by the fused conv + BN +
+    ReLU changes nothing but the work done."""
+    if isinstance(block, _Tracer._LEAVES) or "forward" in vars(block):
+        return False
+    try:
+        nodes = list(_Tracer().trace(block).nodes)
+    except Exception:  # noqa: BLE001  (a block that does not trace alone is left as it is)
+        return False
+    if len(nodes) != 5 or [n.op for n in nodes[:3]] != ["placeholder", "call_module",
+                                                        "call_module"]:
+        return False
+    x, c, b, r, out = nodes
+    return (c.target == conv and tuple(c.args) == (x,) and not c.kwargs
+            and b.target == bn and tuple(b.args) == (c,) and not b.kwargs
+            and bool(_relu_call(r, b)) and tuple(out.args) == (r,))
+
+
+def _chain_block(relu: fx.Node, conv: fx.Node, bn: fx.Node, modules: Dict[str, nn.Module],
+                 prefix: str) -> Optional[str]:
+    """The full name of the module whose forward is exactly conv -> bn -> the ReLU call `relu`
+    (the module that made the call; "" the model itself), or None if there is none."""
+    if not _relu_call(relu, bn):
+        return None
+    block = _calling_module(relu)
+    inner = f"{block}." if block else ""
+    if not (conv.target.startswith(inner) and bn.target.startswith(inner)
+            and _is_chain_block(modules[block], conv.target[len(inner):],
+                                bn.target[len(inner):])):
+        return None
+    return prefix + block if block else prefix.rstrip(".")
+
+
 def _graph_chains(root: nn.Module, graph: fx.Graph, prefix: str,
                   aliases: Dict[int, List[str]]) -> Tuple[Dict[str, Chain], Dict[str, Tuple[str, str]]]:
     """Chains in one traced graph, and {conv: (bn, why not)} for convs followed by a BN unfused."""
@@ -170,7 +229,7 @@ def _graph_chains(root: nn.Module, graph: fx.Graph, prefix: str,
             notes[conv_name] = (bn_name, why)
             continue
 
-        relu, note, shared, relu_max = None, "", False, None
+        relu, note, shared, relu_max, block = None, "", False, None, None
         users = list(bn_node.users)
         if len(users) == 1:
             u = users[0]
@@ -191,11 +250,16 @@ def _graph_chains(root: nn.Module, graph: fx.Graph, prefix: str,
                 note = f"the {_RELU_FUNCTIONS[u.target]} call after it stays (it is code)"
             elif u.op == "call_method" and u.target in _RELU_METHODS:
                 note = f"the .{u.target}() call after it stays (it is code)"
+            block = _chain_block(u, node, bn_node, modules, prefix)
+            if block is not None:
+                note = (f"the {_relu_call(u, bn_node)} call after it is fused in: it ends "
+                        f"{block or '<model>'}, whose forward now calls the fused layer alone")
         # A ReLU output cannot have been modified in place before backward in a model that
         # trains (ReLU keeps its output for backward), so only a conv + BN output is checked.
-        inplace_after = relu is None and any(_modifies_in_place(u, bn_node, modules)
-                                             for u in users)
-        chains[conv_name] = Chain(conv_name, bn_name, relu, note, inplace_after, shared, relu_max)
+        inplace_after = relu is None and block is None and any(
+            _modifies_in_place(u, bn_node, modules) for u in users)
+        chains[conv_name] = Chain(conv_name, bn_name, relu, note, inplace_after, shared, relu_max,
+                                  block)
     return chains, notes
 
 

@@ -12,6 +12,7 @@ from typing import Dict, List
 from torch import nn
 
 from .. import nn as cnn
+from .._block_forward import FusedBlockForward
 from .._relu_mark import SkipAppliedReLU
 from ..nn import FusedAwayBatchNorm2d, FusedConvBatchNorm2d, output_survives_in_place_change
 from .chains import Chain, analyse
@@ -70,6 +71,7 @@ def convert(model: nn.Module, algo: str = "auto", fuse: bool = True, *, inplace:
             rep.entries.append(ConvertEntry(conv_name, "conv_bn", False, why, bn=bn_name))
 
     new: Dict[int, nn.Module] = {}   # id(old module) -> its replacement
+    blocks = []                      # (module whose forward is the chain, the conv's name in it)
     pools_why = pool_problem(model)  # the same for every pooling layer
     fallbacks: List[str] = []
 
@@ -85,13 +87,16 @@ def convert(model: nn.Module, algo: str = "auto", fuse: bool = True, *, inplace:
         conv, bn = model.get_submodule(ch.conv), model.get_submodule(ch.bn)
         layer_algo, algo_note = conv_algo(conv, name)
         away = FusedAwayBatchNorm2d.from_torch(bn, fused_into=ch.conv)
-        fused_relu = ch.relu is not None
+        fused_relu = ch.relu is not None or ch.block is not None
+        if ch.block is not None:
+            blocks.append((model.get_submodule(ch.block),
+                           ch.conv[len(ch.block) + 1:] if ch.block else ch.conv))
         copy_output = ch.inplace_after and not output_survives_in_place_change(fused_relu)
         new[id(conv)] = FusedConvBatchNorm2d.fuse(conv, away, fused_relu, layer_algo, ch.bn,
                                                   copy_output=copy_output, relu_max=ch.relu_max)
         new[id(bn)] = away
         detail = f"fused (algo={layer_algo!r})"
-        if fused_relu:
+        if ch.relu is not None:
             relu = model.get_submodule(ch.relu)
             kind = type(relu).__name__
             if ch.shared_relu:
@@ -132,6 +137,8 @@ def convert(model: nn.Module, algo: str = "auto", fuse: bool = True, *, inplace:
                 model = replacement
             else:
                 _set_module(model, path, replacement)
+    for block, conv_name in blocks:   # after the swap: the fused conv is in place
+        block.forward = FusedBlockForward(block, conv_name)
     if fallbacks:
         warnings.warn(f"cnnkern.convert: algo {algo!r} cannot run {len(fallbacks)} layer(s) "
                       f"({', '.join(fallbacks[:5])}{', ...' if len(fallbacks) > 5 else ''}); "

@@ -122,6 +122,15 @@ BnActivation activation(const char* op, bool relu, c10::optional<double> relu_ma
   return act;
 }
 
+// Whether t (N, K, H, W) is NCHW but for the batch stride: each (image, channel) plane
+// contiguous, the planes of an image K in a row, images any distance apart (at least one
+// image's worth, so that none overlap). A channel slice of a contiguous tensor is one.
+bool contiguous_planes(const at::Tensor& t) {
+  const int64_t K = t.size(1), H = t.size(2), W = t.size(3);
+  return t.stride(3) == 1 && t.stride(2) == W && t.stride(1) == H * W &&
+         t.stride(0) >= K * H * W;
+}
+
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bn_relu_train_op(
@@ -184,8 +193,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bn_relu_backward_op(
       kern.backward_reads_channels_last && fmt == at::MemoryFormat::ChannelsLast
           ? fmt
           : at::MemoryFormat::Contiguous;
-  const at::Tensor grad_out = grad_out_.contiguous(kernel_fmt);
   const at::Tensor zc = z.contiguous(kernel_fmt);
+  const at::Tensor grad_out =
+      kern.backward_reads_batch_strided && kernel_fmt == at::MemoryFormat::Contiguous &&
+              contiguous_planes(grad_out_)
+          ? grad_out_
+          : grad_out_.contiguous(kernel_fmt);
   const auto [scale, shift] = scale_shift(bn_weight, bn_bias, mean, invstd, opts);
   at::Tensor sum_g = at::empty({K}, opts), sum_gx = at::empty({K}, opts);
   at::Tensor gz = at::empty_like(zc);

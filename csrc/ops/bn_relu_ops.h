@@ -53,6 +53,11 @@ struct BnReluKernels {
   // A property of the kernels, not of the tensors' device: under the CUDA emulator the CUDA
   // kernels get CPU tensors.
   bool backward_reads_channels_last;
+  // Whether, in NCHW, grad_sums and grad_z take a dy whose (image, channel) planes are each
+  // contiguous but whose images are further apart than K planes (dy.stride(0) > K * H * W: a
+  // channel slice, which torch.cat's backward hands every branch of an inception module) as
+  // it is, else a contiguous copy. False unless a backend's kernels say so.
+  bool backward_reads_batch_strided = false;
 };
 
 // relu_max (with relu only): the upper clamp, y = min(max(v, 0), relu_max).

@@ -129,16 +129,21 @@ int64_t units_per_task(int64_t unit_size) {
 template <typename T>
 struct GradArgs {
   int64_t N, K, HW;
+  int64_t dy_image;  // NCHW: elements between dy's images (K * HW, or more for a channel slice)
   const T *dy, *z, *scale, *shift, *mean;
   GradArgs(const at::Tensor& dy_, const at::Tensor& z_, const at::Tensor& scale_,
            const at::Tensor& shift_, const at::Tensor& mean_)
       : N(z_.size(0)), K(z_.size(1)), HW(z_.size(2) * z_.size(3)),
+        dy_image(dy_.is_contiguous() || N == 1 ? K * HW : dy_.stride(0)),
         dy(dy_.const_data_ptr<T>()), z(z_.const_data_ptr<T>()),
         scale(scale_.const_data_ptr<T>()), shift(shift_.const_data_ptr<T>()),
         mean(mean_.const_data_ptr<T>()) {}
+  // dy's plane p = n * K + k (NCHW); z's and gz's is at p * HW.
+  const T* dy_plane(int64_t p) const { return dy + (p / K) * dy_image + (p % K) * HW; }
 };
 
-// z and dy come NCHW-contiguous or channels_last (the op keeps channels_last on the CPU).
+// z comes NCHW-contiguous or channels_last (the op keeps channels_last on the CPU); dy in
+// z's layout, in NCHW possibly with images further apart (backward_reads_batch_strided).
 bool is_channels_last(const at::Tensor& z) { return !z.is_contiguous(); }
 
 // Per-channel sums in double, per plane (NCHW) or per block of rows (channels_last), each
@@ -156,7 +161,7 @@ void grad_sums_impl(const at::Tensor& dy, const at::Tensor& z, const at::Tensor&
     at::parallel_for(0, g.N * K, units_per_task(g.HW), [&](int64_t p0, int64_t p1) {
       for (int64_t p = p0; p < p1; ++p) {
         const int64_t k = p % K;
-        core.grad_sums(g.HW, g.dy + p * g.HW, g.z + p * g.HW, g.scale[k], g.shift[k],
+        core.grad_sums(g.HW, g.dy_plane(p), g.z + p * g.HW, g.scale[k], g.shift[k],
                        static_cast<double>(g.mean[k]), act, &part[2 * p]);
       }
     });
@@ -207,7 +212,7 @@ void grad_z_impl(const at::Tensor& dy, const at::Tensor& z, const at::Tensor& sc
     at::parallel_for(0, g.N * K, units_per_task(g.HW), [&](int64_t p0, int64_t p1) {
       for (int64_t p = p0; p < p1; ++p) {
         const int64_t k = p % K, off = p * g.HW;
-        core.grad_z(g.HW, g.dy + off, g.z + off, g.scale[k], g.shift[k], g.mean[k], pa[k], pb[k],
+        core.grad_z(g.HW, g.dy_plane(p), g.z + off, g.scale[k], g.shift[k], g.mean[k], pa[k], pb[k],
                     pc[k], act, out + off);
       }
     });
@@ -265,7 +270,8 @@ const BnReluKernels& bn_relu_cpu_kernels() {
   // float32 for them anyway), out and grad_z rounded once (cpu/common/half_via_float32.h).
   using cpu::via_float32;
   static const BnReluKernels k{via_float32<stats>, via_float32<apply>, via_float32<grad_sums>,
-                               via_float32<grad_z>, /*backward_reads_channels_last=*/true};
+                               via_float32<grad_z>, /*backward_reads_channels_last=*/true,
+                               /*backward_reads_batch_strided=*/true};
   return k;
 }
 
