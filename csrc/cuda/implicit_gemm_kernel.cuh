@@ -181,16 +181,23 @@ struct WorkspaceEpilogue {  // wgrad split s: raw partial sums into workspace ro
 };
 
 // grid: x = m tile, y = n tile, z = group * splits + split.
+// Register budget: three blocks per SM (80 registers) for fp32 accumulators, two (128) for fp64.
+// With no minimum, ptxas held 14 fp32-accumulator variants at 64 registers (four blocks per
+// SM) by spilling 16-40 bytes, inside the tile loop for grad-weight; they need 75-80 (the
+// other fp32 variants already took 76-80, three blocks). fp64 took 94-126 unbounded: two
+// blocks either way, but with a minimum of 1 it grew to 132-144 (one block).
 template <class T, class Map, class Compute>
-__global__ void __launch_bounds__(Tile::kThreads)
+__global__ void __launch_bounds__(Tile::kThreads, sizeof(acc_t<T>) == 8 ? 2 : 3)
     igemm_kernel(const typename Map::Params p, const Plan pl, const T* __restrict__ a_src,
                  const T* __restrict__ b_src, const T* __restrict__ bias, bool relu,
                  T* __restrict__ out, acc_t<T>* __restrict__ ws) {
   using A = acc_t<T>;
   __shared__ igemm::SharedTiles<A> sm;
   igemm::ThreadState<A, typename Map::ARow> st[1];
-  const int64_t z = blockIdx.z;
-  const int64_t g = z / pl.splits, split = z % pl.splits;
+  // grid z <= 65535 (plan_why_not), so the group and split decode in 32 bits: a 64-bit
+  // division is a subroutine, and its two 64-bit results stay live across the tile loop.
+  const int z = static_cast<int>(blockIdx.z), splits = static_cast<int>(pl.splits);
+  const int g = z / splits, split = z % splits;
   const Map map(p, g);
   const int64_t m0 = static_cast<int64_t>(blockIdx.x) * Tile::BM;
   const int64_t n0 = static_cast<int64_t>(blockIdx.y) * Tile::BN;
