@@ -604,11 +604,11 @@ def maxpool_model(dtype: str):
 ROWS = [
     ("implicit GEMM fp16 mma.sync", "float16", igemm_model("float16"), "conv"),
     ("igemm fp16 tensor-core NHWC", "float16", igemm_tc_model("float16"), "conv"),
-    ("igemm fp16 tc dgrad (s1)", "float16", igemm_tc_dgrad_model("float16"), "conv"),
+    ("igemm fp16 tc dgrad (s1)", "float16", igemm_tc_dgrad_model("float16"), "s1"),
     ("igemm fp16 tc wgrad NHWC", "float16", igemm_tc_wgrad_model("float16"), "conv"),
     ("implicit GEMM TF32 mma.sync", "tf32", igemm_model("tf32"), "conv"),
     ("implicit GEMM fp32 (fp32 core)", "float32", igemm_fp32_model, "conv"),
-    ("igemm fp32 core dgrad (s1)", "float32", igemm_fp32_dgrad_model, "conv"),
+    ("igemm fp32 core dgrad (s1)", "float32", igemm_fp32_dgrad_model, "s1"),
     ("igemm fp32 core wgrad", "float32", igemm_fp32_wgrad_model, "conv"),
     ("Winograd F(4x4) fp32", "float32", winograd4_model, "3x3s1"),
     ("Winograd F(4x4) fused fp32", "float32", winograd_fused_model(4), "3x3s1"),
@@ -622,7 +622,11 @@ ROWS = [
 def _applies(kind: str, layer: Layer) -> bool:
     if kind == "pool" or layer.pool:
         return kind == "pool" and layer.pool
-    return kind == "conv" or (layer.R == 3 and layer.S == 3 and layer.stride == 1)
+    if kind == "conv":
+        return True
+    if kind == "s1":  # grad-input as a forward: stride 1 only (strided: the general kernel)
+        return layer.stride == 1
+    return layer.R == 3 and layer.S == 3 and layer.stride == 1  # "3x3s1"
 
 
 def analyse_layers(ks: Dict[str, Dict]) -> List[Dict]:
