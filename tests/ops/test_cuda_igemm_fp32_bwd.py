@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch.nn.grad import conv2d_input, conv2d_weight
 
 import cnnkern
-from conftest import EMU_DIR, emulator
+from conftest import EMU_DIR, emulator, load_testing_ops
 from igemm_tc_cases import sm_count  # noqa: F401 (a fixture)
 
 BM = BN = 128
@@ -168,16 +168,31 @@ def _check_counts(d, case, pass_):
         return
     cg, kg = case.C // case.groups, case.K // case.groups
     if pass_ == "input":  # the forward on dY: M = C/groups, N = N*H*W, reduction Kg*R*S
-        tiles = cdiv(cg, BM) * cdiv(case.N * case.H * case.W, BN) * case.groups
-        k_tiles, launches, blocks = cdiv(kg * case.R * case.S, BK), 1, tiles
+        s = _dgrad_schedule(case)
+        bm = 64 if cg <= 64 else BM  # the forward's narrow tile for few output channels
+        assert s["bm"] == bm, s
+        tiles = cdiv(cg, bm) * cdiv(case.N * case.H * case.W, BN) * case.groups
+        k_tiles, splits = cdiv(kg * case.R * case.S, BK), s["splits"]
+        copies = 4 + bm // 32  # per thread and k-tile: 4 patch copies, bm/32 weight copies
     else:  # M = K/groups, N = C/groups*R*S, reduction over the pixels
         P, Q = case.out_hw()
         tiles = cdiv(kg, BM) * cdiv(cg * case.R * case.S, BN) * case.groups
-        k_tiles, splits = cdiv(case.N * P * Q, BK), wgrad_splits(case)
-        launches, blocks = (2 if splits > 1 else 1), tiles * splits
+        k_tiles, splits, copies = cdiv(case.N * P * Q, BK), wgrad_splits(case), COPIES
+    launches, blocks = (2 if splits > 1 else 1), tiles * splits
     assert d["launches"] == launches and d["blocks"] >= blocks and d["mmas"] == 0, d
     # Every k-tile lies in one slice: each tile's blocks take k_tiles k-tiles in all.
-    assert d["cp_asyncs"] == tiles * k_tiles * THREADS * COPIES, d
+    assert d["cp_asyncs"] == tiles * k_tiles * THREADS * copies, d
+
+
+def _dgrad_schedule(case):
+    """The forward's schedule (csrc/core/igemm_fp32_schedule.h) for the problem the stride-1
+    grad-input runs: dY (K channels, P x Q) in, the flipped weight, padding dil*(R-1)-pad."""
+    pad = [d * (k - 1) - p for d, k, p in zip(case.dilation, (case.R, case.S), case.padding)]
+    got, _ = load_testing_ops().igemm32_schedule(
+        [case.N, case.K, *case.out_hw()], [case.C, case.K // case.groups, case.R, case.S],
+        [1, 1], pad, list(case.dilation), case.groups, case.sms)
+    return dict(zip(("bm", "tiles_m", "tiles_n", "groups", "k_tiles", "splits", "per", "ws"),
+                    got))
 
 
 PASSES = ([pytest.param("input", c, id=f"input-{c.id}") for c in DGRAD] +
