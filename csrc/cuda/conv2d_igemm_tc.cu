@@ -7,7 +7,7 @@
 // fragment (igemm_tc::TcMma<float> rounds it with cvt.rna and issues the k8 MMA).
 //
 // Per block (4 warps, 2 x 2): a BM x BN output tile (128 x 128, or 64 x 64 for small grids),
-// over k-tiles of 32 (R*S*C, C fastest). Each k-tile's A (BM pixels x 32 k) and B (BN output
+// over k-tiles of 32 (R*S*C, C fastest; 16 for float). Each k-tile's A (BM pixels x 32 k) and B (BN output
 // channels x 32 k) go global -> shared by 16-byte cp.async.cg, one per 8 channels, in a ring of
 // kStages stages with one commit group per k-tile; an out-of-image (padding) or out-of-range
 // chunk is a cp.async with src-size 0, which zero-fills it. Tiles stay in their b16 dtype in
@@ -61,8 +61,9 @@ struct Args {
 };
 
 // grid: x = m tile, y = n tile, z = split-K slice.
-// kC32: C % 32 == 0, so a k-tile never spans two filter positions (one carry at most).
-template <class T, int BM, int BN, bool kC32>  // kC32: C % (k per tile) == 0, see above
+// kC32: C % (k per tile: 32 b16, 16 floats) == 0, so a k-tile never spans two filter
+// positions (one carry at most).
+template <class T, int BM, int BN, bool kC32>
 __global__ void __launch_bounds__(kTcThreads, 2) igemm_tc_fprop_kernel(const Args<T> a) {
   constexpr int WM = BM / 2, WN = BN / 2;   // warp tile (warps 2 x 2)
   constexpr int MT = WM / 16, NT = WN / 8;  // mma tiles per warp
