@@ -387,17 +387,20 @@ def direct_plan(layer: Layer, acc_bytes: int = 4) -> Dict:
 # else 64x64), and the variant for C % 32 == 0 (every headline layer).
 TC_THREADS = 128
 TC_BK = 32
+# k per k-tile of the tensor-core forward by dtype: a stage row is 64 bytes, i.e. 32 b16 or, in
+# its TF32 variant (float32 with allow_tf32), 16 floats (csrc/core/igemm_tc_plan.h bk_elems).
+TC_BK_OF = {"float16": TC_BK, "bfloat16": TC_BK, "tf32": 16}
 
 
 def _igemm_tc(dtype: str, tile: int) -> str:
-    t = {"float16": "__half", "bfloat16": "__nv_bfloat16"}[dtype]
+    t = {"float16": "__half", "bfloat16": "__nv_bfloat16", "tf32": "float"}[dtype]
     return f"igemm_tc_fprop_kernel<{t}, {tile}, {tile}, true>"
 
 
-def tc_plan(M: int, N: int, red: int, split_large_first: bool = False):
+def tc_plan(M: int, N: int, red: int, split_large_first: bool = False, bk: int = TC_BK):
     """csrc/core/igemm_tc_plan.h make_gemm_plan on SMS SMs: (tile, splits, k-tiles per slice)
-    of an M x N tensor-core GEMM reduced over `red` elements."""
-    k_tiles = math.ceil(red / TC_BK)
+    of an M x N tensor-core GEMM reduced over `red` elements in k-tiles of `bk`."""
+    k_tiles = math.ceil(red / bk)
 
     def split(want, most=16):  # at least 4 k-tiles a slice, at most `most` slices, none empty
         want = min(want, k_tiles // 4, most)
@@ -423,13 +426,14 @@ def tc_plan(M: int, N: int, red: int, split_large_first: bool = False):
 def igemm_tc_model(dtype: str):
     def model(layer: Layer, kernels: Dict[str, Dict]) -> Bounds:
         M = layer.N * layer.P * layer.Q
-        tile, splits, _ = tc_plan(M, layer.K, layer.C * layer.R * layer.S)
+        bk = TC_BK_OF[dtype]
+        tile, splits, _ = tc_plan(M, layer.K, layer.C * layer.R * layer.S, bk=bk)
         if splits > 1:
             raise LoopNestChanged("the plan splits K here (split-K is not modelled)")
-        if layer.C % 32 != 0:
-            raise LoopNestChanged("C % 32 != 0 runs the general-C variant (not modelled)")
+        if layer.C % bk != 0:
+            raise LoopNestChanged(f"C % {bk} != 0 runs the general-C variant (not modelled)")
         b = gemm_bounds(kernels[_igemm_tc(dtype, tile)], dtype, M, layer.K,
-                        layer.C * layer.R * layer.S, bm=tile, bn=tile, bk=TC_BK,
+                        layer.C * layer.R * layer.S, bm=tile, bn=tile, bk=bk,
                         threads=TC_THREADS)
         # A channels_last call: no layout copies (an NCHW one adds input + weight + output
         # transposes, each read and written once: 2x tensor_bytes more).
@@ -607,6 +611,7 @@ ROWS = [
     ("igemm fp16 tc dgrad (s1)", "float16", igemm_tc_dgrad_model("float16"), "s1"),
     ("igemm fp16 tc wgrad NHWC", "float16", igemm_tc_wgrad_model("float16"), "conv"),
     ("implicit GEMM TF32 mma.sync", "tf32", igemm_model("tf32"), "conv"),
+    ("igemm TF32 tensor-core NHWC", "tf32", igemm_tc_model("tf32"), "conv"),
     ("implicit GEMM fp32 (fp32 core)", "float32", igemm_fp32_model, "conv"),
     ("igemm fp32 core dgrad (s1)", "float32", igemm_fp32_dgrad_model, "s1"),
     ("igemm fp32 core wgrad", "float32", igemm_fp32_wgrad_model, "conv"),

@@ -6,6 +6,10 @@
 // GEMM view (channels_last): M = N*P*Q output pixels, N = K output channels, K = R*S*C with
 // C fastest (KRSC weights, NHWC activations), so every 8 consecutive k are one 16-byte run of
 // channels at one (pixel, r, s): one cp.async each. Hence C % 8 == 0.
+//
+// float32 with TF32 allowed (the TF32 variant of the forward) keeps the byte layout: a stage row
+// is still 64 bytes, i.e. 16 floats of k per k-tile, and a 16-byte chunk is 4 floats, hence
+// C % 4 == 0. `elem_bytes` (2, or 4 for TF32) below picks the element counts.
 
 #include <cstdint>
 
@@ -20,6 +24,10 @@ constexpr int kStages = 3;     // cp.async ring depth
 // constants by name, and kThreads is 256 elsewhere.
 constexpr int kTcThreads = 128;
 constexpr int kChunk = 8;      // b16 elements per 16-byte cp.async
+constexpr int kStageRowBytes = 64;  // bytes of k per stage row (kBK b16, or 16 floats with TF32)
+// Elements of k per k-tile and per 16-byte chunk for an element of `elem_bytes` (2 or 4).
+inline constexpr int bk_elems(int elem_bytes) { return kStageRowBytes / elem_bytes; }
+inline constexpr int chunk_elems(int elem_bytes) { return 16 / elem_bytes; }
 // A split-K slice keeps at least this many k-tiles: fewer and the fixed cost of the
 // pipeline's prologue and of the workspace round trip outweighs the parallelism gained.
 constexpr int kMinKTilesPerSplit = 4;
@@ -49,11 +57,13 @@ struct Plan {
 };
 
 // "" when the tensor-core forward takes the problem (the dtype is the caller's check: float16
-// and bfloat16 only), else why not.
-inline const char* why_not(const Conv2dProblem& p) {
+// and bfloat16, elem_bytes 2; float32 with TF32 allowed, elem_bytes 4), else why not.
+inline const char* why_not(const Conv2dProblem& p, int elem_bytes = 2) {
   if (p.groups != 1) return "the tensor-core kernel needs groups == 1";
-  if (p.C % kChunk != 0)
+  if (elem_bytes == 2 && p.C % kChunk != 0)
     return "the tensor-core kernel needs C % 8 == 0 (16-byte channel runs for cp.async)";
+  if (elem_bytes == 4 && p.C % chunk_elems(4) != 0)
+    return "the TF32 tensor-core kernel needs C % 4 == 0 (16-byte channel runs for cp.async)";
   // 32-bit offsets inside one image, one filter row, and for the pixel index.
   // (The kernel's running offset inside a window reaches (R dil_h W + S dil_w) C or so.)
   if (p.H * p.W * p.C >= kMax32 || p.R * p.S * p.C >= kMax32 || p.gemm_m() >= kMax32 ||
@@ -94,12 +104,13 @@ inline int split_k(Plan& pl, int64_t want, int max_splits = kMaxSplits) {
 // tensor work per SM with half the fp32 partial sums, which bound a short grid by DRAM
 // (ResNet-50's 3x3 s2 56->28 at batch 32 on 132 SMs: 9 tiles x 14 slices of 56 k-tiles,
 // not 28 of 28).
+// k_per_tile: reduction elements per k-tile (kBK; 16 for the TF32 forward).
 inline Plan make_gemm_plan(int64_t M, int64_t N, int64_t k_elems, int sm_count,
-                           bool split_large_first = false) {
+                           bool split_large_first = false, int k_per_tile = kBK) {
   Plan pl;
   pl.gemm_m = M;
   pl.gemm_n = N;
-  pl.k_tiles = static_cast<int>(ceil_div(k_elems, kBK));
+  pl.k_tiles = static_cast<int>(ceil_div(k_elems, k_per_tile));
   pl.k_tiles_per_split = pl.k_tiles;
   pl.tiles_m = ceil_div(M, 128);
   pl.tiles_n = ceil_div(N, 128);
@@ -139,9 +150,11 @@ inline Plan make_gemm_plan(int64_t M, int64_t N, int64_t k_elems, int sm_count,
   return pl;
 }
 
-// The forward: M = N*P*Q pixels, N = K channels, reduction over R*S*C.
-inline Plan make_plan(const Conv2dProblem& p, int sm_count) {
-  return make_gemm_plan(p.gemm_m(), p.K, p.R * p.S * p.C, sm_count);
+// The forward: M = N*P*Q pixels, N = K channels, reduction over R*S*C; elem_bytes 4 for the
+// TF32 variant (k-tiles of 16 floats).
+inline Plan make_plan(const Conv2dProblem& p, int sm_count, int elem_bytes = 2) {
+  return make_gemm_plan(p.gemm_m(), p.K, p.R * p.S * p.C, sm_count, false,
+                        bk_elems(elem_bytes));
 }
 
 }  // namespace igemm_tc

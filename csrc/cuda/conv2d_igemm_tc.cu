@@ -1,8 +1,13 @@
-// The tensor-core implicit-GEMM forward: float16/bfloat16, channels_last activations, KRSC
-// weights (plan and limits: core/igemm_tc_plan.h). Torch-free.
+// The tensor-core implicit-GEMM forward: float16/bfloat16, and float32 with TF32 allowed;
+// channels_last activations, KRSC weights (plan and limits: core/igemm_tc_plan.h). Torch-free.
+//
+// TF32 (T = float) is the same kernel byte for byte: a stage row is 64 bytes = 16 floats of k
+// (the k-tile), a cp.async chunk 4 channels, and the ldmatrix addresses are unchanged, since an
+// 8x8 b16 matrix read from floats hands lane t the float (t / 4, t % 4): the m16n8k8 .tf32
+// fragment (igemm_tc::TcMma<float> rounds it with cvt.rna and issues the k8 MMA).
 //
 // Per block (4 warps, 2 x 2): a BM x BN output tile (128 x 128, or 64 x 64 for small grids),
-// over k-tiles of 32 (R*S*C, C fastest). Each k-tile's A (BM pixels x 32 k) and B (BN output
+// over k-tiles of 32 (R*S*C, C fastest; 16 for float). Each k-tile's A (BM pixels x 32 k) and B (BN output
 // channels x 32 k) go global -> shared by 16-byte cp.async.cg, one per 8 channels, in a ring of
 // kStages stages with one commit group per k-tile; an out-of-image (padding) or out-of-range
 // chunk is a cp.async with src-size 0, which zero-fills it. Tiles stay in their b16 dtype in
@@ -33,12 +38,12 @@
 namespace cnnkern {
 namespace {
 
-using igemm_tc::kBK;
 using igemm_tc::kStages;
 using igemm_tc::kTcThreads;
 using igemm_tc::Plan;
 using igemm_tc::TcOut;
-using Swizzle = XorSwizzle<kBK * 2 / 16>;  // a row of 32 b16 = 4 chunks of 16 bytes
+// a row of 32 b16 (or 16 floats) = 4 chunks of 16 bytes
+using Swizzle = XorSwizzle<igemm_tc::kStageRowBytes / 16>;
 constexpr int kRowBytes = Swizzle::kRowBytes;
 
 template <class T>
@@ -56,13 +61,18 @@ struct Args {
 };
 
 // grid: x = m tile, y = n tile, z = split-K slice.
-// kC32: C % 32 == 0, so a k-tile never spans two filter positions (one carry at most).
+// kC32: C % (k per tile: 32 b16, 16 floats) == 0, so a k-tile never spans two filter
+// positions (one carry at most).
 template <class T, int BM, int BN, bool kC32>
 __global__ void __launch_bounds__(kTcThreads, 2) igemm_tc_fprop_kernel(const Args<T> a) {
   constexpr int WM = BM / 2, WN = BN / 2;   // warp tile (warps 2 x 2)
   constexpr int MT = WM / 16, NT = WN / 8;  // mma tiles per warp
   constexpr int kABytes = BM * kRowBytes, kStageBytes = (BM + BN) * kRowBytes;
   constexpr int AR = BM / 32, BR = BN / 32;  // rows each thread copies per stage
+  // Elements of k per k-tile (one 64-byte row) and per 16-byte chunk: 32 and 8 for b16,
+  // 16 and 4 for float.
+  constexpr int BKE = igemm_tc::bk_elems(sizeof(T)), CH = igemm_tc::chunk_elems(sizeof(T));
+  constexpr int KSTEPS = igemm_tc::TcMma<T>::kStepsPerTile;
   __shared__ uint4 smem_raw[kStages * kStageBytes / 16];
   unsigned char* const smem = reinterpret_cast<unsigned char*>(smem_raw);
 
@@ -99,7 +109,7 @@ __global__ void __launch_bounds__(kTcThreads, 2) igemm_tc_fprop_kernel(const Arg
   for (int i = 0; i < BR; ++i) b_rows_ok |= (n0 + lrow + 32 * i < a.K ? 1u : 0u) << i;
   // The moving part: this thread's k = (r S + s) C + c, decomposed once here; `delta` is its
   // offset from a row's base, (r dil_h W + s dil_w) C + c, kept up to date with adds.
-  int k = kt_begin * kBK + cc * igemm_tc::kChunk;
+  int k = kt_begin * BKE + cc * CH;
   int c = k % a.C, r = (k / a.C) / a.S, s = (k / a.C) % a.S;
   int rd = r * a.dil_h, sd = s * a.dil_w;
   int delta = (rd * a.W + sd) * a.C + c;
@@ -141,17 +151,17 @@ __global__ void __launch_bounds__(kTcThreads, 2) igemm_tc_fprop_kernel(const Arg
       ++r;
     }
   };
-  auto advance = [&]() {  // to the next k-tile: 32 channels on
-    b_row += kBK;
-    c += kBK;
-    delta += kBK;
+  auto advance = [&]() {  // to the next k-tile: BKE channels on
+    b_row += BKE;
+    c += BKE;
+    delta += BKE;
     if constexpr (kC32) {
-      if (c >= a.C) carry();  // C % 32 == 0: c was < C - 31, so one carry at most
+      if (c >= a.C) carry();  // C % BKE == 0: c was < C - BKE + 1, so one carry at most
     } else {
-      // At most kBK / kChunk carries (C >= 8). Unrolled compares rather than a while loop:
+      // At most BKE / CH carries (C >= CH). Unrolled compares rather than a while loop:
       // the k-tile loop stays the innermost loop, with no data-dependent trip count.
 #pragma unroll
-      for (int j = 0; j < kBK / igemm_tc::kChunk; ++j)
+      for (int j = 0; j < BKE / CH; ++j)
         if (c >= a.C) carry();
     }
   };
@@ -163,9 +173,9 @@ __global__ void __launch_bounds__(kTcThreads, 2) igemm_tc_fprop_kernel(const Arg
   // +0/+8 (li & 1), k +0/+8 (li >> 1) = fragment registers a0..a3; B matrices k +0/+8 (li & 1),
   // channels +0/+8 (li >> 1) = b0, b1 of two n8 tiles. The m16 / n16 tiles further down are
   // 16 rows on, which keeps the XOR (row / 2 % 4): a constant offset of 16 rows.
-  int a_ld[kBK / 16], b_ld[kBK / 16];
+  int a_ld[KSTEPS], b_ld[KSTEPS];
 #pragma unroll
-  for (int ks = 0; ks < kBK / 16; ++ks) {
+  for (int ks = 0; ks < KSTEPS; ++ks) {
     a_ld[ks] = Swizzle::byte_offset(wm0 + (li & 1) * 8 + lr, (ks * 2 + (li >> 1)) * 16);
     b_ld[ks] = kABytes +
                Swizzle::byte_offset(wn0 + (li >> 1) * 8 + lr, (ks * 2 + (li & 1)) * 16);
@@ -192,7 +202,7 @@ template <class T, int BM, int BN>
 cudaError_t launch_tile(const Args<T>& a, const Plan& pl, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(pl.tiles_m), static_cast<unsigned>(pl.tiles_n),
                   static_cast<unsigned>(pl.splits));
-  if (a.C % kBK == 0)
+  if (a.C % igemm_tc::bk_elems(sizeof(T)) == 0)
     igemm_tc_fprop_kernel<T, BM, BN, true><<<grid, kTcThreads, 0, stream>>>(a);
   else
     igemm_tc_fprop_kernel<T, BM, BN, false><<<grid, kTcThreads, 0, stream>>>(a);
@@ -226,8 +236,12 @@ cudaError_t launch_typed(const Conv2dProblem& p, const Plan& pl, const T* x, con
 cudaError_t launch_igemm_tc_forward(CudaDType dt, const Conv2dProblem& p, const Plan& plan,
                                     const void* x, const void* w, const void* bias, bool relu,
                                     void* out, float* workspace, cudaStream_t stream) {
-  if (igemm_tc::why_not(p)[0] != '\0') return cudaErrorInvalidValue;
+  const int elem_bytes = dt == CudaDType::Float ? 4 : 2;
+  if (igemm_tc::why_not(p, elem_bytes)[0] != '\0') return cudaErrorInvalidValue;
   if (plan.splits > 1 && workspace == nullptr) return cudaErrorInvalidValue;
+  // The plan's k-tiles must be this dtype's (16 floats, or 32 b16, per k-tile).
+  if (plan.k_tiles != igemm_tc::ceil_div(p.R * p.S * p.C, igemm_tc::bk_elems(elem_bytes)))
+    return cudaErrorInvalidValue;
   if (p.output_numel() == 0) return cudaSuccess;
   if (dt == CudaDType::Half)
     return launch_typed(p, plan, static_cast<const __half*>(x), static_cast<const __half*>(w),
@@ -238,6 +252,10 @@ cudaError_t launch_igemm_tc_forward(CudaDType dt, const Conv2dProblem& p, const 
                         static_cast<const __nv_bfloat16*>(w),
                         static_cast<const __nv_bfloat16*>(bias), relu,
                         static_cast<__nv_bfloat16*>(out), workspace, stream);
+  if (dt == CudaDType::Float)  // TF32: the caller allowed it (allow_tf32)
+    return launch_typed(p, plan, static_cast<const float*>(x), static_cast<const float*>(w),
+                        static_cast<const float*>(bias), relu, static_cast<float*>(out),
+                        workspace, stream);
   return cudaErrorInvalidValue;
 }
 

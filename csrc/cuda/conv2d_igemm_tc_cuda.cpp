@@ -32,8 +32,11 @@ at::Tensor channels_last_aligned(const at::Tensor& t) {
   return c;
 }
 
-std::string igemm_tc_dtype_why_not(at::ScalarType dtype) {
-  if (dtype != at::kHalf && dtype != at::kBFloat16)
+std::string igemm_tc_dtype_why_not(at::ScalarType dtype, bool allow_tf32) {
+  if (dtype == at::kFloat && !allow_tf32)
+    return "the tensor-core kernel takes float16 and bfloat16; got Float (float32 only with "
+           "TF32 allowed)";
+  if (dtype != at::kHalf && dtype != at::kBFloat16 && dtype != at::kFloat)
     return std::string("the tensor-core kernel takes float16 and bfloat16; got ") +
            c10::toString(dtype);
   if (tensor_cores_disabled())
@@ -41,23 +44,28 @@ std::string igemm_tc_dtype_why_not(at::ScalarType dtype) {
   return "";
 }
 
-std::string igemm_tc_why_not(const Conv2dProblem& p, at::ScalarType dtype) {
-  const std::string no = igemm_tc_dtype_why_not(dtype);
-  return no.empty() ? igemm_tc::why_not(p) : no;
+// Bytes per element in the kernel's shared tiles: 4 for float32 (TF32), 2 otherwise.
+int igemm_tc_elem_bytes(at::ScalarType dtype) { return dtype == at::kFloat ? 4 : 2; }
+
+std::string igemm_tc_why_not(const Conv2dProblem& p, at::ScalarType dtype, bool allow_tf32) {
+  const std::string no = igemm_tc_dtype_why_not(dtype, allow_tf32);
+  return no.empty() ? igemm_tc::why_not(p, igemm_tc_elem_bytes(dtype)) : no;
 }
 
-Conv2dWorkspace igemm_tc_forward_workspace(const Conv2dProblem& p, at::ScalarType dtype) {
+Conv2dWorkspace igemm_tc_forward_workspace(const Conv2dProblem& p, at::ScalarType dtype,
+                                           bool allow_tf32) {
   Conv2dWorkspace ws;
-  const std::string no = igemm_tc_why_not(p, dtype);
+  const std::string no = igemm_tc_why_not(p, dtype, allow_tf32);
   if (!no.empty()) {
     ws.what = "general implicit-GEMM kernel (NCHW, no workspace): " + no;
     return ws;
   }
-  const igemm_tc::Plan pl = igemm_tc::make_plan(p, igemm_tc_sm_count());
-  const int64_t elem = 2;  // float16 / bfloat16
+  const int elem = igemm_tc_elem_bytes(dtype);
+  const igemm_tc::Plan pl = igemm_tc::make_plan(p, igemm_tc_sm_count(), elem);
   ws.per_call = pl.workspace_elems() * 4 + (p.input_numel() + p.weight_numel()) * elem;
   // Upper bound: the layout copies are made only for an NCHW input / weight.
-  ws.what = std::string("tensor-core kernel (NHWC, cp.async + ldmatrix + mma.sync), ") +
+  ws.what = std::string("tensor-core kernel (NHWC, cp.async + ldmatrix + mma.sync") +
+            (dtype == at::kFloat ? " m16n8k8 TF32), " : "), ") +
             pl.reason + " (" + std::to_string(pl.tiles_m * pl.tiles_n) + " tiles x " +
             std::to_string(pl.splits) + " split" + (pl.splits > 1 ? "s" : "") +
             "); bytes: split-K fp32 partial sums, plus the channels_last copies of input and "
@@ -74,7 +82,8 @@ at::Tensor igemm_tc_forward(const at::Tensor& input, const at::Tensor& weight,
   at::Tensor out = at::empty({p.N, p.K, p.P, p.Q},
                              input.options().memory_format(at::MemoryFormat::ChannelsLast));
   if (out.numel() == 0) return out;
-  const igemm_tc::Plan pl = igemm_tc::make_plan(p, igemm_tc_sm_count());
+  const igemm_tc::Plan pl =
+      igemm_tc::make_plan(p, igemm_tc_sm_count(), igemm_tc_elem_bytes(input.scalar_type()));
   at::Tensor ws;
   if (pl.splits > 1) ws = at::empty({pl.workspace_elems()}, input.options().dtype(at::kFloat));
   CNNKERN_CUDA_CHECK(launch_igemm_tc_forward(

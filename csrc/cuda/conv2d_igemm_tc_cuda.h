@@ -17,16 +17,21 @@ namespace cnnkern {
 // copied again if its data does not start 16-byte aligned.
 at::Tensor channels_last_aligned(const at::Tensor& t);
 
-// "" for float16/bfloat16 with tensor cores on (CNNKERN_IGEMM_SIMT unset), else why not.
-std::string igemm_tc_dtype_why_not(at::ScalarType dtype);
+// "" for float16/bfloat16, and float32 when allow_tf32 (the forward's TF32 variant; the
+// backward passes keep allow_tf32 false), with tensor cores on (CNNKERN_IGEMM_SIMT unset),
+// else why not.
+std::string igemm_tc_dtype_why_not(at::ScalarType dtype, bool allow_tf32 = false);
 
-// "" when im2col's forward runs on the tensor-core kernel (float16/bfloat16, groups 1,
-// C % 8 == 0, 32-bit limits), else why it keeps the general implicit-GEMM kernel.
-std::string igemm_tc_why_not(const Conv2dProblem& p, at::ScalarType dtype);
+// "" when im2col's forward runs on the tensor-core kernel (float16/bfloat16 with C % 8 == 0,
+// or float32 with TF32 allowed and C % 4 == 0; groups 1, 32-bit limits), else why it keeps
+// the general implicit-GEMM kernel.
+std::string igemm_tc_why_not(const Conv2dProblem& p, at::ScalarType dtype,
+                             bool allow_tf32 = false);
 
 // The forward's workspace and, in `what`, which kernel runs and why, with the plan's tile and
-// split and the layout copies an NCHW call pays. `channels_last`: the op's input already is.
-Conv2dWorkspace igemm_tc_forward_workspace(const Conv2dProblem& p, at::ScalarType dtype);
+// split and the layout copies an NCHW call pays.
+Conv2dWorkspace igemm_tc_forward_workspace(const Conv2dProblem& p, at::ScalarType dtype,
+                                           bool allow_tf32 = false);
 
 // input/weight in either memory format (copied to channels_last when they are not: the
 // kernel reads NHWC and KRSC); returns the output in channels_last memory format.

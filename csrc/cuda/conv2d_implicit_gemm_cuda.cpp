@@ -43,13 +43,15 @@ bool takes_fp32_core(const Conv2dProblem& p, at::ScalarType dtype, const Conv2dM
 }
 
 // float16/bfloat16 with C % 8 == 0 and groups 1 run on the tensor-core kernel
-// (conv2d_igemm_tc.cu: NHWC, cp.async, ldmatrix); float32 on the fp32 core's (above);
+// (conv2d_igemm_tc.cu: NHWC, cp.async, ldmatrix), and so does float32 with TF32 allowed and
+// C % 4 == 0 (its m16n8k8 TF32 variant); float32 without TF32 on the fp32 core's (above);
 // everything else on the general kernel below,
 // which reads NCHW (a channels_last call is copied to it here).
 at::Tensor im2col_forward(const at::Tensor& input_any, const at::Tensor& weight_any,
                           const c10::optional<at::Tensor>& bias, const Conv2dProblem& p,
                           const Conv2dEpilogue& epi, const Conv2dMath& math) {
-  if (igemm_tc_why_not(p, input_any.scalar_type()).empty())
+  const bool tf32 = math.allow_tf32 && input_any.scalar_type() == at::kFloat;
+  if (igemm_tc_why_not(p, input_any.scalar_type(), tf32).empty())
     return igemm_tc_forward(input_any, weight_any, bias, p, epi);
   const at::Tensor input = input_any.contiguous(), weight = weight_any.contiguous();
   at::Tensor output = at::empty({p.N, p.K, p.P, p.Q}, input.options());
@@ -104,11 +106,13 @@ Conv2dWorkspace igemm_workspace(const Conv2dProblem& p, at::ScalarType dtype, Co
     // float32 (TF32 off) runs on the fp32 GEMM core's kernel where its offsets reach.
     if (dtype == at::kFloat && igemm_fp32_why_not(p)[0] == '\0') {
       const igemm32::Schedule s = igemm32::make_schedule(p, igemm_tc_sm_count());
+      // With TF32 allowed: the tensor-core kernel's TF32 variant where it takes the problem.
+      const Conv2dWorkspace tf32 = igemm_tc_forward_workspace(p, dtype, /*allow_tf32=*/true);
       ws.what = std::string("fp32 GEMM core kernel (NCHW, 4-byte cp.async gathers, ") +
                 s.reason + ", " + std::to_string(s.splits) + " split" +
                 (s.splits > 1 ? "s: fp32 partial sums in device memory, per call" : "") +
-                ") unless TF32 is allowed (then the " + ws.what + ")";
-      ws.per_call = s.workspace_elems() * 4;
+                ") unless TF32 is allowed (then the " + tf32.what + ")";
+      ws.per_call = std::max<int64_t>(s.workspace_elems() * 4, tf32.per_call);
     }
     return ws;
   }

@@ -41,6 +41,41 @@ __device__ inline void store_pair(__half* p, float a, float b) {
 __device__ inline void store_pair(__nv_bfloat16* p, float a, float b) {
   *reinterpret_cast<__nv_bfloat162*>(p) = __floats2bfloat162_rn(a, b);
 }
+__device__ inline void store_pair(float* p, float a, float b) {
+  *reinterpret_cast<float2*>(p) = make_float2(a, b);
+}
+
+// The MMA step on fragments as ldmatrix delivered them. b16 (float16/bfloat16): mma.sync
+// m16n8k16 on the registers as they are. float32 (the TF32 forward): a stage row of 64 bytes
+// is 16 floats, and an ldmatrix 8x8 b16 matrix is an 8 x 4 block of floats of which lane t
+// receives element (t / 4, t % 4): exactly the m16n8k8 .tf32 A / B fragment layout, with the
+// same byte addresses as the b16 k16 step (a k8 step of floats spans the same 32 bytes). The
+// registers hold raw fp32 bits, so each is rounded by cvt.rna.tf32.f32 (Tf32MmaOp::to_reg,
+// the general kernel's rounding) once, after the load, before it enters NT or MT MMAs.
+template <class T>
+struct TcMma {
+  static constexpr int kStepsPerTile = kBK / 16;  // k16 steps per 64-byte row
+  template <int N>
+  __device__ static void round(uint32_t (&)[N]) {}
+  __device__ static void mma(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+    igemm_cuda::MmaOp<T>::mma(c, a, b);
+  }
+};
+template <>
+struct TcMma<float> {
+  static constexpr int kStepsPerTile = bk_elems(4) / 8;  // k8 steps per 64-byte row
+  template <int N>
+  __device__ static void round(uint32_t (&r)[N]) {
+#pragma unroll
+    for (int i = 0; i < N; ++i) {
+      const float v[1] = {__uint_as_float(r[i])};
+      r[i] = igemm_cuda::Tf32MmaOp::to_reg(v);
+    }
+  }
+  __device__ static void mma(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+    igemm_cuda::Tf32MmaOp::mma(c, a, b);
+  }
+};
 
 template <class T>
 __device__ inline float epilogue_value(const TcOut<T>& o, int col, float v) {
@@ -97,7 +132,8 @@ __device__ inline void store_warp_tile(const TcOut<T>& o, const float (&acc)[MT]
       }
 }
 
-// One k-tile (kBK = 32: two k16 steps) of the warp's MMAs from the stage at `st`. a_off(ks, mt)
+// One k-tile (a 64-byte row: kBK = 32 b16 in two k16 steps, or 16 floats in two k8 steps) of
+// the warp's MMAs from the stage at `st`. a_off(ks, mt)
 // and b_off(ks, np): this lane's ldmatrix.x4 row address (byte offset in the stage) for the
 // m16 tile mt, and for the pair of n8 tiles 2 np, 2 np + 1, whose matrices come in the order
 // b0, b1 of tile 2 np, then b0, b1 of tile 2 np + 1. Trans: the tiles are stored k-major
@@ -106,15 +142,20 @@ template <class T, int MT, int NT, bool Trans, class AOff, class BOff>
 __device__ inline void warp_mma_ktile(float (&acc)[MT][NT][4], const unsigned char* st,
                                       const AOff& a_off, const BOff& b_off) {
   static_assert(NT % 2 == 0, "B fragments come in pairs of n8 tiles (one ldmatrix.x4)");
+  static_assert(!(Trans && sizeof(T) == 4), "ldmatrix .trans moves b16 halves of a float");
 #pragma unroll
-  for (int ks = 0; ks < kBK / 16; ++ks) {
+  for (int ks = 0; ks < TcMma<T>::kStepsPerTile; ++ks) {
     uint32_t af[MT][4], bf[NT][2];
 #pragma unroll
-    for (int mt = 0; mt < MT; ++mt) cuda_async::ldmatrix<4, Trans>(af[mt], st + a_off(ks, mt));
+    for (int mt = 0; mt < MT; ++mt) {
+      cuda_async::ldmatrix<4, Trans>(af[mt], st + a_off(ks, mt));
+      TcMma<T>::round(af[mt]);
+    }
 #pragma unroll
     for (int np = 0; np < NT / 2; ++np) {
       uint32_t q[4];
       cuda_async::ldmatrix<4, Trans>(q, st + b_off(ks, np));
+      TcMma<T>::round(q);
       bf[2 * np][0] = q[0];
       bf[2 * np][1] = q[1];
       bf[2 * np + 1][0] = q[2];
@@ -123,7 +164,7 @@ __device__ inline void warp_mma_ktile(float (&acc)[MT][NT][4], const unsigned ch
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-      for (int nt = 0; nt < NT; ++nt) igemm_cuda::MmaOp<T>::mma(acc[mt][nt], af[mt], bf[nt]);
+      for (int nt = 0; nt < NT; ++nt) TcMma<T>::mma(acc[mt][nt], af[mt], bf[nt]);
   }
 }
 

@@ -244,6 +244,25 @@ def test_gemm_bounds_of_the_tensor_core_tile():
     assert b.grid == (1568, pytest.approx(1568 / (132 * 2)))
 
 
+def test_tf32_tensor_core_row_follows_its_k_tiles():
+    # The TF32 variant of the tensor-core forward on VGG16 conv3_2: the same 1568 blocks of
+    # 128x128 (12 on the busiest SM), but a 64-byte stage row is 16 floats: 2304 / 16 = 144
+    # k-tiles, each 4 warps x 64 m16n8k8 MMAs x 1024 MACs = 262144 = 128 x 128 x 16. Tensor
+    # bound at 2/3 of the 494.7 TFLOP/s TF32 peak; DRAM: the fp32 tensors once each.
+    assert sass_bounds.tc_plan(100352, 256, 2304, bk=16) == (128, 1, 144)
+    k = {"main_loop_mix": {"mma": 64, "ffma": 0}, "main_loop": {"instructions": 200},
+         "subroutine_instrs": 0, "main_loop_shared_bytes": 16 * 512, "blocks_per_sm": 2}
+    vgg = sass_bounds.LAYERS[0]
+    b = sass_bounds.igemm_tc_model("tf32")(
+        vgg, {"igemm_tc_fprop_kernel<float, 128, 128, true>": k})
+    clock = 66.9e12 / (132 * 256)
+    assert b.issue == pytest.approx(12 * 4 * 144 * 200 / (4 * clock))
+    assert b.tensor == pytest.approx(12 * 2 * 128 * 128 * 2304 / (494.7e12 * 2 / 3 / 132))
+    tensors = 4 * (32 * 256 * 56 * 56 + 256 * 256 * 9 + 32 * 256 * 56 * 56)
+    assert b.hbm == pytest.approx(tensors / 3.35e12)
+    assert b.grid == (1568, pytest.approx(1568 / (132 * 2)))
+
+
 def test_tensor_core_backward_bounds_follow_their_plans():
     # VGG16 conv3_2 grad-weight: M = K = 256, N = 9*256 = 2304 -> 2 x 18 = 36 big tiles, under
     # a wave; two resident per SM -> 264 // 36 = 7 slices of 448 k-tiles (100352 pixels = 3136
