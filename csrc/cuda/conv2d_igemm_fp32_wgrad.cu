@@ -13,6 +13,7 @@
 #include <cstdint>
 
 #include "cuda/gemm_fp32_core.cuh"
+#include "cuda/opaque_pointer.cuh"
 #include "cuda/implicit_gemm_kernel.cuh"  // igemm_cuda::splitk_reduce_kernel
 
 namespace cnnkern {
@@ -34,7 +35,8 @@ struct WgradArgs {
 };
 
 // The block's 128 filter taps (its columns n0 + i), decoded once into shared memory: kept in
-// registers, a thread's 4 taps (12 values) beside the 64 accumulators spill.
+// registers, a thread's 4 taps (12 values) beside the 64 accumulators spill. The narrow tile's
+// 32 accumulators leave room for them: it copies its 4 into registers once (WgradStager).
 using TapTable = WTap[Tile::BN];
 
 // Thread t's copies of both operands: pixel k0 + t % 8 of each k-tile (gemm32::scalar_slot
@@ -43,24 +45,32 @@ using TapTable = WTap[Tile::BN];
 template <int BM>
 struct WgradStager {
   static constexpr int kRowCopies = BM / 32;  // 4, or 2 for the narrow tile's 64 rows
+  static constexpr bool kTapsInRegs = BM == kNarrowBM;
   const float* dy;  // the thread's first output channel's plane, image 0
   const float* x;   // the group's channel 0, image 0
   Pixel px;
   int dst;          // copy 0's float offset in a stage; copy e is 32 e further
   int col;          // copy 0's column in the tile: t / 8
   int rows_ok = 0;  // bit e: copy e's output channel is inside the group
+  WTap mine[Tile::kCopies];  // kTapsInRegs: this thread's 4 taps (else unused, not kept)
 
+  // taps: the block's table, complete (after the barrier).
   __device__ WgradStager(const WgradArgs& a, const Conv2dProblem& p, const float* dy_all,
-                         const float* x_all, int64_t g, int64_t m0, int64_t j0, int t) {
+                         const float* x_all, int64_t g, int64_t m0, int64_t j0, int t,
+                         const TapTable& taps) {
     const gemm32::CopySlot s = gemm32::scalar_slot(true, t, 0);
-    dy = dy_all + (g * a.out.M + m0 + s.mn) * a.pq;
-    x = x_all + g * a.cg_hw;
+    dy = opaque_pointer(dy_all + (g * a.out.M + m0 + s.mn) * a.pq);
+    x = opaque_pointer(x_all + g * a.cg_hw);
     px = pixel_of(p, j0 + s.k);
     dst = s.smem();
     col = s.mn;
 #pragma unroll
     for (int e = 0; e < kRowCopies; ++e)
       if (m0 + s.mn + 32 * e < a.out.M) rows_ok |= 1 << e;
+    if constexpr (kTapsInRegs) {
+#pragma unroll
+      for (int e = 0; e < Tile::kCopies; ++e) mine[e] = taps[col + 32 * e];
+    }
   }
 
   __device__ void load(float* st_a, float* st_b, const WgradArgs& a, const TapTable& taps) {
@@ -74,7 +84,8 @@ struct WgradStager {
                                    ok_a ? 4 : 0);
       }
       int32_t off;
-      const bool ok_b = wgrad_x_at(a.geom, a.npq, px, taps[col + 32 * e], off);
+      const bool ok_b =
+          wgrad_x_at(a.geom, a.npq, px, kTapsInRegs ? mine[e] : taps[col + 32 * e], off);
       // A zero-fill copy (0 source bytes) reads nothing at its address (PTX ISA, cp.async:
       // src-size), so `off` and a pixel past the end go unchecked.
       cuda_async::cp_async_ca<4>(st_b + dst + 32 * e, x + off, ok_b ? 4 : 0);
@@ -104,7 +115,7 @@ __global__ void __launch_bounds__(kGemmThreads, 2)
   const int32_t ktiles = left < a.k_tiles_per_split ? left : a.k_tiles_per_split;
   if (t < Tile::BN) taps[t] = wtap_of(p, n0() + t);
   __syncthreads();  // the first k-tile's copies read the table
-  WgradStager<BM> ld(a, p, dy, x, g(), m0(), int64_t(kt0) * Tile::BK, t);
+  WgradStager<BM> ld(a, p, dy, x, g(), m0(), int64_t(kt0) * Tile::BK, t, taps);
   float acc[TM][Tile::TN];
   gemm32::mainloop<TM>(ktiles, sa, sb, t, acc, [&](float* st_a, float* st_b, int) {
     ld.load(st_a, st_b, a, taps);
