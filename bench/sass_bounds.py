@@ -51,7 +51,11 @@ def igemm_fp32_kernel(bm: int, pointwise: bool) -> str:
 
 IGEMM_FP32 = igemm_fp32_kernel(128, False)
 IGEMM_FP32_REDUCE = "igemm_fp32_reduce_kernel"
-IGEMM_FP32_WGRAD = "igemm_fp32_wgrad_kernel"
+def igemm_fp32_wgrad_kernel(bm: int) -> str:
+    return f"igemm_fp32_wgrad_kernel<{bm}>"
+
+
+IGEMM_FP32_WGRAD = igemm_fp32_wgrad_kernel(128)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -314,35 +318,45 @@ igemm_fp32_dgrad_model.kernels_for = _igemm_fp32_dgrad_kernels
 
 
 def fp32_wgrad_plan(M: int, N: int, pixels: int):
-    """csrc/core/igemm_fp32_bwd.h make_wgrad_plan on SMS SMs (groups 1): (splits, k-tiles per
-    slice) of the M x N grad-weight GEMM over `pixels`."""
+    """csrc/core/igemm_fp32_bwd.h make_wgrad_plan on SMS SMs (groups 1): (bm, splits, k-tiles
+    per slice) of the M x N grad-weight GEMM over `pixels`; bm 64 (the narrow tile) for
+    M <= 64."""
     bk = FP32_CORE_TILE["bk"]
+    bm = FP32_NARROW_BM if M <= FP32_NARROW_BM else FP32_CORE_TILE["bm"]
     k_tiles = math.ceil(pixels / bk)
-    tiles = math.ceil(M / FP32_CORE_TILE["bm"]) * math.ceil(N / FP32_CORE_TILE["bn"])
+    tiles = math.ceil(M / bm) * math.ceil(N / FP32_CORE_TILE["bn"])
     if tiles >= SMS:
-        return 1, k_tiles
+        return bm, 1, k_tiles
     want = min(2 * SMS // tiles, k_tiles // 16, 128)  # >= 16 k-tiles a slice, 128 at most
     if want <= 1:
-        return 1, k_tiles
+        return bm, 1, k_tiles
     per = math.ceil(k_tiles / want)
-    return math.ceil(k_tiles / per), per
+    return bm, math.ceil(k_tiles / per), per
 
 
 def igemm_fp32_wgrad_model(layer: Layer, kernels: Dict[str, Dict]) -> Bounds:
     """grad-weight on the fp32 core (csrc/cuda/conv2d_igemm_fp32_wgrad.cu): a K x (C*R*S) GEMM
-    over N*P*Q pixels, split-K where the tiles are under a wave of 2 blocks per SM; each slice
+    over N*P*Q pixels in tiles of bm x 128 (bm 64 for K <= 64), split-K where the tiles are
+    under a wave of 2 blocks per SM; each slice
     counted as full, and the fp32 partial sums written and read back once by the reduce (its
     issue time, M*N*splits loads over the GPU, not counted)."""
     M, N = layer.K, layer.C * layer.R * layer.S
-    splits, per = fp32_wgrad_plan(M, N, layer.N * layer.P * layer.Q)
-    b = gemm_bounds(kernels[IGEMM_FP32_WGRAD], "float32", M, N, per * FP32_CORE_TILE["bk"],
-                    batches=splits, **FP32_CORE_TILE)
+    bm, splits, per = fp32_wgrad_plan(M, N, layer.N * layer.P * layer.Q)
+    b = gemm_bounds(kernels[igemm_fp32_wgrad_kernel(bm)], "float32", M, N,
+                    per * FP32_CORE_TILE["bk"], batches=splits, bm=bm, bn=FP32_CORE_TILE["bn"],
+                    bk=FP32_CORE_TILE["bk"])
     partials = 2 * 4 * splits * M * N if splits > 1 else 0
     b.hbm = (layer.tensor_bytes(4) + partials) / HBM
     return b
 
 
-igemm_fp32_wgrad_model.kernels = [IGEMM_FP32_WGRAD]
+def _igemm_fp32_wgrad_kernels(layer: Layer) -> List[str]:
+    bm, _, _ = fp32_wgrad_plan(layer.K, layer.C * layer.R * layer.S,
+                               layer.N * layer.P * layer.Q)
+    return [igemm_fp32_wgrad_kernel(bm)]
+
+
+igemm_fp32_wgrad_model.kernels_for = _igemm_fp32_wgrad_kernels
 
 
 # core/direct_tile.h, mirrored for the plan of the layers here (groups 1, dilation 1): a block

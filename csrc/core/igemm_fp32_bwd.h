@@ -23,6 +23,7 @@
 #include "core/conv2d_problem.h"
 #include "core/gemm_fp32_tile.h"
 #include "core/igemm_fp32_plan.h"
+#include "core/igemm_fp32_schedule.h"  // kNarrowBM
 #include "core/implicit_gemm.h"
 #include "core/macros.h"
 
@@ -140,15 +141,19 @@ CNNKERN_HD bool wgrad_x_at(const Geom& g, int32_t npq, const Pixel& px, const WT
          static_cast<uint32_t>(px.w + tp.sd) < static_cast<uint32_t>(g.W);
 }
 
-// The grad-weight plan: a 128 x 128 tile of one group's Kg x CRS, split-K over the pixels
+// The grad-weight plan: a bm x 128 tile of one group's Kg x CRS, split-K over the pixels
 // (k-tiles of BK) where the tiles are under one wave of 2 blocks per SM (the core's
 // residency): as many slices as fill that wave, each at least kMinKTilesPerSplit k-tiles
 // (a 128-pixel slice: shorter ones spend more on the prologue and the partial sums' round
 // trip than they gain), at most kMaxSplits: enough to fill a wave from 2 tiles (ResNet-50's
 // 1x1 256->64 layer: 32 slices left it at 0.24 of a wave, predicted 0.3x cuDNN).
+// bm: 128 (8 x 8 per thread), or kNarrowBM (4 x 8, the forward's narrow tile) for K/groups
+// <= 64, where half of the 128 rows would be idle and still issue their FFMAs (ResNet-50's
+// 1x1 256->64 grad-weight: M = 64).
 constexpr int kMinKTilesPerSplit = 16;
 constexpr int kMaxSplits = 128;
 struct WgradPlan {
+  int32_t bm = Tile::BM;             // the tile's output channels: 128 or kNarrowBM
   int64_t tiles_n = 0, tiles_m = 0;  // along CRS, along Kg
   int32_t k_tiles = 0, splits = 1, k_tiles_per_split = 0;
   int64_t blocks() const { return tiles_n * tiles_m * splits; }
@@ -159,8 +164,9 @@ struct WgradPlan {
 };
 CNNKERN_HD WgradPlan make_wgrad_plan(const Conv2dProblem& p, int sm_count) {
   WgradPlan pl;
+  pl.bm = p.K_per_group() <= kNarrowBM ? kNarrowBM : Tile::BM;
   pl.tiles_n = (p.gemm_k() + Tile::BN - 1) / Tile::BN;
-  pl.tiles_m = (p.K_per_group() + Tile::BM - 1) / Tile::BM;
+  pl.tiles_m = (p.K_per_group() + pl.bm - 1) / pl.bm;
   pl.k_tiles = static_cast<int32_t>((p.gemm_m() + Tile::BK - 1) / Tile::BK);
   pl.k_tiles_per_split = pl.k_tiles;
   const int64_t tiles = pl.tiles_n * pl.tiles_m * p.groups;

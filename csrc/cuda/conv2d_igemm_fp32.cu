@@ -19,6 +19,7 @@
 #include "core/igemm_fp32_plan.h"
 #include "core/igemm_fp32_schedule.h"
 #include "cuda/gemm_fp32_core.cuh"
+#include "cuda/opaque_pointer.cuh"
 #include "cuda/kernel_utils.cuh"
 
 namespace cnnkern {
@@ -51,7 +52,7 @@ struct PatchStager {
   __device__ PatchStager(const FpropArgs& a, const float* x, int64_t g, int64_t n0, int k0,
                          int t) {
     const igemm::ImageRow row = patch_row(a.p, g, n0 + patch_slot(t, 0).mn);
-    base = x + row.base;
+    base = opaque_pointer(x + row.base);
     pos = row;
     tap = tap_of(a.p, k0 + patch_slot(t, 0).k);
     dst = patch_slot(t, 0).smem();

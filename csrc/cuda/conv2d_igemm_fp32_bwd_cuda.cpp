@@ -62,8 +62,9 @@ Conv2dWorkspace igemm_fp32_backward_workspace(const Conv2dProblem& p, ConvPass p
   if (!igemm_fp32_wgrad_why_not(p, at::kFloat, false).empty()) return ws;
   const igemm32::WgradPlan pl = igemm32::make_wgrad_plan(p, igemm_tc_sm_count());
   ws.per_call = pl.workspace_elems(p) * 4;
-  ws.what = "fp32 GEMM core grad-weight kernel (NCHW, 128x128x8 tiles, 4-byte cp.async "
-            "gathers; " + std::to_string(pl.tiles_m * pl.tiles_n * p.groups) + " tiles x " +
+  ws.what = "fp32 GEMM core grad-weight kernel (NCHW, " + std::to_string(pl.bm) +
+            "x128x8 tiles" + (pl.bm < 128 ? " (K/groups <= 64)" : "") +
+            ", 4-byte cp.async gathers; " + std::to_string(pl.tiles_m * pl.tiles_n * p.groups) + " tiles x " +
             std::to_string(pl.splits) + " split" + (pl.splits > 1 ? "s" : "") +
             (pl.splits > 1 ? "); bytes: split-K fp32 partial sums" : "); no workspace");
   return ws;

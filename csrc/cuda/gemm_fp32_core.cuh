@@ -123,13 +123,15 @@ __device__ __forceinline__ void multiply_stage(const float4* sa, const float4* s
   }
 }
 
-// Thread t's 8 x 8 results to C, bounded by M and N; 4 columns at once as a float4 where C's
-// n dimension is contiguous and aligned (vec_c) and all 4 are inside N.
+// Thread t's TM x 8 results to C, bounded by M and N; 4 columns at once as a float4 where C's
+// n dimension is contiguous and aligned (vec_c) and all 4 are inside N. TM = 4: the narrow
+// tile's rows tile_row(t, 0..3), all in the first 64 (multiply_stage).
+template <int TM = Tile::TM>
 __device__ __forceinline__ void store_tile(const GemmDesc& d, float* c, int64_t m0, int64_t n0,
                                            int t, bool vec_c,
-                                           const float (&acc)[Tile::TM][Tile::TN]) {
+                                           const float (&acc)[TM][Tile::TN]) {
 #pragma unroll
-  for (int i = 0; i < Tile::TM; ++i) {
+  for (int i = 0; i < TM; ++i) {
     const int64_t m = m0 + tile_row(t, i);
     if (m >= d.M) continue;
 #pragma unroll

@@ -321,12 +321,12 @@ def test_fp32_core_backward_bounds_follow_their_plan():
     # VGG16 conv3_2 float32 grad-weight on the fp32 core: M = K = 256, N = 9*256 = 2304 -> 2 x
     # 18 = 36 tiles, under a wave; 2 resident per SM -> 264 // 36 = 7 slices of 1792 k-tiles
     # (100352 pixels = 12544 k-tiles of 8): 252 blocks, 2 on the busiest SM.
-    assert sass_bounds.fp32_wgrad_plan(256, 2304, 100352) == (7, 1792)
-    assert sass_bounds.fp32_wgrad_plan(256, 2304, 200) == (1, 25)  # 25 k-tiles: no 2 x 16
+    assert sass_bounds.fp32_wgrad_plan(256, 2304, 100352) == (128, 7, 1792)
+    assert sass_bounds.fp32_wgrad_plan(256, 2304, 200) == (128, 1, 25)  # 25 k-tiles: no 2 x 16
     k = {"main_loop_mix": {"mma": 0, "ffma": 512}, "main_loop": {"instructions": 700},
          "subroutine_instrs": 0, "main_loop_shared_bytes": 512, "blocks_per_sm": 2}
     vgg = sass_bounds.LAYERS[0]
-    b = sass_bounds.igemm_fp32_wgrad_model(vgg, {"igemm_fp32_wgrad_kernel": k})
+    b = sass_bounds.igemm_fp32_wgrad_model(vgg, {"igemm_fp32_wgrad_kernel<128>": k})
     clock = 66.9e12 / (132 * 256)
     assert b.issue == pytest.approx(2 * 8 * 1792 * 700 / (4 * clock))
     assert b.fp32 == pytest.approx(2 * 2 * 128 * 128 * 1792 * 8 / (66.9e12 / 132))
@@ -342,6 +342,29 @@ def test_fp32_core_backward_bounds_follow_their_plan():
     assert d.hbm == pytest.approx(f.hbm + 2 * 4 * 256 * 256 * 9 / 3.35e12)
     with pytest.raises(sass_bounds.LoopNestChanged, match="strided grad-input"):
         sass_bounds.igemm_fp32_dgrad_model(sass_bounds.LAYERS[3], fwd)
+
+
+def test_fp32_core_wgrad_narrow_tile_follows_its_plan():
+    # ResNet-50 1x1 256->64 56x56, batch 32, float32 grad-weight: M = K = 64 <= 64 -> the 64 x
+    # 128 tile (K = 65 keeps 128). N = C = 256: 1 x 2 = 2 tiles; 32*56*56 = 100352 pixels =
+    # 12544 k-tiles; 2 x 132 // 2 = 132 slices wanted, at most 128 -> 98 k-tiles a slice,
+    # ceil(12544 / 98) = 128 slices: 256 blocks, 2 on the busiest SM.
+    assert sass_bounds.fp32_wgrad_plan(64, 256, 100352) == (64, 128, 98)
+    assert sass_bounds.fp32_wgrad_plan(65, 256, 100352) == (128, 128, 98)
+    assert sass_bounds.fp32_wgrad_plan(64, 256 * 9 * 70, 100352)[:2] == (64, 1)  # 140 tiles
+    layer = next(l for l in sass_bounds.LAYERS if l.name.startswith("ResNet-50 1x1 N32 C256->64"))
+    assert sass_bounds.igemm_fp32_wgrad_model.kernels_for(layer) == ["igemm_fp32_wgrad_kernel<64>"]
+    # The narrow tile: 4 x 8 outputs per thread, 8 x 4 x 8 = 256 FFMAs per k-tile (8 warps x
+    # 256 x 32 lanes = 65536 MACs = one 64x128x8 k-tile).
+    k = {"main_loop_mix": {"mma": 0, "ffma": 256}, "main_loop": {"instructions": 400},
+         "subroutine_instrs": 0, "main_loop_shared_bytes": 384, "blocks_per_sm": 2}
+    b = sass_bounds.igemm_fp32_wgrad_model(layer, {"igemm_fp32_wgrad_kernel<64>": k})
+    clock = 66.9e12 / (132 * 256)
+    assert b.issue == pytest.approx(2 * 8 * 98 * 400 / (4 * clock))
+    assert b.fp32 == pytest.approx(2 * 2 * 64 * 128 * 98 * 8 / (66.9e12 / 132))
+    tensors = 4 * (32 * 256 * 56 * 56 + 64 * 256 + 32 * 64 * 56 * 56)  # x, w, dy once each
+    assert b.hbm == pytest.approx((tensors + 2 * 4 * 128 * 64 * 256) / 3.35e12)
+    assert b.grid == (256, pytest.approx(256 / (132 * 2)))
 
 
 def test_fused_winograd_bounds_match_hand_worked_numbers():

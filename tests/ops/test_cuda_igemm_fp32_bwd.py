@@ -31,9 +31,10 @@ from conftest import EMU_DIR, emulator, load_testing_ops
 from igemm_tc_cases import sm_count  # noqa: F401 (a fixture)
 
 BM = BN = 128
+NARROW_BM = 64  # the narrow tile's rows (grad-input: the forward's schedule; grad-weight's plan)
 BK = 8
 THREADS = 256
-COPIES = 8  # cp.async per thread and k-tile: 4 of each operand, in both kernels
+COPIES = 8  # cp.async per thread and k-tile: 4 of each operand (the 128-row tile)
 
 
 def cdiv(a, b):
@@ -98,19 +99,45 @@ WGRAD = [
     Case("split2_one_sm", 2, 4, 12, 12, 8, 3, 3, padding=1, sms=1),
     # 1024 pixels = 128 k-tiles, CRS = 147 (2 tiles): 8 slices of 16.
     Case("split8_7x7_s2", 4, 3, 31, 31, 16, 7, 7, stride=2, padding=3),
+    # Every case above but the first has K/groups <= 64: the narrow 64-row tile. Its edges:
+    # Kg = 64 fills it; Kg = 65 takes the 128-row tile again (one partial row tile), here with
+    # 2 slices (288 pixels = 36 k-tiles); 72 = 64 + 8 likewise, no split, on 1 SM.
+    Case("narrow_full_64", 2, 5, 7, 6, 64, 3, 3, padding=1),
+    Case("wide_65_split2", 2, 4, 12, 12, 65, 3, 3, padding=1),
+    Case("wide_72_one_sm", 1, 4, 7, 7, 72, 1, 1, sms=1),
+    # The narrow tile with split-K over 2 column tiles and 2 groups: Kg = 40, CRS = 9*16 = 144;
+    # 2 x 16*16 = 512 pixels = 64 k-tiles, 2*2 = 4 tiles -> 4 slices of 16.
+    Case("narrow_groups2_split4", 2, 32, 16, 16, 80, 3, 3, padding=1, groups=2),
 ]
+
+
+def wgrad_bm(case):
+    """make_wgrad_plan's tile rows: the narrow 64 for K/groups <= 64, else 128."""
+    return NARROW_BM if case.K // case.groups <= NARROW_BM else BM
 
 
 def wgrad_splits(case):
     """core/igemm_fp32_bwd.h make_wgrad_plan, restated: the split-K slices."""
     P, Q = case.out_hw()
     cg, kg = case.C // case.groups, case.K // case.groups
-    tiles = cdiv(cg * case.R * case.S, BN) * cdiv(kg, BM) * case.groups
+    tiles = cdiv(cg * case.R * case.S, BN) * cdiv(kg, wgrad_bm(case)) * case.groups
     k_tiles = cdiv(case.N * P * Q, BK)
     if tiles >= case.sms:
         return 1
     want = min(2 * case.sms // tiles, k_tiles // 16, 128)
     return 1 if want <= 1 else cdiv(k_tiles, cdiv(k_tiles, want))
+
+
+def dgrad_splits(case):
+    """grad-input's slices: the forward's schedule (igemm32::make_schedule, checked by hand in
+    tests/internals/test_igemm_fp32_schedule.py) of the problem on dY, with the weight's K and
+    C swapped and padding dil*(R-1) - pad."""
+    P, Q = case.out_hw()
+    pad = [d * (k - 1) - p for d, k, p in zip(case.dilation, (case.R, case.S), case.padding)]
+    got, _ = load_testing_ops().igemm32_schedule(
+        [case.N, case.K, P, Q], [case.C, case.K // case.groups, case.R, case.S], [1, 1], pad,
+        list(case.dilation), case.groups, case.sms)
+    return got[5]
 
 
 def _operands(case, device):
@@ -168,31 +195,22 @@ def _check_counts(d, case, pass_):
         return
     cg, kg = case.C // case.groups, case.K // case.groups
     if pass_ == "input":  # the forward on dY: M = C/groups, N = N*H*W, reduction Kg*R*S
-        s = _dgrad_schedule(case)
-        bm = 64 if cg <= 64 else BM  # the forward's narrow tile for few output channels
-        assert s["bm"] == bm, s
+        bm = NARROW_BM if cg <= NARROW_BM else BM  # the forward's schedule
         tiles = cdiv(cg, bm) * cdiv(case.N * case.H * case.W, BN) * case.groups
-        k_tiles, splits = cdiv(kg * case.R * case.S, BK), s["splits"]
-        copies = 4 + bm // 32  # per thread and k-tile: 4 patch copies, bm/32 weight copies
+        k_tiles, splits = cdiv(kg * case.R * case.S, BK), dgrad_splits(case)
+        launches, blocks = (2 if splits > 1 else 1), tiles * splits
+        copies = COPIES if bm == BM else COPIES - 2  # bm/32 weight copies, 4 patch copies
     else:  # M = K/groups, N = C/groups*R*S, reduction over the pixels
         P, Q = case.out_hw()
-        tiles = cdiv(kg, BM) * cdiv(cg * case.R * case.S, BN) * case.groups
-        k_tiles, splits, copies = cdiv(case.N * P * Q, BK), wgrad_splits(case), COPIES
-    launches, blocks = (2 if splits > 1 else 1), tiles * splits
+        bm = wgrad_bm(case)
+        tiles = cdiv(kg, bm) * cdiv(cg * case.R * case.S, BN) * case.groups
+        k_tiles, splits = cdiv(case.N * P * Q, BK), wgrad_splits(case)
+        launches, blocks = (2 if splits > 1 else 1), tiles * splits
+        # The narrow tile stages 64 rows of dY: 2 copies per thread, and its 4 of X.
+        copies = COPIES if bm == BM else COPIES - 2
     assert d["launches"] == launches and d["blocks"] >= blocks and d["mmas"] == 0, d
     # Every k-tile lies in one slice: each tile's blocks take k_tiles k-tiles in all.
     assert d["cp_asyncs"] == tiles * k_tiles * THREADS * copies, d
-
-
-def _dgrad_schedule(case):
-    """The forward's schedule (csrc/core/igemm_fp32_schedule.h) for the problem the stride-1
-    grad-input runs: dY (K channels, P x Q) in, the flipped weight, padding dil*(R-1)-pad."""
-    pad = [d * (k - 1) - p for d, k, p in zip(case.dilation, (case.R, case.S), case.padding)]
-    got, _ = load_testing_ops().igemm32_schedule(
-        [case.N, case.K, *case.out_hw()], [case.C, case.K // case.groups, case.R, case.S],
-        [1, 1], pad, list(case.dilation), case.groups, case.sms)
-    return dict(zip(("bm", "tiles_m", "tiles_n", "groups", "k_tiles", "splits", "per", "ws"),
-                    got))
 
 
 PASSES = ([pytest.param("input", c, id=f"input-{c.id}") for c in DGRAD] +
@@ -218,7 +236,8 @@ def test_channels_last_operands(pass_, case, dev):
     assert torch.equal(_run(pass_, case, *cl), _run(pass_, case, x, w, dy))
 
 
-@pytest.mark.parametrize("case", [WGRAD[8], WGRAD[10]], ids=lambda c: c.id)
+@pytest.mark.parametrize("case", [WGRAD[8], WGRAD[10], WGRAD[12], WGRAD[14]],
+                         ids=lambda c: c.id)
 def test_split_k_is_deterministic(case, dev, sm_count):
     """The split-K slices are summed in a fixed order: the same bits under every thread and
     block order (the emulator changes its schedule between the runs)."""
