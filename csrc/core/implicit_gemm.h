@@ -80,14 +80,20 @@ struct ImageRow {
   int32_t h0 = 0, w0 = 0;
 };
 
-CNNKERN_HD ImageRow image_row(const Conv2dProblem& p, int64_t g, int64_t npq) {
-  const int64_t q = npq % p.Q, t = npq / p.Q;
-  const int64_t op = t % p.P, n = t / p.P;
+// The row of output position (n, op, q), decoded.
+CNNKERN_HD ImageRow image_row_of(const Conv2dProblem& p, int64_t g, int64_t n, int64_t op,
+                                 int64_t q) {
   ImageRow row;
   row.base = (n * p.C + g * p.C_per_group()) * p.H * p.W;
   row.h0 = static_cast<int32_t>(op * p.stride_h - p.pad_h);
   row.w0 = static_cast<int32_t>(q * p.stride_w - p.pad_w);
   return row;
+}
+
+CNNKERN_HD ImageRow image_row(const Conv2dProblem& p, int64_t g, int64_t npq) {
+  const int64_t q = npq % p.Q, t = npq / p.Q;
+  const int64_t op = t % p.P, n = t / p.P;
+  return image_row_of(p, g, n, op, q);
 }
 
 // image_row with the divisions by Q and P as FastDivmods when N*P*Q fits (npq32): the same
@@ -97,11 +103,7 @@ CNNKERN_HD ImageRow image_row(const ConvDivParams& p, int64_t g, int64_t npq) {
   int32_t q, op;
   const int32_t t = divmod32(p.div_Q, static_cast<int32_t>(npq), q);
   const int32_t n = divmod32(p.div_P, t, op);
-  ImageRow row;
-  row.base = (n * p.C + g * p.C_per_group()) * p.H * p.W;
-  row.h0 = static_cast<int32_t>(op * p.stride_h - p.pad_h);
-  row.w0 = static_cast<int32_t>(q * p.stride_w - p.pad_w);
-  return row;
+  return image_row_of(p, g, n, op, q);
 }
 
 // The input element under filter tap crs = (c, r, s) of the window at `row`, or -1.
