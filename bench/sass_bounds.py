@@ -229,6 +229,22 @@ def igemm_model(dtype: str):
     return model
 
 
+def igemm_general_dgrad_model(dtype: str):
+    """grad-input through the general kernel (DgradMap, the gather form): what a strided layer
+    runs (stride 1 takes the swapped forward of a faster kernel). Its GEMM is N*H*W x C x
+    K*R*S: every stride hole is a multiplied zero, so only 1/stride^2 of its MACs are useful
+    (the % of peak, from the layer's FLOPs, shows it)."""
+    name = _igemm(dtype).replace("FpropMap", "DgradMap")
+
+    def model(layer: Layer, kernels: Dict[str, Dict]) -> Bounds:
+        b = gemm_bounds(kernels[name], dtype, layer.N * layer.H * layer.W, layer.C,
+                        layer.K * layer.R * layer.S)
+        b.hbm = layer.tensor_bytes(DTYPE_BYTES[dtype]) / HBM
+        return b
+    model.kernels = [name]
+    return model
+
+
 # csrc/core/igemm_fp32_schedule.h, mirrored: the narrow tile's rows, the slices' limits, and
 # the busy share (per mille) under which the k-tiles are split.
 FP32_NARROW_BM, FP32_MIN_KTILES_PER_SLICE, FP32_MAX_SLICES, FP32_MIN_BUSY = 64, 8, 16, 900
@@ -629,6 +645,9 @@ ROWS = [
     ("implicit GEMM fp32 (fp32 core)", "float32", igemm_fp32_model, "conv"),
     ("igemm fp32 core dgrad (s1)", "float32", igemm_fp32_dgrad_model, "s1"),
     ("igemm fp32 core wgrad", "float32", igemm_fp32_wgrad_model, "conv"),
+    ("general igemm dgrad fp16 mma", "float16", igemm_general_dgrad_model("float16"), "strided"),
+    ("general igemm dgrad TF32 mma", "tf32", igemm_general_dgrad_model("tf32"), "strided"),
+    ("general igemm dgrad fp32 SIMT", "float32", igemm_general_dgrad_model("float32"), "strided"),
     ("Winograd F(4x4) fp32", "float32", winograd4_model, "3x3s1"),
     ("Winograd F(4x4) fused fp32", "float32", winograd_fused_model(4), "3x3s1"),
     ("Winograd F(2x2) fused fp32", "float32", winograd_fused_model(2), "3x3s1"),
@@ -645,6 +664,8 @@ def _applies(kind: str, layer: Layer) -> bool:
         return True
     if kind == "s1":  # grad-input as a forward: stride 1 only (strided: the general kernel)
         return layer.stride == 1
+    if kind == "strided":
+        return layer.stride > 1
     return layer.R == 3 and layer.S == 3 and layer.stride == 1  # "3x3s1"
 
 

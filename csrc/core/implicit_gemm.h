@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "core/conv2d_divisors.h"
 #include "core/conv2d_problem.h"
 #include "core/int_math.h"
 #include "core/macros.h"
@@ -79,9 +80,9 @@ struct ImageRow {
   int32_t h0 = 0, w0 = 0;
 };
 
-CNNKERN_HD ImageRow image_row(const Conv2dProblem& p, int64_t g, int64_t npq) {
-  const int64_t q = npq % p.Q, t = npq / p.Q;
-  const int64_t op = t % p.P, n = t / p.P;
+// The row of output position (n, op, q), decoded.
+CNNKERN_HD ImageRow image_row_of(const Conv2dProblem& p, int64_t g, int64_t n, int64_t op,
+                                 int64_t q) {
   ImageRow row;
   row.base = (n * p.C + g * p.C_per_group()) * p.H * p.W;
   row.h0 = static_cast<int32_t>(op * p.stride_h - p.pad_h);
@@ -89,12 +90,28 @@ CNNKERN_HD ImageRow image_row(const Conv2dProblem& p, int64_t g, int64_t npq) {
   return row;
 }
 
+CNNKERN_HD ImageRow image_row(const Conv2dProblem& p, int64_t g, int64_t npq) {
+  const int64_t q = npq % p.Q, t = npq / p.Q;
+  const int64_t op = t % p.P, n = t / p.P;
+  return image_row_of(p, g, n, op, q);
+}
+
+// image_row with the divisions by Q and P as FastDivmods when N*P*Q fits (npq32): the same
+// row. grad-weight decodes one per k-tile in its tile loop.
+CNNKERN_HD ImageRow image_row(const ConvDivParams& p, int64_t g, int64_t npq) {
+  if (!p.npq32) return image_row(static_cast<const Conv2dProblem&>(p), g, npq);
+  int32_t q, op;
+  const int32_t t = divmod32(p.div_Q, static_cast<int32_t>(npq), q);
+  const int32_t n = divmod32(p.div_P, t, op);
+  return image_row_of(p, g, n, op, q);
+}
+
 // The input element under filter tap crs = (c, r, s) of the window at `row`, or -1.
-CNNKERN_HD int64_t image_at(const Conv2dProblem& p, const ImageRow& row, int64_t crs) {
-  const int32_t S = static_cast<int32_t>(p.S), R = static_cast<int32_t>(p.R);
-  const int32_t k = static_cast<int32_t>(crs);
-  const int32_t s = k % S, u = k / S;
-  const int32_t r = u % R, c = u / R;
+// crs < C/groups*R*S < 2^30 (index32_why_not): FastDivmod range.
+CNNKERN_HD int64_t image_at(const ConvDivParams& p, const ImageRow& row, int64_t crs) {
+  int32_t s, r;
+  const int32_t u = divmod32(p.div_S, static_cast<int32_t>(crs), s);
+  const int32_t c = divmod32(p.div_R, u, r);
   const int32_t h = row.h0 + r * static_cast<int32_t>(p.dil_h);
   const int32_t w = row.w0 + s * static_cast<int32_t>(p.dil_w);
   if (h < 0 || h >= p.H || w < 0 || w >= p.W) return -1;
@@ -102,18 +119,18 @@ CNNKERN_HD int64_t image_at(const Conv2dProblem& p, const ImageRow& row, int64_t
 }
 
 struct FpropMap {
-  using Params = Conv2dProblem;
+  using Params = ConvDivParams;
   static constexpr Pass kPass = Pass::Fprop;
   // GEMMs per launch (grid z without splits): one per group.
   static CNNKERN_HD int64_t batches(const Params& prob) { return prob.groups; }
   static constexpr bool a_m_contiguous = true;   // consecutive m = consecutive q
   using ARow = ImageRow;
   using BRow = int64_t;
-  Conv2dProblem p;
+  ConvDivParams p;
   int64_t g;
   int64_t M, N, K;
 
-  CNNKERN_HD FpropMap(const Conv2dProblem& prob, int64_t group)
+  CNNKERN_HD FpropMap(const ConvDivParams& prob, int64_t group)
       : p(prob), g(group), M(prob.gemm_m()), N(prob.K_per_group()), K(prob.gemm_k()) {}
 
   CNNKERN_HD ARow a_row(int64_t m) const { return image_row(p, g, m); }
@@ -132,7 +149,7 @@ struct FpropMap {
 };
 
 struct DgradMap {
-  using Params = Conv2dProblem;
+  using Params = ConvDivParams;
   static constexpr Pass kPass = Pass::Dgrad;
   static CNNKERN_HD int64_t batches(const Params& prob) { return prob.groups; }
   static constexpr bool a_m_contiguous = true;   // consecutive m = consecutive w -> q (stride 1)
@@ -143,11 +160,11 @@ struct DgradMap {
   struct BRow {
     int64_t base = 0;        // weight offset of (g*Kg + kk, c = 0, r, s)
   };
-  Conv2dProblem p;
+  ConvDivParams p;
   int64_t g;
   int64_t M, N, K;
 
-  CNNKERN_HD DgradMap(const Conv2dProblem& prob, int64_t group)
+  CNNKERN_HD DgradMap(const ConvDivParams& prob, int64_t group)
       : p(prob), g(group), M(prob.N * prob.H * prob.W), N(prob.C_per_group()),
         K(prob.K_per_group() * prob.R * prob.S) {}
 
@@ -161,22 +178,24 @@ struct DgradMap {
     return row;
   }
   // grad_out(n, kk, p, q) with h = p*stride - pad + r*dil, i.e. p = (h + pad - r*dil) / stride.
+  // Every divided value is in [0, 2^30) (index32_why_not): FastDivmod range.
   CNNKERN_HD int64_t a_at(const ARow& row, int64_t k) const {
-    const int32_t S = static_cast<int32_t>(p.S), R = static_cast<int32_t>(p.R);
-    const int32_t k32 = static_cast<int32_t>(k);
-    const int32_t s = k32 % S, u = k32 / S;
-    const int32_t r = u % R, kk = u / R;
+    int32_t s, r;
+    const int32_t u = divmod32(p.div_S, static_cast<int32_t>(k), s);
+    const int32_t kk = divmod32(p.div_R, u, r);
     const int32_t hh = row.hp - r * static_cast<int32_t>(p.dil_h);
     const int32_t ww = row.wp - s * static_cast<int32_t>(p.dil_w);
     if (hh < 0 || ww < 0) return -1;
-    const int32_t sh = static_cast<int32_t>(p.stride_h), sw = static_cast<int32_t>(p.stride_w);
-    const int32_t op = hh / sh, q = ww / sw;
-    if (op * sh != hh || q * sw != ww || op >= p.P || q >= p.Q) return -1;
+    int32_t hrem, wrem;
+    const int32_t op = divmod32(p.div_stride_h, hh, hrem);
+    const int32_t q = divmod32(p.div_stride_w, ww, wrem);
+    if (hrem != 0 || wrem != 0 || op >= p.P || q >= p.Q) return -1;
     return row.base + (static_cast<int64_t>(kk) * p.P + op) * p.Q + q;
   }
   CNNKERN_HD BRow b_row(int64_t k) const {
-    const int32_t RS = static_cast<int32_t>(p.R * p.S), k32 = static_cast<int32_t>(k);
-    const int32_t rs = k32 % RS, kk = k32 / RS;
+    const int32_t RS = static_cast<int32_t>(p.R * p.S);
+    int32_t rs;
+    const int32_t kk = divmod32(p.div_RS, static_cast<int32_t>(k), rs);
     BRow row;
     row.base = (g * p.K_per_group() + kk) * N * RS + rs;
     return row;
@@ -193,7 +212,7 @@ struct DgradMap {
 };
 
 struct WgradMap {
-  using Params = Conv2dProblem;
+  using Params = ConvDivParams;
   static constexpr Pass kPass = Pass::Wgrad;
   static CNNKERN_HD int64_t batches(const Params& prob) { return prob.groups; }
   static constexpr bool a_m_contiguous = false;  // A(k_out, (n,p,q)): contiguous in q
@@ -201,16 +220,24 @@ struct WgradMap {
     int64_t base = 0;  // grad_out offset of (n, g*Kg, p, q) for reduction index (n, p, q)
   };
   using BRow = ImageRow;  // B((n,p,q), (c,r,s)) = input under the window of (n, p, q)
-  Conv2dProblem p;
+  ConvDivParams p;
   int64_t g;
   int64_t M, N, K;
 
-  CNNKERN_HD WgradMap(const Conv2dProblem& prob, int64_t group)
+  CNNKERN_HD WgradMap(const ConvDivParams& prob, int64_t group)
       : p(prob), g(group), M(prob.K_per_group()), N(prob.gemm_k()), K(prob.gemm_m()) {}
 
   CNNKERN_HD ARow a_row(int64_t k) const {
     const int64_t pq = p.P * p.Q;
-    const int64_t n = k / pq, rest = k % pq;
+    int64_t n, rest;
+    if (p.npq32) {
+      int32_t rest32;
+      n = divmod32(p.div_PQ, static_cast<int32_t>(k), rest32);
+      rest = rest32;
+    } else {
+      n = k / pq;
+      rest = k % pq;
+    }
     ARow row;
     row.base = (n * p.K + g * M) * pq + rest;
     return row;

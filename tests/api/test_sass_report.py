@@ -300,6 +300,25 @@ def test_tensor_core_backward_bounds_follow_their_plans():
         sass_bounds.igemm_tc_dgrad_model("float16")(sass_bounds.LAYERS[3], fwd_k)
 
 
+def test_general_dgrad_model_runs_the_gather_gemm_over_every_input_position():
+    # ResNet-50 3x3 s2 (N32 C128 K128 56x56 -> 28x28) grad-input through DgradMap: M = N*H*W =
+    # 32*56*56 = 100352 -> 1568 m-tiles x C/64 = 2 n-tiles = 3136 blocks, 24 on the busiest of
+    # 132 SMs; K*R*S = 1152 = 72 k-tiles of 16, stride holes included.
+    layer = sass_bounds.Layer("3x3 s2", 32, 128, 56, 56, 128, stride=2)
+    k = {"main_loop_mix": {"mma": 4, "ffma": 0}, "main_loop": {"instructions": 488},
+         "subroutine_instrs": 0, "main_loop_shared_bytes": 1024, "blocks_per_sm": 3}
+    model = sass_bounds.igemm_general_dgrad_model("float16")
+    assert model.kernels == ["igemm_kernel<__half, DgradMap, MmaCompute<MmaOp<__half> > >"]
+    b = model(layer, {model.kernels[0]: k})
+    clock = 66.9e12 / (132 * 256)
+    assert b.issue == pytest.approx(24 * 8 * 72 * 488 / (4 * clock))
+    assert b.tensor == pytest.approx(24 * 2 * 64 * 64 * 1152 / (989.4e12 * 2 / 3 / 132))
+    assert b.grid == (3136, pytest.approx(3136 / (132 * 3)))
+    # only strided convolutions take it (stride 1 has the swapped-forward kernels)
+    assert sass_bounds._applies("strided", layer)
+    assert not sass_bounds._applies("strided", sass_bounds.Layer("3x3", 32, 128, 56, 56, 128))
+
+
 def test_fp32_core_gemm_bounds_match_hand_worked_numbers():
     # Winograd F(4x4) on VGG16 conv3_2 through the fp32 core: 36 GEMMs of M = K = 256 channels,
     # N = 32*14*14 = 6272 tiles, reduction C = 256. 2 x 49 tiles of 128 x 128 per GEMM = 98
