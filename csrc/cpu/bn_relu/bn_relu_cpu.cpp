@@ -115,6 +115,34 @@ void apply_impl(const at::Tensor& z, const at::Tensor& scale, const at::Tensor& 
   });
 }
 
+// The residual tail of a ResNet block: out = relu(z * scale + shift + residual), one pass
+// instead of apply, then the block's `out += identity` and ReLU. The sum rounds as torch's
+// unfused sequence does (the BN value first, then the residual added), so the output is
+// bitwise torch's add + relu of the same BN output; its backward masks by out > 0.
+template <typename T>
+void apply_add_relu_impl(const at::Tensor& z, const at::Tensor& scale, const at::Tensor& shift,
+                         const at::Tensor& residual, at::Tensor& out) {
+  const int64_t N = z.size(0), K = z.size(1), HW = z.size(2) * z.size(3);
+  const T* zp = z.const_data_ptr<T>();
+  const T* rp = residual.const_data_ptr<T>();
+  const T* a = scale.const_data_ptr<T>();
+  const T* b = shift.const_data_ptr<T>();
+  T* op = out.mutable_data_ptr<T>();
+  at::parallel_for(0, N * K, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t k = p % K;
+      const T sa = a[k], sb = b[k];
+      const T* x = zp + p * HW;
+      const T* r = rp + p * HW;
+      T* y = op + p * HW;
+      for (int64_t i = 0; i < HW; ++i) {
+        const T v = bn_affine(x[i], sa, sb) + r[i];
+        y[i] = v < T(0) ? T(0) : v;  // NaN stays NaN, as torch.relu
+      }
+    }
+  });
+}
+
 // The backward's work unit is one (image, channel) plane (NCHW) or a block of rows of all
 // channels (channels_last), whatever the shape: many channels of tiny planes (32x512x7x7)
 // and few channels of big ones (1x64x112x112) both give enough units for every thread. Each
@@ -245,6 +273,17 @@ void apply(const at::Tensor& z, const at::Tensor& scale, const at::Tensor& shift
                              [&] { apply_impl<scalar_t>(z, scale, shift, act, out); });
 }
 
+void apply_add_relu(const at::Tensor& z, const at::Tensor& scale, const at::Tensor& shift,
+                    const at::Tensor& residual, at::Tensor& out) {
+  // float16/bfloat16 would round the BN value before the add, unlike the float32 fallback of
+  // the other kernels; the Python caller runs them unfused instead.
+  TORCH_CHECK(z.scalar_type() == at::kFloat || z.scalar_type() == at::kDouble,
+              "cnnkern.bn_add_relu_train: the CPU kernel supports float32 and float64; got ",
+              z.scalar_type());
+  AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "cnnkern_bn_apply_add_relu_cpu",
+                             [&] { apply_add_relu_impl<scalar_t>(z, scale, shift, residual, out); });
+}
+
 void grad_sums(const at::Tensor& dy, const at::Tensor& z, const at::Tensor& scale,
                const at::Tensor& shift, const at::Tensor& mean, const BnActivation& act,
                at::Tensor& sum_g, at::Tensor& sum_gx) {
@@ -271,7 +310,7 @@ const BnReluKernels& bn_relu_cpu_kernels() {
   using cpu::via_float32;
   static const BnReluKernels k{via_float32<stats>, via_float32<apply>, via_float32<grad_sums>,
                                via_float32<grad_z>, /*backward_reads_channels_last=*/true,
-                               /*backward_reads_batch_strided=*/true};
+                               /*backward_reads_batch_strided=*/true, apply_add_relu};
   return k;
 }
 
