@@ -43,20 +43,31 @@ def measure(name: str, batch: int, size: int, rounds: int, metric: str, engines)
     return interleaved_ms(steps, rounds, metric)
 
 
-def compare_main(argv, description: str, default_models: str, engines) -> int:
-    """The command line of a before / after fusion comparison (this file's and
-    bench/resnet_residual_fusion.py's): one row per model, torch / kept / fused."""
+def timing_parser(description: str) -> argparse.ArgumentParser:
+    """--threads, --rounds, --metric: the timing options of these in-process comparisons."""
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--models", default=default_models)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--size", type=int, default=224)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--metric", choices=["wall", "busiest"], default="wall")
-    args = p.parse_args(argv)
+    return p
+
+
+def start_timing(args):
+    """Sets the thread count and prints the header line (versions, CPU, load); returns args."""
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__} | {cnnkern.tuning.cpu_model()} | {args.threads} threads | "
           f"metric {args.metric} | load {os.getloadavg()[0]:.1f} before")
+    return args
+
+
+def compare_main(argv, description: str, default_models: str, engines) -> int:
+    """The command line of a before / after fusion comparison (this file's and
+    bench/resnet_residual_fusion.py's): one row per model, torch / kept / fused."""
+    p = timing_parser(description)
+    p.add_argument("--models", default=default_models)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--size", type=int, default=224)
+    args = start_timing(p.parse_args(argv))
     print(f"{'model':14} {'torch ms':>10} {'kept ms':>10} {'fused ms':>10} "
           f"{'torch/kept':>11} {'torch/fused':>12}")
     for name in args.models.split(","):

@@ -41,3 +41,26 @@ def test_tiny_run_prints_one_row_per_model(capsys):
     cells = row[0].split()
     assert len(cells) == 6 and all(float(c) > 0 for c in cells[1:4])
     assert cells[4].endswith("x") and cells[5].endswith("x")
+
+
+def test_tail_bench_prints_one_row_per_shape(capsys):
+    from bench import residual_tail
+
+    assert residual_tail.main(["--rounds", "1", "--threads", "1"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("(")]
+    assert len(rows) == len(residual_tail.SHAPES)
+    for row in rows:
+        cells = row.rsplit(None, 3)
+        assert float(cells[1]) > 0 and float(cells[2]) > 0 and cells[3].endswith("x")
+
+
+def test_tail_bench_kept_and_fused_compute_the_same():
+    from bench import residual_tail
+
+    grads = []
+    for name in ("kept", "fused"):
+        inputs = residual_tail.tail_inputs((2, 4, 5, 5))
+        residual_tail.tails(*inputs)[name]()
+        grads.append([t.grad for t in inputs[:4]])
+    for a, b in zip(*grads):
+        assert a is not None and torch.equal(a, b)
