@@ -159,3 +159,15 @@ def test_opcheck():
     z, r, w, b, _ = case((2, 3, 4, 5), torch.float64, seed=7)
     args = (z.requires_grad_(), r.requires_grad_(), w.requires_grad_(), b.requires_grad_(), 1e-5)
     torch.library.opcheck(ops.bn_add_relu_train.default, args)
+
+
+def test_functional_residual_half_types_run_unfused_and_match_torch():
+    # No fused kernel for bfloat16 (it would round the BN value differently): BN, add, relu.
+    x, wt, gamma, beta, r = conv_args(seed=2)
+    out = cnnkern.conv_bn_relu(x.bfloat16(), wt.bfloat16(), None, gamma.bfloat16(),
+                               beta.bfloat16(), None, None, True, padding=1,
+                               residual=r.bfloat16())
+    ref = torch.relu(F.batch_norm(F.conv2d(x, wt, padding=1), None, None, gamma, beta, True)
+                     + r)
+    assert out.dtype == torch.bfloat16
+    assert_close(out, ref)
