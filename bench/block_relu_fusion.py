@@ -33,36 +33,55 @@ def relu_call_kept(model):
         return cnnkern.convert(model)
 
 
-def measure(name: str, batch: int, size: int, rounds: int, metric: str) -> dict:
+def measure(name: str, batch: int, size: int, rounds: int, metric: str, engines) -> dict:
+    """Median ms per training step of each engine(s) built from torchvision's `name`:
+    engines(base) -> {"torch": base, "kept": before the change, "fused": after}."""
     x, labels = inputs(batch, size)
     base = model_engines.build_model(name)
     model_engines.calibrate_batch_norm(base, x)  # no denormals (model_engines says why)
-    engines = {"torch": base, "cnnkern_relu_kept": relu_call_kept(base),
-               "cnnkern": cnnkern.convert(base)}
-    steps = {k: model_engines.train_step(m, x, labels) for k, m in engines.items()}
+    steps = {k: model_engines.train_step(m, x, labels) for k, m in engines(base).items()}
     return interleaved_ms(steps, rounds, metric)
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", default="googlenet")
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--size", type=int, default=224)
+def timing_parser(description: str) -> argparse.ArgumentParser:
+    """--threads, --rounds, --metric: the timing options of these in-process comparisons."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--metric", choices=["wall", "busiest"], default="wall")
-    args = p.parse_args(argv)
+    return p
+
+
+def start_timing(args):
+    """Sets the thread count and prints the header line (versions, CPU, load); returns args."""
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__} | {cnnkern.tuning.cpu_model()} | {args.threads} threads | "
           f"metric {args.metric} | load {os.getloadavg()[0]:.1f} before")
+    return args
+
+
+def compare_main(argv, description: str, default_models: str, engines) -> int:
+    """The command line of a before / after fusion comparison (this file's and
+    bench/resnet_residual_fusion.py's): one row per model, torch / kept / fused."""
+    p = timing_parser(description)
+    p.add_argument("--models", default=default_models)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--size", type=int, default=224)
+    args = start_timing(p.parse_args(argv))
     print(f"{'model':14} {'torch ms':>10} {'kept ms':>10} {'fused ms':>10} "
           f"{'torch/kept':>11} {'torch/fused':>12}")
     for name in args.models.split(","):
-        r = measure(name, args.batch, args.size, args.rounds, args.metric)
-        t, k, f = r["torch"], r["cnnkern_relu_kept"], r["cnnkern"]
+        r = measure(name, args.batch, args.size, args.rounds, args.metric, engines)
+        t, k, f = r["torch"], r["kept"], r["fused"]
         print(f"{name:14} {t:10.1f} {k:10.1f} {f:10.1f} {t / k:10.2f}x {t / f:11.2f}x")
     print(f"load {os.getloadavg()[0]:.1f} after")
     return 0
+
+
+def main(argv=None) -> int:
+    return compare_main(argv, __doc__.splitlines()[0], "googlenet",
+                        lambda base: {"torch": base, "kept": relu_call_kept(base),
+                                      "fused": cnnkern.convert(base)})
 
 
 if __name__ == "__main__":

@@ -219,7 +219,8 @@ def conv_bn_relu(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch
                  stride: IntOrPair = 1, padding: Union[IntOrPair, str] = 0,
                  dilation: IntOrPair = 1, groups: int = 1, *, relu: bool = True,
                  relu_max: Optional[float] = None, algo: str = "auto",
-                 fold: Optional[Callable] = None) -> torch.Tensor:
+                 fold: Optional[Callable] = None,
+                 residual: Optional[torch.Tensor] = None) -> torch.Tensor:
     """relu(batch_norm(conv2d(input, weight, bias, ...), ...)) in one fused layer.
 
     Arguments as F.conv2d and F.batch_norm (momentum is the already-resolved exponential
@@ -234,6 +235,11 @@ def conv_bn_relu(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch
     Training: the conv, then one statistics pass and one normalise+ReLU pass over its output
     (cnnkern::bn_relu_train; cnnkern/_registrations/bn_relu.py says what is saved for
     backward).
+
+    residual (relu=True only, no relu_max): relu(batch_norm(conv2d(...)) + residual), a ResNet
+    block's tail; residual has the output's shape. Training on the CPU in float32/float64 runs
+    it in the same two passes (cnnkern::bn_add_relu_train); elsewhere (eval, CUDA, half
+    types) as batch_norm, then add, then relu.
     """
     op = "cnnkern.conv_bn_relu"
     x, unbatched, stride, pad, dilation, groups = _conv_args(op, input, weight, stride, padding,
@@ -248,6 +254,19 @@ def conv_bn_relu(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch
             raise ValueError(f"{op}: relu_max must be a positive finite number; got "
                              f"{relu_max!r}")
         relu_max = float(relu_max)
+    if residual is not None:
+        if not isinstance(residual, torch.Tensor):
+            raise TypeError(f"{op}: residual must be a Tensor or None; got "
+                            f"{type(residual).__name__}")
+        if not relu or relu_max is not None:
+            raise ValueError(f"{op}: residual needs relu=True and no relu_max (it computes "
+                             f"relu(bn(conv) + residual)); got relu={relu}, "
+                             f"relu_max={relu_max}")
+        if unbatched:
+            residual = residual.unsqueeze(0)
+        return _with_residual(op, x, weight, bias, bn_weight, bn_bias, running_mean,
+                              running_var, training, momentum, eps, stride, pad, dilation,
+                              groups, algo, fold, residual, unbatched)
     if not training:
         if running_mean is None or running_var is None:
             raise ValueError(f"{op}: running_mean and running_var are needed when not training "
@@ -270,6 +289,40 @@ def conv_bn_relu(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch
             # An empty batch leaves the running statistics as they were (as F.batch_norm).
             _update_running_stats(running_mean, running_var, mean, var, count, momentum)
     return out.squeeze(0) if unbatched else out
+
+
+def _with_residual(op, x, weight, bias, bn_weight, bn_bias, running_mean, running_var,
+                   training, momentum, eps, stride, pad, dilation, groups, algo, fold, residual,
+                   unbatched):
+    """conv_bn_relu's residual form, arguments already checked and resolved."""
+    if not training:
+        w, b = (fold or fold_bn)(weight, bias, bn_weight, bn_bias, running_mean, running_var, eps)
+        z = folded_conv(x, w, b, stride, pad, dilation, groups, relu=False, algo=algo)
+        _check_residual(op, residual, z)
+        out = torch.relu(z + residual)
+        return out.squeeze(0) if unbatched else out
+    z = folded_conv(x, weight, bias, stride, pad, dilation, groups, relu=False, algo=algo)
+    _check_residual(op, residual, z)
+    if z.device.type == "cpu" and z.dtype in (torch.float32, torch.float64):
+        out, mean, _invstd, var = _ops.bn_add_relu_train(z, residual, bn_weight, bn_bias,
+                                                         float(eps))
+    else:
+        # No fused kernel here (CUDA's table has none; float16/bfloat16 would round the BN
+        # value before the add): the unfused sequence, as torchvision's block runs it.
+        bn, mean, _invstd, var = _ops.bn_relu_train(z, bn_weight, bn_bias, float(eps), False,
+                                                    None)
+        out = torch.relu(bn + residual)
+    count = z.numel() // max(z.shape[1], 1)
+    if count > 0 and (running_mean is not None or running_var is not None):
+        _update_running_stats(running_mean, running_var, mean, var, count, momentum)
+    return out.squeeze(0) if unbatched else out
+
+
+def _check_residual(op, residual, z):
+    if residual.shape != z.shape or residual.device != z.device or residual.dtype != z.dtype:
+        raise ValueError(f"{op}: residual must match the conv output (shape {list(z.shape)}, "
+                         f"{z.dtype}, {z.device}); got shape {list(residual.shape)}, "
+                         f"{residual.dtype}, {residual.device}")
 
 
 def folded_conv(x, w, b, stride, pad, dilation, groups, *, relu, algo):

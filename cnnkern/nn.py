@@ -155,7 +155,8 @@ class _ConvBNCore:
     _fold_cache = None
 
     def _conv_bn(self, conv: "Conv2d", bn: nn.BatchNorm2d, input: torch.Tensor,
-                 relu: bool, relu_max: Optional[float] = None) -> torch.Tensor:
+                 relu: bool, relu_max: Optional[float] = None,
+                 residual: Optional[torch.Tensor] = None) -> torch.Tensor:
         padding = conv.padding
         if conv.padding_mode != "zeros":
             input = F.pad(input, conv._reversed_padding_repeated_twice, mode=conv.padding_mode)
@@ -172,7 +173,7 @@ class _ConvBNCore:
                              bn.running_mean if keep else None, bn.running_var if keep else None,
                              batch_stats, factor, bn.eps, conv.stride, padding, conv.dilation,
                              conv.groups, relu=relu, relu_max=relu_max, algo=conv.algo,
-                             fold=self._fold)
+                             fold=self._fold, residual=residual)
 
     def _fold(self, weight, bias, bn_weight, bn_bias, running_mean, running_var, eps):
         """functional.fold_bn, from the cache unless the sources changed."""
@@ -356,6 +357,16 @@ class FusedConvBatchNorm2d(_ConvBNCore, Conv2d):
         # A ReLU module shared with another call site stays after this layer: the mark lets
         # it skip this output (cnnkern/_relu_mark.py).
         return mark_relu_applied(out) if self.fused_relu and self.relu_max is None else out
+
+    def forward_residual(self, input: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """relu(bn(conv(input)) + residual): a ResNet block's tail, the add and the ReLU fused
+        in (cnnkern/_block_forward.py calls it); this layer must not fuse a ReLU itself."""
+        if self.fused_relu:
+            raise RuntimeError(f"{type(self).__name__}.forward_residual: this layer already "
+                               f"fuses a ReLU after its BN ({self.bn_name!r})")
+        if input.dim() != 4:
+            raise ValueError(f"expected 4D input (got {input.dim()}D input)")
+        return self._conv_bn(self, self.bn, input, True, residual=residual)
 
     def extra_repr(self) -> str:
         what = "bn" if not self.fused_relu else (

@@ -107,6 +107,12 @@ CNNKERN_TORCH_LIBRARY(m) {
   m.def(
       "bn_relu_train(Tensor z, Tensor? bn_weight, Tensor? bn_bias, float eps, bool relu, "
       "float? relu_max=None) -> (Tensor, Tensor, Tensor, Tensor)");
+  // A ResNet block's tail: relu(BN(z) + residual) in the statistics pass and one apply pass
+  // (same returns). Backward (cnnkern/_registrations/bn_relu.py): the gradient masked by
+  // out > 0 is the residual's, and bn_relu_backward(relu=False) of it gives z's.
+  m.def(
+      "bn_add_relu_train(Tensor z, Tensor residual, Tensor? bn_weight, Tensor? bn_bias, "
+      "float eps) -> (Tensor, Tensor, Tensor, Tensor)");
   // Its backward: (grad_z, grad_bn_weight, grad_bn_bias) in one reduction pass and one grad_z
   // pass; the conv's autograd node takes grad_z from there.
   m.def(

@@ -14,7 +14,8 @@ class ConvertEntry:
     """One layer (or chain) `convert` looked at.
 
     kind: "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
-    "conv_bn_relu" or "conv_bn"; for layers never replaced, the kind of their row in
+    "conv_bn_relu", "conv_bn" or "residual_add_relu" (a ResNet block whose tail add + ReLU
+    joined its last fused conv); for layers never replaced, the kind of their row in
     cnnkern.conversion.eligibility.LAYERS ("conv1d", "lp_pool2d", "quantized_conv2d", ...).
     name: the module's qualified name (the conv's for a chain; "" is the model itself);
     replaced: whether it was; detail: what it became, or why it was not.

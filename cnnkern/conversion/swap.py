@@ -12,7 +12,7 @@ from typing import Dict, List
 from torch import nn
 
 from .. import nn as cnn
-from .._block_forward import FusedBlockForward
+from .._block_forward import FusedBlockForward, ResidualBlockForward, residual_block_convs
 from .._relu_mark import SkipAppliedReLU
 from ..nn import FusedAwayBatchNorm2d, FusedConvBatchNorm2d, output_survives_in_place_change
 from .chains import Chain, analyse
@@ -26,7 +26,7 @@ def _set_module(root: nn.Module, path: str, new: nn.Module) -> None:
 
 
 def convert(model: nn.Module, algo: str = "auto", fuse: bool = True, *, inplace: bool = False,
-            report: bool = False):
+            report: bool = False, fuse_residual: bool = True):
     """`model` with its convolutions, pooling layers and Conv-BN(-ReLU) chains on cnnkern.
 
     Replaces every nn.Conv2d by cnnkern.nn.Conv2d(algo=algo), nn.ConvTranspose2d by
@@ -48,6 +48,11 @@ def convert(model: nn.Module, algo: str = "auto", fuse: bool = True, *, inplace:
     objects, so an optimiser built on `model` before still trains the result).
 
     report=True returns (model, ConvertReport) instead of the model.
+
+    fuse_residual=True (with fuse): in each torchvision ResNet BasicBlock / Bottleneck whose
+    convs fused, the tail `out += identity; relu(out)` joins the last conv + BN as well
+    (cnnkern/_block_forward.py, ResidualBlockForward; report kind "residual_add_relu").
+    False keeps the add and the ReLU as torch ops (the comparison in bench/resnet_residual_fusion.py).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"cnnkern.convert: model must be an nn.Module; got {type(model).__name__}")
@@ -139,6 +144,13 @@ def convert(model: nn.Module, algo: str = "auto", fuse: bool = True, *, inplace:
                 _set_module(model, path, replacement)
     for block, conv_name in blocks:   # after the swap: the fused conv is in place
         block.forward = FusedBlockForward(block, conv_name)
+    if fuse and fuse_residual:
+        for name, m in model.named_modules():
+            found = residual_block_convs(m)
+            if found is not None:
+                m.forward = ResidualBlockForward(m, *found)
+                rep.entries.append(ConvertEntry(name, "residual_add_relu", True,
+                                                f"{found[1]} + BN + residual add + ReLU fused"))
     if fallbacks:
         warnings.warn(f"cnnkern.convert: algo {algo!r} cannot run {len(fallbacks)} layer(s) "
                       f"({', '.join(fallbacks[:5])}{', ...' if len(fallbacks) > 5 else ''}); "

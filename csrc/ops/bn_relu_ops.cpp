@@ -133,17 +133,19 @@ bool contiguous_planes(const at::Tensor& t) {
 
 }  // namespace
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bn_relu_train_op(
+namespace {
+
+// The training forward of both ops: checks, the statistics pass, then `apply_pass(z, scale,
+// shift, out)` on the contiguous z. The output keeps z's layout, as F.batch_norm's does.
+template <typename ApplyPass>
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> train_forward(
     const BnReluKernels& kern, const at::Tensor& z_, const c10::optional<at::Tensor>& bn_weight,
-    const c10::optional<at::Tensor>& bn_bias, double eps, bool relu,
-    c10::optional<double> relu_max) {
+    const c10::optional<at::Tensor>& bn_bias, double eps, const ApplyPass& apply_pass) {
   check_rank(kOp, "z (the conv output)", z_, 4);
-  const BnActivation act = activation(kOp, relu, relu_max);
   const int64_t K = z_.size(1);
   check_affine("bn_weight", bn_weight, z_, K);
   check_affine("bn_bias", bn_bias, z_, K);
   TORCH_CHECK(eps > 0, kOp, ": eps must be positive; got ", eps);
-  // The kernels run on NCHW; the output keeps z's layout, as F.batch_norm's does.
   const at::MemoryFormat fmt = z_.suggest_memory_format();
   const at::Tensor z = z_.contiguous();
   const int64_t M = z.size(0) * z.size(2) * z.size(3);
@@ -163,8 +165,37 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bn_relu_train_op(
   kern.stats(z, eps, mean, var, invstd);
   const auto [scale, shift] = scale_shift(bn_weight, bn_bias, mean, invstd, opts);
   at::Tensor out = at::empty_like(z);
-  kern.apply(z, scale, shift, act, out);
+  apply_pass(z, scale, shift, out);
   return {in_memory_format(out, fmt), mean, invstd, var};
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bn_relu_train_op(
+    const BnReluKernels& kern, const at::Tensor& z, const c10::optional<at::Tensor>& bn_weight,
+    const c10::optional<at::Tensor>& bn_bias, double eps, bool relu,
+    c10::optional<double> relu_max) {
+  const BnActivation act = activation(kOp, relu, relu_max);
+  return train_forward(kern, z, bn_weight, bn_bias, eps,
+                       [&](const at::Tensor& zc, const at::Tensor& scale, const at::Tensor& shift,
+                           at::Tensor& out) { kern.apply(zc, scale, shift, act, out); });
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bn_add_relu_train_op(
+    const BnReluKernels& kern, const at::Tensor& z, const at::Tensor& residual,
+    const c10::optional<at::Tensor>& bn_weight, const c10::optional<at::Tensor>& bn_bias,
+    double eps) {
+  constexpr const char* op = "cnnkern.bn_add_relu_train";
+  TORCH_CHECK(kern.apply_add_relu != nullptr, op, ": no kernel for ", z.device().type(),
+              " tensors (cnnkern.conv_bn_relu with a residual runs bn, add and relu there)");
+  check_same_device_dtype(op, "z", z, "residual", residual);
+  TORCH_CHECK(residual.sizes() == z.sizes(), op, ": residual must have the size of z (the "
+              "conv output) ", sizes_str(z.sizes()), "; got ", sizes_str(residual.sizes()));
+  return train_forward(kern, z, bn_weight, bn_bias, eps,
+                       [&](const at::Tensor& zc, const at::Tensor& scale, const at::Tensor& shift,
+                           at::Tensor& out) {
+                         kern.apply_add_relu(zc, scale, shift, residual.contiguous(), out);
+                       });
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> bn_relu_backward_op(

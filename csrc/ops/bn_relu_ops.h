@@ -58,6 +58,11 @@ struct BnReluKernels {
   // channel slice, which torch.cat's backward hands every branch of an inception module) as
   // it is, else a contiguous copy. False unless a backend's kernels say so.
   bool backward_reads_batch_strided = false;
+  // out = relu(z * scale[k] + shift[k] + residual) (z, residual, out contiguous NCHW): the
+  // ResNet block tail of bn_add_relu_train_op. Null where a backend has no such kernel (the
+  // op then says so; cnnkern.functional runs the unfused sequence there).
+  void (*apply_add_relu)(const at::Tensor& z, const at::Tensor& scale, const at::Tensor& shift,
+                         const at::Tensor& residual, at::Tensor& out) = nullptr;
 };
 
 // relu_max (with relu only): the upper clamp, y = min(max(v, 0), relu_max).
@@ -67,6 +72,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bn_relu_train_op(
     const BnReluKernels& kern, const at::Tensor& z, const c10::optional<at::Tensor>& bn_weight,
     const c10::optional<at::Tensor>& bn_bias, double eps, bool relu,
     c10::optional<double> relu_max);
+
+// y = relu(bn(z) + residual), a ResNet block's tail, the batch statistics as bn_relu_train_op
+// (same return values). Its backward is bn_relu_backward_op (relu=false) on the gradient
+// masked by y > 0, which is also the residual's gradient (cnnkern/_registrations/bn_relu.py).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bn_add_relu_train_op(
+    const BnReluKernels& kern, const at::Tensor& z, const at::Tensor& residual,
+    const c10::optional<at::Tensor>& bn_weight, const c10::optional<at::Tensor>& bn_bias,
+    double eps);
 
 // Returns (grad_z, grad_bn_weight, grad_bn_bias); the grads of absent gamma/beta are still
 // returned (the sums are computed anyway) and ignored by the caller.

@@ -140,6 +140,13 @@ struct BackendOps {
     return bn_relu_train_op(BnRelu(), z, bn_weight, bn_bias, eps, relu, relu_max);
   }
 
+  static std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bn_add_relu_train(
+      const at::Tensor& z, const at::Tensor& residual, const c10::optional<at::Tensor>& bn_weight,
+      const c10::optional<at::Tensor>& bn_bias, double eps) {
+    Guard guard(z);
+    return bn_add_relu_train_op(BnRelu(), z, residual, bn_weight, bn_bias, eps);
+  }
+
   static std::tuple<at::Tensor, at::Tensor, at::Tensor> bn_relu_backward(
       const at::Tensor& grad_out, const at::Tensor& z, const at::Tensor& mean,
       const at::Tensor& invstd, const c10::optional<at::Tensor>& bn_weight,
@@ -165,6 +172,7 @@ void register_backend_ops(torch::Library& m) {
   m.impl("adaptive_avg_pool2d_backward", TORCH_FN(Ops::adaptive_avg_pool2d_backward));
   m.impl("bn_relu_train", TORCH_FN(Ops::bn_relu_train));
   m.impl("bn_relu_backward", TORCH_FN(Ops::bn_relu_backward));
+  m.impl("bn_add_relu_train", TORCH_FN(Ops::bn_add_relu_train));
 }
 
 }  // namespace cnnkern

@@ -31,6 +31,8 @@ OPS = {
                          True),
     "conv_bn_relu_train": (lambda x, w, b: cnnkern.conv_bn_relu(
         x, w, None, b, b * 0.5, *_rm_rv(), True, 0.1, 1e-5, padding=1), (5, 6), True),
+    "conv_bn_add_relu_train": (lambda x, w, b: cnnkern.conv_bn_relu(
+        x, w, None, b, b * 0.5, *_rm_rv(), True, 0.1, 1e-5, padding=1, residual=x), (5, 6), True),
     "conv_bn_eval": (lambda x, w, b: cnnkern.conv_bn_relu(
         x, w, None, b, b * 0.5, *_rm_rv(), False, relu=False), (5, 6), True),
     "max_pool2d": (lambda x: cnnkern.max_pool2d(x, 2, 1, 1, ceil_mode=True), (5, 6), False),

@@ -9,7 +9,7 @@ import sys
 # (csrc/cpu/common/isa_report_op.cpp): the public API of the extension.
 PUBLIC_OPS = {
     "conv2d", "conv2d_relu", "conv2d_backward_input", "conv2d_backward_weight",
-    "bn_relu_train", "bn_relu_backward",
+    "bn_relu_train", "bn_relu_backward", "bn_add_relu_train",
     "max_pool2d_with_indices", "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
     "adaptive_avg_pool2d", "adaptive_avg_pool2d_backward",
     "conv2d_algorithms", "conv2d_known_algorithms", "conv2d_why_not", "conv2d_select",

@@ -78,20 +78,27 @@ void stats_impl(const at::Tensor& z, double eps, at::Tensor& mean, at::Tensor& v
   });
 }
 
-template <typename T>
-void apply_impl(const at::Tensor& z, const at::Tensor& scale, const at::Tensor& shift,
-                const BnActivation& act, at::Tensor& out) {
-  const int64_t N = z.size(0), K = z.size(1), HW = z.size(2) * z.size(3);
+// The apply passes' walk: plane(p, sa, sb, x, y, HW) for each (image, channel) plane p of
+// the contiguous NCHW z and out, with its channel's scale and shift, planes split over threads.
+template <typename T, typename Plane>
+void for_each_plane(const at::Tensor& z, const at::Tensor& scale, const at::Tensor& shift,
+                    at::Tensor& out, const Plane& plane) {
+  const int64_t K = z.size(1), HW = z.size(2) * z.size(3);
   const T* zp = z.const_data_ptr<T>();
   const T* a = scale.const_data_ptr<T>();
   const T* b = shift.const_data_ptr<T>();
   T* op = out.mutable_data_ptr<T>();
-  at::parallel_for(0, N * K, 1, [&](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; ++p) {
-      const int64_t k = p % K;
-      const T sa = a[k], sb = b[k];
-      const T* x = zp + p * HW;
-      T* y = op + p * HW;
+  at::parallel_for(0, z.size(0) * K, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p)
+      plane(p, a[p % K], b[p % K], zp + p * HW, op + p * HW, HW);
+  });
+}
+
+template <typename T>
+void apply_impl(const at::Tensor& z, const at::Tensor& scale, const at::Tensor& shift,
+                const BnActivation& act, at::Tensor& out) {
+  for_each_plane<T>(z, scale, shift, out,
+                    [&](int64_t, const T sa, const T sb, const T* x, T* y, int64_t HW) {
       if (act.relu && act.has_max) {
         // The clamp branch is taken on p = z * sa >= hi = max - sb, the comparison the
         // backward's mask makes (bn_relu_core_impl.h); min(v, max) keeps y <= max where v
@@ -111,6 +118,23 @@ void apply_impl(const at::Tensor& z, const at::Tensor& scale, const at::Tensor& 
       } else {
         for (int64_t i = 0; i < HW; ++i) y[i] = bn_affine(x[i], sa, sb);
       }
+  });
+}
+
+// The residual tail of a ResNet block: out = relu(z * scale + shift + residual), one pass
+// instead of apply, then the block's `out += identity` and ReLU. The sum rounds as torch's
+// unfused sequence does (the BN value first, then the residual added), so the output is
+// bitwise torch's add + relu of the same BN output; its backward masks by out > 0.
+template <typename T>
+void apply_add_relu_impl(const at::Tensor& z, const at::Tensor& scale, const at::Tensor& shift,
+                         const at::Tensor& residual, at::Tensor& out) {
+  const T* rp = residual.const_data_ptr<T>();
+  for_each_plane<T>(z, scale, shift, out,
+                    [&](int64_t p, const T sa, const T sb, const T* x, T* y, int64_t HW) {
+    const T* r = rp + p * HW;
+    for (int64_t i = 0; i < HW; ++i) {
+      const T v = bn_affine(x[i], sa, sb) + r[i];
+      y[i] = v < T(0) ? T(0) : v;  // NaN stays NaN, as torch.relu
     }
   });
 }
@@ -245,6 +269,17 @@ void apply(const at::Tensor& z, const at::Tensor& scale, const at::Tensor& shift
                              [&] { apply_impl<scalar_t>(z, scale, shift, act, out); });
 }
 
+void apply_add_relu(const at::Tensor& z, const at::Tensor& scale, const at::Tensor& shift,
+                    const at::Tensor& residual, at::Tensor& out) {
+  // float16/bfloat16 would round the BN value before the add, unlike the float32 fallback of
+  // the other kernels; the Python caller runs them unfused instead.
+  TORCH_CHECK(z.scalar_type() == at::kFloat || z.scalar_type() == at::kDouble,
+              "cnnkern.bn_add_relu_train: the CPU kernel supports float32 and float64; got ",
+              z.scalar_type());
+  AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "cnnkern_bn_apply_add_relu_cpu",
+                             [&] { apply_add_relu_impl<scalar_t>(z, scale, shift, residual, out); });
+}
+
 void grad_sums(const at::Tensor& dy, const at::Tensor& z, const at::Tensor& scale,
                const at::Tensor& shift, const at::Tensor& mean, const BnActivation& act,
                at::Tensor& sum_g, at::Tensor& sum_gx) {
@@ -271,7 +306,7 @@ const BnReluKernels& bn_relu_cpu_kernels() {
   using cpu::via_float32;
   static const BnReluKernels k{via_float32<stats>, via_float32<apply>, via_float32<grad_sums>,
                                via_float32<grad_z>, /*backward_reads_channels_last=*/true,
-                               /*backward_reads_batch_strided=*/true};
+                               /*backward_reads_batch_strided=*/true, apply_add_relu};
   return k;
 }
 
