@@ -31,13 +31,6 @@
 #include "core/int_math.h"
 #include "core/macros.h"
 
-// #pragma unroll for nvcc only (g++ -Wall would warn about an unknown pragma).
-#if defined(__CUDACC__)
-#define CNNKERN_UNROLL _Pragma("unroll")
-#else
-#define CNNKERN_UNROLL
-#endif
-
 namespace cnnkern {
 namespace igemm {
 
