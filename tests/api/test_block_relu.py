@@ -17,6 +17,7 @@ import torch.nn.functional as F
 import cnnkern
 from cnnkern._block_forward import FusedBlockForward
 from conftest import assert_close
+from model_match import check_matches, run
 
 RELUS = {
     "F.relu_inplace": lambda x: F.relu(x, inplace=True),
@@ -74,16 +75,6 @@ class PlusOne(tnn.Module):
 BLOCKS = ["stem", "a", "b.0", "b.1"]
 
 
-def run(model, x, mode):
-    model.train(mode)
-    x = x.clone().requires_grad_()
-    out = model(x)
-    out.square().sum().backward()
-    grads = {k: p.grad.clone() for k, p in model.named_parameters()}
-    model.zero_grad(set_to_none=True)
-    return out.detach(), x.grad, grads
-
-
 @pytest.mark.parametrize("relu", list(RELUS))
 def test_block_relu_is_fused_and_the_model_matches(relu):
     torch.manual_seed(0)
@@ -100,15 +91,7 @@ def test_block_relu_is_fused_and_the_model_matches(relu):
     assert "forward" not in vars(model.extra) and not model.extra.conv.fused_relu
     assert "the F.relu call after it stays" in report.entry("extra.conv").detail
     x = torch.randn(3, 3, 8, 8, dtype=torch.float64)
-    for mode in (True, False, True):   # running statistics carry over from train to eval
-        out, gx, grads = run(model, x, mode)
-        ref, rx, rgrads = run(original, x, mode)
-        assert_close(out, ref)
-        assert_close(gx, rx)
-        for k in rgrads:
-            assert_close(grads[k], rgrads[k], msg=k)
-    for k, v in original.state_dict().items():
-        assert_close(model.state_dict()[k].double(), v.double(), msg=k)
+    check_matches(model, original, x)
 
 
 def test_fused_block_does_not_call_the_relu_again(monkeypatch):
